@@ -1,0 +1,524 @@
+/**
+ * An `LlmClient` for any server that speaks OpenAI's `/v1/chat/completions`: OpenAI itself, vLLM,
+ * Ollama, DeepSeek, Qwen (DashScope's compatible mode), LM Studio, llama.cpp's server, and callm's
+ * own mock and gateway.
+ *
+ * Built on Effect's `HttpClient`; `layer` runs it on undici (`@effect/platform-node`'s
+ * `NodeHttpClient`) with one keep-alive connection pool per base URL.
+ *
+ * - `complete`: one POST, the JSON body checked against `ChatResponse`.
+ * - `stream`: SSE parsed into chunks as bytes arrive (events and multi-byte characters split across
+ *   network reads are reassembled). Interrupting the stream aborts the HTTP request. A stream that ends
+ *   before `data: [DONE]` fails with `StreamInterrupted` carrying the text so far (or `Transport`, when
+ *   not one chunk had arrived).
+ * - `completeMany`: the server's `/batch` endpoint (callm's mock and gateway have one) when `batch` is
+ *   `"auto"` and the server answers it, otherwise the items run concurrently, `concurrency` at a time.
+ *
+ * Requests are validated before anything is sent: an invalid one fails with `BadRequest` naming the
+ * field. Every HTTP status and connection failure becomes an `LlmError` (see `OpenAiError`).
+ *
+ * @example
+ * ```ts
+ * import { Effect, Redacted } from "effect"
+ * import { ChatRequest, ChatResponse, LlmClient } from "@callm/core"
+ * import { OpenAiClient } from "@callm/openai"
+ *
+ * const program = LlmClient.complete(ChatRequest.fromPrompt("gpt-4o-mini", "Say hi")).pipe(
+ *   Effect.map(ChatResponse.text),
+ *   Effect.provide(OpenAiClient.layerConfig()) // OPENAI_API_KEY, OPENAI_BASE_URL
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { ChatChunk, ChatRequest, ChatResponse, LlmClient, LlmError } from "@callm/core"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Sse from "effect/encoding/Sse"
+import { constTrue } from "effect/Function"
+import * as HttpClient from "effect/http/HttpClient"
+import type * as HttpClientError from "effect/http/HttpClientError"
+import * as HttpClientRequest from "effect/http/HttpClientRequest"
+import type * as HttpClientResponse from "effect/http/HttpClientResponse"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Pull from "effect/Pull"
+import * as Redacted from "effect/Redacted"
+import * as Result from "effect/Result"
+import * as Stream from "effect/Stream"
+import * as OpenAiError from "./OpenAiError.ts"
+
+/**
+ * Base URLs of well-known OpenAI-compatible servers (each already ends in its API version).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const baseUrls = {
+  openai: "https://api.openai.com/v1",
+  deepseek: "https://api.deepseek.com/v1",
+  /** Alibaba Cloud DashScope, compatible mode (international endpoint; mainland China: dashscope.aliyuncs.com). */
+  qwen: "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+  /** `ollama serve` on its default port. */
+  ollama: "http://localhost:11434/v1",
+  /** `vllm serve <model>` on its default port. */
+  vllm: "http://localhost:8000/v1",
+  /** `callm mock` on its default port. */
+  mock: "http://127.0.0.1:8790/v1"
+} as const
+
+/**
+ * Options of the provider.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The server's base URL including its version path, e.g. `http://localhost:8000/v1`. Default: OpenAI. */
+  readonly baseUrl?: string | undefined
+  /** Sent as `Authorization: Bearer ...`. Omit for servers without auth (Ollama, a local vLLM). */
+  readonly apiKey?: Redacted.Redacted<string> | undefined
+  /** Extra headers on every request (`OpenAI-Organization`, `OpenAI-Project`, a gateway's routing header). */
+  readonly headers?: Readonly<Record<string, string>> | undefined
+  /** The name errors and metrics use for this upstream. Default: the base URL's host. */
+  readonly name?: string | undefined
+  /**
+   * How `completeMany` sends its items:
+   * - `"auto"` (default): the server's `/batch` endpoint; if it answers 404 or 405, concurrent calls from
+   *   then on.
+   * - `"endpoint"`: always the `/batch` endpoint.
+   * - `"concurrent"`: always concurrent `complete` calls.
+   */
+  readonly batch?: "auto" | "endpoint" | "concurrent" | undefined
+  /** Items per `/batch` request; larger arrays are split. Default 64. */
+  readonly maxBatchSize?: number | undefined
+  /** Calls in flight for concurrent `completeMany`. Default 16. */
+  readonly concurrency?: number | undefined
+  /** Ask streams for a final usage chunk (`stream_options.include_usage`). Default true. */
+  readonly includeUsage?: boolean | undefined
+  /**
+   * Record an HTTP client span per request (Effect's `HttpClient` tracing). Default false: callm's
+   * observability plugin records one span per call, and the per-request span costs time on the hot path.
+   */
+  readonly httpSpans?: boolean | undefined
+}
+
+/**
+ * Options of the connection pool `layer` builds (undici `Agent` options).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolOptions {
+  /** Time allowed to open a connection; a connect timeout fails with `Timeout` (`connect`). Default 10 s. */
+  readonly connectTimeoutMs?: number | undefined
+  /** Connections per origin. Default: no limit (undici's default). */
+  readonly connections?: number | undefined
+  /** How long an idle keep-alive connection is kept. Default 4 s (undici's default). */
+  readonly keepAliveTimeoutMs?: number | undefined
+}
+
+type Headers = Readonly<Record<string, string | undefined>>
+
+/**
+ * Builds the provider on the `HttpClient` in context.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function* (options: Options = {}) {
+  const http = yield* HttpClient.HttpClient
+  const baseUrl = (options.baseUrl ?? baseUrls.openai).replace(/\/+$/, "")
+  const provider = options.name ?? hostOf(baseUrl)
+  const includeUsage = options.includeUsage ?? true
+  const concurrency = options.concurrency ?? LlmClient.defaultConcurrency
+  const maxBatchSize = Math.max(1, options.maxBatchSize ?? 64)
+  const batchMode = options.batch ?? "auto"
+  let batchEndpoint: boolean | undefined =
+    batchMode === "endpoint" ? true : batchMode === "concurrent" ? false : undefined
+
+  const headers: Record<string, string> = { ...options.headers }
+  if (options.apiKey !== undefined) headers.authorization = `Bearer ${Redacted.value(options.apiKey)}`
+  const completionsRequest = HttpClientRequest.post(`${baseUrl}/chat/completions`, { headers, acceptJson: true })
+  const streamRequest = HttpClientRequest.post(`${baseUrl}/chat/completions`, {
+    headers: { ...headers, accept: "text/event-stream" }
+  })
+  const batchRequest = HttpClientRequest.post(`${baseUrl}/batch`, { headers, acceptJson: true })
+
+  const fail = (reason: LlmError.Reason, model: string | undefined) =>
+    Effect.fail(LlmError.make(reason, { provider, model }))
+
+  const send = (request: HttpClientRequest.HttpClientRequest, model: string) => {
+    const execute = http.execute(request)
+    return Effect.catchTag(
+      options.httpSpans === true ? execute : Effect.provideService(execute, HttpClient.TracerDisabledWhen, constTrue),
+      "HttpClientError",
+      (error) => fail(OpenAiError.reasonFromHttpClientError(error), model)
+    )
+  }
+
+  const failFromResponse = (response: HttpClientResponse.HttpClientResponse, model: string) =>
+    Effect.flatMap(
+      Effect.orElseSucceed(response.text, () => ""),
+      (text) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          fail(
+            OpenAiError.reasonFromStatus(
+              response.status,
+              response.headers as Headers,
+              OpenAiError.parseErrorText(text),
+              now
+            ),
+            model
+          )
+        )
+    )
+
+  const readJson = (
+    response: HttpClientResponse.HttpClientResponse,
+    model: string
+  ): Effect.Effect<unknown, LlmError.LlmError> =>
+    Effect.flatMap(
+      Effect.catchTag(response.text, "HttpClientError", (error) =>
+        fail(
+          new LlmError.Transport({
+            description: `The connection dropped while reading the response: ${error.message}`
+          }),
+          model
+        )
+      ),
+      (text) => {
+        const parsed = Result.try(() => JSON.parse(text) as unknown)
+        return Result.isSuccess(parsed)
+          ? Effect.succeed(parsed.success)
+          : fail(
+              new LlmError.InvalidResponse({
+                status: response.status,
+                description: `The response body is not valid JSON: ${text.slice(0, 200)}`
+              }),
+              model
+            )
+      }
+    )
+
+  const completeValid = (
+    request: ChatRequest.ChatRequest
+  ): Effect.Effect<ChatResponse.ChatResponse, LlmError.LlmError> =>
+    Effect.flatMap(
+      send(
+        HttpClientRequest.bodyText(
+          completionsRequest,
+          JSON.stringify(ChatRequest.toWireBody(request)),
+          "application/json"
+        ),
+        request.model
+      ),
+      (response) =>
+        response.status < 200 || response.status >= 300
+          ? failFromResponse(response, request.model)
+          : Effect.flatMap(readJson(response, request.model), (json) => {
+              const decoded = ChatResponse.decode(json)
+              return Result.isSuccess(decoded) ? Effect.succeed(decoded.success) : fail(decoded.failure, request.model)
+            })
+    )
+
+  const complete = (request: ChatRequest.ChatRequest) => Effect.flatMap(validate(request, provider), completeValid)
+
+  const stream = (request: ChatRequest.ChatRequest): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
+    Stream.unwrap(
+      Effect.flatMap(validate(request, provider), (valid) =>
+        Effect.map(
+          send(
+            HttpClientRequest.bodyText(
+              streamRequest,
+              JSON.stringify(ChatRequest.toWireBody(valid, { stream: true, include_usage: includeUsage })),
+              "application/json"
+            ),
+            valid.model
+          ),
+          (response): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
+            response.status < 200 || response.status >= 300
+              ? Stream.fromEffect(failFromResponse(response, valid.model))
+              : sseChunks(response.stream, { provider, model: valid.model })
+        )
+      )
+    )
+
+  const concurrent = LlmClient.completeManyConcurrently(complete, concurrency)
+
+  const itemResult = (item: unknown, model: string, now: number): LlmClient.ItemResult => {
+    const record = (typeof item === "object" && item !== null ? item : {}) as Record<string, unknown>
+    const status = typeof record.status === "number" ? record.status : 0
+    if (status >= 200 && status < 300 && record.response !== undefined) {
+      const decoded = ChatResponse.decode(record.response)
+      return Result.isSuccess(decoded)
+        ? Result.succeed(decoded.success)
+        : Result.fail(LlmError.make(decoded.failure, { provider, model }))
+    }
+    if (status >= 400) {
+      return Result.fail(
+        LlmError.make(OpenAiError.reasonFromStatus(status, {}, OpenAiError.parseErrorBody(record), now), {
+          provider,
+          model
+        })
+      )
+    }
+    return Result.fail(
+      LlmError.make(new LlmError.InvalidResponse({ description: "A batch item has neither a response nor an error" }), {
+        provider,
+        model
+      })
+    )
+  }
+
+  /** One `/batch` request; `undefined` when the server has no batch endpoint. */
+  const sendBatch = (
+    group: ReadonlyArray<ChatRequest.ChatRequest>
+  ): Effect.Effect<ReadonlyArray<LlmClient.ItemResult> | undefined> => {
+    const model = group[0]!.model
+    const body = JSON.stringify(group.map((request) => ChatRequest.toWireBody(request)))
+    const failAll = (error: LlmError.LlmError) => group.map(() => Result.fail(error))
+    return send(HttpClientRequest.bodyText(batchRequest, body, "application/json"), model).pipe(
+      Effect.flatMap((response): Effect.Effect<ReadonlyArray<LlmClient.ItemResult> | undefined, LlmError.LlmError> => {
+        if ((response.status === 404 || response.status === 405) && batchMode === "auto") {
+          return Effect.as(
+            Effect.orElseSucceed(response.text, () => ""),
+            undefined
+          )
+        }
+        if (response.status < 200 || response.status >= 300) return failFromResponse(response, model)
+        return Effect.flatMap(readJson(response, model), (json) =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            Array.isArray(json) && json.length === group.length
+              ? Effect.succeed(group.map((request, index) => itemResult(json[index], request.model, now)))
+              : fail(
+                  new LlmError.InvalidResponse({
+                    description: `The batch endpoint answered ${Array.isArray(json) ? `${json.length} items for ${group.length}` : "something that is not an array"}`
+                  }),
+                  model
+                )
+          )
+        )
+      }),
+      Effect.catch((error: LlmError.LlmError) => Effect.succeed(failAll(error)))
+    )
+  }
+
+  const viaBatch = (requests: ReadonlyArray<ChatRequest.ChatRequest>) =>
+    Effect.gen(function* () {
+      const checked = requests.map((request): Result.Result<ChatRequest.ChatRequest, LlmError.LlmError> => {
+        const result = ChatRequest.validateResult(request)
+        return Result.isSuccess(result)
+          ? Result.succeed(result.success)
+          : Result.fail(LlmError.make(result.failure, { provider, model: (request as { model?: string }).model }))
+      })
+      const valid: Array<ChatRequest.ChatRequest> = []
+      for (const item of checked) if (Result.isSuccess(item)) valid.push(item.success)
+      const groups: Array<ReadonlyArray<ChatRequest.ChatRequest>> = []
+      for (let start = 0; start < valid.length; start += maxBatchSize)
+        groups.push(valid.slice(start, start + maxBatchSize))
+      const answered = yield* Effect.forEach(groups, sendBatch, { concurrency })
+      if (answered.some((group) => group === undefined)) {
+        batchEndpoint = false
+        return yield* concurrent(requests)
+      }
+      batchEndpoint = true
+      const results = answered.flatMap((group) => group ?? [])
+      let cursor = 0
+      return checked.map(
+        (item): LlmClient.ItemResult => (Result.isSuccess(item) ? results[cursor++]! : Result.fail(item.failure))
+      )
+    })
+
+  const completeMany = (
+    requests: ReadonlyArray<ChatRequest.ChatRequest>
+  ): Effect.Effect<ReadonlyArray<LlmClient.ItemResult>> =>
+    requests.length === 0
+      ? Effect.succeed([])
+      : Effect.suspend(() => (batchEndpoint === false ? concurrent(requests) : viaBatch(requests)))
+
+  return LlmClient.make({ complete, stream, completeMany })
+})
+
+const validate = (request: ChatRequest.ChatRequest, provider: string) =>
+  Effect.mapError(ChatRequest.validate(request), (error) =>
+    LlmError.make(error.reason, { provider, model: error.model })
+  )
+
+/** Whether a chunk carries anything for the caller: content, a tool call, a finish reason or usage. */
+const isSubstantive = (chunk: ChatChunk.ChatChunk): boolean =>
+  chunk.usage != null ||
+  chunk.choices.some(
+    (choice) =>
+      choice.finish_reason != null ||
+      !!choice.delta.content ||
+      !!choice.delta.refusal ||
+      !!choice.delta.reasoning_content ||
+      (choice.delta.tool_calls != null && choice.delta.tool_calls.length > 0)
+  )
+
+const hostOf = (url: string): string => {
+  const parsed = Result.try(() => new URL(url))
+  return Result.isSuccess(parsed) ? parsed.success.host : url
+}
+
+/**
+ * Parses an SSE body into chunks as bytes arrive, with Effect's SSE parser, and decides how the stream
+ * ended: `[DONE]` ends it; the body ending without it, a connection error, a malformed event or an
+ * error event fails it. After the first chunk with content has reached the caller, every such failure
+ * is `StreamInterrupted` with the text so far, so nothing downstream repeats text already shown.
+ *
+ * Hand-written as one pull transform (rather than `decodeText` + `Sse.decode` + `mapEffect`) because
+ * it tracks how the stream ended and the text delivered so far in one place, on the hot path.
+ */
+const sseChunks = (
+  body: Stream.Stream<Uint8Array, HttpClientError.HttpClientError>,
+  context: { readonly provider: string; readonly model: string }
+): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
+  Stream.transformPull(body, (pull) =>
+    Effect.sync(() => {
+      const decoder = new TextDecoder()
+      let buffer: Array<ChatChunk.ChatChunk> = []
+      let failure: LlmError.Reason | undefined
+      let done = false
+      let ended = false
+      let text = ""
+      let delivered = 0
+
+      const failWith = (reason: LlmError.Reason) => {
+        failure ??= reason
+      }
+      const parser = Sse.makeParser((event) => {
+        if (done || failure !== undefined || event._tag === "Retry") return
+        if (event.data === "[DONE]") {
+          done = true
+          return
+        }
+        const parsed = Result.try(() => JSON.parse(event.data) as unknown)
+        if (Result.isFailure(parsed)) {
+          return failWith(
+            new LlmError.InvalidResponse({ description: `A stream event is not JSON: ${event.data.slice(0, 200)}` })
+          )
+        }
+        const json = parsed.success
+        if (typeof json === "object" && json !== null && "error" in json) {
+          const body = OpenAiError.parseErrorBody(json)
+          const status = Number(body.code)
+          return failWith(
+            Number.isInteger(status) && status >= 400
+              ? OpenAiError.reasonFromStatus(status, {}, body, 0)
+              : new LlmError.ServerError({ status: 200, description: body.message ?? "The server sent an error event" })
+          )
+        }
+        const chunk = ChatChunk.decode(json)
+        if (Result.isFailure(chunk)) return failWith(chunk.failure)
+        buffer.push(chunk.success)
+      })
+
+      const feed = (bytes: Uint8Array | undefined) => {
+        const error = parser.feed(bytes === undefined ? decoder.decode() : decoder.decode(bytes, { stream: true }))
+        if (error !== undefined) failWith(new LlmError.InvalidResponse({ description: error.message }))
+      }
+
+      /** Past the first delivered chunk, any failure is an interruption carrying the text so far. */
+      const stop = (reason: LlmError.Reason): Effect.Effect<never, LlmError.LlmError> =>
+        Effect.fail(
+          LlmError.make(
+            delivered === 0
+              ? reason
+              : new LlmError.StreamInterrupted({ text, chunks: delivered, description: reason.message }),
+            context
+          )
+        )
+
+      const loop: Pull.Pull<ReadonlyArray<ChatChunk.ChatChunk>, LlmError.LlmError> = Effect.suspend(() => {
+        // Chunks that say nothing yet (the opening `role: "assistant"` one) wait for the first chunk
+        // that does, so a failure before any content fails as itself (retryable), not as an interruption.
+        if (buffer.length > 0 && (done || ended || buffer.some(isSubstantive))) {
+          const out = buffer
+          buffer = []
+          for (const chunk of out) text += ChatChunk.text(chunk)
+          delivered += out.length
+          return Effect.succeed(out)
+        }
+        if (failure !== undefined) {
+          buffer = []
+          return stop(failure)
+        }
+        if (done) return Cause.done()
+        if (ended) return stop(new LlmError.Transport({ description: "The stream ended before [DONE]" }))
+        return pull.pipe(
+          Effect.flatMap((arrays) => {
+            for (const bytes of arrays) feed(bytes)
+            return loop
+          }),
+          Pull.catchDone(() => {
+            ended = true
+            feed(undefined)
+            return loop
+          }),
+          Effect.catchTag("HttpClientError", (error) =>
+            stop(
+              new LlmError.Transport({
+                description: `The connection dropped mid-stream: ${error.reason.description ?? error.message}`
+              })
+            )
+          )
+        )
+      })
+      return loop as Pull.Pull<readonly [ChatChunk.ChatChunk, ...Array<ChatChunk.ChatChunk>], LlmError.LlmError>
+    })
+  )
+
+/**
+ * The provider on an `HttpClient` you provide (a custom undici `Dispatcher`, a test transport, `fetch`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerWithHttpClient = (
+  options: Options = {}
+): Layer.Layer<LlmClient.LlmClient, never, HttpClient.HttpClient> => Layer.effect(LlmClient.LlmClient, make(options))
+
+/**
+ * The provider on undici, with its own keep-alive connection pool (one pool per origin), closed when the
+ * layer's scope closes.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options & PoolOptions = {}): Layer.Layer<LlmClient.LlmClient> =>
+  layerWithHttpClient(options).pipe(
+    Layer.provide(
+      NodeHttpClient.layerUndiciOptions({
+        connect: { timeout: options.connectTimeoutMs ?? 10_000 },
+        ...(options.connections === undefined ? {} : { connections: options.connections }),
+        ...(options.keepAliveTimeoutMs === undefined ? {} : { keepAliveTimeout: options.keepAliveTimeoutMs })
+      })
+    )
+  )
+
+/**
+ * The provider configured from the environment: `OPENAI_API_KEY` (optional, for servers without auth)
+ * and `OPENAI_BASE_URL` (default OpenAI). Explicit options win over the environment.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Options & PoolOptions = {}
+): Layer.Layer<LlmClient.LlmClient, Config.ConfigError> =>
+  Layer.unwrap(
+    Effect.gen(function* () {
+      const apiKey = yield* Config.option(Config.Redacted("OPENAI_API_KEY"))
+      const baseUrl = yield* Config.option(Config.String("OPENAI_BASE_URL"))
+      return layer({
+        ...options,
+        apiKey: options.apiKey ?? Option.getOrUndefined(apiKey),
+        baseUrl: options.baseUrl ?? Option.getOrUndefined(baseUrl)
+      })
+    })
+  )

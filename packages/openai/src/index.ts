@@ -1,0 +1,11 @@
+/**
+ * @callm/openai: the callm provider for any OpenAI-compatible `/v1/chat/completions` server, over
+ * Effect's HttpClient on undici.
+ *
+ * @since 0.1.0
+ */
+
+/** @since 0.1.0 */
+export * as OpenAiClient from "./OpenAiClient.ts"
+/** @since 0.1.0 */
+export * as OpenAiError from "./OpenAiError.ts"

@@ -1,0 +1,397 @@
+import * as Http from "node:http"
+import type { AddressInfo } from "node:net"
+import { inspect } from "node:util"
+import { ChatChunk, ChatRequest, ChatResponse, LlmClient, type LlmError } from "@callm/core"
+import { OpenAiClient } from "@callm/openai"
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Effect, Fiber, Redacted, Result, Stream } from "effect"
+import { eventually, mockServer, provider } from "./MockFixture.ts"
+
+const ask = (prompt: string, options: Omit<ChatRequest.ChatRequest, "model" | "messages"> = {}) =>
+  ChatRequest.fromPrompt("mock-small", prompt, options)
+
+const collect = (request: ChatRequest.ChatRequest) => Stream.runCollect(LlmClient.stream(request))
+
+/** Runs a stream to its end or failure, keeping the chunks that arrived before a failure. */
+const collectUntilFailure = (request: ChatRequest.ChatRequest) =>
+  Effect.gen(function* () {
+    const chunks: Array<ChatChunk.ChatChunk> = []
+    const exit = yield* Effect.result(
+      Stream.runForEach(LlmClient.stream(request), (chunk) => Effect.sync(() => chunks.push(chunk)))
+    )
+    return { chunks, error: Result.isFailure(exit) ? exit.failure : undefined }
+  })
+
+describe("OpenAiClient against the mock server", () => {
+  it.live("completes a chat: text, finish reason and usage", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 12 })
+      const response = yield* LlmClient.complete(ask("Hello there")).pipe(Effect.provide(provider(mock)))
+      assert.strictEqual(response.object, "chat.completion")
+      assert.strictEqual(ChatResponse.finishReason(response), "stop")
+      assert.strictEqual(ChatResponse.usage(response).completion_tokens, 12)
+      assert.isAbove(ChatResponse.text(response).length, 0)
+      assert.strictEqual(mock.stats().completions, 1)
+    })
+  )
+
+  it.live("streams the same text the same request completes with, and ends with usage", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 20 })
+      const layer = provider(mock)
+      const whole = yield* LlmClient.complete(ask("same", { seed: 7 })).pipe(Effect.provide(layer))
+      const chunks = yield* collect(ask("same", { seed: 7 })).pipe(Effect.provide(layer))
+      assert.strictEqual(chunks.map(ChatChunk.text).join(""), ChatResponse.text(whole))
+      const last = chunks[chunks.length - 1]!
+      assert.deepStrictEqual(last.choices, [])
+      assert.strictEqual(last.usage?.completion_tokens, 20)
+      assert.strictEqual(mock.stats().streams, 1)
+    })
+  )
+
+  it.live("echoes multi-byte text through mock-echo, streamed and not", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const layer = provider(mock)
+      const text = "héllo 世界 👋🏽 — ok"
+      const request = ChatRequest.fromPrompt("mock-echo", text)
+      assert.strictEqual(ChatResponse.text(yield* LlmClient.complete(request).pipe(Effect.provide(layer))), text)
+      assert.strictEqual((yield* collect(request).pipe(Effect.provide(layer))).map(ChatChunk.text).join(""), text)
+    })
+  )
+
+  it.live("honours max_tokens with finish_reason length", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 50 })
+      const response = yield* LlmClient.complete(ask("long", { max_tokens: 5 })).pipe(Effect.provide(provider(mock)))
+      assert.strictEqual(ChatResponse.finishReason(response), "length")
+      assert.strictEqual(ChatResponse.usage(response).completion_tokens, 5)
+    })
+  )
+
+  it.live("rejects invalid parameters before anything is sent", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const layer = provider(mock)
+      for (const bad of [{ temperature: 3 }, { top_p: -1 }, { max_tokens: 0 }, { stop: ["a", "b", "c", "d", "e"] }]) {
+        const error = yield* Effect.flip(LlmClient.complete(ask("x", bad)).pipe(Effect.provide(layer)))
+        assert.strictEqual(error.reason._tag, "BadRequest")
+        assert.strictEqual((error.reason as LlmError.BadRequest).param, Object.keys(bad)[0])
+      }
+      const empty = yield* Effect.flip(LlmClient.complete({ model: "m", messages: [] }).pipe(Effect.provide(layer)))
+      assert.strictEqual((empty.reason as LlmError.BadRequest).param, "messages")
+      const streamed = yield* Effect.flip(collect(ask("x", { temperature: 9 })).pipe(Effect.provide(layer)))
+      assert.strictEqual(streamed.reason._tag, "BadRequest")
+      assert.strictEqual(mock.stats().requests, 0)
+    })
+  )
+
+  it.live("maps the server's own 400 to BadRequest with the param it names", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const error = yield* Effect.flip(
+        LlmClient.complete(ask("x", { extra_body: { n: 2 } })).pipe(Effect.provide(provider(mock)))
+      )
+      assert.strictEqual(error.reason._tag, "BadRequest")
+      assert.strictEqual((error.reason as LlmError.BadRequest).param, "n")
+      assert.strictEqual(mock.stats().requests, 1)
+    })
+  )
+
+  const statusCases: ReadonlyArray<readonly [fault: string, tag: LlmError.ReasonTag, retryable: boolean]> = [
+    ["401", "Unauthorized", false],
+    ["403", "Unauthorized", false],
+    ["404", "NotFound", false],
+    ["408", "Timeout", true],
+    ["413", "BadRequest", false],
+    ["422", "BadRequest", false],
+    ["429", "RateLimited", true],
+    ["500", "ServerError", true],
+    ["502", "ServerError", true],
+    ["503", "Overloaded", true],
+    ["504", "ServerError", true],
+    ["529", "Overloaded", true],
+    ["content_filter", "ContentFiltered", false],
+    ["reset", "Transport", true],
+    ["malformed", "InvalidResponse", true]
+  ]
+
+  it.live("maps every HTTP status and failure the mock injects to its LlmError reason, for complete and stream", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      for (const [fault, tag, retryable] of statusCases) {
+        const layer = provider(mock, { headers: { "x-mock-fault": fault } })
+        const completed = yield* Effect.flip(LlmClient.complete(ask("x")).pipe(Effect.provide(layer)))
+        assert.strictEqual(completed.reason._tag, tag, `complete with fault ${fault}`)
+        assert.strictEqual(completed.retryable, retryable, `complete with fault ${fault}`)
+        const streamed = yield* Effect.flip(collect(ask("x")).pipe(Effect.provide(layer)))
+        assert.strictEqual(streamed.reason._tag, tag, `stream with fault ${fault}`)
+      }
+      assert.strictEqual(mock.stats().faults["500"], 2)
+    })
+  )
+
+  it.live("reads Retry-After and the x-ratelimit headers of a 429", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const seconds = yield* Effect.flip(
+        LlmClient.complete(ask("x")).pipe(
+          Effect.provide(provider(mock, { headers: { "x-mock-fault": "429", "x-mock-retry-after": "3" } }))
+        )
+      )
+      assert.strictEqual(seconds.reason._tag, "RateLimited")
+      assert.strictEqual(Duration.toMillis(seconds.retryAfter!), 3000)
+      const reason = seconds.reason as LlmError.RateLimited
+      assert.isDefined(reason.limits?.limitRequests)
+      assert.isDefined(reason.limits?.remainingRequests)
+      const fraction = yield* Effect.flip(
+        LlmClient.complete(ask("x")).pipe(
+          Effect.provide(provider(mock, { headers: { "x-mock-fault": "429", "x-mock-retry-after": "0.05" } }))
+        )
+      )
+      assert.strictEqual(Duration.toMillis(fraction.retryAfter!), 50)
+    })
+  )
+
+  it.live("answers 429 with RateLimited once the mock's rpm budget is spent", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ rpm: 3 })
+      const results = yield* Effect.forEach([1, 2, 3, 4, 5], () => Effect.result(LlmClient.complete(ask("x")))).pipe(
+        Effect.provide(provider(mock))
+      )
+      const tags = results.map((result) => (Result.isSuccess(result) ? "ok" : result.failure.reason._tag))
+      assert.deepStrictEqual(tags, ["ok", "ok", "ok", "RateLimited", "RateLimited"])
+      const limited = results[3]!
+      if (Result.isFailure(limited)) assert.isAbove(Duration.toMillis(limited.failure.retryAfter!), 0)
+    })
+  )
+
+  it.live("a stream cut after N chunks delivers exactly those chunks, then StreamInterrupted with their text", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 10 })
+      const { chunks, error } = yield* collectUntilFailure(ask("cut me")).pipe(
+        Effect.provide(provider(mock, { headers: { "x-mock-fault": "cut", "x-mock-cut-after": "3" } }))
+      )
+      const content = chunks.filter((chunk) => ChatChunk.text(chunk) !== "")
+      assert.strictEqual(content.length, 3)
+      assert.isDefined(error)
+      assert.strictEqual(error!.reason._tag, "StreamInterrupted")
+      const reason = error!.reason as LlmError.StreamInterrupted
+      assert.strictEqual(reason.text, chunks.map(ChatChunk.text).join(""))
+      assert.strictEqual(reason.chunks, chunks.length)
+      assert.isFalse(error!.retryable)
+    })
+  )
+
+  it.live("a stream that fails before its first content fails with a retryable reason, not StreamInterrupted", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      for (const [fault, tag] of [
+        ["cut", "Transport"],
+        ["malformed", "InvalidResponse"],
+        ["reset", "Transport"]
+      ] as const) {
+        const { chunks, error } = yield* collectUntilFailure(ask("x")).pipe(
+          Effect.provide(provider(mock, { headers: { "x-mock-fault": fault, "x-mock-cut-after": "0" } }))
+        )
+        assert.strictEqual(chunks.length, 0, fault)
+        assert.strictEqual(error?.reason._tag, tag, fault)
+        assert.isTrue(error?.retryable, fault)
+      }
+    })
+  )
+
+  it.live("interrupting a stream aborts the HTTP request: the mock sees the socket close", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 200, itlMs: 20 })
+      const taken = yield* Stream.runCollect(Stream.take(LlmClient.stream(ask("slow")), 3)).pipe(
+        Effect.provide(provider(mock))
+      )
+      assert.strictEqual(taken.length, 3)
+      yield* eventually(() => mock.stats().aborted === 1, "the mock to count one aborted request")
+      assert.strictEqual(mock.stats().inFlight, 0)
+    })
+  )
+
+  it.live("interrupting a complete call aborts its request: the mock sees the socket close", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ ttftMs: 5_000 })
+      const fiber = yield* Effect.forkChild(LlmClient.complete(ask("slow")).pipe(Effect.provide(provider(mock))))
+      yield* eventually(() => mock.stats().inFlight === 1, "the request to reach the mock")
+      yield* Fiber.interrupt(fiber)
+      yield* eventually(() => mock.stats().aborted === 1, "the mock to count one aborted request")
+    })
+  )
+
+  it.live("a stalled server is left by a timeout, and the socket is closed", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const result = yield* LlmClient.complete(ask("x")).pipe(
+        Effect.timeoutOption(Duration.millis(200)),
+        Effect.provide(provider(mock, { headers: { "x-mock-fault": "stall" } }))
+      )
+      assert.isTrue(result._tag === "None")
+      yield* eventually(() => mock.stats().aborted === 1, "the stalled request to be aborted")
+    })
+  )
+
+  it.live("an unknown model is NotFound", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ models: ["mock-small"] })
+      const error = yield* Effect.flip(
+        LlmClient.complete(ChatRequest.fromPrompt("gpt-nope", "x")).pipe(Effect.provide(provider(mock)))
+      )
+      assert.strictEqual(error.reason._tag, "NotFound")
+    })
+  )
+
+  it.live("a refused connection is a retryable Transport error", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const baseUrl = mock.baseUrl
+      yield* Effect.promise(() => mock.close())
+      const error = yield* Effect.flip(
+        LlmClient.complete(ask("x")).pipe(Effect.provide(OpenAiClient.layer({ baseUrl })))
+      )
+      assert.strictEqual(error.reason._tag, "Transport")
+      assert.isTrue(error.retryable)
+      assert.include(error.message, "ECONNREFUSED")
+    })
+  )
+
+  it.live("sends the API key as a bearer token and never shows it in an error", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ apiKey: "sk-right-key-123456" })
+      const ok = yield* LlmClient.complete(ask("x")).pipe(
+        Effect.provide(provider(mock, { apiKey: Redacted.make("sk-right-key-123456") }))
+      )
+      assert.strictEqual(ok.object, "chat.completion")
+      const secret = "sk-wrong-SECRET-987654"
+      const error = yield* Effect.flip(
+        LlmClient.complete(ask("x")).pipe(Effect.provide(provider(mock, { apiKey: Redacted.make(secret) })))
+      )
+      assert.strictEqual(error.reason._tag, "Unauthorized")
+      for (const shown of [error.message, JSON.stringify(error), inspect(error, { depth: 10 }), String(error)]) {
+        assert.notInclude(shown, "SECRET")
+      }
+      const missing = yield* Effect.flip(LlmClient.complete(ask("x")).pipe(Effect.provide(provider(mock))))
+      assert.strictEqual(missing.reason._tag, "Unauthorized")
+    })
+  )
+})
+
+describe("OpenAiClient.completeMany", () => {
+  const requests = (count: number) => Array.from({ length: count }, (_, index) => ask(`item ${index}`))
+
+  it.live("sends items to the batch endpoint, keeping each item's own result in order", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const items = requests(10)
+      items[4] = ask("bad", { temperature: 5 })
+      const results = yield* LlmClient.completeMany(items).pipe(Effect.provide(provider(mock)))
+      assert.strictEqual(results.length, 10)
+      results.forEach((result, index) => {
+        if (index === 4) assert.isTrue(Result.isFailure(result) && result.failure.reason._tag === "BadRequest")
+        else assert.isTrue(Result.isSuccess(result), `item ${index}`)
+      })
+      assert.strictEqual(mock.stats().batches, 1)
+      assert.strictEqual(mock.stats().batchItems, 9)
+      assert.strictEqual(mock.stats().completions, 0)
+    })
+  )
+
+  it.live("gives the same answers through the batch endpoint as one by one", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const items = requests(5)
+      const batched = yield* LlmClient.completeMany(items).pipe(Effect.provide(provider(mock)))
+      const single = yield* Effect.forEach(items, LlmClient.complete).pipe(Effect.provide(provider(mock)))
+      assert.deepStrictEqual(
+        batched.map((result) => (Result.isSuccess(result) ? ChatResponse.text(result.success) : "")),
+        single.map(ChatResponse.text)
+      )
+    })
+  )
+
+  it.live("splits large arrays into batches of maxBatchSize", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const results = yield* LlmClient.completeMany(requests(10)).pipe(
+        Effect.provide(provider(mock, { maxBatchSize: 4 }))
+      )
+      assert.isTrue(results.every(Result.isSuccess))
+      assert.strictEqual(mock.stats().batches, 3)
+    })
+  )
+
+  it.live("runs items concurrently when batch is concurrent", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const results = yield* LlmClient.completeMany(requests(6)).pipe(
+        Effect.provide(provider(mock, { batch: "concurrent" }))
+      )
+      assert.isTrue(results.every(Result.isSuccess))
+      assert.strictEqual(mock.stats().batches, 0)
+      assert.strictEqual(mock.stats().completions, 6)
+    })
+  )
+
+  it.live("falls back to concurrent calls, and stays there, when the server has no batch endpoint", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      // A server with chat completions but no /v1/batch (like OpenAI, vLLM or Ollama): it forwards
+      // chat calls to the mock and answers 404 to anything else.
+      let batchCalls = 0
+      const server = yield* Effect.acquireRelease(
+        Effect.callback<Http.Server>((resume) => {
+          const server = Http.createServer((req, res) => {
+            if (req.url !== "/v1/chat/completions") {
+              batchCalls++
+              req.resume()
+              res.writeHead(404, { "content-type": "application/json" }).end('{"error":{"message":"Not found"}}')
+              return
+            }
+            const forward = Http.request(
+              `${mock.baseUrl}/chat/completions`,
+              { method: "POST", headers: req.headers },
+              (upstream) => {
+                res.writeHead(upstream.statusCode ?? 502, upstream.headers)
+                upstream.pipe(res)
+              }
+            )
+            req.pipe(forward)
+          })
+          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+        }),
+        (server) =>
+          Effect.callback<void>((resume) => {
+            server.closeAllConnections()
+            server.close(() => resume(Effect.void))
+          })
+      )
+      const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`
+      const layer = OpenAiClient.layer({ baseUrl })
+      const results = yield* Effect.gen(function* () {
+        const first = yield* LlmClient.completeMany(requests(4))
+        const second = yield* LlmClient.completeMany(requests(4))
+        return [...first, ...second]
+      }).pipe(Effect.provide(layer))
+      assert.isTrue(results.every(Result.isSuccess))
+      assert.strictEqual(batchCalls, 1)
+      assert.strictEqual(mock.stats().completions, 8)
+    })
+  )
+
+  it.live("gives every item the error when the whole batch request fails", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const results = yield* LlmClient.completeMany(requests(3)).pipe(
+        Effect.provide(provider(mock, { batch: "endpoint", headers: { "x-mock-fault": "503" } }))
+      )
+      assert.deepStrictEqual(
+        results.map((result) => (Result.isFailure(result) ? result.failure.reason._tag : "ok")),
+        ["Overloaded", "Overloaded", "Overloaded"]
+      )
+    })
+  )
+})

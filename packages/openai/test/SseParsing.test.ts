@@ -1,0 +1,84 @@
+import { readFileSync } from "node:fs"
+import { ChatChunk, ChatRequest, ChatResponse, LlmClient } from "@callm/core"
+import { OpenAiClient } from "@callm/openai"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Stream } from "effect"
+import { replayServer, seeded, transcript } from "./SseReplay.ts"
+
+const expectedText = (fixture: string) =>
+  readFileSync(new URL(`./fixtures/${fixture}`, import.meta.url), "utf8")
+    .split("\n")
+    .filter((line) => line.length > 0)
+    .map((line) => (JSON.parse(line) as ChatChunk.ChatChunk).choices[0]?.delta.content ?? "")
+    .join("")
+
+const streamOnce = (url: string) =>
+  Stream.runCollect(LlmClient.stream(ChatRequest.fromPrompt("m", "hi"))).pipe(
+    Effect.provide(OpenAiClient.layer({ baseUrl: url }))
+  )
+
+describe("OpenAiClient stream parsing", () => {
+  for (const fixture of ["openai-text.chunks.txt", "deepseek-reasoning.chunks.txt", "ollama-text.chunks.txt"]) {
+    it.live(`reassembles ${fixture} split at every single byte`, () =>
+      Effect.gen(function* () {
+        const server = yield* replayServer
+        const bytes = transcript(fixture)
+        server.queue(
+          bytes,
+          Array.from({ length: bytes.length - 1 }, (_, index) => index + 1)
+        )
+        const chunks = yield* streamOnce(server.url)
+        assert.strictEqual(chunks.map(ChatChunk.text).join(""), expectedText(fixture))
+      })
+    )
+  }
+
+  it.live("reassembles a transcript split at 40 random sets of byte offsets, multi-byte characters included", () =>
+    Effect.gen(function* () {
+      const server = yield* replayServer
+      const random = seeded(42)
+      const bytes = transcript("openai-text.chunks.txt")
+      const expected = expectedText("openai-text.chunks.txt")
+      // Offsets inside "世界" and "👋🏽" (3- and 4-byte sequences) are among those drawn.
+      const multiByte = bytes.indexOf(Buffer.from("世", "utf8"))
+      for (let round = 0; round < 40; round++) {
+        const splits = new Set<number>([multiByte + 1, multiByte + 2])
+        const pieces = 1 + Math.floor(random() * 12)
+        for (let piece = 0; piece < pieces; piece++) splits.add(1 + Math.floor(random() * (bytes.length - 1)))
+        server.queue(
+          bytes,
+          [...splits].sort((a, b) => a - b)
+        )
+        const chunks = yield* streamOnce(server.url)
+        assert.strictEqual(chunks.map(ChatChunk.text).join(""), expected, `round ${round}`)
+      }
+    })
+  )
+
+  it.live("reads CRLF line endings split between the CR and the LF", () =>
+    Effect.gen(function* () {
+      const server = yield* replayServer
+      const bytes = transcript("ollama-text.chunks.txt", { crlf: true })
+      const crs = [...bytes.entries()].filter(([, byte]) => byte === 13).map(([index]) => index + 1)
+      server.queue(bytes, crs)
+      const chunks = yield* streamOnce(server.url)
+      assert.strictEqual(chunks.map(ChatChunk.text).join(""), "Bonjour à tous")
+    })
+  )
+
+  it.live("keeps DeepSeek's reasoning_content and usage extras, and accumulates to the whole response", () =>
+    Effect.gen(function* () {
+      const server = yield* replayServer
+      server.queue(transcript("deepseek-reasoning.chunks.txt"), [10, 200, 333])
+      const chunks = yield* streamOnce(server.url)
+      const response = ChatChunk.toResponse(chunks.reduce(ChatChunk.accumulate, ChatChunk.accumulator()))
+      assert.strictEqual(ChatResponse.text(response), "你好！")
+      assert.strictEqual(response.choices[0]?.message.reasoning_content, "用户问候，")
+      assert.strictEqual(ChatResponse.usage(response).completion_tokens, 12)
+      assert.strictEqual(
+        (response.usage as unknown as { prompt_cache_miss_tokens: number }).prompt_cache_miss_tokens,
+        6
+      )
+    })
+  )
+})
