@@ -1,0 +1,164 @@
+/**
+ * The bodies of chat completion answers, in exactly OpenAI's shapes: a `chat.completion` object for
+ * JSON, and `chat.completion.chunk` events for SSE (`data: {json}\n\n`, ending with
+ * `data: [DONE]\n\n`).
+ *
+ * A stream is: a first chunk with `delta: { role: "assistant", content: "" }`, one chunk per token
+ * with `delta: { content }`, a chunk with an empty delta and the `finish_reason`, then, when
+ * `stream_options.include_usage` is set, a chunk with `choices: []` and the `usage` (every earlier
+ * chunk then has `usage: null`). All chunks share one `id` and `created`.
+ *
+ * @since 0.1.0
+ */
+import type { Completion } from "./Generate.ts"
+
+/**
+ * The `system_fingerprint` of every answer.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const systemFingerprint = "fp_mock"
+
+/**
+ * The `id` of the answer to the request numbered `requestId`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const completionId = (requestId: number): string => `chatcmpl-mock${requestId}`
+
+/**
+ * The usage block of an answer.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const usage = (completion: Completion) => ({
+  prompt_tokens: completion.promptTokens,
+  completion_tokens: completion.tokens.length,
+  total_tokens: completion.promptTokens + completion.tokens.length
+})
+
+/**
+ * The `chat.completion` object of a JSON answer.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const completionObject = (id: string, created: number, model: string, completion: Completion) => ({
+  id,
+  object: "chat.completion",
+  created,
+  model,
+  system_fingerprint: systemFingerprint,
+  choices: [
+    {
+      index: 0,
+      message: { role: "assistant", content: completion.content, refusal: null },
+      logprobs: null,
+      finish_reason: completion.finishReason
+    }
+  ],
+  usage: usage(completion)
+})
+
+/**
+ * The body of a JSON answer: the same bytes as `JSON.stringify(completionObject(...))`, written as
+ * a template because this runs once per request on the hot path.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const completionJson = (id: string, created: number, model: string, completion: Completion): string =>
+  completionJsonWith(id, created, completionJsonRest(model, completion))
+
+/**
+ * The body of a JSON answer from the part that does not change between answers to the same
+ * request (`completionJsonRest`): the server keeps that part for requests it sees again.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const completionJsonWith = (id: string, created: number, rest: string): string =>
+  `{"id":"${id}","object":"chat.completion","created":${created}${rest}`
+
+/**
+ * The part of a JSON answer after `created`: everything but the `id` and the time.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const completionJsonRest = (model: string, completion: Completion): string => {
+  const promptTokens = completion.promptTokens
+  const completionTokens = completion.tokens.length
+  return `,"model":${JSON.stringify(model)},"system_fingerprint":"${systemFingerprint}","choices":[{"index":0,"message":{"role":"assistant","content":${JSON.stringify(completion.content)},"refusal":null},"logprobs":null,"finish_reason":"${completion.finishReason}"}],"usage":{"prompt_tokens":${promptTokens},"completion_tokens":${completionTokens},"total_tokens":${promptTokens + completionTokens}}}`
+}
+
+/**
+ * The body of the `malformed` fault for JSON: starts like an answer, is not valid JSON.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const malformedJson = (id: string): string =>
+  `{"id":"${id}","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"mal`
+
+/**
+ * An SSE event whose data is not JSON (the `malformed` fault for streams).
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const malformedEvent = 'data: {"id":"malformed","choices":[{"delta":{"content":\n\n'
+
+/**
+ * The `data: [DONE]` event that ends a stream.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const doneEvent = "data: [DONE]\n\n"
+
+/**
+ * The SSE events of a streamed answer, in three parts so the server can pace them: `head` (the role
+ * chunk), `tokens` (one event per token) and `tail` (the finish chunk, the usage chunk when asked
+ * for, and `[DONE]`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StreamEvents {
+  readonly head: string
+  readonly tokens: Array<string>
+  readonly tail: string
+}
+
+/**
+ * The SSE events of a streamed answer.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const streamEvents = (
+  id: string,
+  created: number,
+  model: string,
+  completion: Completion,
+  includeUsage: boolean
+): StreamEvents => {
+  const prefix = `data: {"id":"${id}","object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(model)},"system_fingerprint":"${systemFingerprint}","choices":[{"index":0,"delta":`
+  const suffix = includeUsage
+    ? `,"logprobs":null,"finish_reason":null}],"usage":null}\n\n`
+    : `,"logprobs":null,"finish_reason":null}]}\n\n`
+  const tokens = new Array<string>(completion.tokens.length)
+  for (let i = 0; i < tokens.length; i++) {
+    tokens[i] = `${prefix}{"content":${JSON.stringify(completion.tokens[i])}}${suffix}`
+  }
+  let tail = `${prefix}{},"logprobs":null,"finish_reason":"${completion.finishReason}"}]${includeUsage ? ',"usage":null' : ""}}\n\n`
+  if (includeUsage) {
+    tail += `data: {"id":"${id}","object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(model)},"system_fingerprint":"${systemFingerprint}","choices":[],"usage":${JSON.stringify(usage(completion))}}\n\n`
+  }
+  tail += doneEvent
+  return { head: `${prefix}{"role":"assistant","content":""}${suffix}`, tokens, tail }
+}

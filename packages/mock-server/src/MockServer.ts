@@ -1,0 +1,993 @@
+/**
+ * The mock server: an OpenAI-compatible `/v1/chat/completions` (JSON and SSE), `/v1/batch`,
+ * `/v1/models`, `/healthz` and `/v1/stats`, with a latency model, fault injection, rate limits and
+ * bearer-key auth. Start it with `startMockServer(options)` (a promise of a handle) or, in Effect
+ * code, with `MockServer.layer(options)` (scoped: closed with the layer).
+ *
+ * **Why the hot path is hand-written on `node:http`.** Every test and benchmark of callm runs
+ * against this server, and a benchmark must measure the client or gateway, never the mock. The
+ * bench suite holds it to at least 70 % of a bare `node:http` server answering the same bytes, with
+ * the latency model and fault injection compiled in but off. Effect's `HttpServer` adds a fiber,
+ * a router and a response model per request; here a request costs a header scan, one
+ * `JSON.parse`, validation, one `JSON.stringify`, and one `writeHead` + `end` with a header array.
+ * Listeners are created once per server (not per request), state lives in fields of request and
+ * response subclasses, and no timer is armed when the latency is 0: the answer goes out
+ * synchronously once the body is read. The Effect service below only wraps start and close.
+ *
+ * @since 0.1.0
+ */
+import * as http from "node:http"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import * as ApiError from "./ApiError.ts"
+import * as ChatRequest from "./ChatRequest.ts"
+import * as ChatResponse from "./ChatResponse.ts"
+import * as Fault from "./Fault.ts"
+import * as Generate from "./Generate.ts"
+import { mulberry32 } from "./internal/prng.ts"
+import * as Latency from "./Latency.ts"
+import * as MockOptions from "./MockOptions.ts"
+import * as RateLimit from "./RateLimit.ts"
+import * as Stats from "./Stats.ts"
+
+/**
+ * A running mock server.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MockServerHandle {
+  /** The server's origin, e.g. `http://127.0.0.1:8790` (without `/v1`). */
+  readonly url: string
+  /** `url` + `/v1`: the base URL an OpenAI client takes. */
+  readonly baseUrl: string
+  readonly host: string
+  readonly port: number
+  /** A snapshot of the counters. */
+  readonly stats: () => Stats.MockStats
+  /** Sets the counters back to zero (except `inFlight`). */
+  readonly resetStats: () => void
+  /** Stops listening and closes every socket (keep-alive, streaming and stalled ones) at once. */
+  readonly close: () => Promise<void>
+}
+
+/**
+ * Starts a mock server; resolves once it listens. Rejects when an option is invalid (the message
+ * names it) or the port cannot be bound.
+ *
+ * @example
+ * ```ts
+ * import { startMockServer } from "@callm/mock-server"
+ *
+ * const mock = await startMockServer({ port: 0, ttftMs: 50, itlMs: 5 })
+ * const response = await fetch(`${mock.baseUrl}/chat/completions`, {
+ *   method: "POST",
+ *   headers: { "content-type": "application/json" },
+ *   body: JSON.stringify({ model: "mock-small", messages: [{ role: "user", content: "hi" }] })
+ * })
+ * await mock.close()
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const startMockServer = async (options: MockOptions.MockOptions = {}): Promise<MockServerHandle> => {
+  const resolved = MockOptions.resolve(await MockOptions.withConfigFile(options))
+  const mock = createMock(resolved)
+  const server = mock.server
+  await new Promise<void>((resolve, reject) => {
+    const onError = (error: Error) => reject(error)
+    server.once("error", onError)
+    server.listen(resolved.port, resolved.host, () => {
+      server.off("error", onError)
+      resolve()
+    })
+  })
+  const address = server.address()
+  const port = typeof address === "object" && address !== null ? address.port : resolved.port
+  const hostInUrl = resolved.host.includes(":") ? `[${resolved.host}]` : resolved.host
+  const url = `http://${hostInUrl}:${port}`
+  let closed: Promise<void> | undefined
+  return {
+    url,
+    baseUrl: `${url}/v1`,
+    host: resolved.host,
+    port,
+    stats: () => Stats.snapshot(mock.counters),
+    resetStats: () => Stats.reset(mock.counters),
+    close: () => {
+      if (closed === undefined) {
+        mock.beginClose()
+        closed = new Promise<void>((resolve) => {
+          server.close(() => resolve())
+          server.closeAllConnections()
+        })
+      }
+      return closed
+    }
+  }
+}
+
+/**
+ * The mock server as an Effect service: its address and its counters.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class MockServer extends Context.Service<
+  MockServer,
+  {
+    readonly url: string
+    readonly baseUrl: string
+    readonly host: string
+    readonly port: number
+    readonly stats: Effect.Effect<Stats.MockStats>
+    readonly resetStats: Effect.Effect<void>
+  }
+>()("@callm/mock-server/MockServer") {}
+
+/**
+ * The server could not start: an invalid option or a port that cannot be bound.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class MockServerError extends Schema.TaggedError<MockServerError>("@callm/mock-server/MockServerError")(
+  "MockServerError",
+  { message: Schema.String, cause: Schema.optional(Schema.Defect()) }
+) {}
+
+/**
+ * Starts a mock server for the enclosing scope; it is closed when the scope closes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function* (options: MockOptions.MockOptions = {}) {
+  const handle = yield* Effect.acquireRelease(
+    Effect.tryPromise({
+      try: () => startMockServer(options),
+      catch: (cause) =>
+        new MockServerError({ message: `Cannot start the mock server: ${(cause as Error).message}`, cause })
+    }),
+    (handle) => Effect.promise(() => handle.close())
+  )
+  return MockServer.of({
+    url: handle.url,
+    baseUrl: handle.baseUrl,
+    host: handle.host,
+    port: handle.port,
+    stats: Effect.sync(handle.stats),
+    resetStats: Effect.sync(handle.resetStats)
+  })
+})
+
+/**
+ * A layer that runs a mock server for as long as the layer lives, e.g.
+ * `it.layer(MockServer.layer({ port: 0 }))`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: MockOptions.MockOptions = {}): Layer.Layer<MockServer, MockServerError> =>
+  Layer.effect(MockServer, make(options))
+
+// ---------------------------------------------------------------------------------------------------
+// The hot path.
+
+const routeChat = 1
+const routeBatch = 2
+
+const modeNormal = 0
+const modeMalformed = 1
+const modeCut = 2
+
+const chatPath = "/v1/chat/completions"
+const batchPath = "/v1/batch"
+const modelsPath = "/v1/models"
+const statsPath = "/v1/stats"
+const statsResetPath = "/v1/stats/reset"
+const healthPath = "/healthz"
+
+const noHeaders: ReadonlyArray<string> = []
+
+/** Bodies longer than this are not kept for reuse. */
+const maxPreparedBodyLength = 8192
+/** How many answers are kept for reuse; the store is emptied when full. */
+const maxPreparedAnswers = 1024
+
+/** A validated request and its completion, kept for a body that comes again. */
+interface Prepared {
+  readonly request: ChatRequest.ChatRequest
+  readonly completion: Generate.Completion
+  jsonRest: string | undefined
+}
+
+/** The `x-mock-*` headers of one request; allocated only when a request has one. */
+interface RequestOverrides {
+  overheadMs: string | undefined
+  ttftMs: string | undefined
+  itlMs: string | undefined
+  batchItemMs: string | undefined
+  tokens: string | undefined
+  fault: string | undefined
+  retryAfter: string | undefined
+  cutAfter: string | undefined
+}
+
+/** A request with the fields the server fills as it reads it (one shape for every request). */
+class MockRequest extends http.IncomingMessage {
+  response: MockResponse | undefined = undefined
+  route = 0
+  bodyFirst: Buffer | undefined = undefined
+  bodyChunks: Array<Buffer> | undefined = undefined
+  bodyBytes = 0
+  tooLarge = false
+  authorization: string | undefined = undefined
+  declaredLength: string | undefined = undefined
+  overrides: RequestOverrides | undefined = undefined
+}
+
+/** A paced stream: `data[i]` is written `at[i]` ms after `start`. */
+interface StreamJob {
+  readonly start: number
+  readonly at: Array<number>
+  readonly data: Array<string>
+  readonly headers: Array<string>
+  readonly cut: boolean
+  index: number
+}
+
+/** A response with the timer and pending work the server may attach to it. */
+class MockResponse extends http.ServerResponse<MockRequest> {
+  requestId = ""
+  timer: NodeJS.Timeout | undefined = undefined
+  /** The server destroyed the socket on purpose (`reset`, `cut`): not an abort by the client. */
+  dropped = false
+  stream: StreamJob | undefined = undefined
+  pendingBody: string | undefined = undefined
+  pendingHeaders: ReadonlyArray<string> = noHeaders
+  pendingCut = false
+}
+
+interface Mock {
+  readonly server: http.Server<typeof MockRequest, typeof MockResponse>
+  readonly counters: Stats.Counters
+  readonly beginClose: () => void
+}
+
+const createMock = (options: MockOptions.ResolvedOptions): Mock => {
+  const counters = Stats.make()
+  const faults = Fault.makePicker(options.faults, options.faultSeed)
+  // Jitter draws from its own stream so that turning jitter on does not change the faults drawn.
+  const jitterRandom = mulberry32((options.faultSeed ^ 0x9e3779b9) >>> 0)
+  const jitter = options.jitter
+  const limiter =
+    options.rpm === undefined && options.tpm === undefined
+      ? undefined
+      : RateLimit.make(options.rpm, options.tpm, performance.now())
+  const nominalLimiter = RateLimit.make(undefined, undefined, 0)
+  const defaultProfile: Latency.Profile = {
+    overheadMs: options.overheadMs,
+    ttftMs: options.ttftMs,
+    itlMs: options.itlMs,
+    batchItemMs: options.batchItemMs,
+    tokens: options.tokens
+  }
+  const allowedModels = options.models === undefined ? undefined : new Set(options.models)
+  const listedModels = options.models ?? MockOptions.defaultModels
+  const startedAt = Math.floor(Date.now() / 1000)
+  const modelObject = (id: string) => ({ id, object: "model", created: startedAt, owned_by: "callm-mock" })
+  const modelsBody = JSON.stringify({ object: "list", data: listedModels.map(modelObject) })
+  const healthBody = '{"status":"ok"}'
+  const expectedAuthorization = options.apiKey === undefined ? undefined : `Bearer ${options.apiKey}`
+  const prepared = new Map<string, Prepared>()
+  let nextRequestId = 0
+  let closing = false
+
+  // Sending ----------------------------------------------------------------------------------------
+
+  const sendJson = (res: MockResponse, status: number, body: string, extra: ReadonlyArray<string>): void => {
+    Stats.increment(counters.statuses, status)
+    const headers = [
+      "content-type",
+      "application/json",
+      "content-length",
+      String(Buffer.byteLength(body)),
+      "x-mock-request-id",
+      res.requestId
+    ]
+    for (let i = 0; i < extra.length; i++) headers.push(extra[i]!)
+    res.writeHead(status, headers)
+    res.end(body)
+  }
+
+  const sendError = (res: MockResponse, error: ApiError.ApiError, extra: ReadonlyArray<string> = noHeaders): void => {
+    if (res.headersSent || res.destroyed) return
+    sendJson(res, error.status, ApiError.toJson(error), extra)
+  }
+
+  /** Writes the first part of a body, then destroys the socket once it is flushed. */
+  const cutOff = (res: MockResponse, part: string): void => {
+    res.dropped = true
+    const socket = res.socket
+    res.write(part, () => socket?.destroy())
+  }
+
+  const sendCut = (res: MockResponse, body: string, extra: ReadonlyArray<string>): void => {
+    Stats.increment(counters.statuses, 200)
+    const headers = [
+      "content-type",
+      "application/json",
+      "content-length",
+      String(Buffer.byteLength(body)),
+      "x-mock-request-id",
+      res.requestId,
+      ...extra
+    ]
+    res.writeHead(200, headers)
+    cutOff(res, body.slice(0, Math.max(1, Math.floor(body.length / 2))))
+  }
+
+  /** Timer callback of a delayed JSON answer (no closure: the response carries the body). */
+  const flushPending = (res: MockResponse): void => {
+    res.timer = undefined
+    const body = res.pendingBody
+    res.pendingBody = undefined
+    if (body === undefined || res.destroyed) return
+    if (res.pendingCut) sendCut(res, body, res.pendingHeaders)
+    else sendJson(res, 200, body, res.pendingHeaders)
+  }
+
+  const sendLater = (
+    res: MockResponse,
+    delay: number,
+    body: string,
+    extra: ReadonlyArray<string>,
+    cut: boolean
+  ): void => {
+    if (delay <= 0) {
+      if (cut) sendCut(res, body, extra)
+      else sendJson(res, 200, body, extra)
+      return
+    }
+    res.pendingBody = body
+    res.pendingHeaders = extra
+    res.pendingCut = cut
+    res.timer = setTimeout(flushPending, delay, res)
+  }
+
+  /** Timer callback of a paced stream: writes every event that is due, then waits for the next. */
+  const streamStep = (res: MockResponse): void => {
+    res.timer = undefined
+    const job = res.stream
+    if (job === undefined || res.destroyed) return
+    const elapsed = performance.now() - job.start
+    let headersNow = false
+    if (!res.headersSent) {
+      Stats.increment(counters.statuses, 200)
+      res.writeHead(200, job.headers)
+      headersNow = true
+    }
+    const count = job.at.length
+    let i = job.index
+    let chunk = ""
+    // Within a millisecond counts as due: timers have millisecond resolution.
+    while (i < count && job.at[i]! <= elapsed + 1) {
+      chunk += job.data[i]
+      i++
+    }
+    job.index = i
+    if (i < count) {
+      if (chunk !== "") res.write(chunk)
+      else if (headersNow) res.flushHeaders()
+      res.timer = setTimeout(streamStep, job.at[i]! - elapsed, res)
+    } else {
+      res.stream = undefined
+      if (job.cut) cutOff(res, chunk)
+      else res.end(chunk)
+    }
+  }
+
+  const startStream = (
+    res: MockResponse,
+    requestId: number,
+    request: ChatRequest.ChatRequest,
+    completion: Generate.Completion,
+    profile: Latency.Profile,
+    mode: number,
+    cutAfter: number | undefined,
+    extra: ReadonlyArray<string>
+  ): void => {
+    const events = ChatResponse.streamEvents(
+      ChatResponse.completionId(requestId),
+      Math.floor(Date.now() / 1000),
+      request.model,
+      completion,
+      request.includeUsage
+    )
+    const head = mode === modeMalformed ? events.head + ChatResponse.malformedEvent : events.head
+    const headers: Array<string> = [
+      "content-type",
+      "text/event-stream",
+      "cache-control",
+      "no-cache",
+      "x-mock-request-id",
+      res.requestId
+    ]
+    for (let i = 0; i < extra.length; i++) headers.push(extra[i]!)
+    const tokens = events.tokens
+    const cut = mode === modeCut
+    const count = cut ? Math.min(cutAfter ?? Math.floor(tokens.length / 2), tokens.length) : tokens.length
+    const paced = profile.overheadMs > 0 || profile.ttftMs > 0 || profile.itlMs > 0
+    if (!paced && !cut) {
+      Stats.increment(counters.statuses, 200)
+      res.writeHead(200, headers)
+      res.end(head + tokens.join("") + events.tail)
+      return
+    }
+    const at: Array<number> = []
+    const data: Array<string> = []
+    const headersAt = Latency.spread(profile.overheadMs, jitter, jitterRandom)
+    let time = headersAt + Latency.spread(profile.ttftMs, jitter, jitterRandom)
+    at.push(time)
+    data.push(count > 0 ? head + tokens[0] : head)
+    for (let i = 1; i < count; i++) {
+      time += Latency.spread(profile.itlMs, jitter, jitterRandom)
+      at.push(time)
+      data.push(tokens[i]!)
+    }
+    if (!cut) data[data.length - 1] += events.tail
+    res.stream = { start: performance.now(), at, data, headers, cut, index: 0 }
+    if (headersAt <= 0) streamStep(res)
+    else res.timer = setTimeout(streamStep, headersAt, res)
+  }
+
+  // Faults -----------------------------------------------------------------------------------------
+
+  /** The fault for this request: forced by header, else drawn; an error for a bad header. */
+  const chooseFault = (req: MockRequest): string | ApiError.ApiError | undefined => {
+    const forced = req.overrides?.fault
+    if (forced === undefined) return faults.pick()
+    const kind = Fault.parseForced(forced)
+    if (kind === undefined) {
+      return ApiError.invalidHeader(
+        "x-mock-fault",
+        forced,
+        `a fault kind (${Fault.namedKinds.join(", ")}) or an HTTP status from 400 to 599`
+      )
+    }
+    return kind
+  }
+
+  /**
+   * Answers a fault that replaces the whole answer; returns the mode for the faults that shape the
+   * answer instead (`malformed`, `cut`), or `undefined` when the request is done.
+   */
+  const applyFault = (req: MockRequest, res: MockResponse, kind: string, model: string): number | undefined => {
+    Stats.increment(counters.faults, kind)
+    switch (kind) {
+      case "malformed":
+        return modeMalformed
+      case "cut":
+        return modeCut
+      case "reset":
+        res.dropped = true
+        req.socket.resetAndDestroy()
+        return undefined
+      case "stall":
+        // Read the request, then send nothing, ever: the socket stays open until the client gives up
+        // or the server closes.
+        return undefined
+      case "content_filter":
+        sendError(res, ApiError.contentFilter)
+        return undefined
+      case "insufficient_quota":
+        sendError(res, ApiError.insufficientQuota)
+        return undefined
+      case "429": {
+        const seconds = Latency.headerNumber(
+          "x-mock-retry-after",
+          req.overrides?.retryAfter,
+          options.retryAfterSeconds,
+          false
+        )
+        if (typeof seconds !== "number") {
+          sendError(res, seconds)
+          return undefined
+        }
+        const waitMs = seconds * 1000
+        sendError(
+          res,
+          ApiError.make(
+            429,
+            `Rate limit reached for requests in organization org-mock on requests per min (RPM): ` +
+              `Please try again in ${RateLimit.formatDuration(waitMs)}.`,
+            "requests",
+            null,
+            "rate_limit_exceeded"
+          ),
+          [...RateLimit.retryAfterHeaders(waitMs), ...(limiter ?? nominalLimiter).exhaustedHeaders(waitMs)]
+        )
+        return undefined
+      }
+      default:
+        sendError(res, ApiError.fromStatus(Number(kind), model))
+        return undefined
+    }
+  }
+
+  /** Parses `x-mock-cut-after`; `undefined` means half of the chunks. */
+  const cutAfterOf = (req: MockRequest): number | ApiError.ApiError | undefined => {
+    const value = req.overrides?.cutAfter
+    return value === undefined ? undefined : Latency.headerNumber("x-mock-cut-after", value, 0, true)
+  }
+
+  const profileOf = (req: MockRequest): Latency.Profile | ApiError.ApiError =>
+    req.overrides === undefined ? defaultProfile : Latency.profile(options, req.overrides)
+
+  // Chat completions -------------------------------------------------------------------------------
+
+  /** Parses and validates a chat request; sends the 400 and returns `undefined` when it is invalid. */
+  const parseChat = (res: MockResponse, text: string): ChatRequest.ChatRequest | undefined => {
+    let body: unknown
+    try {
+      body = JSON.parse(text)
+    } catch {
+      sendError(res, ApiError.unparsableBody)
+      return undefined
+    }
+    if (typeof body === "object" && body !== null && (body as { stream?: unknown }).stream === true) counters.streams++
+    const validated = ChatRequest.validate(body)
+    if (validated.ok) return validated.request
+    sendError(res, validated.error)
+    return undefined
+  }
+
+  const answerChat = (req: MockRequest, res: MockResponse, text: string): void => {
+    // The answer is a function of the body (the id and time aside), so a body seen before, with no
+    // x-mock-* header, skips parsing, validation and generation: a benchmark sending one body over
+    // and over measures its client, not this server's JSON work.
+    const reusable = req.overrides === undefined && text.length <= maxPreparedBodyLength
+    let known = reusable ? prepared.get(text) : undefined
+    let request: ChatRequest.ChatRequest
+    if (known === undefined) {
+      const parsed = parseChat(res, text)
+      if (parsed === undefined) return
+      request = parsed
+    } else {
+      request = known.request
+      if (request.stream) counters.streams++
+    }
+    if (allowedModels !== undefined && !allowedModels.has(request.model)) {
+      sendError(res, ApiError.modelNotFound(request.model))
+      return
+    }
+    const profile = profileOf(req)
+    if ("status" in profile) {
+      sendError(res, profile)
+      return
+    }
+    const cutAfter = cutAfterOf(req)
+    if (typeof cutAfter === "object") {
+      sendError(res, cutAfter)
+      return
+    }
+
+    let extra = noHeaders
+    if (limiter !== undefined) {
+      const cost = Generate.estimatePromptTokens(request.messages) + (request.maxTokens ?? profile.tokens)
+      const decision = limiter.take(1, cost, performance.now())
+      if (!decision.ok) {
+        counters.rateLimited++
+        sendError(res, decision.error, decision.headers)
+        return
+      }
+      extra = decision.headers
+    }
+
+    let mode = modeNormal
+    const fault = chooseFault(req)
+    if (fault !== undefined) {
+      if (typeof fault === "object") {
+        sendError(res, fault)
+        return
+      }
+      const shaped = applyFault(req, res, fault, request.model)
+      if (shaped === undefined) return
+      mode = shaped
+    }
+
+    if (known === undefined) {
+      known = { request, completion: Generate.generate(request, profile.tokens), jsonRest: undefined }
+      if (reusable) {
+        if (prepared.size >= maxPreparedAnswers) prepared.clear()
+        prepared.set(text, known)
+      }
+    }
+    const completion = known.completion
+    const requestId = Number(res.requestId)
+    if (mode === modeNormal) {
+      counters.promptTokens += completion.promptTokens
+      counters.completionTokens += completion.tokens.length
+    }
+    if (request.stream) {
+      startStream(res, requestId, request, completion, profile, mode, cutAfter, extra)
+      return
+    }
+    const id = ChatResponse.completionId(requestId)
+    let json: string
+    if (mode === modeMalformed) json = ChatResponse.malformedJson(id)
+    else {
+      if (known.jsonRest === undefined) known.jsonRest = ChatResponse.completionJsonRest(request.model, completion)
+      const rest = known.jsonRest
+      json = ChatResponse.completionJsonWith(id, Math.floor(Date.now() / 1000), rest)
+    }
+    const delay =
+      profile.overheadMs === 0 && profile.ttftMs === 0 && profile.itlMs === 0
+        ? 0
+        : Latency.completionMs(profile, completion.tokens.length, jitter, jitterRandom)
+    sendLater(res, delay, json, extra, mode === modeCut)
+  }
+
+  // Batch ------------------------------------------------------------------------------------------
+
+  const answerBatch = (req: MockRequest, res: MockResponse, text: string): void => {
+    let body: unknown
+    try {
+      body = JSON.parse(text)
+    } catch {
+      sendError(res, ApiError.unparsableBody)
+      return
+    }
+    if (!Array.isArray(body)) {
+      sendError(res, ApiError.invalidType("body", "a JSON array of chat completion requests", body))
+      return
+    }
+    counters.batchItems += body.length
+    const profile = profileOf(req)
+    if ("status" in profile) {
+      sendError(res, profile)
+      return
+    }
+    const cutAfter = cutAfterOf(req)
+    if (typeof cutAfter === "object") {
+      sendError(res, cutAfter)
+      return
+    }
+
+    const items = body as Array<unknown>
+    const requests: Array<ChatRequest.ChatRequest | ApiError.ApiError> = new Array(items.length)
+    let cost = 0
+    for (let index = 0; index < items.length; index++) {
+      const validated = ChatRequest.validate(items[index])
+      if (!validated.ok) {
+        requests[index] = validated.error
+      } else if (validated.request.stream) {
+        requests[index] = ApiError.invalidValue(
+          "stream",
+          "Invalid value for 'stream': a batch item cannot stream; send it to /v1/chat/completions instead."
+        )
+      } else if (allowedModels !== undefined && !allowedModels.has(validated.request.model)) {
+        requests[index] = ApiError.modelNotFound(validated.request.model)
+      } else {
+        requests[index] = validated.request
+        if (limiter !== undefined) {
+          cost +=
+            Generate.estimatePromptTokens(validated.request.messages) + (validated.request.maxTokens ?? profile.tokens)
+        }
+      }
+    }
+
+    let extra = noHeaders
+    if (limiter !== undefined) {
+      const decision = limiter.take(items.length, cost, performance.now())
+      if (!decision.ok) {
+        counters.rateLimited++
+        sendError(res, decision.error, decision.headers)
+        return
+      }
+      extra = decision.headers
+    }
+
+    let mode = modeNormal
+    const fault = chooseFault(req)
+    if (fault !== undefined) {
+      if (typeof fault === "object") {
+        sendError(res, fault)
+        return
+      }
+      const shaped = applyFault(req, res, fault, "mock-batch")
+      if (shaped === undefined) return
+      mode = shaped
+    }
+
+    const created = Math.floor(Date.now() / 1000)
+    const requestId = res.requestId
+    const paced = profile.overheadMs > 0 || profile.ttftMs > 0 || profile.itlMs > 0 || profile.batchItemMs > 0
+    let slowest = 0
+    const results = new Array<unknown>(items.length)
+    for (let index = 0; index < items.length; index++) {
+      const item = requests[index]!
+      if ("status" in item) {
+        results[index] = { index, status: item.status, error: ApiError.toBody(item) }
+        continue
+      }
+      const completion = Generate.generate(item, profile.tokens)
+      if (mode === modeNormal) {
+        counters.promptTokens += completion.promptTokens
+        counters.completionTokens += completion.tokens.length
+      }
+      const id = `${ChatResponse.completionId(Number(requestId))}-${index}`
+      results[index] = {
+        index,
+        status: 200,
+        response: ChatResponse.completionObject(id, created, item.model, completion)
+      }
+      if (paced)
+        slowest = Math.max(slowest, Latency.generationMs(profile, completion.tokens.length, jitter, jitterRandom))
+    }
+    const json = mode === modeMalformed ? '[{"index":0,"status":200,"response":{"id":' : JSON.stringify(results)
+    const delay = paced
+      ? Latency.spread(profile.overheadMs, jitter, jitterRandom) +
+        Latency.spread(profile.batchItemMs * items.length, jitter, jitterRandom) +
+        slowest
+      : 0
+    sendLater(res, delay, json, extra, mode === modeCut)
+  }
+
+  // Reading requests -------------------------------------------------------------------------------
+
+  const onData = function (this: MockRequest, chunk: Buffer): void {
+    if (this.tooLarge) return
+    this.bodyBytes += chunk.length
+    if (this.bodyBytes > options.maxBodyBytes) {
+      this.tooLarge = true
+      this.bodyFirst = undefined
+      this.bodyChunks = undefined
+      sendError(this.response!, ApiError.bodyTooLarge(options.maxBodyBytes))
+      return
+    }
+    if (this.bodyFirst === undefined) this.bodyFirst = chunk
+    else if (this.bodyChunks === undefined) this.bodyChunks = [this.bodyFirst, chunk]
+    else this.bodyChunks.push(chunk)
+  }
+
+  const onEnd = function (this: MockRequest): void {
+    const res = this.response!
+    if (this.tooLarge || res.destroyed) return
+    const first = this.bodyFirst
+    const text =
+      first === undefined
+        ? ""
+        : this.bodyChunks === undefined
+          ? first.toString()
+          : Buffer.concat(this.bodyChunks, this.bodyBytes).toString()
+    this.bodyFirst = undefined
+    this.bodyChunks = undefined
+    if (this.route === routeChat) answerChat(this, res, text)
+    else answerBatch(this, res, text)
+  }
+
+  const ignoreError = (): void => {}
+
+  const readBody = (req: MockRequest, res: MockResponse, route: number): void => {
+    req.response = res
+    req.route = route
+    if (req.declaredLength !== undefined && Number(req.declaredLength) > options.maxBodyBytes) {
+      // Answer at once; the rest of the body is read and dropped so the connection stays usable.
+      req.tooLarge = true
+      sendError(res, ApiError.bodyTooLarge(options.maxBodyBytes))
+    }
+    req.on("data", onData)
+    req.on("end", onEnd)
+    req.on("error", ignoreError)
+  }
+
+  const onResponseClose = function (this: MockResponse): void {
+    counters.inFlight--
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer)
+      this.timer = undefined
+    }
+    this.stream = undefined
+    this.pendingBody = undefined
+    if (!this.writableFinished && !this.dropped && !closing) counters.aborted++
+  }
+
+  /** Reads the headers the server cares about from the raw list, without building `req.headers`. */
+  const scanHeaders = (req: MockRequest): void => {
+    const raw = req.rawHeaders
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!
+      const first = name.charCodeAt(0) | 0x20
+      if (first === 0x78 /* x */) {
+        if (name.length > 7) {
+          const lower = name.toLowerCase()
+          if (lower.startsWith("x-mock-")) setOverride(req, lower, raw[i + 1]!)
+        }
+      } else if (first === 0x61 /* a */) {
+        if (name.length === 13 && name.toLowerCase() === "authorization") req.authorization = raw[i + 1]
+      } else if (first === 0x63 /* c */) {
+        if (name.length === 14 && name.toLowerCase() === "content-length") req.declaredLength = raw[i + 1]
+      }
+    }
+  }
+
+  const isAuthorized = (req: MockRequest, res: MockResponse): boolean => {
+    if (expectedAuthorization === undefined || req.authorization === expectedAuthorization) return true
+    const provided = req.authorization?.replace(/^Bearer\s+/i, "")
+    sendError(res, ApiError.invalidApiKey(provided))
+    return false
+  }
+
+  const notAllowed = (req: MockRequest, res: MockResponse, path: string, allowed: string): void =>
+    sendError(res, ApiError.methodNotAllowed(req.method ?? "", path, allowed), ["allow", allowed])
+
+  // Routing ----------------------------------------------------------------------------------------
+
+  const serveStats = (req: MockRequest, res: MockResponse, path: string): void => {
+    if (expectedAuthorization !== undefined) {
+      scanHeaders(req)
+      if (req.authorization !== expectedAuthorization) {
+        const provided = req.authorization?.replace(/^Bearer\s+/i, "")
+        const error = ApiError.invalidApiKey(provided)
+        res.writeHead(error.status, ["content-type", "application/json"])
+        res.end(ApiError.toJson(error))
+        return
+      }
+    }
+    const method = path === statsPath ? "GET" : "POST"
+    if (req.method !== method) {
+      const error = ApiError.methodNotAllowed(req.method ?? "", path, method)
+      res.writeHead(405, ["content-type", "application/json", "allow", method])
+      res.end(ApiError.toJson(error))
+      return
+    }
+    if (path === statsResetPath) Stats.reset(counters)
+    res.writeHead(200, ["content-type", "application/json"])
+    res.end(JSON.stringify(Stats.snapshot(counters)))
+  }
+
+  const onRequest = (req: MockRequest, res: MockResponse): void => {
+    const url = req.url ?? "/"
+    const query = url.indexOf("?")
+    const path = query === -1 ? url : url.slice(0, query)
+    if (path === statsPath || path === statsResetPath) {
+      serveStats(req, res, path)
+      return
+    }
+    counters.requests++
+    counters.inFlight++
+    res.requestId = String(++nextRequestId)
+    res.on("close", onResponseClose)
+    scanHeaders(req)
+    const method = req.method
+    if (path === chatPath) {
+      if (!isAuthorized(req, res)) return
+      if (method !== "POST") {
+        notAllowed(req, res, path, "POST")
+        return
+      }
+      counters.completions++
+      readBody(req, res, routeChat)
+      return
+    }
+    if (path === batchPath) {
+      if (!isAuthorized(req, res)) return
+      if (method !== "POST") {
+        notAllowed(req, res, path, "POST")
+        return
+      }
+      counters.batches++
+      readBody(req, res, routeBatch)
+      return
+    }
+    if (path === healthPath) {
+      if (method !== "GET" && method !== "HEAD") {
+        notAllowed(req, res, path, "GET")
+        return
+      }
+      sendJson(res, 200, healthBody, noHeaders)
+      return
+    }
+    if (path === modelsPath) {
+      if (!isAuthorized(req, res)) return
+      if (method !== "GET") {
+        notAllowed(req, res, path, "GET")
+        return
+      }
+      sendJson(res, 200, modelsBody, noHeaders)
+      return
+    }
+    if (path.startsWith(`${modelsPath}/`)) {
+      if (!isAuthorized(req, res)) return
+      if (method !== "GET") {
+        notAllowed(req, res, path, "GET")
+        return
+      }
+      const id = decodePathPart(path.slice(modelsPath.length + 1))
+      if (allowedModels !== undefined && !allowedModels.has(id)) {
+        sendError(res, ApiError.modelNotFound(id))
+        return
+      }
+      sendJson(res, 200, JSON.stringify(modelObject(id)), noHeaders)
+      return
+    }
+    if (path.startsWith("/v1/") && !isAuthorized(req, res)) return
+    sendError(res, ApiError.unknownPath(method ?? "", path))
+  }
+
+  const server = http.createServer<typeof MockRequest, typeof MockResponse>(
+    {
+      IncomingMessage: MockRequest,
+      ServerResponse: MockResponse,
+      keepAliveTimeout: 65_000,
+      headersTimeout: 66_000
+    },
+    onRequest
+  )
+  server.keepAliveTimeout = 65_000
+  server.headersTimeout = 66_000
+  return {
+    server,
+    counters,
+    beginClose: () => {
+      closing = true
+    }
+  }
+}
+
+const setOverride = (req: MockRequest, name: string, value: string): void => {
+  let overrides = req.overrides
+  if (overrides === undefined) {
+    overrides = {
+      overheadMs: undefined,
+      ttftMs: undefined,
+      itlMs: undefined,
+      batchItemMs: undefined,
+      tokens: undefined,
+      fault: undefined,
+      retryAfter: undefined,
+      cutAfter: undefined
+    }
+    req.overrides = overrides
+  }
+  switch (name) {
+    case "x-mock-overhead-ms":
+      overrides.overheadMs = value
+      break
+    case "x-mock-ttft-ms":
+      overrides.ttftMs = value
+      break
+    case "x-mock-itl-ms":
+      overrides.itlMs = value
+      break
+    case "x-mock-batch-item-ms":
+      overrides.batchItemMs = value
+      break
+    case "x-mock-tokens":
+      overrides.tokens = value
+      break
+    case "x-mock-fault":
+      overrides.fault = value
+      break
+    case "x-mock-retry-after":
+      overrides.retryAfter = value
+      break
+    case "x-mock-cut-after":
+      overrides.cutAfter = value
+      break
+  }
+}
+
+/** `decodeURIComponent` that keeps a malformed escape as it is instead of throwing. */
+const decodePathPart = (part: string): string => {
+  try {
+    return decodeURIComponent(part)
+  } catch {
+    return part
+  }
+}

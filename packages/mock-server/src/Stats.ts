@@ -1,0 +1,130 @@
+/**
+ * The counters a mock server keeps, so a test can prove that a call did (or did not) reach it, was
+ * cancelled, or met a fault. Read them with `GET /v1/stats` or `handle.stats()`; reset them with
+ * `POST /v1/stats/reset` or `handle.resetStats()`. The stats endpoints themselves are not counted.
+ *
+ * @since 0.1.0
+ */
+
+/**
+ * A snapshot of the counters.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MockStats {
+  /** Requests received, on any path but the stats endpoints. */
+  readonly requests: number
+  /** Requests to `POST /v1/chat/completions`, whatever their outcome. */
+  readonly completions: number
+  /** Those of them that asked to stream (`stream: true`). */
+  readonly streams: number
+  /** Requests to `POST /v1/batch`. */
+  readonly batches: number
+  /** Items in those batches. */
+  readonly batchItems: number
+  /** Requests whose response has not ended yet (stalled ones included). */
+  readonly inFlight: number
+  /** Requests whose client closed the connection before the response ended. */
+  readonly aborted: number
+  /** Faults injected, by kind (`"429"`, `"reset"`, ...). */
+  readonly faults: Readonly<Record<string, number>>
+  /** Responses sent, by HTTP status (`"200"`, `"400"`, ...). */
+  readonly statuses: Readonly<Record<string, number>>
+  /** Requests refused by the `rpm` / `tpm` limits. */
+  readonly rateLimited: number
+  /** Usage of the answers sent. */
+  readonly tokens: { readonly prompt: number; readonly completion: number }
+}
+
+/**
+ * The live counters (mutable; the server updates them in place on its hot path).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Counters {
+  requests: number
+  completions: number
+  streams: number
+  batches: number
+  batchItems: number
+  inFlight: number
+  aborted: number
+  faults: Record<string, number>
+  statuses: Record<string, number>
+  rateLimited: number
+  promptTokens: number
+  completionTokens: number
+}
+
+/**
+ * Fresh counters, all zero.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (): Counters => ({
+  requests: 0,
+  completions: 0,
+  streams: 0,
+  batches: 0,
+  batchItems: 0,
+  inFlight: 0,
+  aborted: 0,
+  faults: {},
+  statuses: {},
+  rateLimited: 0,
+  promptTokens: 0,
+  completionTokens: 0
+})
+
+/**
+ * Sets every counter back to zero, except `inFlight`, which counts requests still open.
+ *
+ * @since 0.1.0
+ * @category mutations
+ */
+export const reset = (counters: Counters): void => {
+  counters.requests = 0
+  counters.completions = 0
+  counters.streams = 0
+  counters.batches = 0
+  counters.batchItems = 0
+  counters.aborted = 0
+  counters.faults = {}
+  counters.statuses = {}
+  counters.rateLimited = 0
+  counters.promptTokens = 0
+  counters.completionTokens = 0
+}
+
+/**
+ * Adds one to a counter of a record (`faults`, `statuses`).
+ *
+ * @since 0.1.0
+ * @category mutations
+ */
+export const increment = (record: Record<string, number>, key: string | number): void => {
+  record[key] = (record[key] ?? 0) + 1
+}
+
+/**
+ * A copy of the counters, safe to keep.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const snapshot = (counters: Counters): MockStats => ({
+  requests: counters.requests,
+  completions: counters.completions,
+  streams: counters.streams,
+  batches: counters.batches,
+  batchItems: counters.batchItems,
+  inFlight: counters.inFlight,
+  aborted: counters.aborted,
+  faults: { ...counters.faults },
+  statuses: { ...counters.statuses },
+  rateLimited: counters.rateLimited,
+  tokens: { prompt: counters.promptTokens, completion: counters.completionTokens }
+})
