@@ -1,0 +1,208 @@
+/**
+ * A circuit breaker per upstream, on Effect's own `CircuitBreaker` (`effect/persistence`): closed,
+ * open, half-open with one probe at a time; it trips on consecutive failures or on a failure ratio over
+ * the last calls, and while open it refuses calls at once with `LlmError` reason `CircuitOpen` (with
+ * `retryAfter`: when the next probe may go).
+ *
+ * Which errors count against the upstream's health: by default those that say the upstream is unwell
+ * (`ServerError`, `Overloaded`, `Timeout`, `Transport`, `InvalidResponse`); a bad request, a refused
+ * key or an unknown model says nothing about it. A stream counts as a success once its first chunk
+ * arrives.
+ *
+ * The state lives in a store: in memory by default (`layer`), or shared by many processes in Redis
+ * (`layerWithStore` with `effect/persistence`'s `CircuitBreaker.layerStoreRedis`).
+ *
+ * Metrics: `callm_breaker_state{upstream}` (0 closed, 1 half-open, 2 open), `callm_breaker_rejections_total{upstream}`.
+ *
+ * @since 0.1.0
+ */
+import { type ChatChunk, type ChatRequest, type LlmClient, LlmError, Plugin } from "@callm/core"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import type * as Pull from "effect/Pull"
+import * as Breaker from "effect/persistence/CircuitBreaker"
+import type * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+
+/**
+ * Options of the breaker.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The upstream's name: the breaker's key (and the metrics' label). Default `"default"`. */
+  readonly upstream?: string | undefined
+  /** When the circuit opens. Default: 5 consecutive failures. `{ ratio, calls, minimumCalls }` opens on a failure ratio over the last `calls`. */
+  readonly trip?:
+    | { readonly consecutiveFailures: number }
+    | { readonly ratio: number; readonly calls: number; readonly minimumCalls?: number | undefined }
+    | undefined
+  /** How long the circuit stays open before a probe: a duration, or a schedule of growing durations. Default 30 s. */
+  readonly openDuration?: Duration.Input | Schedule.Schedule<unknown, number> | undefined
+  /** Which errors count as the upstream failing. */
+  readonly isFailure?: ((error: LlmError.LlmError) => boolean) | undefined
+}
+
+const unwell = new Set<LlmError.ReasonTag>(["ServerError", "Overloaded", "Timeout", "Transport", "InvalidResponse"])
+
+/**
+ * The default test of an upstream failure.
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isUpstreamFailure = (error: LlmError.LlmError): boolean => unwell.has(error.reason._tag)
+
+/**
+ * Circuit state by upstream: 0 closed, 1 half-open, 2 open.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const breakerState = Metric.gauge("callm_breaker_state", {
+  description: "Circuit breaker state by upstream: 0 closed, 1 half-open, 2 open."
+})
+
+/**
+ * Calls refused because the circuit was open or half-open.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const rejectionsTotal = Metric.counter("callm_breaker_rejections_total", {
+  description: "Calls refused by an open (or probing) circuit, by upstream.",
+  incremental: true
+})
+
+const stateValue = { Closed: 0, HalfOpen: 1, Open: 2 } as const
+
+const hooks = Effect.fnUntraced(function* (options: Options) {
+  const breaker = yield* Breaker.CircuitBreaker
+  const key = options.upstream ?? "default"
+  const isFailure = options.isFailure ?? isUpstreamFailure
+  const state = Metric.withAttributes(breakerState, { upstream: key })
+  const rejections = Metric.withAttributes(rejectionsTotal, { upstream: key })
+  yield* Metric.update(state, 0)
+  // Keep the state gauge current as the circuit moves.
+  yield* breaker.transitions.pipe(
+    Stream.filter((transition) => transition.key === key),
+    Stream.runForEach((transition) => Metric.update(state, stateValue[transition.to])),
+    Effect.forkScoped
+  )
+
+  const classify = (exit: Exit.Exit<unknown, LlmError.LlmError>): Breaker.Outcome => {
+    if (Exit.isSuccess(exit)) return { _tag: "Success" }
+    const error = exit.cause.reasons.find((reason) => reason._tag === "Fail")
+    if (error === undefined || error._tag !== "Fail") return { _tag: "Ignored" }
+    return isFailure(error.error) ? { _tag: "Failure" } : { _tag: "Success" }
+  }
+
+  const guard = <A>(effect: Effect.Effect<A, LlmError.LlmError>): Effect.Effect<A, LlmError.LlmError> =>
+    breaker.execute(effect, { key, classify }).pipe(
+      Effect.catchTag("CircuitBreakerError", (error) =>
+        Effect.andThen(
+          Metric.update(rejections, 1),
+          Effect.fail(
+            LlmError.make(
+              new LlmError.CircuitOpen({
+                upstream: key,
+                ...(error.reason._tag === "CircuitOpen" ? { retryAfter: error.reason.retryAfter } : {}),
+                description:
+                  error.reason._tag === "CircuitOpen"
+                    ? "recent calls failed"
+                    : error.reason._tag === "CircuitHalfOpen"
+                      ? "a probe call is testing the upstream"
+                      : `the breaker's store failed: ${error.message}`
+              }),
+              { provider: key }
+            )
+          )
+        )
+      )
+    )
+
+  const stream = (
+    request: ChatRequest.ChatRequest,
+    next: (request: ChatRequest.ChatRequest) => Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError>
+  ) =>
+    Stream.transformPull(next(request), (pull) =>
+      Effect.sync(() => {
+        let first = true
+        // The first pull (admission and the wait for the first chunk) goes through the breaker.
+        const guarded: Pull.Pull<ReadonlyArray<ChatChunk.ChatChunk>, LlmError.LlmError> = Effect.suspend(() => {
+          if (!first) return pull
+          first = false
+          return guard(pull as Effect.Effect<ReadonlyArray<ChatChunk.ChatChunk>, LlmError.LlmError>)
+        })
+        return guarded as Pull.Pull<readonly [ChatChunk.ChatChunk, ...Array<ChatChunk.ChatChunk>], LlmError.LlmError>
+      })
+    )
+
+  return {
+    complete: (request, next) => guard(next(request)),
+    stream,
+    // A batch is one call to the upstream: it counts once, as a success if any item succeeded.
+    completeMany: (requests, next) =>
+      breaker
+        .execute(next(requests), {
+          key,
+          classify: (exit) =>
+            Exit.isSuccess(exit) && exit.value.some((result) => result._tag === "Success")
+              ? { _tag: "Success" }
+              : { _tag: "Failure" }
+        })
+        .pipe(
+          Effect.catchTag("CircuitBreakerError", (error) =>
+            Effect.succeed(requests.map(() => ({ _tag: "Failure", failure: rejection(key, error) }) as never))
+          )
+        )
+  } satisfies Plugin.Hooks
+})
+
+const rejection = (key: string, error: Breaker.CircuitBreakerError) =>
+  LlmError.make(
+    new LlmError.CircuitOpen({
+      upstream: key,
+      ...(error.reason._tag === "CircuitOpen" ? { retryAfter: error.reason.retryAfter } : {})
+    }),
+    { provider: key }
+  )
+
+const breakerOptions = (options: Options) => ({
+  tripPolicy:
+    options.trip === undefined
+      ? Breaker.consecutive(5)
+      : "consecutiveFailures" in options.trip
+        ? Breaker.consecutive(options.trip.consecutiveFailures)
+        : Breaker.rate({
+            threshold: options.trip.ratio,
+            size: options.trip.calls,
+            minimumCalls: options.trip.minimumCalls
+          }),
+  openDuration: options.openDuration ?? "30 seconds"
+})
+
+/**
+ * The breaker on a `CircuitBreakerStore` you provide (`effect/persistence`'s `layerStoreRedis` to share
+ * the state between processes).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerWithStore = (
+  options: Options = {}
+): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient | Breaker.CircuitBreakerStore> =>
+  Plugin.layer(hooks(options)).pipe(Layer.provide(Breaker.layer(breakerOptions(options))))
+
+/**
+ * The breaker with its state in this process's memory.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> =>
+  layerWithStore(options).pipe(Layer.provide(Breaker.layerStoreMemory()))

@@ -1,0 +1,66 @@
+/**
+ * Hedged requests: when an answer has not come after `delay`, a second identical request is sent; the
+ * first answer wins and the other request is cancelled (its HTTP request aborted).
+ *
+ * Trades a little extra load (at most one more request for the slowest calls) for a shorter tail.
+ * Use a `delay` near your p95 latency, and only for calls that are safe to send twice (every chat
+ * completion is, but each costs tokens). Streams and batches are not hedged.
+ *
+ * Metrics: `callm_hedges_total{outcome}` (`won`: the hedge answered first; `lost`).
+ *
+ * @since 0.1.0
+ */
+import type { LlmClient } from "@callm/core"
+import { Plugin } from "@callm/core"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+
+/**
+ * Options of the hedging plugin.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** How long to wait for the first answer before sending the hedge. */
+  readonly delay: Duration.Input
+}
+
+/**
+ * Hedges sent, by whether they won.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const hedgesTotal = Metric.counter("callm_hedges_total", {
+  description: "Hedged requests sent, by outcome (won: the hedge answered first).",
+  incremental: true
+})
+
+const won = Metric.withAttributes(hedgesTotal, { outcome: "won" })
+const lost = Metric.withAttributes(hedgesTotal, { outcome: "lost" })
+
+/**
+ * The hedging plugin as a layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> => {
+  const delay = Duration.fromInputUnsafe(options.delay)
+  return Plugin.layer({
+    complete: (request, next) =>
+      Effect.race(
+        Effect.map(next(request), (response) => ({ response, hedge: false })),
+        Effect.delay(
+          Effect.map(next(request), (response) => ({ response, hedge: true })),
+          delay
+        )
+      ).pipe(
+        Effect.tap(({ hedge }) => Metric.update(hedge ? won : lost, 1)),
+        Effect.map(({ response }) => response)
+      )
+  })
+}
