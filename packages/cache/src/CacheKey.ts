@@ -1,0 +1,86 @@
+/**
+ * Cache keys: a stable hash of the request fields that change the answer.
+ *
+ * Included: `model`, `messages`, `temperature`, `top_p`, `max_tokens`, `max_completion_tokens`,
+ * `stop`, `seed`, `n`, `presence_penalty`, `frequency_penalty`, `logit_bias`, `logprobs`,
+ * `top_logprobs`, `tools`, `tool_choice`, `parallel_tool_calls`, `response_format`,
+ * `reasoning_effort` and `extra_body`. Left out: `user`, `metadata`, `store`, `service_tier`,
+ * `stream` and `stream_options` (who asks, and how the answer travels, do not change it).
+ *
+ * The hash is SHA-256 over a canonical JSON (object keys sorted at every level), so two requests that
+ * differ only in key order share a key.
+ *
+ * @since 0.1.0
+ */
+
+import { createHash } from "node:crypto"
+import type { ChatRequest } from "@callm/core"
+
+/**
+ * The request fields that change the answer.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const fields = [
+  "model",
+  "messages",
+  "temperature",
+  "top_p",
+  "max_tokens",
+  "max_completion_tokens",
+  "stop",
+  "seed",
+  "n",
+  "presence_penalty",
+  "frequency_penalty",
+  "logit_bias",
+  "logprobs",
+  "top_logprobs",
+  "tools",
+  "tool_choice",
+  "parallel_tool_calls",
+  "response_format",
+  "reasoning_effort",
+  "extra_body"
+] as const
+
+/**
+ * JSON with object keys sorted at every level.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const canonicalJson = (value: unknown): string => {
+  if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null"
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`
+  const record = value as Record<string, unknown>
+  const keys = Object.keys(record)
+    .filter((key) => record[key] !== undefined)
+    .sort()
+  return `{${keys.map((key) => `${JSON.stringify(key)}:${canonicalJson(record[key])}`).join(",")}}`
+}
+
+/**
+ * The hex SHA-256 of the fields of a request that change its answer.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (request: ChatRequest.ChatRequest): string => {
+  const picked: Record<string, unknown> = {}
+  for (const field of fields) {
+    const value = (request as Record<string, unknown>)[field]
+    if (value !== undefined) picked[field] = value
+  }
+  return createHash("sha256").update(canonicalJson(picked)).digest("hex")
+}
+
+/**
+ * Whether a request's answer is deterministic enough to cache by default: `temperature` 0, or a `seed`.
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isDeterministic = (request: ChatRequest.ChatRequest): boolean =>
+  request.temperature === 0 || request.seed !== undefined

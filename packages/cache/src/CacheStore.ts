@@ -1,0 +1,348 @@
+/**
+ * Where cached answers live: in this process's memory (an LRU bounded by entries and by bytes, with
+ * TTL), or in Redis, shared by every process and machine that points at it.
+ *
+ * Both stores also hold the single-flight locks: a lock with a lease, renewed while its holder works,
+ * so a holder that dies frees the key when its lease runs out.
+ *
+ * The Redis store runs on `effect/persistence`'s `Redis` service (provide it once, e.g. with
+ * `@effect/platform-node`'s `NodeRedis.layer`, and every plugin shares the connection). Its keys are
+ * `<prefix>:v<version>:<namespace>:<key>`, the version changing whenever the stored format does, so a
+ * new release never reads an old shape. Values above `compressAbove` bytes are deflated. Every command
+ * has a timeout: a slow or unreachable Redis turns into a miss, never into a stuck call.
+ *
+ * @since 0.1.0
+ */
+
+import { deflateRawSync, inflateRawSync } from "node:zlib"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Redis from "effect/persistence/Redis"
+
+/**
+ * A store failed (Redis unreachable, a timeout): the cache treats it as a miss.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CacheStoreError extends Data.TaggedError("CacheStoreError")<{
+  readonly operation: string
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    // Redis errors wrap the client's error: show the innermost message that says something.
+    let cause: unknown = this.cause
+    let text = ""
+    for (let depth = 0; depth < 4 && cause !== undefined && cause !== null; depth++) {
+      if (cause instanceof Error && cause.message !== "") text = cause.message
+      cause = (cause as { cause?: unknown }).cause
+    }
+    return `cache store ${this.operation} failed: ${text || "unknown error"}`
+  }
+}
+
+/**
+ * The operations of a store. Keys are the cache's own (already hashed and typed).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Store {
+  /** The stored value, or `undefined`. */
+  readonly get: (key: string) => Effect.Effect<string | undefined, CacheStoreError>
+  /** Stores a value for `ttl`. */
+  readonly set: (key: string, value: string, ttl: Duration.Duration) => Effect.Effect<void, CacheStoreError>
+  /** Takes the single-flight lock of `key` for `owner` with a lease; false when someone else holds it. */
+  readonly lock: (key: string, owner: string, lease: Duration.Duration) => Effect.Effect<boolean, CacheStoreError>
+  /** Extends a lock `owner` still holds; false when it lost it. */
+  readonly renew: (key: string, owner: string, lease: Duration.Duration) => Effect.Effect<boolean, CacheStoreError>
+  /** Releases a lock `owner` holds (a lock someone else took since is left alone). */
+  readonly unlock: (key: string, owner: string) => Effect.Effect<void, CacheStoreError>
+  /** Whether anyone holds the lock of `key`. */
+  readonly isLocked: (key: string) => Effect.Effect<boolean, CacheStoreError>
+  /** Whether locks are seen by other processes (so single-flight spans processes). */
+  readonly shared: boolean
+}
+
+/**
+ * The store service.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class CacheStore extends Context.Service<CacheStore, Store>()("@callm/cache/CacheStore") {}
+
+/**
+ * Entries evicted from the memory store to stay within its bounds.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const evictionsTotal = Metric.counter("callm_cache_evictions_total", {
+  description: "Entries evicted from the memory cache to stay within its entry and byte bounds.",
+  incremental: true
+})
+
+/**
+ * Entries in the memory store.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const entriesGauge = Metric.gauge("callm_cache_entries", { description: "Entries in the memory cache." })
+
+/**
+ * Bytes held by the memory store (UTF-16 length of keys and values times two).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const bytesGauge = Metric.gauge("callm_cache_bytes", { description: "Bytes held by the memory cache." })
+
+/**
+ * Options of the memory store.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MemoryOptions {
+  /** Default 10,000. */
+  readonly maxEntries?: number | undefined
+  /** Default 64 MiB. */
+  readonly maxBytes?: number | undefined
+}
+
+interface MemoryEntry {
+  readonly value: string
+  readonly bytes: number
+  readonly expiresAt: number
+}
+
+/**
+ * A store in this process's memory: least recently used entries go first when either bound is passed;
+ * expired ones are dropped when read.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<Store> =>
+  Effect.sync(() => {
+    const maxEntries = options.maxEntries ?? 10_000
+    const maxBytes = options.maxBytes ?? 64 * 1024 * 1024
+    // A Map iterates in insertion order: re-inserting on read keeps the least recent first.
+    const entries = new Map<string, MemoryEntry>()
+    const locks = new Map<string, { owner: string; until: number }>()
+    let bytes = 0
+
+    const remove = (key: string) => {
+      const entry = entries.get(key)
+      if (entry === undefined) return
+      entries.delete(key)
+      bytes -= entry.bytes
+    }
+    const gauges = Effect.suspend(() =>
+      Effect.andThen(Metric.update(entriesGauge, entries.size), Metric.update(bytesGauge, bytes))
+    )
+
+    return {
+      shared: false,
+      get: (key) =>
+        Effect.map(Clock.currentTimeMillis, (now) => {
+          const entry = entries.get(key)
+          if (entry === undefined) return undefined
+          if (entry.expiresAt <= now) {
+            remove(key)
+            return undefined
+          }
+          entries.delete(key)
+          entries.set(key, entry)
+          return entry.value
+        }),
+      set: (key, value, ttl) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          remove(key)
+          const size = (key.length + value.length) * 2
+          if (size > maxBytes) return Effect.void
+          entries.set(key, { value, bytes: size, expiresAt: now + Duration.toMillis(ttl) })
+          bytes += size
+          let evicted = 0
+          for (const oldest of entries.keys()) {
+            if (entries.size <= maxEntries && bytes <= maxBytes) break
+            remove(oldest)
+            evicted++
+          }
+          return Effect.andThen(evicted > 0 ? Metric.update(evictionsTotal, evicted) : Effect.void, gauges)
+        }),
+      lock: (key, owner, lease) =>
+        Effect.map(Clock.currentTimeMillis, (now) => {
+          const held = locks.get(key)
+          if (held !== undefined && held.until > now && held.owner !== owner) return false
+          locks.set(key, { owner, until: now + Duration.toMillis(lease) })
+          return true
+        }),
+      renew: (key, owner, lease) =>
+        Effect.map(Clock.currentTimeMillis, (now) => {
+          const held = locks.get(key)
+          if (held === undefined || held.owner !== owner) return false
+          locks.set(key, { owner, until: now + Duration.toMillis(lease) })
+          return true
+        }),
+      unlock: (key, owner) =>
+        Effect.sync(() => {
+          if (locks.get(key)?.owner === owner) locks.delete(key)
+        }),
+      isLocked: (key) =>
+        Effect.map(Clock.currentTimeMillis, (now) => {
+          const held = locks.get(key)
+          return held !== undefined && held.until > now
+        })
+    }
+  })
+
+/**
+ * Options of the Redis store.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RedisOptions {
+  /** Separates caches that share a Redis (per app, per environment). Default `"default"`. */
+  readonly namespace?: string | undefined
+  /** Default `"callm:cache"`. */
+  readonly prefix?: string | undefined
+  /** Values larger than this many bytes are deflated. Default 1,024. */
+  readonly compressAbove?: number | undefined
+  /** The longest a Redis command may take before the cache treats it as a miss. Default 250 ms. */
+  readonly timeout?: Duration.Input | undefined
+}
+
+/**
+ * The version of the stored format, part of every key.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const formatVersion = 1
+
+const renewScript = Redis.script((key: string, owner: string, leaseMs: number) => [key, owner, leaseMs], {
+  numberOfKeys: 1,
+  lua: `
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("PEXPIRE", KEYS[1], ARGV[2])
+end
+return 0
+`
+})
+
+const unlockScript = Redis.script((key: string, owner: string) => [key, owner], {
+  numberOfKeys: 1,
+  lua: `
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("DEL", KEYS[1])
+end
+return 0
+`
+})
+
+/**
+ * A store in Redis, shared by every process pointing at it.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeRedis = Effect.fnUntraced(function* (options: RedisOptions = {}) {
+  const redis = yield* Redis.Redis
+  const base = `${options.prefix ?? "callm:cache"}:v${formatVersion}:${options.namespace ?? "default"}:`
+  const compressAbove = options.compressAbove ?? 1024
+  const timeout = Duration.fromInputUnsafe(options.timeout ?? "250 millis")
+  const renew = redis.eval(renewScript)
+  const unlock = redis.eval(unlockScript)
+
+  const run = <A>(operation: string, effect: Effect.Effect<A, Redis.RedisError>): Effect.Effect<A, CacheStoreError> =>
+    effect.pipe(
+      Effect.timeoutOrElse({
+        duration: timeout,
+        orElse: () =>
+          Effect.fail(
+            new CacheStoreError({ operation, cause: new Error(`no answer within ${Duration.format(timeout)}`) })
+          )
+      }),
+      Effect.mapError((cause) => (cause instanceof CacheStoreError ? cause : new CacheStoreError({ operation, cause })))
+    )
+
+  // "j" + JSON as it is, or "z" + base64 of the deflated JSON: node-redis commands carry strings.
+  const encode = (value: string) =>
+    Buffer.byteLength(value) > compressAbove ? `z${deflateRawSync(value).toString("base64")}` : `j${value}`
+  const decode = (stored: string) =>
+    stored.startsWith("z") ? inflateRawSync(Buffer.from(stored.slice(1), "base64")).toString("utf8") : stored.slice(1)
+
+  return CacheStore.of({
+    shared: true,
+    get: (key) =>
+      run(
+        "get",
+        Effect.map(redis.send<string | null>("GET", `${base}${key}`), (stored) =>
+          stored === null ? undefined : decode(stored)
+        )
+      ),
+    set: (key, value, ttl) =>
+      run(
+        "set",
+        Effect.asVoid(
+          redis.send("SET", `${base}${key}`, encode(value), "PX", String(Math.max(1, Duration.toMillis(ttl))))
+        )
+      ),
+    lock: (key, owner, lease) =>
+      run(
+        "lock",
+        Effect.map(
+          redis.send<string | null>(
+            "SET",
+            `${base}lock:${key}`,
+            owner,
+            "NX",
+            "PX",
+            String(Math.max(1, Duration.toMillis(lease)))
+          ),
+          (reply) => reply === "OK"
+        )
+      ),
+    renew: (key, owner, lease) =>
+      run(
+        "renew",
+        Effect.map(
+          renew(`${base}lock:${key}`, owner, Math.max(1, Duration.toMillis(lease))),
+          (reply) => Number(reply) === 1
+        )
+      ),
+    unlock: (key, owner) => run("unlock", Effect.asVoid(unlock(`${base}lock:${key}`, owner))),
+    isLocked: (key) =>
+      run(
+        "isLocked",
+        Effect.map(redis.send<number>("EXISTS", `${base}lock:${key}`), (count) => Number(count) > 0)
+      )
+  })
+})
+
+/**
+ * The memory store as a layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMemory = (options: MemoryOptions = {}): Layer.Layer<CacheStore> =>
+  Layer.effect(CacheStore, makeMemory(options))
+
+/**
+ * The Redis store as a layer, on the `Redis` service you provide once for every plugin.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerRedis = (options: RedisOptions = {}): Layer.Layer<CacheStore, never, Redis.Redis> =>
+  Layer.effect(CacheStore, makeRedis(options))

@@ -1,0 +1,11 @@
+/**
+ * @callm/rate-limit: requests-per-minute, tokens-per-minute and in-flight limits for callm clients,
+ * in memory or shared through Redis.
+ *
+ * @since 0.1.0
+ */
+
+/** @since 0.1.0 */
+export * as InFlight from "./InFlight.ts"
+/** @since 0.1.0 */
+export * as RateLimit from "./RateLimit.ts"

@@ -1,0 +1,50 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import { randomUUID } from "node:crypto"
+import { once } from "node:events"
+import { createServer } from "node:net"
+
+/** The shared Redis every engineer's tests use (never flushed, never stopped: keys are namespaced). */
+export const sharedRedisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
+
+/** A namespace no other test run uses. */
+export const uniqueNamespace = () => `test-${randomUUID()}`
+
+export const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = createServer()
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      server.close(() => resolve(port))
+    })
+    server.on("error", reject)
+  })
+
+/** A private redis-server on a free port, for tests that kill and restart it. */
+export const privateRedis = async (port?: number) => {
+  const chosen = port ?? (await freePort())
+  const child: ChildProcess = spawn(
+    "redis-server",
+    ["--port", String(chosen), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    {
+      stdio: ["ignore", "pipe", "inherit"]
+    }
+  )
+  await new Promise<void>((resolve, reject) => {
+    let out = ""
+    child.stdout!.on("data", (data: Buffer) => {
+      out += data.toString()
+      if (out.includes("Ready to accept connections")) resolve()
+    })
+    child.once("exit", (code) => reject(new Error(`redis-server exited with ${code}`)))
+  })
+  return {
+    port: chosen,
+    url: `redis://127.0.0.1:${chosen}`,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      child.kill("SIGKILL")
+      await once(child, "exit")
+    }
+  }
+}
