@@ -1,0 +1,519 @@
+/**
+ * The gateway: an OpenAI-compatible HTTP service in front of one or more upstreams, with callm's plugin
+ * stack in between.
+ *
+ * Endpoints: `POST /v1/chat/completions` (JSON and SSE, the bytes OpenAI sends, so the official SDKs
+ * work unchanged), `GET /v1/models`, `GET /metrics` (Prometheus text), `GET /healthz` (the process is
+ * up), `GET /readyz` (it admits requests: 503 while draining).
+ *
+ * What happens to a chat request, in order:
+ *
+ * 1. Load shedding: past `maxInFlight` requests in flight the answer is 429 with `Retry-After`, before
+ *    the body is read; while draining for shutdown, 503.
+ * 2. Auth: with keys configured, `Authorization: Bearer <key>` must hash to a known key (401), and the
+ *    key must be allowed the model (403). The key itself is never logged or stored.
+ * 3. The body: at most `maxBodyBytes` (413), JSON (400), a valid `ChatRequest` (400 naming the field).
+ * 4. The route for the model (404 for none), then the plugin stack and the upstream, with the caller in
+ *    `CallContext` (request id, key id, user, deadline) and the request timeout (504).
+ * 5. The answer: JSON, or SSE (`data: {chunk}` ... `data: [DONE]`). A stream failing before its first
+ *    chunk answers with an error status; after it, with an `error` event, as OpenAI does. A client
+ *    that disconnects cancels the upstream call.
+ *
+ * The gateway measures its own overhead: total time minus time spent waiting on upstreams (for
+ * streams: time to first byte minus the upstream's time to first chunk), in the histogram
+ * `callm_gateway_overhead_seconds`.
+ *
+ * @since 0.1.0
+ */
+
+import { randomUUID } from "node:crypto"
+import { CallContext, type ChatChunk, ChatRequest, LlmClient, LlmError, Plugin } from "@callm/core"
+import { OpenAiClient } from "@callm/openai"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as ByteSize from "effect/ByteSize"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as HttpEffect from "effect/http/HttpEffect"
+import * as HttpIncomingMessage from "effect/http/HttpIncomingMessage"
+import * as HttpRouter from "effect/http/HttpRouter"
+import type * as HttpServer from "effect/http/HttpServer"
+import * as HttpServerRequest from "effect/http/HttpServerRequest"
+import * as HttpServerResponse from "effect/http/HttpServerResponse"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
+import * as Redacted from "effect/Redacted"
+import * as Result from "effect/Result"
+import * as Stream from "effect/Stream"
+import * as GatewayConfig from "./GatewayConfig.ts"
+import * as GatewayError from "./GatewayError.ts"
+
+/**
+ * Options of the gateway.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly config: GatewayConfig.GatewayConfig
+  /** Where `apiKeyEnv` names are looked up; the CLI passes `process.env`. */
+  readonly env?: Readonly<Record<string, string | undefined>> | undefined
+  /**
+   * The plugin stack each route's client goes through (outermost first), e.g.
+   * `Plugin.stack(Preset.layer(), Retry.layer())`. Built once per route.
+   */
+  readonly plugins?: Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> | undefined
+  /** The body of `GET /metrics`; default: Effect's metric registry in Prometheus text. */
+  readonly metrics?: Effect.Effect<string> | undefined
+}
+
+/**
+ * The time a request spent waiting on upstreams, filled in by the innermost wrapper of each route.
+ */
+interface UpstreamTiming {
+  nanos: bigint
+  firstChunkNanos: bigint | undefined
+}
+
+const CurrentTiming = Context.Reference<UpstreamTiming | undefined>("@callm/gateway/Gateway/CurrentTiming", {
+  defaultValue: () => undefined
+})
+
+/**
+ * The gateway's own overhead per request, in seconds.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const overheadSeconds = Metric.histogram("callm_gateway_overhead_seconds", {
+  description:
+    "Time the gateway adds to a request: total time minus time waiting on upstreams (streams: to first byte).",
+  // 10 µs to ~1.3 s in steps of x1.5: fine enough to read a sub-millisecond p50 off the histogram.
+  boundaries: Metric.exponentialBoundaries({ start: 0.00001, factor: 1.5, count: 30 })
+})
+
+/**
+ * Requests the gateway answered, by status class and whether they streamed.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const requestsTotal = Metric.counter("callm_gateway_requests_total", {
+  description: "Requests the gateway answered.",
+  incremental: true
+})
+
+/**
+ * Requests in flight at the gateway.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const inFlightGauge = Metric.gauge("callm_gateway_in_flight", {
+  description: "Requests in flight at the gateway."
+})
+
+/**
+ * The gateway's state, for the CLI and tests.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface State {
+  /** Requests admitted and not yet answered (streams count until their last byte). */
+  readonly inFlight: () => number
+  /** Whether the gateway has stopped admitting requests for shutdown. */
+  readonly draining: () => boolean
+  /** Stops admitting requests and waits (up to the shutdown timeout) for those in flight. */
+  readonly drain: Effect.Effect<void>
+}
+
+/**
+ * The gateway's state as a service.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class GatewayState extends Context.Service<GatewayState, State>()("@callm/gateway/Gateway/GatewayState") {}
+
+const json = (status: number, body: unknown, headers?: Readonly<Record<string, string>>) =>
+  HttpServerResponse.text(JSON.stringify(body), {
+    status,
+    contentType: "application/json",
+    ...(headers === undefined ? {} : { headers })
+  })
+
+const errorResponse = (answer: GatewayError.ErrorAnswer, requestId?: string) =>
+  json(
+    answer.status,
+    answer.body,
+    requestId === undefined ? answer.headers : { ...answer.headers, "x-request-id": requestId }
+  )
+
+const nanosNow = Clock.currentTimeNanos
+
+/** The innermost wrapper of a route: adds the time spent in the upstream to the request's timing. */
+const timeUpstream = (client: LlmClient.Service): LlmClient.Service =>
+  Plugin.wrap(client, {
+    complete: (request, next) =>
+      Effect.flatMap(CurrentTiming, (timing) => {
+        if (timing === undefined) return next(request)
+        return Effect.flatMap(nanosNow, (start) =>
+          Effect.ensuring(
+            next(request),
+            Effect.map(nanosNow, (end) => {
+              timing.nanos += end - start
+            })
+          )
+        )
+      }),
+    stream: (request, next) =>
+      Stream.unwrap(
+        Effect.flatMap(CurrentTiming, (timing) => {
+          if (timing === undefined) return Effect.succeed(next(request))
+          return Effect.map(nanosNow, (start) =>
+            next(request).pipe(
+              Stream.onFirst(() =>
+                Effect.map(nanosNow, (now) => {
+                  timing.firstChunkNanos ??= timing.nanos + (now - start)
+                })
+              ),
+              Stream.onExit(() =>
+                Effect.map(nanosNow, (end) => {
+                  timing.nanos += end - start
+                })
+              )
+            )
+          )
+        })
+      )
+  })
+
+interface RouteClient {
+  readonly client: LlmClient.Service
+}
+
+/**
+ * Builds the gateway's routes and state. Requires an `HttpClient`-free environment: it opens its own
+ * undici connection pools (one per upstream origin), closed with the scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function* (options: Options) {
+  const config = options.config
+  const limits = GatewayConfig.limits(config)
+  const env = options.env ?? {}
+
+  // One provider per upstream, all on one undici dispatcher (a keep-alive pool per origin).
+  const providers = new Map<string, LlmClient.Service>()
+  const httpContext = yield* Layer.build(NodeHttpClient.layerUndiciOptions({ connect: { timeout: 10_000 } }))
+  for (const [name, upstream] of Object.entries(config.upstreams)) {
+    const key = upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv]
+    const provider = yield* OpenAiClient.make({
+      baseUrl: upstream.baseUrl,
+      name,
+      ...(key === undefined || key === "" ? {} : { apiKey: Redacted.make(key) }),
+      ...(upstream.headers === undefined ? {} : { headers: upstream.headers }),
+      ...(upstream.batch === undefined ? {} : { batch: upstream.batch })
+    }).pipe(Effect.provide(httpContext))
+    providers.set(name, timeUpstream(provider))
+  }
+
+  // One client per route: its targets (weighted), under the plugin stack.
+  const routes = new Map<string, RouteClient>()
+  for (const [model, route] of Object.entries(config.routes)) {
+    const targets = route.targets.map((target) => {
+      const provider = providers.get(target.upstream)!
+      const client =
+        target.model === undefined
+          ? provider
+          : Plugin.wrap(provider, {
+              transformRequest: (request) => Effect.succeed({ ...request, model: target.model! })
+            })
+      return { client, weight: target.weight ?? 1 }
+    })
+    const base = targets.length === 1 ? targets[0]!.client : weighted(targets)
+    const client =
+      options.plugins === undefined
+        ? base
+        : Context.get(
+            yield* Layer.build(Layer.provide(options.plugins, Layer.succeed(LlmClient.LlmClient, base))),
+            LlmClient.LlmClient
+          )
+    routes.set(model, { client })
+  }
+  const catchAll = routes.get("*")
+
+  const keys = new Map((config.keys ?? []).map((key) => [key.sha256, key]))
+  const authEnabled = keys.size > 0
+
+  let inFlight = 0
+  let draining = false
+  const admit = () => {
+    inFlight++
+  }
+  const release = () => {
+    inFlight--
+  }
+
+  const drain = Effect.gen(function* () {
+    draining = true
+    const deadline = (yield* Clock.currentTimeMillis) + limits.shutdownTimeoutMs
+    while (inFlight > 0 && (yield* Clock.currentTimeMillis) < deadline) yield* Effect.sleep(Duration.millis(20))
+  })
+
+  const metricsBody = options.metrics ?? PrometheusMetrics.format()
+
+  const chatCompletions = Effect.gen(function* () {
+    const startNanos = yield* nanosNow
+    const request = yield* HttpServerRequest.HttpServerRequest
+    if (draining) return errorResponse(GatewayError.shuttingDown)
+    if (inFlight >= limits.maxInFlight) return errorResponse(GatewayError.overloaded(limits.retryAfterSeconds))
+    admit()
+    let transferred = false
+    return yield* Effect.gen(function* () {
+      const requestId = request.headers["x-request-id"] ?? `req_${randomUUID().replaceAll("-", "")}`
+
+      // Auth
+      let keyId: string | undefined
+      let allowedModels: ReadonlyArray<string> | undefined
+      if (authEnabled) {
+        const header = request.headers.authorization
+        const token = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined
+        const key = token === undefined || token === "" ? undefined : keys.get(GatewayConfig.hashKey(token))
+        if (key === undefined) return errorResponse(GatewayError.invalidApiKey(token !== undefined), requestId)
+        keyId = key.id
+        allowedModels = key.models
+      }
+
+      // Body
+      const body = yield* Effect.result(request.text)
+      if (Result.isFailure(body)) {
+        const error = body.failure
+        const tooLarge = error.reason._tag === "RequestParseError" && error.reason.reason === "BodyTooLarge"
+        return errorResponse(
+          tooLarge ? GatewayError.bodyTooLarge(limits.maxBodyBytes) : GatewayError.unparsableBody,
+          requestId
+        )
+      }
+      const parsed = Result.try(() => JSON.parse(body.success) as unknown)
+      if (Result.isFailure(parsed)) return errorResponse(GatewayError.unparsableBody, requestId)
+      const validated = ChatRequest.validateResult(parsed.success)
+      if (Result.isFailure(validated)) {
+        const reason = validated.failure
+        return errorResponse(
+          GatewayError.make(400, reason.description ?? reason.message, "invalid_request_error", {
+            param: reason.param,
+            code: "invalid_value"
+          }),
+          requestId
+        )
+      }
+      const chat = validated.success
+
+      // Route
+      const route = routes.get(chat.model) ?? catchAll
+      if (route === undefined) return errorResponse(GatewayError.modelNotFound(chat.model), requestId)
+      if (allowedModels !== undefined && !allowedModels.includes(chat.model)) {
+        return errorResponse(GatewayError.modelNotAllowed(chat.model), requestId)
+      }
+
+      const timing: UpstreamTiming = { nanos: 0n, firstChunkNanos: undefined }
+      const context = {
+        requestId,
+        ...(keyId === undefined ? {} : { keyId }),
+        ...(chat.user === undefined ? {} : { user: chat.user }),
+        deadline: (yield* Clock.currentTimeMillis) + limits.requestTimeoutMs
+      }
+      const call = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+        effect.pipe(Effect.provideService(CurrentTiming, timing), CallContext.withContext(context))
+      const recordOverhead = (upstreamNanos: bigint) =>
+        Effect.flatMap(nanosNow, (now) =>
+          Metric.update(overheadSeconds, Math.max(0, Number(now - startNanos - upstreamNanos) / 1e9))
+        )
+      const timeout = Duration.millis(limits.requestTimeoutMs)
+
+      if (chat.stream !== true) {
+        const result = yield* call(route.client.complete(chat)).pipe(
+          Effect.timeoutOrElse({ duration: timeout, orElse: () => Effect.fail(timeoutError(timeout)) }),
+          Effect.result
+        )
+        if (Result.isFailure(result)) return errorResponse(GatewayError.fromLlmError(result.failure), requestId)
+        const response = json(200, result.success, { "x-request-id": requestId })
+        yield* recordOverhead(timing.nanos)
+        return response
+      }
+
+      // Streams: pull the first chunks before answering, so an upstream that fails before streaming
+      // gets an error status rather than a 200 with an error event.
+      const includeUsage = chat.stream_options?.include_usage === true
+      const pull = yield* call(Stream.toPull(route.client.stream(chat)))
+      const first = yield* call(pull).pipe(
+        Effect.timeoutOrElse({ duration: timeout, orElse: () => Effect.fail(timeoutError(timeout)) }),
+        Effect.result
+      )
+      const firstChunks: ReadonlyArray<ChatChunk.ChatChunk> = Result.isSuccess(first) ? first.success : []
+      if (Result.isFailure(first) && !isDone(first.failure)) {
+        return errorResponse(GatewayError.fromLlmError(first.failure as LlmError.LlmError), requestId)
+      }
+      const rest = Result.isSuccess(first) ? Stream.fromPull(Effect.succeed(call(pull))) : Stream.empty
+      const events = Stream.concat(Stream.fromArray(firstChunks), rest).pipe(
+        Stream.mapArray((chunks) => [encodeChunks(chunks, includeUsage)]),
+        Stream.catchTag("LlmError", (error) => Stream.succeed(encodeError(GatewayError.fromLlmError(error)))),
+        Stream.concat(Stream.succeed(doneEvent)),
+        Stream.encodeText,
+        Stream.ensuring(Effect.sync(release))
+      )
+      yield* recordOverhead(timing.firstChunkNanos ?? timing.nanos)
+      transferred = true
+      return HttpEffect.scopeTransferToStream(
+        HttpServerResponse.stream(events, {
+          contentType: "text/event-stream",
+          headers: { "cache-control": "no-cache", "x-request-id": requestId }
+        })
+      )
+    }).pipe(
+      Effect.ensuring(
+        Effect.sync(() => {
+          if (!transferred) release()
+        })
+      )
+    )
+  }).pipe(
+    // A bug must still answer in OpenAI's shape (and be logged), never drop the connection.
+    Effect.catchDefect((defect) =>
+      Effect.as(
+        Effect.logError("callm gateway: unexpected error", defect),
+        errorResponse(
+          GatewayError.make(500, "The gateway failed unexpectedly.", "server_error", { code: "internal_error" })
+        )
+      )
+    ),
+    Effect.tap((response) =>
+      Effect.andThen(
+        Metric.update(requestsByStatus(response.status), 1),
+        Effect.suspend(() => Metric.update(inFlightGauge, inFlight))
+      )
+    ),
+    Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(limits.maxBodyBytes))
+  )
+
+  const models = Effect.sync(() => {
+    const created = 0
+    const data = [...routes.keys()]
+      .filter((model) => model !== "*")
+      .map((id) => ({ id, object: "model", created, owned_by: "callm-gateway" }))
+    return json(200, { object: "list", data })
+  })
+
+  const routesLayer = HttpRouter.use((router) =>
+    Effect.all([
+      router.add("POST", "/v1/chat/completions", chatCompletions),
+      router.add("GET", "/v1/models", models),
+      router.add(
+        "GET",
+        "/metrics",
+        Effect.map(metricsBody, (text) =>
+          HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
+        )
+      ),
+      router.add("GET", "/healthz", Effect.succeed(json(200, { status: "ok" }))),
+      router.add(
+        "GET",
+        "/readyz",
+        Effect.sync(() => (draining ? json(503, { status: "draining" }) : json(200, { status: "ready", inFlight })))
+      ),
+      router.add(
+        "*",
+        "*",
+        Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
+          errorResponse(GatewayError.notFound(request.method, request.url))
+        )
+      )
+    ])
+  )
+
+  const state: State = { inFlight: () => inFlight, draining: () => draining, drain }
+  return { routes: routesLayer, state, authEnabled }
+})
+
+const isDone = (u: unknown) =>
+  typeof u === "object" && u !== null && "_tag" in u && (u as { _tag: unknown })._tag === "Done"
+
+/** A request that outlived the gateway's request timeout: 504. */
+const timeoutError = (after: Duration.Duration): LlmError.LlmError =>
+  LlmError.make(new LlmError.Timeout({ phase: "total", after, description: "The request timed out at the gateway" }))
+
+/** Spreads calls over targets at random, in proportion to their weights. */
+const weighted = (
+  targets: ReadonlyArray<{ readonly client: LlmClient.Service; readonly weight: number }>
+): LlmClient.Service => {
+  const total = targets.reduce((sum, target) => sum + target.weight, 0)
+  const pick = () => {
+    let point = Math.random() * total
+    for (const target of targets) {
+      point -= target.weight
+      if (point < 0) return target.client
+    }
+    return targets[targets.length - 1]!.client
+  }
+  return LlmClient.make({
+    complete: (request) => Effect.suspend(() => pick().complete(request)),
+    stream: (request) => Stream.suspend(() => pick().stream(request)),
+    completeMany: (requests) => Effect.suspend(() => pick().completeMany(requests))
+  })
+}
+
+/** `callm_gateway_requests_total` per status class, made once (a metric per call would cost a lookup). */
+const requestsByStatusClass = new Map<number, Metric.Metric<number, unknown>>()
+const requestsByStatus = (status: number) => {
+  const statusClass = Math.floor(status / 100)
+  let metric = requestsByStatusClass.get(statusClass)
+  if (metric === undefined) {
+    metric = Metric.withAttributes(requestsTotal, { status: `${statusClass}xx` })
+    requestsByStatusClass.set(statusClass, metric)
+  }
+  return metric
+}
+
+const doneEvent = "data: [DONE]\n\n"
+
+const encodeChunks = (chunks: ReadonlyArray<ChatChunk.ChatChunk>, includeUsage: boolean): string => {
+  let out = ""
+  for (const chunk of chunks) {
+    // A client that did not ask for usage does not get the usage-only chunk OpenAI would not send it.
+    if (!includeUsage && chunk.choices.length === 0 && chunk.usage != null) continue
+    out += `data: ${JSON.stringify(chunk)}\n\n`
+  }
+  return out
+}
+
+const encodeError = (answer: GatewayError.ErrorAnswer): string => `data: ${JSON.stringify(answer.body)}\n\n`
+
+/**
+ * The gateway as a layer on an `HttpServer`: serves the routes, and on shutdown first drains (stops
+ * admitting, waits for requests in flight) and only then lets the server close.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<GatewayState, never, HttpServer.HttpServer> =>
+  Layer.unwrap(
+    Effect.map(make(options), ({ routes, state }) =>
+      // The state layer is built after the server is serving, so on shutdown its finalizer (the drain:
+      // 503 to new requests, wait for those in flight) runs before the server stops listening.
+      Layer.provideMerge(
+        Layer.effect(
+          GatewayState,
+          Effect.as(
+            Effect.addFinalizer(() => state.drain),
+            state
+          )
+        ),
+        HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true })
+      )
+    )
+  )

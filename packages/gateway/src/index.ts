@@ -1,0 +1,13 @@
+/**
+ * @callm/gateway: an OpenAI-compatible LLM gateway on Effect's HTTP server, with routes, auth, load
+ * shedding, streaming and callm's plugin stack. `callm serve` runs it.
+ *
+ * @since 0.1.0
+ */
+
+/** @since 0.1.0 */
+export * as Gateway from "./Gateway.ts"
+/** @since 0.1.0 */
+export * as GatewayConfig from "./GatewayConfig.ts"
+/** @since 0.1.0 */
+export * as GatewayError from "./GatewayError.ts"
