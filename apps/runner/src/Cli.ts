@@ -1,0 +1,41 @@
+/**
+ * The `callm` command line: its subcommands and how it runs.
+ *
+ * @since 0.1.0
+ */
+import { Console, Effect } from "effect"
+import { Command } from "effect/cli"
+import * as ChatCommand from "./ChatCommand.ts"
+import * as MockCommand from "./MockCommand.ts"
+import * as RunCommand from "./RunCommand.ts"
+import * as ServeCommand from "./ServeCommand.ts"
+
+/**
+ * The root command.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const command = Command.make("callm").pipe(
+  Command.withDescription("callm: typed, composable LLM calls. Run pipelines, serve a gateway, start the mock."),
+  Command.withSubcommands([ChatCommand.command, RunCommand.command, ServeCommand.command, MockCommand.command])
+)
+
+/**
+ * Runs the command line with the process's arguments.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const run = Command.run(command, { version: "0.1.0" }).pipe(
+  // An LlmError or a UserError is an answer for the user, not a crash: one line on stderr, exit code 1.
+  Effect.catchTags({ LlmError: (error) => exitWith(error.message), UserError: (error) => exitWith(error.message) })
+)
+
+const exitWith = (message: string) =>
+  Effect.andThen(
+    Console.error(`callm: ${message}`),
+    Effect.sync(() => {
+      process.exitCode = 1
+    })
+  )

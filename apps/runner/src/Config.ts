@@ -1,0 +1,166 @@
+/**
+ * The typed configuration of the `callm` command line (`callm.config.ts` with `defineConfig`, or the
+ * same shape as JSON): the provider, the model, presets, the plugin stack, and the gateway's routes.
+ *
+ * Plugins are listed outermost first. In a TypeScript config a plugin is any layer that wraps an
+ * `LlmClient` (so your own plugins fit); in JSON, and in TypeScript too, `{ "use": name, "options": {...} }`
+ * names one of callm's: `retry`, `timeout`, `circuit-breaker`, `fallback` (model targets), `hedge`,
+ * `cache`, `rate-limit`, `batch`.
+ *
+ * @example
+ * ```ts
+ * // callm.config.ts
+ * import { defineConfig } from "@callm/runner"
+ *
+ * export default defineConfig({
+ *   provider: { baseUrl: "https://api.deepseek.com/v1", apiKeyEnv: "DEEPSEEK_API_KEY" },
+ *   model: "deepseek-chat",
+ *   presets: { terse: { max_tokens: 64, temperature: 0.2 } },
+ *   plugins: [
+ *     { use: "timeout", options: { total: "60 seconds" } },
+ *     { use: "cache", options: { ttl: "1 day" } },
+ *     { use: "retry", options: { maxAttempts: 5 } }
+ *   ]
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ */
+
+import { readFile } from "node:fs/promises"
+import { resolve } from "node:path"
+import { pathToFileURL } from "node:url"
+import { Batch } from "@callm/batch"
+import { Cache } from "@callm/cache"
+import { type LlmClient, Plugin, Preset } from "@callm/core"
+import type { GatewayConfig } from "@callm/gateway"
+import { RateLimit } from "@callm/rate-limit"
+import { CircuitBreaker, Fallback, Hedge, Retry, Timeout } from "@callm/resilience"
+import { Effect, Layer, Result, Schema } from "effect"
+import { UserError } from "./UserError.ts"
+
+/**
+ * A plugin that wraps an `LlmClient`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PluginLayer = Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient>
+
+/**
+ * A plugin named by configuration.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PluginSpec {
+  readonly use: keyof typeof registry
+  readonly options?: Readonly<Record<string, unknown>> | undefined
+}
+
+/**
+ * The configuration.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CallmConfig {
+  /** The upstream: base URL, and the environment variable holding its key. */
+  readonly provider?:
+    | {
+        readonly baseUrl?: string | undefined
+        readonly apiKeyEnv?: string | undefined
+        readonly headers?: Readonly<Record<string, string>> | undefined
+      }
+    | undefined
+  readonly model?: string | undefined
+  readonly presets?: Readonly<Record<string, Preset.Preset>> | undefined
+  /** Outermost first. */
+  readonly plugins?: ReadonlyArray<PluginSpec | PluginLayer> | undefined
+  /** Routes, upstreams, keys and limits of `callm serve`. */
+  readonly gateway?: GatewayConfig.GatewayConfig | undefined
+}
+
+/**
+ * Types a configuration (the identity, for editors and type checking).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const defineConfig = (config: CallmConfig): CallmConfig => config
+
+/**
+ * The plugins a configuration can name, and how each is built from its options.
+ *
+ * @since 0.1.0
+ * @category registry
+ */
+export const registry = {
+  retry: (options: object) => Retry.layer(options as Retry.Options),
+  timeout: (options: object) => Timeout.layer(options as Timeout.Options),
+  "circuit-breaker": (options: object) => CircuitBreaker.layer(options as CircuitBreaker.Options),
+  fallback: (options: object) => Fallback.layer(options as Fallback.Options),
+  hedge: (options: object) => Hedge.layer(options as Hedge.Options),
+  cache: (options: object) => Cache.layer(options as Cache.Options),
+  "rate-limit": (options: object) => RateLimit.layer(options as RateLimit.Options),
+  batch: (options: object) => Batch.layer(options as Batch.Options)
+} satisfies Record<string, (options: object) => PluginLayer>
+
+const PluginSpecSchema = Schema.Struct({
+  use: Schema.Literals(Object.keys(registry) as [keyof typeof registry, ...Array<keyof typeof registry>]),
+  options: Schema.optionalKey(Schema.Record(Schema.String, Schema.Unknown))
+})
+
+/**
+ * The plugin stack of a configuration, outermost first, with the preset plugin outermost.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const pluginStack = (config: CallmConfig, defaultPreset?: string): PluginLayer => {
+  const plugins: Array<PluginLayer> = [Preset.layer({ presets: config.presets, default: defaultPreset })]
+  for (const plugin of config.plugins ?? []) {
+    if (Layer.isLayer(plugin)) plugins.push(plugin as PluginLayer)
+    else {
+      const spec = plugin as PluginSpec
+      plugins.push(registry[spec.use](spec.options ?? {}))
+    }
+  }
+  return Plugin.stack(plugins[0]!, ...plugins.slice(1))
+}
+
+/**
+ * Loads a configuration: a JSON file, or a module whose default export is one. Named plugins are
+ * checked (an unknown name lists the known ones).
+ *
+ * @since 0.1.0
+ * @category loading
+ */
+export const load = (path: string): Effect.Effect<CallmConfig, UserError> =>
+  Effect.gen(function* () {
+    const absolute = resolve(path)
+    const loaded = yield* Effect.tryPromise({
+      try: async (): Promise<unknown> =>
+        absolute.endsWith(".json")
+          ? JSON.parse(await readFile(absolute, "utf8"))
+          : ((await import(pathToFileURL(absolute).href)) as { default?: unknown }).default,
+      catch: (cause) =>
+        new UserError({
+          message: `cannot read the config ${path}: ${cause instanceof Error ? cause.message : String(cause)}`
+        })
+    })
+    if (typeof loaded !== "object" || loaded === null) {
+      return yield* new UserError({ message: `the config ${path} does not hold (or export by default) an object` })
+    }
+    const config = loaded as CallmConfig
+    for (const [index, plugin] of (config.plugins ?? []).entries()) {
+      if (Layer.isLayer(plugin)) continue
+      const checked = Schema.decodeUnknownResult(PluginSpecSchema)(plugin)
+      if (Result.isFailure(checked)) {
+        return yield* new UserError({
+          message: `the config ${path}: plugins[${index}] must be a layer or { use, options } with use one of ${Object.keys(registry).join(", ")}`
+        })
+      }
+    }
+    return config
+  })

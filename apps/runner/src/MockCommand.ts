@@ -1,0 +1,69 @@
+/**
+ * `callm mock`: the OpenAI-compatible mock server (`@callm/mock-server`), until Ctrl-C or SIGTERM.
+ *
+ * Every flag maps one to one to an option of `startMockServer`. The first line printed is the URL, so
+ * scripts can start it with `--port 0` and read where it listens.
+ *
+ * @since 0.1.0
+ */
+import { type MockServerOptions as MockOptions, startMockServer } from "@callm/mock-server"
+import { Console, Effect, Option } from "effect"
+import { Command, Flag } from "effect/cli"
+import { UserError } from "./UserError.ts"
+
+const number = (name: string, description: string) =>
+  Flag.Finite(name).pipe(Flag.withDescription(description), Flag.optional)
+const integer = (name: string, description: string) =>
+  Flag.Int(name).pipe(Flag.withDescription(description), Flag.optional)
+const text = (name: string, description: string) =>
+  Flag.String(name).pipe(Flag.withDescription(description), Flag.optional)
+
+/**
+ * The `mock` command.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const command = Command.make(
+  "mock",
+  {
+    port: integer("port", "Port to listen on; 0 picks a free one (default 8790)"),
+    host: text("host", "Host to listen on (default 127.0.0.1)"),
+    ttftMs: number("ttft-ms", "Time to first token, ms"),
+    itlMs: number("itl-ms", "Time between tokens, ms"),
+    tokensPerSecond: number("tokens-per-second", "Tokens per second (replaces --itl-ms)"),
+    overheadMs: number("overhead-ms", "Fixed cost of every request, ms"),
+    batchItemMs: number("batch-item-ms", "Cost of each item of a /v1/batch request, ms"),
+    jitter: number("jitter", "Random spread of every delay, 0 to 1 (0.1 is ±10 %)"),
+    tokens: integer("tokens", "Completion length in tokens (default 16)"),
+    faults: text("faults", "Fault rates, e.g. 429:0.1,503:0.05,reset:0.02"),
+    faultSeed: integer("fault-seed", "Seed of the fault and jitter draws (default random)"),
+    retryAfterSeconds: number("retry-after-seconds", "Retry-After of injected 429s, seconds (default 1)"),
+    rpm: integer("rpm", "Requests per minute before 429s"),
+    tpm: integer("tpm", "Tokens per minute before 429s"),
+    apiKey: text("api-key", "Require Authorization: Bearer <key>"),
+    models: text("models", "Comma-separated models to serve; others get 404 (default: any)"),
+    maxBodyBytes: integer("max-body-bytes", "Largest request body before a 413 (default 16 MiB)"),
+    config: text("config", "A JSON file with any of these options; flags win over it")
+  },
+  (flags) =>
+    Effect.gen(function* () {
+      const options: Record<string, unknown> = {}
+      for (const [key, value] of Object.entries(flags) as Array<[string, unknown]>) {
+        if (Option.isOption(value) && Option.isSome(value)) options[key] = value.value
+      }
+      const server = yield* Effect.acquireRelease(
+        Effect.tryPromise({
+          try: () => startMockServer(options as MockOptions),
+          catch: (cause) =>
+            new UserError({ message: `mock: ${cause instanceof Error ? cause.message : String(cause)}` })
+        }),
+        (server) => Effect.promise(() => server.close())
+      )
+      yield* Console.log(server.url)
+      yield* Console.error(
+        `callm mock: OpenAI-compatible mock on ${server.url}/v1 (POST /v1/chat/completions, POST /v1/batch, GET /v1/models, GET /v1/stats, GET /healthz); Ctrl-C stops it`
+      )
+      return yield* Effect.never
+    }).pipe(Effect.scoped)
+).pipe(Command.withDescription("Start the OpenAI-compatible mock LLM server"))

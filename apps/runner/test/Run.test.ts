@@ -1,0 +1,310 @@
+import { type ChildProcess, spawn as spawnChild } from "node:child_process"
+import { once } from "node:events"
+import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { startMockServer } from "@callm/mock-server"
+import { afterEach, assert, describe, it } from "@effect/vitest"
+
+const bin = fileURLToPath(new URL("../src/bin/callm.ts", import.meta.url))
+const children = new Set<ChildProcess>()
+afterEach(() => {
+  for (const child of children) child.kill("SIGKILL")
+  children.clear()
+})
+
+const start = (args: ReadonlyArray<string>) => {
+  const child = spawnChild(process.execPath, [bin, "run", ...args], { stdio: ["ignore", "pipe", "pipe"] })
+  children.add(child)
+  let stdout = ""
+  let stderr = ""
+  child.stdout.on("data", (data) => {
+    stdout += data
+  })
+  child.stderr.on("data", (data) => {
+    stderr += data
+  })
+  const exited = (once(child, "exit") as Promise<[number | null]>).then(([code]) => {
+    children.delete(child)
+    return { code, stdout, stderr }
+  })
+  return { child, exited, stderr: () => stderr }
+}
+const run = (args: ReadonlyArray<string>) => start(args).exited
+
+const workdir = () => mkdtempSync(join(tmpdir(), "callm-run-"))
+const records = (path: string) =>
+  readFileSync(path, "utf8")
+    .split("\n")
+    .filter((line) => line.length > 0)
+    .map(
+      (line) =>
+        JSON.parse(line) as {
+          id: string | number | null
+          line: number
+          text?: string
+          error?: { reason: string; param?: string }
+        }
+    )
+const prompts = (count: number) =>
+  Array.from({ length: count }, (_, index) =>
+    JSON.stringify({ id: `p${index}`, prompt: `prompt number ${index}` })
+  ).join("\n")
+
+describe("callm run", () => {
+  it("reports each kind of bad line with its line number, writes it as an error, and answers the rest", async () => {
+    const dir = workdir()
+    const input = join(dir, "in.jsonl")
+    const output = join(dir, "out.jsonl")
+    writeFileSync(
+      input,
+      [
+        '{"id": 1, "prompt": "fine"}',
+        "{not json",
+        '{"prompt": "no id"}',
+        '{"id": {"nested": true}, "prompt": "bad id type"}',
+        '{"id": 2, "prompt": "bad temperature", "temperature": 9}',
+        '{"id": 1, "prompt": "duplicate"}',
+        '{"id": 3}',
+        '["not", "an", "object"]',
+        '{"id": 4, "prompt": "unknown field", "tempreature": 1}',
+        '{"id": 5, "messages": [{"role": "user", "content": "also fine"}]}'
+      ].join("\n")
+    )
+    const { code, stderr } = await run(["-i", input, "-o", output, "--mock", "--quiet"])
+    assert.strictEqual(code, 0)
+    const byLine = new Map(records(output).map((record) => [record.line, record]))
+    const reasons = [2, 3, 4, 5, 6, 7, 8, 9].map((line) => byLine.get(line)?.error?.reason)
+    assert.deepStrictEqual(reasons, [
+      "InvalidJson",
+      "MissingId",
+      "MissingId",
+      "BadRequest",
+      "DuplicateId",
+      "MissingMessages",
+      "InvalidLine",
+      "BadRequest"
+    ])
+    assert.strictEqual(byLine.get(5)?.error?.param, "temperature")
+    assert.strictEqual(byLine.get(9)?.error?.param, "tempreature")
+    assert.isString(byLine.get(1)?.text)
+    assert.isString(byLine.get(10)?.text)
+    for (const line of [2, 3, 4, 5, 6, 7, 8, 9]) assert.include(stderr, `line ${line}:`)
+    assert.include(stderr, "2 answered")
+    assert.include(stderr, "8 bad lines")
+  })
+
+  it("resumes: a rerun skips what is written, and a torn last line is repaired, so each id appears once", async () => {
+    const dir = workdir()
+    const input = join(dir, "in.jsonl")
+    const output = join(dir, "out.jsonl")
+    writeFileSync(input, prompts(20))
+    await run(["-i", input, "-o", output, "--mock", "--quiet"])
+    const first = records(output)
+    assert.strictEqual(first.length, 20)
+    // Simulate a kill mid-write: drop the last record, and leave half of one.
+    const lines = readFileSync(output, "utf8")
+      .split("\n")
+      .filter((line) => line.length > 0)
+    writeFileSync(output, `${lines.slice(0, 17).join("\n")}\n${lines[17]!.slice(0, 40)}`)
+    const { code, stderr } = await run(["-i", input, "-o", output, "--mock", "--quiet"])
+    assert.strictEqual(code, 0)
+    assert.include(stderr, "repaired a torn last line")
+    const ids = records(output).map((record) => record.id)
+    assert.strictEqual(ids.length, 20)
+    assert.strictEqual(new Set(ids).size, 20)
+    const again = await run(["-i", input, "-o", output, "--mock", "--quiet"])
+    assert.include(again.stderr, "20 already done")
+    assert.strictEqual(records(output).length, 20)
+  })
+
+  it("after SIGKILL at several moments and a resume each time, holds every id exactly once", async () => {
+    const mock = await startMockServer({ port: 0, ttftMs: 20, itlMs: 1 })
+    try {
+      const dir = workdir()
+      const input = join(dir, "in.jsonl")
+      const output = join(dir, "out.jsonl")
+      const count = 300
+      writeFileSync(input, prompts(count))
+      for (const after of [20, 90, 160]) {
+        const started = start([
+          "-i",
+          input,
+          "-o",
+          output,
+          "--base-url",
+          mock.baseUrl,
+          "-m",
+          "mock-small",
+          "-c",
+          "8",
+          "--quiet"
+        ])
+        while (
+          (() => {
+            try {
+              return records(output).length
+            } catch {
+              return 0
+            }
+          })() < after
+        )
+          await new Promise((resolve) => setTimeout(resolve, 5))
+        started.child.kill("SIGKILL")
+        await started.exited
+      }
+      const { code } = await run([
+        "-i",
+        input,
+        "-o",
+        output,
+        "--base-url",
+        mock.baseUrl,
+        "-m",
+        "mock-small",
+        "-c",
+        "8",
+        "--quiet"
+      ])
+      assert.strictEqual(code, 0)
+      const ids = records(output).map((record) => record.id)
+      assert.strictEqual(ids.length, count)
+      assert.strictEqual(new Set(ids).size, count)
+      assert.isAtLeast(mock.stats().completions, count)
+    } finally {
+      await mock.close()
+    }
+  }, 60_000)
+
+  it("runs sync, async and batch with the same answers; batch sends completeMany to the batch endpoint", async () => {
+    const mock = await startMockServer({ port: 0 })
+    try {
+      const dir = workdir()
+      const input = join(dir, "in.jsonl")
+      writeFileSync(input, prompts(40))
+      const texts = new Map<string, Array<string>>()
+      for (const mode of ["sync", "async", "batch"]) {
+        const output = join(dir, `${mode}.jsonl`)
+        const { code } = await run([
+          "-i",
+          input,
+          "-o",
+          output,
+          "--base-url",
+          mock.baseUrl,
+          "-m",
+          "mock-small",
+          "--mode",
+          mode,
+          "-c",
+          "16",
+          "--batch-size",
+          "10",
+          "--quiet"
+        ])
+        assert.strictEqual(code, 0)
+        texts.set(
+          mode,
+          records(output)
+            .sort((a, b) => a.line - b.line)
+            .map((record) => record.text ?? "")
+        )
+      }
+      assert.deepStrictEqual(texts.get("async"), texts.get("sync"))
+      assert.deepStrictEqual(texts.get("batch"), texts.get("sync"))
+      assert.strictEqual(mock.stats().batches, 4)
+      assert.strictEqual(mock.stats().completions, 80)
+    } finally {
+      await mock.close()
+    }
+  })
+
+  it("on SIGINT stops admitting lines, finishes the calls in flight, prints a summary, exits 130; a rerun completes", async () => {
+    const mock = await startMockServer({ port: 0, ttftMs: 300 })
+    try {
+      const dir = workdir()
+      const input = join(dir, "in.jsonl")
+      const output = join(dir, "out.jsonl")
+      writeFileSync(input, prompts(100))
+      const started = start([
+        "-i",
+        input,
+        "-o",
+        output,
+        "--base-url",
+        mock.baseUrl,
+        "-m",
+        "mock-small",
+        "-c",
+        "10",
+        "--quiet"
+      ])
+      while (mock.stats().completions < 10) await new Promise((resolve) => setTimeout(resolve, 5))
+      started.child.kill("SIGINT")
+      const { code, stderr } = await started.exited
+      assert.strictEqual(code, 130)
+      assert.include(stderr, "interrupted")
+      const written = records(output).length
+      assert.strictEqual(written, mock.stats().completions, "every call that was sent got written")
+      assert.isBelow(written, 100)
+      assert.strictEqual(mock.stats().aborted, 0)
+      await run(["-i", input, "-o", output, "--base-url", mock.baseUrl, "-m", "mock-small", "-c", "10", "--quiet"])
+      const ids = records(output).map((record) => record.id)
+      assert.strictEqual(new Set(ids).size, 100)
+      assert.strictEqual(ids.length, 100)
+    } finally {
+      await mock.close()
+    }
+  }, 60_000)
+
+  it("uses a JSON config's plugins (cache, retry) and names an unknown plugin", async () => {
+    const mock = await startMockServer({ port: 0, faults: "503:0.3", faultSeed: 3 })
+    try {
+      const dir = workdir()
+      const input = join(dir, "in.jsonl")
+      writeFileSync(input, [1, 2, 3, 4].map((id) => JSON.stringify({ id, prompt: "same", temperature: 0 })).join("\n"))
+      const config = join(dir, "callm.config.json")
+      writeFileSync(
+        config,
+        JSON.stringify({
+          provider: { baseUrl: mock.baseUrl },
+          model: "mock-small",
+          plugins: [
+            { use: "cache" },
+            { use: "retry", options: { maxAttempts: 10, baseDelay: "1 millis", budget: false } }
+          ]
+        })
+      )
+      const { code } = await run([
+        "-i",
+        input,
+        "-o",
+        join(dir, "out.jsonl"),
+        "--config",
+        config,
+        "--mode",
+        "sync",
+        "--quiet"
+      ])
+      assert.strictEqual(code, 0)
+      const out = records(join(dir, "out.jsonl"))
+      assert.isTrue(out.every((record) => typeof record.text === "string"))
+      assert.strictEqual(
+        mock.stats().completions - (mock.stats().faults["503"] ?? 0),
+        1,
+        "one answer, served from cache three times"
+      )
+
+      const bad = join(dir, "bad.json")
+      writeFileSync(bad, JSON.stringify({ plugins: [{ use: "teleport" }] }))
+      appendFileSync(bad, "")
+      const failed = await run(["-i", input, "-o", join(dir, "never.jsonl"), "--config", bad, "--quiet"])
+      assert.strictEqual(failed.code, 1)
+      assert.include(failed.stderr, "plugins[0]")
+      assert.include(failed.stderr, "retry")
+    } finally {
+      await mock.close()
+    }
+  })
+})

@@ -1,0 +1,147 @@
+import { type ChildProcess, spawn as spawnChild } from "node:child_process"
+import { once } from "node:events"
+import { mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { startMockServer } from "@callm/mock-server"
+import { afterEach, assert, describe, it } from "@effect/vitest"
+
+/** Every child a test starts; any still running after the test (a failed or timed-out one) is killed. */
+const children = new Set<ChildProcess>()
+const spawn: typeof spawnChild = ((...args: Parameters<typeof spawnChild>) => {
+  const child = spawnChild(...args)
+  children.add(child)
+  child.once("exit", () => children.delete(child))
+  return child
+}) as typeof spawnChild
+afterEach(() => {
+  for (const child of children) child.kill("SIGKILL")
+  children.clear()
+})
+
+const bin = fileURLToPath(new URL("../src/bin/callm.ts", import.meta.url))
+
+const startServe = (args: ReadonlyArray<string>, env: Record<string, string> = {}) => {
+  const child = spawn(process.execPath, [bin, "serve", "--port", "0", ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env }
+  })
+  let stderr = ""
+  child.stderr.on("data", (data) => {
+    stderr += data
+  })
+  const url = new Promise<string>((resolve, reject) => {
+    let buffered = ""
+    child.stdout.on("data", (data) => {
+      buffered += data
+      const end = buffered.indexOf("\n")
+      if (end >= 0) resolve(buffered.slice(0, end))
+    })
+    child.once("exit", (code) => reject(new Error(`serve exited with ${code}: ${stderr}`)))
+  })
+  // A serve that exits early rejects `url`; tests that expect the exit read the code instead.
+  url.catch(() => {})
+  return { child, url, stderr: () => stderr }
+}
+
+const chat = { model: "mock-small", messages: [{ role: "user", content: "hi" }] }
+const post = (url: string, body: unknown) =>
+  fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body)
+  })
+
+describe("callm serve", () => {
+  it("without a config proxies to OPENAI_BASE_URL and warns that auth is off", async () => {
+    const mock = await startMockServer({ port: 0 })
+    const serve = startServe([], { OPENAI_BASE_URL: mock.baseUrl })
+    try {
+      const url = await serve.url
+      const response = await post(url, chat)
+      assert.strictEqual(response.status, 200)
+      assert.include(serve.stderr(), "auth OFF")
+      assert.strictEqual(mock.stats().completions, 1)
+    } finally {
+      serve.child.kill("SIGTERM")
+      await once(serve.child, "exit")
+      await mock.close()
+    }
+  })
+
+  it("loads a JSON config and, on SIGTERM, finishes the request in flight before exiting 0", async () => {
+    const mock = await startMockServer({ port: 0, ttftMs: 600 })
+    const dir = mkdtempSync(join(tmpdir(), "callm-serve-"))
+    const config = join(dir, "gateway.json")
+    writeFileSync(
+      config,
+      JSON.stringify({
+        upstreams: { mock: { baseUrl: mock.baseUrl } },
+        routes: { "mock-small": { targets: [{ upstream: "mock" }] } }
+      })
+    )
+    const serve = startServe(["--config", config])
+    try {
+      const url = await serve.url
+      const inFlight = post(url, chat)
+      while (mock.stats().inFlight === 0) await new Promise((resolve) => setTimeout(resolve, 10))
+      serve.child.kill("SIGTERM")
+      const response = await inFlight
+      assert.strictEqual(response.status, 200)
+      const [code] = (await once(serve.child, "exit")) as [number | null]
+      assert.strictEqual(code, 0)
+    } finally {
+      serve.child.kill("SIGKILL")
+      await mock.close()
+    }
+  })
+
+  it("rejects an invalid config with a message naming the file and the field", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "callm-serve-"))
+    const config = join(dir, "bad.json")
+    writeFileSync(config, JSON.stringify({ upstreams: {}, routes: { m: { targets: [{ upstream: "ghost" }] } } }))
+    const serve = startServe(["--config", config])
+    const [code] = (await once(serve.child, "exit")) as [number | null]
+    assert.strictEqual(code, 1)
+    assert.include(serve.stderr(), "bad.json")
+    assert.include(serve.stderr(), "Unknown upstream")
+  })
+
+  it("SIGTERM under load: every admitted request completes with 200, later ones are refused, none is cut", async () => {
+    const mock = await startMockServer({ port: 0, ttftMs: 1_500, itlMs: 5, tokens: 20 })
+    const serve = startServe([], { OPENAI_BASE_URL: mock.baseUrl })
+    try {
+      const url = await serve.url
+      const send = (stream: boolean) =>
+        fetch(`${url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ ...chat, stream })
+        }).then(
+          async (response) => ({ status: response.status, body: await response.text() }),
+          (error: unknown) => ({ status: 0, body: String(error) })
+        )
+      const admitted = Array.from({ length: 40 }, (_, index) => send(index % 2 === 0))
+      // All 40 have reached the upstream (they wait there 1.5 s), so all 40 were admitted.
+      while (mock.stats().completions < 40) await new Promise((resolve) => setTimeout(resolve, 10))
+      serve.child.kill("SIGTERM")
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      const late = await Promise.all(Array.from({ length: 10 }, () => send(false)))
+      const results = await Promise.all(admitted)
+      for (const result of results) {
+        assert.strictEqual(result.status, 200)
+        if (result.body.startsWith("data:")) assert.isTrue(result.body.endsWith("data: [DONE]\n\n"), "a stream was cut")
+        else assert.strictEqual((JSON.parse(result.body) as { object: string }).object, "chat.completion")
+      }
+      // Arrivals after SIGTERM are refused (503 while draining, or no connection once closed), never half-served.
+      for (const result of late) assert.include([0, 503], result.status)
+      const [code] = (await once(serve.child, "exit")) as [number | null]
+      assert.strictEqual(code, 0)
+      assert.strictEqual(mock.stats().aborted, 0)
+    } finally {
+      serve.child.kill("SIGKILL")
+      await mock.close()
+    }
+  })
+})
