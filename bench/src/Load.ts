@@ -1,0 +1,133 @@
+/**
+ * Load generators: autocannon for HTTP servers (closed loop, and open loop at a fixed rate), and our
+ * own harness for client-side runs, which times from the intended send time with sub-millisecond
+ * resolution (autocannon's is 1 ms and it cannot time a stream's first token).
+ */
+
+import { performance } from "node:perf_hooks"
+import autocannon from "autocannon"
+import { type Summary, summarize } from "./Stats.ts"
+
+export interface HttpLoad {
+  readonly url: string
+  readonly body: string
+  readonly headers?: Record<string, string>
+  readonly connections: number
+  readonly seconds: number
+  /** Open loop: total requests per second across connections. */
+  readonly rate?: number
+}
+
+export interface HttpResult {
+  readonly requests: number
+  readonly perSecond: number
+  readonly p50: number
+  readonly p90: number
+  readonly p99: number
+  readonly mean: number
+  readonly errors: number
+  readonly non2xx: number
+}
+
+/** autocannon against `POST url` (latencies in ms, 1 ms resolution). */
+export const autocannonRun = async (load: HttpLoad): Promise<HttpResult> => {
+  const result = await autocannon({
+    url: load.url,
+    method: "POST",
+    headers: { "content-type": "application/json", ...load.headers },
+    body: load.body,
+    connections: load.connections,
+    duration: load.seconds,
+    ...(load.rate === undefined ? {} : { overallRate: load.rate, ignoreCoordinatedOmission: true })
+  })
+  const latency = result.latency as unknown as Record<string, number>
+  return {
+    requests: result.requests.total,
+    perSecond: result.requests.total / load.seconds,
+    p50: latency.p50 ?? Number.NaN,
+    p90: latency.p90 ?? Number.NaN,
+    p99: latency.p99 ?? Number.NaN,
+    mean: latency.average ?? Number.NaN,
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx
+  }
+}
+
+/**
+ * Closed loop: `concurrency` workers each run `call` back to back for `seconds`. Latencies in ms.
+ * Each worker awaits into a local before recording, so no update is lost across workers.
+ */
+export const closedLoop = async (
+  call: () => Promise<unknown>,
+  options: { readonly concurrency: number; readonly seconds?: number; readonly total?: number }
+): Promise<Summary & { readonly failures: number; readonly cpuMicrosPerCall: number }> => {
+  const latencies: Array<number> = []
+  let failures = 0
+  let issued = 0
+  const start = performance.now()
+  const deadline = options.seconds === undefined ? Number.POSITIVE_INFINITY : start + options.seconds * 1000
+  const total = options.total ?? Number.POSITIVE_INFINITY
+  const cpu = process.cpuUsage()
+  const worker = async () => {
+    while (issued < total && performance.now() < deadline) {
+      issued++
+      const sent = performance.now()
+      const ok = await call().then(
+        () => true,
+        () => false
+      )
+      const took = performance.now() - sent
+      if (ok) latencies.push(took)
+      else failures++
+    }
+  }
+  await Promise.all(Array.from({ length: options.concurrency }, worker))
+  const seconds = (performance.now() - start) / 1000
+  const used = process.cpuUsage(cpu)
+  const calls = latencies.length + failures
+  return {
+    ...summarize(latencies, seconds),
+    failures,
+    cpuMicrosPerCall: calls === 0 ? Number.NaN : (used.user + used.system) / calls
+  }
+}
+
+/**
+ * Open loop: sends at a fixed rate whatever the answers do, and times each call from when it was
+ * meant to be sent (so a stalled sender shows as latency, not as a lower rate). Latencies in ms.
+ */
+export const openLoop = async (
+  call: () => Promise<unknown>,
+  options: { readonly rate: number; readonly seconds: number }
+): Promise<Summary & { readonly failures: number }> => {
+  const latencies: Array<number> = []
+  let failures = 0
+  const interval = 1000 / options.rate
+  const count = Math.floor(options.rate * options.seconds)
+  const start = performance.now()
+  const pending: Array<Promise<void>> = []
+  let index = 0
+  // Each tick sends every request whose intended time has come, and times it from that intended time:
+  // a late tick shows up as latency (the same for every target), never as a lower rate.
+  while (index < count) {
+    const now = performance.now()
+    while (index < count && start + index * interval <= now) {
+      const intended = start + index * interval
+      index++
+      pending.push(
+        call().then(
+          () => {
+            latencies.push(performance.now() - intended)
+          },
+          () => {
+            failures++
+          }
+        )
+      )
+    }
+    if (index < count)
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, start + index * interval - performance.now())))
+  }
+  await Promise.all(pending)
+  return { ...summarize(latencies, (performance.now() - start) / 1000), failures }
+}

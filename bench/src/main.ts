@@ -1,0 +1,64 @@
+/**
+ * `pnpm bench`: the quick suite (a few minutes); `pnpm bench --full`: the whole one, written to
+ * `bench/results/latest/`; `--scenario <name>` (repeatable) picks scenarios; `--out <dir>` writes
+ * elsewhere. Progress goes to stderr as it runs.
+ */
+import { fileURLToPath } from "node:url"
+import { parseArgs } from "node:util"
+import * as Machine from "./Machine.ts"
+import * as Report from "./Report.ts"
+import { met, type Scenario, type Size } from "./Scenario.ts"
+import { scenarios } from "./scenarios/index.ts"
+
+const { values } = parseArgs({
+  options: {
+    full: { type: "boolean", default: false },
+    smoke: { type: "boolean", default: false },
+    scenario: { type: "string", multiple: true },
+    out: { type: "string" },
+    list: { type: "boolean", default: false }
+  }
+})
+
+if (values.list) {
+  for (const scenario of scenarios) process.stdout.write(`${scenario.name}\t${scenario.title}\n`)
+  process.exit(0)
+}
+
+const size: Size = values.full ? "full" : values.smoke ? "smoke" : "quick"
+const picked: ReadonlyArray<Scenario> =
+  values.scenario === undefined
+    ? scenarios
+    : values.scenario.map((name) => {
+        const found = scenarios.find((scenario) => scenario.name === name)
+        if (found === undefined) {
+          process.stderr.write(`bench: unknown scenario "${name}"; known: ${scenarios.map((s) => s.name).join(", ")}\n`)
+          process.exit(2)
+        }
+        return found
+      })
+
+const root = fileURLToPath(new URL("../results/", import.meta.url))
+const directory =
+  values.out ??
+  (size === "full" && values.scenario === undefined
+    ? `${root}latest`
+    : `${root}tmp/${new Date().toISOString().replaceAll(":", "-")}`)
+
+const machine = Machine.describe()
+process.stderr.write(
+  `bench (${size}): ${picked.length} scenario(s) on ${machine.cpu} × ${machine.cores}, Node ${machine.node}\n`
+)
+const reports = []
+for (const [index, scenario] of picked.entries()) {
+  const started = Date.now()
+  process.stderr.write(`[${index + 1}/${picked.length}] ${scenario.title}\n`)
+  reports.push(await scenario.run(size, (line) => process.stderr.write(`    ${line}\n`)))
+  process.stderr.write(`    done in ${((Date.now() - started) / 1000).toFixed(1)} s\n`)
+}
+await Report.write(directory, machine, size, reports)
+process.stdout.write(Report.markdown(machine, size, reports))
+process.stderr.write(`\nwritten to ${directory}\n`)
+const missed = reports.flatMap((report) => report.goals.filter((goal) => !met(goal)))
+if (missed.length > 0)
+  process.stderr.write(`${missed.length} goal(s) not met (see the table); figures are reported, not asserted.\n`)

@@ -1,0 +1,202 @@
+/**
+ * Scenario 3: what the client costs. `LlmClient` (bare, and with the plugin stack on cache misses) vs
+ * raw undici vs global fetch vs the official `openai` SDK, against the mock at zero latency, 64 calls
+ * in flight. Goal: bare client at 95 % or more of raw undici's throughput; full stack at 85 % or more.
+ */
+
+import { performance } from "node:perf_hooks"
+import { ChatRequest, LlmClient } from "@callm/core"
+import { OpenAiClient } from "@callm/openai"
+import { Effect, type Layer, ManagedRuntime } from "effect"
+import OpenAI from "openai"
+import { Agent, request as undiciRequest } from "undici"
+import { closedLoop } from "../Load.ts"
+import { barChart, type Report, type Scenario, type Size } from "../Scenario.ts"
+import * as Servers from "../Servers.ts"
+import { median, round, summarize } from "../Stats.ts"
+
+const chat = { model: "mock-small", messages: [{ role: "user" as const, content: "Benchmark me" }] }
+const concurrency = 64
+
+const plan = (size: Size) =>
+  size === "smoke"
+    ? { seconds: 1, rounds: 1 }
+    : size === "quick"
+      ? { seconds: 4, rounds: 2 }
+      : { seconds: 8, rounds: 3 }
+
+interface Run {
+  readonly perSecond: number
+  readonly p50: number
+  readonly p99: number
+  readonly cpuMicrosPerCall: number
+  readonly failures: number
+}
+
+/** An Effect-native closed loop: how an Effect program would drive the client. */
+const effectLoop = async (
+  runtime: ManagedRuntime.ManagedRuntime<LlmClient.LlmClient, never>,
+  seconds: number
+): Promise<Run> => {
+  const latencies: Array<number> = []
+  let failures = 0
+  const start = performance.now()
+  const deadline = start + seconds * 1000
+  const cpu = process.cpuUsage()
+  const request = ChatRequest.fromPrompt(chat.model, "Benchmark me")
+  const worker = Effect.gen(function* () {
+    const client = yield* LlmClient.LlmClient
+    while (performance.now() < deadline) {
+      const sent = performance.now()
+      const result = yield* Effect.result(client.complete(request))
+      if (result._tag === "Success") latencies.push(performance.now() - sent)
+      else failures++
+    }
+  })
+  await runtime.runPromise(
+    Effect.forEach(Array.from({ length: concurrency }), () => worker, { concurrency, discard: true })
+  )
+  const elapsed = (performance.now() - start) / 1000
+  const used = process.cpuUsage(cpu)
+  const summary = summarize(latencies, elapsed)
+  return {
+    perSecond: summary.perSecond,
+    p50: summary.p50,
+    p99: summary.p99,
+    cpuMicrosPerCall: (used.user + used.system) / Math.max(1, latencies.length + failures),
+    failures
+  }
+}
+
+export const scenario: Scenario = {
+  name: "client-overhead",
+  title: "Client overhead: LlmClient vs raw undici, fetch and the openai SDK",
+  run: async (size, progress): Promise<Report> => {
+    const { seconds, rounds } = plan(size)
+    const mock = await Servers.mock({ tokens: 16 })
+    const url = `${mock.url}/v1/chat/completions`
+    const body = JSON.stringify(chat)
+    const agent = new Agent({ connect: { timeout: 10_000 } })
+    const sdk = new OpenAI({ baseURL: `${mock.url}/v1`, apiKey: "unused", maxRetries: 0 })
+    const bare = ManagedRuntime.make(OpenAiClient.layer({ baseUrl: `${mock.url}/v1` }))
+    const stacks = fullStack(mock.url)
+    try {
+      const runs: Record<string, Array<Run>> = {}
+      const record = (label: string, run: Run) => {
+        runs[label] = [...(runs[label] ?? []), run]
+        progress(`${label}: ${Math.round(run.perSecond)} req/s, ${round(run.cpuMicrosPerCall, 1)} µs CPU/call`)
+      }
+      const clients: Array<[string, (seconds: number) => Promise<Run>]> = [
+        [
+          "raw undici",
+          (seconds) =>
+            closedLoop(
+              async () => {
+                const response = await undiciRequest(url, {
+                  method: "POST",
+                  headers: { "content-type": "application/json" },
+                  body,
+                  dispatcher: agent
+                })
+                if (response.statusCode !== 200) throw new Error(String(response.statusCode))
+                return response.body.json()
+              },
+              { concurrency, seconds }
+            )
+        ],
+        ["LlmClient (bare)", (seconds) => effectLoop(bare, seconds)],
+        ...stacks.map(([label, runtime]): [string, (seconds: number) => Promise<Run>] => [
+          label,
+          (seconds) => effectLoop(runtime, seconds)
+        ]),
+        [
+          "global fetch",
+          (seconds) =>
+            closedLoop(
+              async () => {
+                const response = await fetch(url, {
+                  method: "POST",
+                  headers: { "content-type": "application/json" },
+                  body
+                })
+                if (response.status !== 200) throw new Error(String(response.status))
+                return response.json()
+              },
+              { concurrency, seconds }
+            )
+        ],
+        ["openai SDK", (seconds) => closedLoop(() => sdk.chat.completions.create(chat), { concurrency, seconds })]
+      ]
+      // Warm every client (connections, JIT) before measuring.
+      for (const [, run] of clients) await run(Math.min(1, seconds / 2))
+      for (let round_ = 0; round_ < rounds; round_++) {
+        for (const [label, run] of clients) record(label, await run(seconds))
+      }
+      const rate = (label: string) => median(runs[label]!.map((run) => run.perSecond))
+      const baseline = rate("raw undici")
+      const labels = clients.map(([label]) => label)
+      const goals = [
+        {
+          goal: "LlmClient (bare) at >= 95 % of raw undici",
+          value: round((rate("LlmClient (bare)") / baseline) * 100, 1),
+          target: 95,
+          direction: ">=" as const,
+          unit: "%"
+        },
+        ...stacks.map(([label]) => ({
+          goal: `${label} at >= 85 % of raw undici`,
+          value: round((rate(label) / baseline) * 100, 1),
+          target: 85,
+          direction: ">=" as const,
+          unit: "%"
+        }))
+      ]
+      return {
+        name: "client-overhead",
+        title: "Client overhead: LlmClient vs raw undici, fetch and the openai SDK",
+        notes: [
+          `Against the mock (own process, zero latency, 16 tokens), ${concurrency} calls in flight, ${seconds} s per run, ${rounds} interleaved round(s), median shown.`,
+          "CPU per call is the client process's own user + system time divided by calls.",
+          "LlmClient runs as an Effect program (64 fibers), as an Effect user would drive it."
+        ],
+        tables: [
+          {
+            title: "Throughput and CPU",
+            columns: ["client", "req/s", "vs raw undici", "p50 (ms)", "p99 (ms)", "CPU per call (µs)"],
+            rows: labels.map((label) => [
+              label,
+              Math.round(rate(label)),
+              `${round((rate(label) / baseline) * 100, 1)} %`,
+              round(median(runs[label]!.map((run) => run.p50)), 2),
+              round(median(runs[label]!.map((run) => run.p99)), 2),
+              round(median(runs[label]!.map((run) => run.cpuMicrosPerCall)), 1)
+            ])
+          }
+        ],
+        goals,
+        charts: [
+          barChart(
+            "client-overhead.svg",
+            "Client throughput against the mock (req/s, higher is better)",
+            "requests per second",
+            labels.map((label) => ({ label, value: Math.round(rate(label)) }))
+          )
+        ],
+        data: runs
+      }
+    } finally {
+      await Promise.all([bare.dispose(), ...stacks.map(([, runtime]) => runtime.dispose())])
+      await agent.close()
+      await mock.close()
+    }
+  }
+}
+
+/**
+ * The plugin stacks measured on cache misses. Filled in as plugins land: each entry is a label and a
+ * runtime whose `LlmClient` is the provider under that stack.
+ */
+const fullStack = (_mockUrl: string): Array<[string, ManagedRuntime.ManagedRuntime<LlmClient.LlmClient, never>]> => {
+  const layers: Array<[string, Layer.Layer<LlmClient.LlmClient>]> = []
+  return layers.map(([label, layer]) => [label, ManagedRuntime.make(layer)])
+}

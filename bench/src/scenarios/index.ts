@@ -1,0 +1,19 @@
+/**
+ * Every scenario, in the order the suite runs them.
+ */
+import type { Scenario } from "../Scenario.ts"
+import { scenario as clientOverhead } from "./clientOverhead.ts"
+import { scenario as gatewayOverhead } from "./gatewayOverhead.ts"
+import { scenario as memory } from "./memory.ts"
+import { scenario as mockCapacity } from "./mockCapacity.ts"
+import { scenario as modes } from "./modes.ts"
+import { scenario as streaming } from "./streaming.ts"
+
+export const scenarios: ReadonlyArray<Scenario> = [
+  mockCapacity,
+  modes,
+  clientOverhead,
+  gatewayOverhead,
+  streaming,
+  memory
+]

@@ -1,0 +1,29 @@
+/**
+ * A gateway in its own process, proxying every model to one upstream.
+ * Usage: node gateway.ts <upstream base URL> '<extra GatewayConfig fields as JSON>'; prints `READY <url>`.
+ */
+
+import { createServer } from "node:http"
+import { Gateway, GatewayConfig } from "@callm/gateway"
+import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
+import { HttpServer } from "effect/http"
+
+const upstream = process.argv[2]!
+const extra = JSON.parse(process.argv[3] ?? "{}") as Partial<GatewayConfig.GatewayConfig>
+const config: GatewayConfig.GatewayConfig = { ...GatewayConfig.proxyAll(upstream, undefined), ...extra }
+
+const program = Effect.gen(function* () {
+  const address = (yield* HttpServer.HttpServer).address
+  const port = "port" in address ? address.port : 0
+  process.stdout.write(`READY http://127.0.0.1:${port}\n`)
+  return yield* Effect.never
+}).pipe(
+  Effect.provide(
+    Gateway.layer({ config }).pipe(
+      Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
+    )
+  )
+)
+
+NodeRuntime.runMain(program)
