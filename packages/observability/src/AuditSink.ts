@@ -1,0 +1,240 @@
+/**
+ * Where audit lines go: a file that rotates by size, standard output, or memory (for your tests).
+ *
+ * Every sink is a bounded queue in front of one writer fiber. Offering a line never waits: when the
+ * queue is full (the disk or the pipe is slower than the calls), the line is dropped, counted in
+ * `callm_audit_dropped_total{sink}` and reported by a warning at most once every 10 seconds with the
+ * number dropped since the last one: dropping is never silent, and never slows or fails a call. When
+ * the sink's scope closes, the queue is drained to the file first (for at most `flushTimeout`).
+ *
+ * Rotation is written here rather than taken from `rotating-file-stream` or `pino-roll`: those are
+ * Node streams whose backpressure we would have to bridge back into the queue, and the rotation itself
+ * (rename `audit.log.N` to `.N+1`, `audit.log` to `.1`, reopen) is a few lines.
+ *
+ * @since 0.1.0
+ */
+import { open, rename, rm, stat } from "node:fs/promises"
+import type * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+
+/**
+ * A sink: `offer` never waits; it returns false when the line was dropped.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Sink {
+  readonly name: string
+  readonly offer: (line: string) => boolean
+}
+
+/**
+ * Audit lines dropped because a sink's queue was full, by sink.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const droppedTotal = Metric.counter("callm_audit_dropped_total", {
+  description: "Audit lines dropped because the sink's queue was full (the sink is slower than the calls).",
+  incremental: true
+})
+
+/**
+ * Audit lines that could not be written (a write error), by sink.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const errorsTotal = Metric.counter("callm_audit_write_errors_total", {
+  description: "Audit lines lost to a write error, by sink.",
+  incremental: true
+})
+
+/**
+ * Audit lines written, by sink.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const writtenTotal = Metric.counter("callm_audit_lines_total", {
+  description: "Audit lines written, by sink.",
+  incremental: true
+})
+
+/**
+ * Options every sink shares.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface QueueOptions {
+  /** Lines waiting to be written before new ones are dropped. Default 10,000. */
+  readonly capacity?: number | undefined
+  /** How long closing waits for queued lines to be written. Default 5 seconds. */
+  readonly flushTimeout?: Duration.Input | undefined
+}
+
+/**
+ * A sink from a function that writes a batch of lines (each ending in a newline, joined).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  name: string,
+  write: (batch: string, lines: number) => Effect.Effect<void, unknown>,
+  options: QueueOptions = {}
+): Effect.Effect<Sink, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const queue = yield* Queue.dropping<string, Cause.Done>(options.capacity ?? 10_000)
+    const dropped = Metric.withAttributes(droppedTotal, { sink: name })
+    const failed = Metric.withAttributes(errorsTotal, { sink: name })
+    const written = Metric.withAttributes(writtenTotal, { sink: name })
+    let droppedSinceWarning = 0
+    let lastWarning = 0
+
+    const warnDropped = Effect.suspend(() => {
+      const now = Date.now()
+      if (droppedSinceWarning === 0 || now - lastWarning < 10_000) return Effect.void
+      const count = droppedSinceWarning
+      droppedSinceWarning = 0
+      lastWarning = now
+      return Effect.logWarning(`audit sink ${name}: ${count} lines dropped, the sink cannot keep up with the calls`)
+    })
+
+    const writer = Effect.gen(function* () {
+      while (true) {
+        const lines = yield* Queue.takeBetween(queue, 1, 4096)
+        const result = yield* Effect.result(write(`${lines.join("\n")}\n`, lines.length))
+        if (result._tag === "Failure") {
+          yield* Metric.update(failed, lines.length)
+          yield* Effect.logError(`audit sink ${name}: ${lines.length} lines lost to a write error`, result.failure)
+        } else yield* Metric.update(written, lines.length)
+        yield* warnDropped
+      }
+    }).pipe(Effect.catch(() => Effect.void)) // the only failure: the queue ended (Done)
+
+    const fiber = yield* Effect.forkDetach(writer)
+    // Scope close: no more lines, the queued ones written (bounded by the flush timeout), a final warning.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        yield* Queue.end(queue)
+        yield* Fiber.await(fiber).pipe(
+          Effect.timeout(Duration.fromInputUnsafe(options.flushTimeout ?? "5 seconds")),
+          Effect.catch(() => Fiber.interrupt(fiber))
+        )
+        lastWarning = 0
+        yield* warnDropped
+      })
+    )
+
+    const dropOne = Effect.withFiber((f) => {
+      dropped.modifyUnsafe(1, f.context)
+      return Effect.void
+    })
+    return {
+      name,
+      offer: (line: string) => {
+        if (Queue.offerUnsafe(queue, line)) return true
+        droppedSinceWarning++
+        Effect.runFork(dropOne)
+        return false
+      }
+    }
+  })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface FileOptions extends QueueOptions {
+  readonly path: string
+  /** Rotate when the file would grow past this. Default 100 MiB. */
+  readonly maxBytes?: number | undefined
+  /** Rotated files kept (`path.1` is the newest). Default 5. */
+  readonly maxFiles?: number | undefined
+}
+
+/**
+ * Appends to a file, rotating by size: `audit.log` becomes `audit.log.1` (and `.1` becomes `.2`...,
+ * the oldest beyond `maxFiles` removed) before a batch would take it past `maxBytes`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const file = (options: FileOptions): Effect.Effect<Sink, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const maxBytes = options.maxBytes ?? 100 * 1024 * 1024
+    const maxFiles = options.maxFiles ?? 5
+    const path = options.path
+    let handle = yield* Effect.promise(() => open(path, "a"))
+    let size = yield* Effect.promise(() => stat(path).then((s) => s.size))
+    yield* Effect.addFinalizer(() => Effect.promise(() => handle.close().catch(() => undefined)))
+
+    const rotate = Effect.tryPromise(async () => {
+      await handle.close()
+      await rm(`${path}.${maxFiles}`, { force: true })
+      for (let index = maxFiles - 1; index >= 1; index--)
+        await rename(`${path}.${index}`, `${path}.${index + 1}`).catch(() => undefined)
+      await rename(path, `${path}.1`)
+      handle = await open(path, "a")
+      size = 0
+    })
+
+    return yield* make(
+      `file:${path}`,
+      (batch) =>
+        Effect.gen(function* () {
+          const bytes = Buffer.from(batch)
+          if (size > 0 && size + bytes.length > maxBytes) yield* rotate
+          yield* Effect.tryPromise(() => handle.write(bytes))
+          size += bytes.length
+        }),
+      options
+    )
+  })
+
+/**
+ * Writes to standard output, waiting for the pipe to drain when it is full (lines queue meanwhile, and
+ * are dropped and counted if the queue fills).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const stdout = (options: QueueOptions = {}): Effect.Effect<Sink, never, Scope.Scope> =>
+  make(
+    "stdout",
+    (batch) =>
+      Effect.callback<void>((resume) => {
+        if (process.stdout.write(batch)) resume(Effect.void)
+        else process.stdout.once("drain", () => resume(Effect.void))
+      }),
+    options
+  )
+
+/**
+ * Keeps lines in memory: for tests of your own pipelines.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const memory = (
+  options: QueueOptions = {}
+): Effect.Effect<Sink & { readonly lines: ReadonlyArray<string> }, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const lines: Array<string> = []
+    const sink = yield* make(
+      "memory",
+      (batch) =>
+        Effect.sync(() => {
+          for (const line of batch.split("\n")) if (line !== "") lines.push(line)
+        }),
+      options
+    )
+    return { ...sink, lines }
+  })

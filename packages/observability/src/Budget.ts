@@ -1,0 +1,322 @@
+/**
+ * Spending budgets: calls are refused with `LlmError` reason `BudgetExceeded` (not retryable; the
+ * gateway answers 429 `insufficient_quota`) once a budget is spent.
+ *
+ * - `perKey`: every caller key (`CallContext.keyId`; calls without one count as `anonymous`);
+ *   `keys` sets a different limit for some keys.
+ * - `total`: one budget for every call through this client: a run's budget (`callm run --budget`).
+ * - Periods: `day` or `month` (UTC; the budget starts over at the period's start) or `total` (never).
+ *
+ * Before a call, its most possible cost (the estimated prompt plus its `max_tokens`, or
+ * `completionTokensEstimate` when it sets none) is reserved from every budget it draws on, atomically:
+ * if one would go over, nothing is taken and the call is refused. After the call, the reservation is
+ * replaced by the real cost from the usage the server reported, so concurrent calls can never take a
+ * budget past its limit together. A call refused or failed costs nothing; a stream stopped early costs
+ * what it had produced. A model without a price reserves nothing (its cost is unknown; see
+ * `callm_cost_unpriced_total`), but is still refused once the budget is spent.
+ *
+ * With `BudgetStore.layerRedis`, every process pointing at the same Redis and namespace shares the
+ * budgets. If the store fails, calls go ahead (`onStoreError: "allow"`, the default, logged and
+ * counted in `callm_budget_store_errors_total`) or are refused (`"refuse"`).
+ *
+ * Known limit: a process killed between reserving and settling leaves its reservation counted (the
+ * budget errs on the side of spending less, never more).
+ *
+ * @since 0.1.0
+ */
+import { CallContext, type ChatRequest, Cost, type LlmClient, LlmError, Plugin } from "@callm/core"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Result from "effect/Result"
+import * as Stream from "effect/Stream"
+import * as BudgetStore from "./BudgetStore.ts"
+import * as Observe from "./internal/observe.ts"
+
+/**
+ * A limit in US dollars, per period.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Limit {
+  readonly usd: number
+  /** Default `"total"`: the limit never starts over. */
+  readonly period?: "day" | "month" | "total" | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The limit of every caller key. */
+  readonly perKey?: Limit | undefined
+  /** Limits of some keys, by key id (over `perKey`). */
+  readonly keys?: Readonly<Record<string, Limit>> | undefined
+  /** One limit for every call through this client. */
+  readonly total?: Limit | undefined
+  /** Names this client's `total` budget, so two runs sharing a Redis can have separate ones. Default `"total"`. */
+  readonly totalName?: string | undefined
+  /** Completion tokens reserved for a request that sets no `max_tokens`. Default 1024. */
+  readonly completionTokensEstimate?: number | undefined
+  /** Default `"allow"`. */
+  readonly onStoreError?: "allow" | "refuse" | undefined
+}
+
+/**
+ * Calls refused by a budget, by budget kind (`key`, `total`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const refusalsTotal = Metric.counter("callm_budget_refusals_total", {
+  description: "Calls refused because a budget was spent, by budget kind (key, total).",
+  incremental: true
+})
+
+/**
+ * Budget store failures (the call went ahead or was refused, by `onStoreError`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const storeErrorsTotal = Metric.counter("callm_budget_store_errors_total", {
+  description: "Budget store failures.",
+  incremental: true
+})
+
+const nano = (usd: number) => Math.round(usd * 1e9)
+
+const periodOf = (limit: Limit, now: Date): { readonly suffix: string; readonly resetsAt: number | undefined } => {
+  const year = now.getUTCFullYear()
+  const month = now.getUTCMonth()
+  switch (limit.period ?? "total") {
+    case "day": {
+      const day = now.getUTCDate()
+      return {
+        suffix: `:${now.toISOString().slice(0, 10)}`,
+        resetsAt: Date.UTC(year, month, day + 1)
+      }
+    }
+    case "month":
+      return { suffix: `:${now.toISOString().slice(0, 7)}`, resetsAt: Date.UTC(year, month + 1, 1) }
+    default:
+      return { suffix: "", resetsAt: undefined }
+  }
+}
+
+interface Drawn {
+  readonly entry: BudgetStore.Entry
+  readonly name: string
+  readonly kind: "key" | "total"
+  readonly limit: Limit
+  readonly resetsAt: number | undefined
+}
+
+/**
+ * The budgets a call draws on, given who makes it.
+ *
+ * @since 0.1.0
+ * @category budgets
+ */
+export const budgetsOf = (options: Options, keyId: string | undefined, now = new Date()): ReadonlyArray<Drawn> => {
+  const drawn: Array<Drawn> = []
+  const key = keyId ?? "anonymous"
+  const keyLimit = options.keys?.[key] ?? options.perKey
+  if (keyLimit !== undefined) {
+    const { suffix, resetsAt } = periodOf(keyLimit, now)
+    drawn.push({
+      entry: { id: `key:${key}${suffix}`, limit: nano(keyLimit.usd), expiresAt: resetsAt },
+      name: `key ${key}`,
+      kind: "key",
+      limit: keyLimit,
+      resetsAt
+    })
+  }
+  if (options.total !== undefined) {
+    const { suffix, resetsAt } = periodOf(options.total, now)
+    const name = options.totalName ?? "total"
+    drawn.push({
+      entry: { id: `total:${name}${suffix}`, limit: nano(options.total.usd), expiresAt: resetsAt },
+      name,
+      kind: "total",
+      limit: options.total,
+      resetsAt
+    })
+  }
+  return drawn
+}
+
+/**
+ * What a key has spent in its current period, in US dollars (reservations in flight included).
+ *
+ * @since 0.1.0
+ * @category budgets
+ */
+export const spentByKey = (
+  options: Options,
+  keyId: string
+): Effect.Effect<number, BudgetStore.BudgetStoreError, BudgetStore.BudgetStore> =>
+  Effect.gen(function* () {
+    const store = yield* BudgetStore.BudgetStore
+    const drawn = budgetsOf(options, keyId).find((budget) => budget.kind === "key")
+    if (drawn === undefined) return 0
+    return (yield* store.spent(drawn.entry.id)) / 1e9
+  })
+
+/**
+ * The cost of a finished call in nano-dollars: from its usage, or, for a stream stopped before the
+ * server reported usage, from what it produced.
+ */
+const costOf = (finished: Observe.Finished, price: Cost.Price | undefined): number => {
+  if (price === undefined) return 0
+  if (finished.usage !== undefined) return nano(Cost.ofUsage(finished.usage, price))
+  if (finished.operation === "stream" && finished.response !== undefined) {
+    const completion = Math.ceil((finished.response.choices[0]?.message.content ?? "").length / 4)
+    return nano(
+      (Cost.estimatePromptTokens(finished.request) * price.input + completion * price.output) / 1_000_000
+    )
+  }
+  return 0
+}
+
+const make = (options: Options) =>
+  Effect.gen(function* () {
+    const store = yield* BudgetStore.BudgetStore
+    const fallbackTokens = options.completionTokensEstimate ?? 1024
+    const refusedBy = {
+      key: Metric.withAttributes(refusalsTotal, { budget: "key" }),
+      total: Metric.withAttributes(refusalsTotal, { budget: "total" })
+    }
+
+    /** Reserves a request's most possible cost; fails with `BudgetExceeded`; returns how to settle. */
+    const reserve = (request: ChatRequest.ChatRequest) =>
+      Effect.gen(function* () {
+        const context = yield* CallContext.Current
+        const prices = yield* Cost.Prices
+        const drawn = budgetsOf(options, context.keyId)
+        const price = Cost.priceOf(prices, request.model)
+        const amount = price === undefined ? 0 : nano(Cost.estimate(request, price, fallbackTokens))
+        if (drawn.length === 0) return { settle: (_: Observe.Finished) => Effect.void, price }
+        const entries = drawn.map((budget) => budget.entry)
+        const reservation = yield* store.reserve(entries, amount).pipe(
+          Effect.catch((error) =>
+            Effect.gen(function* () {
+              yield* Metric.update(storeErrorsTotal, 1)
+              yield* Effect.logWarning("budget: the store failed", error.cause)
+              if (options.onStoreError === "refuse")
+                return yield* new LlmError.LlmError({
+                  reason: new LlmError.BudgetExceeded({
+                    budget: drawn[0]!.name,
+                    limitUsd: drawn[0]!.limit.usd,
+                    spentUsd: Number.NaN,
+                    description: "The budget store is unavailable, and budgets are set to refuse calls then."
+                  })
+                })
+              return undefined
+            })
+          )
+        )
+        if (reservation === undefined) return { settle: (_: Observe.Finished) => Effect.void, price }
+        if (!reservation.ok) {
+          const budget = drawn[reservation.index]!
+          yield* Metric.update(refusedBy[budget.kind], 1)
+          return yield* new LlmError.LlmError({
+            reason: new LlmError.BudgetExceeded({
+              budget: budget.name,
+              limitUsd: budget.limit.usd,
+              spentUsd: reservation.spent / 1e9,
+              ...(budget.resetsAt === undefined ? {} : { resetsAt: budget.resetsAt })
+            })
+          })
+        }
+        return {
+          price,
+          settle: (finished: Observe.Finished) => {
+            const delta = costOf(finished, price) - amount
+            if (delta === 0) return Effect.void
+            return store.adjust(entries, delta).pipe(
+              Effect.catch((error) =>
+                Effect.andThen(Metric.update(storeErrorsTotal, 1), Effect.logWarning("budget: could not settle a call", error.cause))
+              )
+            )
+          }
+        }
+      })
+
+    const hooks: Plugin.Hooks = {
+      complete: (request, next) =>
+        Effect.flatMap(reserve(request), ({ settle }) => Observe.complete(request, next(request), { onEnd: settle })),
+      stream: (request, next) =>
+        Stream.unwrap(
+          Effect.map(reserve(request), ({ settle }) =>
+            Observe.stream(request, next(request), { accumulate: true, onEnd: settle })
+          )
+        ),
+      completeMany: (requests, next) =>
+        Effect.gen(function* () {
+          const reserved = yield* Effect.forEach(requests, (request) => Effect.result(reserve(request)))
+          const passing: Array<ChatRequest.ChatRequest> = []
+          for (let index = 0; index < requests.length; index++)
+            if (Result.isSuccess(reserved[index]!)) passing.push(requests[index]!)
+          const results = passing.length === 0 ? [] : yield* next(passing)
+          let cursor = 0
+          const out: Array<LlmClient.ItemResult> = []
+          for (let index = 0; index < requests.length; index++) {
+            const item = reserved[index]!
+            if (Result.isFailure(item)) {
+              out.push(Result.fail(item.failure))
+              continue
+            }
+            const result = results[cursor++]!
+            const response = Result.isSuccess(result) ? result.success : undefined
+            yield* item.success.settle({
+              operation: "complete_many",
+              request: requests[index]!,
+              startedAt: 0,
+              durationMs: 0,
+              outcome: response === undefined ? "error" : "ok",
+              error: undefined,
+              response,
+              usage: response?.usage ?? undefined,
+              firstTokenMs: undefined
+            })
+            out.push(result)
+          }
+          return out
+        })
+    }
+    return hooks
+  })
+
+/**
+ * The budget plugin; needs a `BudgetStore` (`BudgetStore.layerMemory` or `BudgetStore.layerRedis`).
+ *
+ * @example
+ * ```ts
+ * import { Budget, BudgetStore } from "@callm/observability"
+ * import { OpenAiClient } from "@callm/openai"
+ * import { Layer } from "effect"
+ *
+ * const client = Budget.layer({ perKey: { usd: 5, period: "day" }, total: { usd: 100, period: "month" } }).pipe(
+ *   Layer.provide(BudgetStore.layerMemory),
+ *   Layer.provide(OpenAiClient.layerConfig())
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: Options
+): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient | BudgetStore.BudgetStore> => Plugin.layer(make(options))
+
+/**
+ * The budget plugin with budgets in this process's memory.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMemory = (options: Options): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> =>
+  layer(options).pipe(Layer.provide(BudgetStore.layerMemory))

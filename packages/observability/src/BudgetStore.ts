@@ -1,0 +1,198 @@
+/**
+ * Where budgets keep what has been spent: in this process's memory, or in Redis so that every runner
+ * and gateway sharing it draws from the same budgets.
+ *
+ * Amounts are integers in nano-dollars (10⁻⁹ USD), so sums are exact and Redis can use `INCRBY`. A
+ * reservation checks every budget of a call and takes from all of them or none, atomically (one Lua
+ * script in Redis). Counters of periodic budgets expire a day after their period ends.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redis from "effect/persistence/Redis"
+
+/**
+ * One budget a call draws from.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Entry {
+  /** The counter's id (budget name and period), e.g. `key:team-a:2026-11-24`. */
+  readonly id: string
+  /** The limit in nano-dollars. */
+  readonly limit: number
+  /** Epoch ms after which the counter may be forgotten; `undefined` for budgets without a period. */
+  readonly expiresAt?: number | undefined
+}
+
+/**
+ * The result of a reservation: taken, or the first budget that would go over.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Reservation = { readonly ok: true } | { readonly ok: false; readonly index: number; readonly spent: number }
+
+/**
+ * The store failed (Redis down...).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BudgetStoreError extends Data.TaggedError("BudgetStoreError")<{ readonly cause: unknown }> {}
+
+/**
+ * @since 0.1.0
+ * @category services
+ */
+export class BudgetStore extends Context.Service<
+  BudgetStore,
+  {
+    /** Takes `amount` from every entry, or from none if one would go over its limit. */
+    readonly reserve: (entries: ReadonlyArray<Entry>, amount: number) => Effect.Effect<Reservation, BudgetStoreError>
+    /** Adds `delta` (negative to give back) to every entry, without a limit check. */
+    readonly adjust: (entries: ReadonlyArray<Entry>, delta: number) => Effect.Effect<void, BudgetStoreError>
+    /** What an entry has spent (reservations in flight included). */
+    readonly spent: (id: string) => Effect.Effect<number, BudgetStoreError>
+  }
+>()("@callm/observability/BudgetStore") {}
+
+/**
+ * A store in this process's memory.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeMemory = (): BudgetStore["Service"] => {
+  const counters = new Map<string, { value: number; expiresAt: number | undefined }>()
+  const get = (id: string) => {
+    const counter = counters.get(id)
+    if (counter === undefined) return 0
+    if (counter.expiresAt !== undefined && counter.expiresAt <= Date.now()) {
+      counters.delete(id)
+      return 0
+    }
+    return counter.value
+  }
+  const add = (entry: Entry, delta: number) => {
+    counters.set(entry.id, { value: get(entry.id) + delta, expiresAt: entry.expiresAt })
+  }
+  return BudgetStore.of({
+    reserve: (entries, amount) =>
+      Effect.sync((): Reservation => {
+        for (let index = 0; index < entries.length; index++) {
+          const spent = get(entries[index]!.id)
+          if (spent + amount > entries[index]!.limit) return { ok: false, index, spent }
+        }
+        for (const entry of entries) add(entry, amount)
+        return { ok: true }
+      }),
+    adjust: (entries, delta) =>
+      Effect.sync(() => {
+        for (const entry of entries) add(entry, delta)
+      }),
+    spent: (id) => Effect.sync(() => get(id))
+  })
+}
+
+/**
+ * The memory store as a layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMemory: Layer.Layer<BudgetStore> = Layer.sync(BudgetStore, makeMemory)
+
+// Up to two entries a call (the caller's budget and the shared total); a missing one is an empty key
+// with limit -1, which the script skips.
+const reserveScript = Redis.script(
+  (keyA: string, keyB: string, amount: number, limitA: number, limitB: number, expireA: number, expireB: number) => [
+    keyA,
+    keyB,
+    amount,
+    limitA,
+    limitB,
+    expireA,
+    expireB
+  ],
+  {
+    numberOfKeys: 2,
+    lua: `
+local amount = tonumber(ARGV[1])
+for i = 1, 2 do
+  local limit = tonumber(ARGV[1 + i])
+  if limit >= 0 then
+    local spent = tonumber(redis.call("GET", KEYS[i]) or "0")
+    if spent + amount > limit then
+      return {i, spent}
+    end
+  end
+end
+for i = 1, 2 do
+  if tonumber(ARGV[1 + i]) >= 0 then
+    redis.call("INCRBY", KEYS[i], amount)
+    local expire = tonumber(ARGV[3 + i])
+    if expire > 0 then redis.call("PEXPIREAT", KEYS[i], expire) end
+  end
+end
+return {0, 0}
+`
+  }
+)
+
+/**
+ * A store in Redis, shared by every process that points at it. Keys are
+ * `<prefix>:v1:<namespace>:<id>`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeRedis = Effect.fnUntraced(function* (
+  options: { readonly namespace?: string | undefined; readonly prefix?: string | undefined } = {}
+) {
+  const redis = yield* Redis.Redis
+  const base = `${options.prefix ?? "callm:budget"}:v1:${options.namespace ?? "default"}:`
+  const reserve = redis.eval(reserveScript)
+  const fail = Effect.mapError((cause: unknown) => new BudgetStoreError({ cause }))
+  const expireOf = (entry: Entry | undefined) => (entry?.expiresAt === undefined ? 0 : entry.expiresAt + 86_400_000)
+  return BudgetStore.of({
+    reserve: (entries, amount) => {
+      if (entries.length > 2) return Effect.die(new Error("BudgetStore.layerRedis: at most two budgets a call"))
+      const [a, b] = entries
+      return Effect.map(
+        reserve(
+          a === undefined ? `${base}-` : `${base}${a.id}`,
+          b === undefined ? `${base}-` : `${base}${b.id}`,
+          amount,
+          a?.limit ?? -1,
+          b?.limit ?? -1,
+          expireOf(a),
+          expireOf(b)
+        ),
+        (reply): Reservation => {
+          const [index, spent] = reply as unknown as [number, number]
+          return Number(index) === 0 ? { ok: true } : { ok: false, index: Number(index) - 1, spent: Number(spent) }
+        }
+      ).pipe(fail)
+    },
+    adjust: (entries, delta) =>
+      Effect.forEach(entries, (entry) => redis.send("INCRBY", `${base}${entry.id}`, String(Math.round(delta))), {
+        discard: true
+      }).pipe(fail),
+    spent: (id) => Effect.map(redis.send<string | null>("GET", `${base}${id}`), (value) => Number(value ?? 0)).pipe(fail)
+  })
+})
+
+/**
+ * The Redis store as a layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerRedis = (
+  options: { readonly namespace?: string | undefined; readonly prefix?: string | undefined } = {}
+): Layer.Layer<BudgetStore, never, Redis.Redis> => Layer.effect(BudgetStore, makeRedis(options))

@@ -1,0 +1,261 @@
+/**
+ * Prometheus-style metrics for every call, with Effect's own `Metric` (exported by
+ * `Prometheus.format` or any Effect metrics exporter, such as OTLP).
+ *
+ * | metric | type | labels |
+ * | --- | --- | --- |
+ * | `callm_requests_total` | counter | `operation`, `model`, `upstream`, `outcome` (`ok`, `error`, `cancelled`), `reason` (the `LlmError` reason, or `none`) |
+ * | `callm_request_duration_seconds` | histogram | `operation`, `model`, `upstream`, `outcome` |
+ * | `callm_time_to_first_token_seconds` | histogram | `model`, `upstream` |
+ * | `callm_inter_token_seconds` | histogram | `model`, `upstream` |
+ * | `callm_tokens_total` | counter | `model`, `upstream`, `type` (`prompt`, `completion`) |
+ * | `callm_cost_usd_total` | counter | `model`, `upstream` |
+ * | `callm_cost_unpriced_total` | counter | `model`: calls whose model has no price |
+ * | `callm_in_flight` | gauge | `operation`, `upstream` |
+ *
+ * Retries, fallbacks, breaker state, cache hits and rate-limit waits are counted by their own plugins
+ * (`callm_retries_total`, `callm_fallbacks_total`, `callm_breaker_state`, `callm_cache_requests_total`,
+ * `callm_rate_limit_waits_total`...), in the same registry.
+ *
+ * Label sets stay bounded: `model` takes the names in `models` when given, or the first
+ * `maxModels` (default 50) distinct names seen, and `other` after that, so a caller sending random
+ * model names cannot grow the registry without end. `reason` and `outcome` are closed sets.
+ *
+ * Where to stack it: outermost, to see what callers see (cache hits are fast calls); right around the
+ * provider, to see what upstreams do (each retry is a call). Both at once work, with different
+ * `upstream` labels.
+ *
+ * @since 0.1.0
+ */
+import { Cost, type LlmClient, Plugin } from "@callm/core"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Stream from "effect/Stream"
+import * as Observe from "./internal/observe.ts"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The `upstream` label. Default `"default"`. */
+  readonly upstream?: string | undefined
+  /** The model names to label by; any other is `other`. Default: the first `maxModels` seen. */
+  readonly models?: ReadonlyArray<string> | undefined
+  /** Default 50. */
+  readonly maxModels?: number | undefined
+}
+
+const latencyBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
+const tokenGapBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
+
+/**
+ * Calls by operation, model, upstream, outcome and error reason.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const requestsTotal = Metric.counter("callm_requests_total", {
+  description: "LLM calls by operation, model, upstream, outcome (ok, error, cancelled) and error reason.",
+  incremental: true
+})
+
+/**
+ * Call latency, start to end (the whole stream, for streams).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const requestDurationSeconds = Metric.histogram("callm_request_duration_seconds", {
+  description: "LLM call latency in seconds, start to end (the whole stream for streams).",
+  boundaries: latencyBoundaries
+})
+
+/**
+ * Streams: time from the call to its first content.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const timeToFirstTokenSeconds = Metric.histogram("callm_time_to_first_token_seconds", {
+  description: "Streams: seconds from the call to its first content chunk.",
+  boundaries: latencyBoundaries
+})
+
+/**
+ * Streams: time between content chunks.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const interTokenSeconds = Metric.histogram("callm_inter_token_seconds", {
+  description: "Streams: seconds between consecutive content chunks.",
+  boundaries: tokenGapBoundaries
+})
+
+/**
+ * Tokens used, from the usage the servers reported.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const tokensTotal = Metric.counter("callm_tokens_total", {
+  description: "Tokens used as reported by the servers, by model, upstream and type (prompt, completion).",
+  incremental: true
+})
+
+/**
+ * Cost in US dollars, from usage and the price table (`Cost.Prices`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const costUsdTotal = Metric.counter("callm_cost_usd_total", {
+  description: "Cost of LLM calls in US dollars, from reported usage and the configured price table.",
+  incremental: true
+})
+
+/**
+ * Calls whose model has no price in the table: their cost is unknown, not zero.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const costUnpricedTotal = Metric.counter("callm_cost_unpriced_total", {
+  description: "Calls with usage whose model has no price in the price table.",
+  incremental: true
+})
+
+/**
+ * Calls in flight.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const inFlight = Metric.gauge("callm_in_flight", { description: "LLM calls in flight." })
+
+/** One set of labelled metrics per label combination, made once: the hot path only looks them up. */
+const memo = <A>(make: (key: string) => A) => {
+  const cache = new Map<string, A>()
+  return (key: string): A => {
+    let found = cache.get(key)
+    if (found === undefined) {
+      found = make(key)
+      cache.set(key, found)
+    }
+    return found
+  }
+}
+
+/**
+ * The hooks of the metrics plugin, for stacking by hand with `Plugin.wrap`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const hooks = (options: Options = {}): Plugin.Hooks => {
+  const upstream = options.upstream ?? "default"
+  const allowed = options.models === undefined ? undefined : new Set(options.models)
+  const maxModels = options.maxModels ?? 50
+  const seen = new Set<string>()
+  const modelLabel = (model: string): string => {
+    if (allowed !== undefined) return allowed.has(model) ? model : "other"
+    if (seen.has(model)) return model
+    if (seen.size >= maxModels) return "other"
+    seen.add(model)
+    return model
+  }
+
+  const requests = memo((key) => {
+    const [operation, model, outcome, reason] = key.split("\u0000") as [string, string, string, string]
+    return Metric.withAttributes(requestsTotal, { operation, model, upstream, outcome, reason })
+  })
+  const durations = memo((key) => {
+    const [operation, model, outcome] = key.split("\u0000") as [string, string, string]
+    return Metric.withAttributes(requestDurationSeconds, { operation, model, upstream, outcome })
+  })
+  const perModel = memo((model) => ({
+    ttft: Metric.withAttributes(timeToFirstTokenSeconds, { model, upstream }),
+    gap: Metric.withAttributes(interTokenSeconds, { model, upstream }),
+    prompt: Metric.withAttributes(tokensTotal, { model, upstream, type: "prompt" }),
+    completion: Metric.withAttributes(tokensTotal, { model, upstream, type: "completion" }),
+    cost: Metric.withAttributes(costUsdTotal, { model, upstream }),
+    unpriced: Metric.withAttributes(costUnpricedTotal, { model })
+  }))
+  const gauges = memo((operation) => Metric.withAttributes(inFlight, { operation, upstream }))
+
+  const record = (finished: Observe.Finished) =>
+    Effect.withFiber((fiber) => {
+      const context = fiber.context
+      const model = modelLabel(finished.request.model)
+      const reason = finished.error?.reason._tag ?? "none"
+      const sep = "\u0000"
+      requests(`${finished.operation}${sep}${model}${sep}${finished.outcome}${sep}${reason}`).updateUnsafe(1, context)
+      durations(`${finished.operation}${sep}${model}${sep}${finished.outcome}`).updateUnsafe(
+        finished.durationMs / 1000,
+        context
+      )
+      const labelled = perModel(model)
+      if (finished.firstTokenMs !== undefined) labelled.ttft.updateUnsafe(finished.firstTokenMs / 1000, context)
+      const usage = finished.usage
+      if (usage !== undefined) {
+        labelled.prompt.updateUnsafe(usage.prompt_tokens, context)
+        labelled.completion.updateUnsafe(usage.completion_tokens, context)
+        const price = Cost.priceOf(Context.get(context, Cost.Prices), finished.request.model)
+        if (price === undefined) labelled.unpriced.updateUnsafe(1, context)
+        else labelled.cost.updateUnsafe(Cost.ofUsage(usage, price), context)
+      }
+      if (finished.operation !== "complete_many") gauges(finished.operation).modifyUnsafe(-1, context)
+      return Effect.void
+    })
+
+  const enter = (operation: Observe.Operation) =>
+    Effect.withFiber((fiber) => {
+      gauges(operation).modifyUnsafe(1, fiber.context)
+      return Effect.void
+    })
+
+  return {
+    complete: (request, next) =>
+      Effect.andThen(enter("complete"), Observe.complete(request, next(request), { onEnd: record })),
+    stream: (request, next) => {
+      const model = modelLabel(request.model)
+      return Effect.andThen(
+        enter("stream"),
+        Effect.withFiber((fiber) => {
+          const labelled = perModel(model)
+          const context = fiber.context
+          return Effect.succeed(
+            Observe.stream(request, next(request), {
+              onToken: (gapMs, first) => {
+                if (!first) labelled.gap.updateUnsafe(gapMs / 1000, context)
+              },
+              onEnd: record
+            })
+          )
+        })
+      ).pipe(Stream.unwrap)
+    },
+    completeMany: (requests, next) => Observe.completeMany(requests, next(requests), { onEnd: record })
+  }
+}
+
+/**
+ * The metrics plugin.
+ *
+ * @example
+ * ```ts
+ * import { Metrics } from "@callm/observability"
+ * import { OpenAiClient } from "@callm/openai"
+ * import { Layer } from "effect"
+ *
+ * const client = Metrics.layer({ upstream: "openai" }).pipe(Layer.provide(OpenAiClient.layerConfig()))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> =>
+  Plugin.layer(hooks(options))
