@@ -1,0 +1,145 @@
+/**
+ * The consumer test: pack every public package as npm would publish it, install the tarballs into a
+ * fresh project outside the workspace (no workspace links, dependencies from the registry), then
+ * type-check and run a small program against the mock. Run after `turbo run build`.
+ *
+ *   node scripts/consumer-test.ts [--keep]
+ */
+import { execFileSync } from "node:child_process"
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+
+const root = resolve(import.meta.dirname, "..")
+const keep = process.argv.includes("--keep")
+const packages = ["core", "openai", "mock-server", "gateway", "resilience", "cache", "rate-limit"]
+
+const run = (command: string, args: ReadonlyArray<string>, cwd: string) => {
+  process.stderr.write(`$ ${command} ${args.join(" ")}  (in ${cwd})\n`)
+  return execFileSync(command, args, { cwd, stdio: ["ignore", "pipe", "inherit"], encoding: "utf8" })
+}
+
+const work = mkdtempSync(join(tmpdir(), "callm-consumer-"))
+const tarballs = join(work, "tarballs")
+mkdirSync(tarballs)
+const project = join(work, "project")
+mkdirSync(project)
+
+for (const name of packages) run("pnpm", ["pack", "--pack-destination", tarballs], join(root, "packages", name))
+const files = readdirSync(tarballs)
+const tarballOf = (name: string) => {
+  const file = files.find((candidate) => candidate.startsWith(`callm-${name}-`))
+  if (file === undefined) throw new Error(`no tarball for @callm/${name} in ${files.join(", ")}`)
+  return `file:${join(tarballs, file)}`
+}
+/** The version the workspace itself uses, so the consumer gets the same effect and toolchain. */
+const versionOf = (name: string) => {
+  for (const base of [root, join(root, "packages", "openai")]) {
+    try {
+      return (
+        JSON.parse(readFileSync(join(base, "node_modules", ...name.split("/"), "package.json"), "utf8")) as {
+          version: string
+        }
+      ).version
+    } catch {
+      // not installed there
+    }
+  }
+  throw new Error(`${name} is not installed in the workspace`)
+}
+
+const callm = Object.fromEntries(packages.map((name) => [`@callm/${name}`, tarballOf(name)]))
+writeFileSync(
+  join(project, "package.json"),
+  JSON.stringify(
+    {
+      name: "callm-consumer",
+      private: true,
+      type: "module",
+      dependencies: {
+        ...callm,
+        effect: versionOf("effect"),
+        "@effect/platform-node": versionOf("@effect/platform-node")
+      },
+      devDependencies: { typescript: versionOf("typescript"), "@types/node": versionOf("@types/node") }
+    },
+    null,
+    2
+  )
+)
+// The tarballs depend on each other by version; point those at the tarballs, not the registry.
+writeFileSync(
+  join(project, "pnpm-workspace.yaml"),
+  `overrides:\n${Object.entries(callm)
+    .map(([name, spec]) => `  "${name}": "${spec}"`)
+    .join("\n")}\n`
+)
+writeFileSync(
+  join(project, "tsconfig.json"),
+  JSON.stringify({
+    compilerOptions: {
+      target: "ES2023",
+      module: "NodeNext",
+      moduleResolution: "NodeNext",
+      strict: true,
+      exactOptionalPropertyTypes: true,
+      noEmit: true,
+      allowImportingTsExtensions: true,
+      skipLibCheck: false,
+      types: ["node"]
+    },
+    include: ["main.ts"]
+  })
+)
+writeFileSync(
+  join(project, "main.ts"),
+  `import { ChatChunk, ChatRequest, ChatResponse, LlmClient, Plugin, Preset } from "@callm/core"
+import { startMockServer } from "@callm/mock-server"
+import { OpenAiClient } from "@callm/openai"
+import { Cache } from "@callm/cache"
+import { RateLimit } from "@callm/rate-limit"
+import { Retry, Timeout } from "@callm/resilience"
+import { Effect, Layer, Result, Stream } from "effect"
+
+const mock = await startMockServer({ port: 0, ttftMs: 5, itlMs: 1, faults: "503:0.3", faultSeed: 1 })
+const client = Plugin.stack(
+  Timeout.layer({ total: "30 seconds" }),
+  Preset.layer({ default: "qa" }),
+  Cache.layer(),
+  RateLimit.layer({ requests: 1_000, maxInFlight: 8 }),
+  Retry.layer({ maxAttempts: 10, baseDelay: "1 millis", budget: false })
+).pipe(Layer.provide(OpenAiClient.layer({ baseUrl: mock.baseUrl })))
+
+const program = Effect.gen(function* () {
+  const answer = yield* LlmClient.complete(ChatRequest.fromPrompt("mock-echo", "consumer says hi"))
+  yield* LlmClient.complete(ChatRequest.fromPrompt("mock-echo", "consumer says hi")) // a cache hit
+  let streamed = ""
+  yield* Stream.runForEach(LlmClient.stream(ChatRequest.fromPrompt("mock-small", "stream")), (chunk) =>
+    Effect.sync(() => {
+      streamed += ChatChunk.text(chunk)
+    })
+  )
+  const many = yield* LlmClient.completeMany([ChatRequest.fromPrompt("mock-small", "a"), ChatRequest.fromPrompt("mock-small", "b")])
+  return { answer: ChatResponse.text(answer), streamed: streamed.length, many: many.filter(Result.isSuccess).length }
+})
+
+const result = await Effect.runPromise(program.pipe(Effect.provide(client)))
+await mock.close()
+console.log(JSON.stringify(result))
+if (result.answer !== "consumer says hi" || result.streamed === 0 || result.many !== 2) process.exit(1)
+`
+)
+
+try {
+  run("pnpm", ["install", "--config.confirmModulesPurge=false"], project)
+  run(join(project, "node_modules", ".bin", "tsc"), ["-p", "tsconfig.json"], project)
+  const output = run(process.execPath, ["main.ts"], project)
+  process.stdout.write(output)
+  const result = JSON.parse(output.trim().split("\n").at(-1)!) as { answer: string }
+  if (result.answer !== "consumer says hi") throw new Error(`unexpected output: ${output}`)
+  const sizes = files.map((file) => `${file}: ${(readFileSync(join(tarballs, file)).length / 1024).toFixed(1)} KiB`)
+  process.stderr.write(`consumer test passed; tarballs:\n  ${sizes.join("\n  ")}\n`)
+} finally {
+  if (!keep) rmSync(work, { recursive: true, force: true })
+  else process.stderr.write(`kept ${work}\n`)
+}
