@@ -254,6 +254,35 @@ describe("Cache in Redis", () => {
     { timeout: 60_000 }
   )
 
+  it.live("a waiter takes over when the lock's holder died: it calls upstream itself once the lease ends", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const namespace = uniqueNamespace()
+      const context = yield* Layer.build(
+        CacheStore.layerRedis({ namespace }).pipe(Layer.provideMerge(redisLayer()))
+      )
+      const store = Context.get(context, CacheStore.CacheStore)
+      const client = yield* build(
+        Cache.layerWithStore({ singleFlight: { lease: "1 second", poll: "20 millis" } }).pipe(
+          Layer.provide(Layer.succeedContext(context)),
+          Layer.provide(OpenAiClient.layer({ baseUrl: mock.baseUrl }))
+        )
+      )
+      const request = deterministic("orphaned lock")
+      // What a process killed mid-call leaves behind: the key's lock, never renewed, never released.
+      // (`c:` marks a `complete` entry, as `Cache` keys them.)
+      assert.isTrue(yield* store.lock(`c:${CacheKey.make(request)}`, "a-dead-process", Duration.seconds(1)))
+      const started = Date.now()
+      const answer = yield* client.complete(request)
+      assert.isAtLeast(Date.now() - started, 900, "it waited for the dead holder's lease")
+      assert.isString(ChatResponse.text(answer))
+      assert.strictEqual(mock.stats().completions, 1)
+      // The taker stored its answer: the next caller is a hit.
+      yield* client.complete(request)
+      assert.strictEqual(mock.stats().completions, 1)
+    }).pipe(Effect.scoped)
+  )
+
   it.live(
     "keeps answering while Redis is down (misses), and caches again once it is back",
     () =>

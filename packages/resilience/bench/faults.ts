@@ -127,6 +127,7 @@ const program = Effect.gen(function* () {
   const open = outcomes.filter(
     (result) => Result.isFailure(result) && result.failure.reason._tag === "CircuitOpen"
   ).length
+  const beforeRefused = down.stats().completions
   const refusedLatency: Array<number> = []
   for (let index = 0; index < 1_000; index++) {
     const start = performance.now()
@@ -142,7 +143,7 @@ const program = Effect.gen(function* () {
   )
   console.log(`   calls refused by the open breaker: ${open}`)
   console.log(
-    `   a call refused while open: p50 ${(percentile(refusedLatency, 50) * 1000).toFixed(1)} µs, p99 ${(percentile(refusedLatency, 99) * 1000).toFixed(1)} µs (1,000 calls, none reached the mock: ${down.stats().completions} requests before and after)`
+    `   a call refused while open: p50 ${(percentile(refusedLatency, 50) * 1000).toFixed(1)} µs, p99 ${(percentile(refusedLatency, 99) * 1000).toFixed(1)} µs (1,000 calls, mock requests ${beforeRefused} before, ${down.stats().completions} after)`
   )
 })
 

@@ -109,12 +109,10 @@ describe("resilience against the mock", () => {
         assert.isAbove(open.length, 0, "the breaker opened")
         // While open, a call fails without reaching the mock.
         const before = mock.stats().completions
-        const start = performance.now()
+        // (How fast it fails is measured in bench/faults.ts, not asserted here.)
         const refused = yield* Effect.flip(client.complete(ask(0)))
-        const refusedMs = performance.now() - start
         assert.strictEqual(refused.reason._tag, "CircuitOpen")
         assert.strictEqual(mock.stats().completions, before)
-        assert.isBelow(refusedMs, 50)
       }).pipe(Effect.scoped)
   )
 
