@@ -5,7 +5,8 @@
  * Plugins are listed outermost first. In a TypeScript config a plugin is any layer that wraps an
  * `LlmClient` (so your own plugins fit); in JSON, and in TypeScript too, `{ "use": name, "options": {...} }`
  * names one of callm's: `retry`, `timeout`, `circuit-breaker`, `fallback` (model targets), `hedge`,
- * `cache`, `rate-limit`, `batch`.
+ * `cache`, `rate-limit`, `batch`, `redact`, `metrics`, `tracing`, `audit`, `budget`, `router`. Each
+ * plugin's `options` are typed by that plugin's own options (see its package).
  *
  * @example
  * ```ts
@@ -34,7 +35,9 @@ import { Batch } from "@callm/batch"
 import { Cache } from "@callm/cache"
 import { type LlmClient, Plugin, Preset } from "@callm/core"
 import type { GatewayConfig } from "@callm/gateway"
+import { Audit, AuditSink, Budget, Metrics, Router, Tracing } from "@callm/observability"
 import { RateLimit } from "@callm/rate-limit"
+import { Redact } from "@callm/redact"
 import { CircuitBreaker, Fallback, Hedge, Retry, Timeout } from "@callm/resilience"
 import { Effect, Layer, Result, Schema } from "effect"
 import { UserError } from "./UserError.ts"
@@ -48,15 +51,29 @@ import { UserError } from "./UserError.ts"
 export type PluginLayer = Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient>
 
 /**
- * A plugin named by configuration.
+ * Where the `audit` plugin writes: a file rotating by size (`path`), or standard output (no `path`).
  *
  * @since 0.1.0
  * @category models
  */
-export interface PluginSpec {
-  readonly use: keyof typeof registry
-  readonly options?: Readonly<Record<string, unknown>> | undefined
+export interface AuditOptions extends Omit<Audit.Options, "sink"> {
+  readonly path?: string | undefined
+  readonly maxBytes?: number | undefined
+  readonly maxFiles?: number | undefined
 }
+
+/**
+ * A plugin named by configuration, with that plugin's own options.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PluginSpec = {
+  readonly [Name in keyof typeof registry]: {
+    readonly use: Name
+    readonly options?: Parameters<(typeof registry)[Name]>[0] | undefined
+  }
+}[keyof typeof registry]
 
 /**
  * The configuration.
@@ -96,15 +113,26 @@ export const defineConfig = (config: CallmConfig): CallmConfig => config
  * @category registry
  */
 export const registry = {
-  retry: (options: object) => Retry.layer(options as Retry.Options),
-  timeout: (options: object) => Timeout.layer(options as Timeout.Options),
-  "circuit-breaker": (options: object) => CircuitBreaker.layer(options as CircuitBreaker.Options),
-  fallback: (options: object) => Fallback.layer(options as Fallback.Options),
-  hedge: (options: object) => Hedge.layer(options as Hedge.Options),
-  cache: (options: object) => Cache.layer(options as Cache.Options),
-  "rate-limit": (options: object) => RateLimit.layer(options as RateLimit.Options),
-  batch: (options: object) => Batch.layer(options as Batch.Options)
-} satisfies Record<string, (options: object) => PluginLayer>
+  retry: (options: Retry.Options) => Retry.layer(options),
+  timeout: (options: Timeout.Options) => Timeout.layer(options),
+  "circuit-breaker": (options: CircuitBreaker.Options) => CircuitBreaker.layer(options),
+  fallback: (options: Fallback.Options) => Fallback.layer(options),
+  hedge: (options: Hedge.Options) => Hedge.layer(options),
+  cache: (options: Cache.Options) => Cache.layer(options),
+  "rate-limit": (options: RateLimit.Options) => RateLimit.layer(options),
+  batch: (options: Batch.Options) => Batch.layer(options),
+  redact: (options: Redact.Options) => Redact.layer(options),
+  metrics: (options: Metrics.Options) => Metrics.layer(options),
+  tracing: (options: Tracing.Options) => Tracing.layer(options),
+  audit: ({ path, maxBytes, maxFiles, ...options }: AuditOptions) =>
+    Audit.layer({
+      ...options,
+      sink: path === undefined ? AuditSink.stdout() : AuditSink.file({ path, maxBytes, maxFiles })
+    }),
+  budget: (options: Budget.Options) => Budget.layerMemory(options),
+  router: (options: Router.BySizeOptions & { readonly alias?: string | undefined }) =>
+    Router.layer({ rule: Router.bySize(options), ...("alias" in options ? { alias: options.alias } : {}) })
+} satisfies Record<string, (options: any) => PluginLayer>
 
 const PluginSpecSchema = Schema.Struct({
   use: Schema.Literals(Object.keys(registry) as [keyof typeof registry, ...Array<keyof typeof registry>]),
@@ -123,7 +151,8 @@ export const pluginStack = (config: CallmConfig, defaultPreset?: string): Plugin
     if (Layer.isLayer(plugin)) plugins.push(plugin as PluginLayer)
     else {
       const spec = plugin as PluginSpec
-      plugins.push(registry[spec.use](spec.options ?? {}))
+      const make = registry[spec.use] as (options: object) => PluginLayer
+      plugins.push(make(spec.options ?? {}))
     }
   }
   return Plugin.stack(plugins[0]!, ...plugins.slice(1))

@@ -26,6 +26,7 @@ import { createReadStream } from "node:fs"
 import { performance } from "node:perf_hooks"
 import { createInterface } from "node:readline"
 import { ChatRequest, type ChatResponse, LlmClient, type LlmError, Preset } from "@callm/core"
+import { Prometheus, Tracing } from "@callm/observability"
 import { OpenAiClient } from "@callm/openai"
 import { Console, Duration, Effect, Fiber, Layer, Metric, Option, Redacted, Result, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
@@ -244,6 +245,10 @@ export const command = Command.make(
     json: Flag.Boolean("json").pipe(
       Flag.withDefault(false),
       Flag.withDescription("Progress and summary as JSON lines on stderr")
+    ),
+    metricsPort: Flag.Int("metrics-port").pipe(
+      Flag.withDescription("Serve Prometheus metrics on 127.0.0.1:<port>/metrics while the run lasts (0: a free port)"),
+      Flag.optional
     )
   },
   (flags) =>
@@ -275,6 +280,17 @@ export const command = Command.make(
             concurrency: flags.concurrency
           })
       const client = Config.pluginStack(config, Option.getOrUndefined(flags.preset)).pipe(Layer.provide(provider))
+
+      if (Option.isSome(flags.metricsPort)) {
+        const url = yield* Prometheus.serve({ port: flags.metricsPort.value }).pipe(
+          Effect.mapError((error) => new UserError({ message: `run: cannot serve metrics: ${error.message}` }))
+        )
+        process.stderr.write(`callm run: metrics at ${url}\n`)
+      }
+      // Spans go to an OpenTelemetry collector when the standard variable names one (the edge of the
+      // app is where the environment is read).
+      const otlpUrl = process.env.OTEL_EXPORTER_OTLP_ENDPOINT
+      const tracer = otlpUrl === undefined || otlpUrl === "" ? Layer.empty : Tracing.layerOtlp({ url: otlpUrl })
 
       const repaired = RunOutput.repair(flags.output)
       const done = yield* Effect.promise(() => RunOutput.doneKeys(flags.output))
@@ -400,6 +416,7 @@ export const command = Command.make(
       const guarded = flags.onInterrupt === "finish" ? Effect.uninterruptible(processing) : processing
       yield* guarded.pipe(
         Effect.provide(client),
+        Effect.provide(tracer),
         Effect.ensuring(
           Effect.gen(function* () {
             yield* Fiber.interrupt(progress)

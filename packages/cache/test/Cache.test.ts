@@ -7,8 +7,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Duration, Effect, Exit, Layer, Result, Scope, Stream } from "effect"
 import { Redis } from "effect/persistence"
 import { TestClock } from "effect/testing"
-import { lastJson, startTogether } from "./Children.ts"
-import { privateRedis, sharedRedisUrl, uniqueNamespace } from "./RedisFixture.ts"
+import { lastJson, startTogether } from "@callm/testing/Children"
+import { privateRedis, sharedRedisUrl, uniqueNamespace } from "@callm/testing/Redis"
 
 const mockServer = (options: MockServerOptions = {}) =>
   Effect.acquireRelease(

@@ -100,7 +100,8 @@ const makeClean = (policy: ContentPolicy, options: Redact.Options | undefined) =
   }
 }
 
-const messageText = (content: unknown): string => (typeof content === "string" ? content : JSON.stringify(content ?? ""))
+const messageText = (content: unknown): string =>
+  typeof content === "string" ? content : JSON.stringify(content ?? "")
 
 const errorLine = (error: LlmError.LlmError | undefined, clean: (text: string) => unknown) =>
   error === undefined

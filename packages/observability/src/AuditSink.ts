@@ -29,7 +29,9 @@ import type * as Scope from "effect/Scope"
  * @category models
  */
 export interface Sink {
+  /** The sink's name in metrics and warnings (`file:audit.log`, `stdout`). */
   readonly name: string
+  /** Queues a line for writing; never waits. False when the queue was full and the line was dropped. */
   readonly offer: (line: string) => boolean
 }
 
@@ -133,16 +135,15 @@ export const make = (
       })
     )
 
-    const dropOne = Effect.withFiber((f) => {
-      dropped.modifyUnsafe(1, f.context)
-      return Effect.void
-    })
+    // `offer` is synchronous and called from any fiber: the drop is counted in the registry of the
+    // context the sink was made in, the one its other metrics use.
+    const context = yield* Effect.context<never>()
     return {
       name,
       offer: (line: string) => {
         if (Queue.offerUnsafe(queue, line)) return true
         droppedSinceWarning++
-        Effect.runFork(dropOne)
+        dropped.updateUnsafe(1, context)
         return false
       }
     }

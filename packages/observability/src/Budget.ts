@@ -106,7 +106,14 @@ const periodOf = (limit: Limit, now: Date): { readonly suffix: string; readonly 
   }
 }
 
-interface Drawn {
+/**
+ * One budget a call draws on: its store entry, its name in errors, its kind and limit, and when it
+ * starts over.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Drawn {
   readonly entry: BudgetStore.Entry
   readonly name: string
   readonly kind: "key" | "total"
@@ -174,9 +181,7 @@ const costOf = (finished: Observe.Finished, price: Cost.Price | undefined): numb
   if (finished.usage !== undefined) return nano(Cost.ofUsage(finished.usage, price))
   if (finished.operation === "stream" && finished.response !== undefined) {
     const completion = Math.ceil((finished.response.choices[0]?.message.content ?? "").length / 4)
-    return nano(
-      (Cost.estimatePromptTokens(finished.request) * price.input + completion * price.output) / 1_000_000
-    )
+    return nano((Cost.estimatePromptTokens(finished.request) * price.input + completion * price.output) / 1_000_000)
   }
   return 0
 }
@@ -236,11 +241,16 @@ const make = (options: Options) =>
           settle: (finished: Observe.Finished) => {
             const delta = costOf(finished, price) - amount
             if (delta === 0) return Effect.void
-            return store.adjust(entries, delta).pipe(
-              Effect.catch((error) =>
-                Effect.andThen(Metric.update(storeErrorsTotal, 1), Effect.logWarning("budget: could not settle a call", error.cause))
+            return store
+              .adjust(entries, delta)
+              .pipe(
+                Effect.catch((error) =>
+                  Effect.andThen(
+                    Metric.update(storeErrorsTotal, 1),
+                    Effect.logWarning("budget: could not settle a call", error.cause)
+                  )
+                )
               )
-            )
           }
         }
       })

@@ -183,7 +183,8 @@ export const makeRedis = Effect.fnUntraced(function* (
       Effect.forEach(entries, (entry) => redis.send("INCRBY", `${base}${entry.id}`, String(Math.round(delta))), {
         discard: true
       }).pipe(fail),
-    spent: (id) => Effect.map(redis.send<string | null>("GET", `${base}${id}`), (value) => Number(value ?? 0)).pipe(fail)
+    spent: (id) =>
+      Effect.map(redis.send<string | null>("GET", `${base}${id}`), (value) => Number(value ?? 0)).pipe(fail)
   })
 })
 

@@ -58,11 +58,16 @@ const requestAttributes = (request: ChatRequest.ChatRequest, provider: string, s
   if (request.seed != null) attributes["gen_ai.request.seed"] = request.seed
   if (request.frequency_penalty != null) attributes["gen_ai.request.frequency_penalty"] = request.frequency_penalty
   if (request.presence_penalty != null) attributes["gen_ai.request.presence_penalty"] = request.presence_penalty
-  if (request.stop != null) attributes["gen_ai.request.stop_sequences"] = typeof request.stop === "string" ? [request.stop] : request.stop
+  if (request.stop != null)
+    attributes["gen_ai.request.stop_sequences"] = typeof request.stop === "string" ? [request.stop] : request.stop
   return attributes
 }
 
-const finishedAttributes = (finished: Observe.Finished, capture: Options["captureContent"], prices: Cost.PriceTable) => {
+const finishedAttributes = (
+  finished: Observe.Finished,
+  capture: Options["captureContent"],
+  prices: Cost.PriceTable
+) => {
   const attributes: Record<string, unknown> = { "callm.outcome": finished.outcome }
   const response = finished.response
   if (response !== undefined) {
@@ -116,7 +121,11 @@ const annotate = (finished: Observe.Finished, capture: Options["captureContent"]
 export const hooks = (options: Options = {}): Plugin.Hooks => {
   const provider = options.provider ?? "openai"
   const capture = options.captureContent
-  const spanOptions = (request: ChatRequest.ChatRequest, stream: boolean, context: CallContext.CallContext): Tracer.SpanOptions => ({
+  const spanOptions = (
+    request: ChatRequest.ChatRequest,
+    stream: boolean,
+    context: CallContext.CallContext
+  ): Tracer.SpanOptions => ({
     kind: "client",
     attributes: { ...requestAttributes(request, provider, stream), ...contextAttributes(context) }
   })
@@ -140,7 +149,11 @@ export const hooks = (options: Options = {}): Plugin.Hooks => {
       next(requests).pipe(
         Effect.withSpan("chat batch", {
           kind: "client",
-          attributes: { "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider, "callm.batch_size": requests.length }
+          attributes: {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": provider,
+            "callm.batch_size": requests.length
+          }
         })
       )
   }

@@ -4,8 +4,8 @@ import { RateLimit } from "@callm/rate-limit"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Fiber, Layer, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { lastJson, startTogether } from "./Children.ts"
-import { sharedRedisUrl, uniqueNamespace } from "./RedisFixture.ts"
+import { lastJson, startTogether } from "@callm/testing/Children"
+import { sharedRedisUrl, uniqueNamespace } from "@callm/testing/Redis"
 
 /** An upstream for timing tests on the TestClock: answers after `latencyMs`, reporting `usage` tokens. */
 const upstream = (options: { readonly latencyMs?: number; readonly usage?: number } = {}) => {

@@ -1,3 +1,7 @@
+/**
+ * Redis for tests: the shared one every test run uses (keys namespaced, never flushed) and private
+ * servers on free ports for tests that stop and restart one.
+ */
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import { once } from "node:events"
