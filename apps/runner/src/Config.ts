@@ -33,7 +33,7 @@ import { resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import { Batch } from "@callm/batch"
 import { Cache } from "@callm/cache"
-import { type LlmClient, Plugin, Preset } from "@callm/core"
+import { Cost, type LlmClient, Plugin, Preset } from "@callm/core"
 import type { GatewayConfig } from "@callm/gateway"
 import { Audit, AuditSink, Budget, Metrics, Router, Tracing } from "@callm/observability"
 import { RateLimit } from "@callm/rate-limit"
@@ -92,6 +92,8 @@ export interface CallmConfig {
     | undefined
   readonly model?: string | undefined
   readonly presets?: Readonly<Record<string, Preset.Preset>> | undefined
+  /** Prices in US dollars per million tokens, by model, over the built-in table (for costs and budgets). */
+  readonly prices?: Cost.PriceTable | undefined
   /** Outermost first. */
   readonly plugins?: ReadonlyArray<PluginSpec | PluginLayer> | undefined
   /** Routes, upstreams, keys and limits of `callm serve`. */
@@ -145,8 +147,12 @@ const PluginSpecSchema = Schema.Struct({
  * @since 0.1.0
  * @category layers
  */
-export const pluginStack = (config: CallmConfig, defaultPreset?: string): PluginLayer => {
+export const pluginStack = (config: CallmConfig, defaultPreset?: string, runBudgetUsd?: number): PluginLayer => {
   const plugins: Array<PluginLayer> = [Preset.layer({ presets: config.presets, default: defaultPreset })]
+  // A run's budget sits just inside the presets, so it prices each call as sent (after the router's
+  // choice if a router is listed first in the config, it sees the request before that: list a budget
+  // plugin after the router instead when both are used).
+  if (runBudgetUsd !== undefined) plugins.push(Budget.layerMemory({ total: { usd: runBudgetUsd } }))
   for (const plugin of config.plugins ?? []) {
     if (Layer.isLayer(plugin)) plugins.push(plugin as PluginLayer)
     else {

@@ -25,7 +25,7 @@
 import { createReadStream } from "node:fs"
 import { performance } from "node:perf_hooks"
 import { createInterface } from "node:readline"
-import { ChatRequest, type ChatResponse, LlmClient, type LlmError, Preset } from "@callm/core"
+import { ChatRequest, type ChatResponse, Cost, LlmClient, type LlmError, Preset } from "@callm/core"
 import { Prometheus, Tracing } from "@callm/observability"
 import { OpenAiClient } from "@callm/openai"
 import { Console, Duration, Effect, Fiber, Layer, Metric, Option, Redacted, Result, Stream } from "effect"
@@ -246,6 +246,10 @@ export const command = Command.make(
       Flag.withDefault(false),
       Flag.withDescription("Progress and summary as JSON lines on stderr")
     ),
+    budget: Flag.Finite("budget").pipe(
+      Flag.withDescription("Refuse calls once the run has spent this many US dollars (prices: the config's)"),
+      Flag.optional
+    ),
     metricsPort: Flag.Int("metrics-port").pipe(
       Flag.withDescription("Serve Prometheus metrics on 127.0.0.1:<port>/metrics while the run lasts (0: a free port)"),
       Flag.optional
@@ -279,7 +283,13 @@ export const command = Command.make(
             ...(config.provider?.headers === undefined ? {} : { headers: config.provider.headers }),
             concurrency: flags.concurrency
           })
-      const client = Config.pluginStack(config, Option.getOrUndefined(flags.preset)).pipe(Layer.provide(provider))
+      if (Option.isSome(flags.budget) && !(flags.budget.value > 0))
+        return yield* new UserError({ message: "run: --budget must be a positive number of US dollars" })
+      const client = Config.pluginStack(
+        config,
+        Option.getOrUndefined(flags.preset),
+        Option.getOrUndefined(flags.budget)
+      ).pipe(Layer.provide(provider), Layer.provide(Cost.layer(config.prices ?? {})))
 
       if (Option.isSome(flags.metricsPort)) {
         const url = yield* Prometheus.serve({ port: flags.metricsPort.value }).pipe(

@@ -258,6 +258,31 @@ describe("callm run", () => {
     }
   }, 60_000)
 
+  it("--budget refuses calls once the run has spent it, writing them as BudgetExceeded; a bad value is refused", async () => {
+    const dir = workdir()
+    const input = join(dir, "in.jsonl")
+    const output = join(dir, "out.jsonl")
+    writeFileSync(
+      input,
+      Array.from({ length: 30 }, (_, index) =>
+        JSON.stringify({ id: index, prompt: `question ${index}`, max_tokens: 24 })
+      ).join("\n")
+    )
+    // A mock-small call of ~7 prompt and 24 completion tokens costs about $0.00001.
+    const { code, stderr } = await run(["-i", input, "-o", output, "--mock", "--quiet", "--budget", "0.0001"])
+    assert.strictEqual(code, 0, stderr)
+    const written = records(output)
+    assert.strictEqual(written.length, 30)
+    const answered = written.filter((record) => record.text !== undefined).length
+    const refused = written.filter((record) => record.error?.reason === "BudgetExceeded").length
+    assert.isAbove(answered, 3)
+    assert.isBelow(answered, 30)
+    assert.strictEqual(answered + refused, 30)
+    const bad = await run(["-i", input, "-o", join(dir, "never.jsonl"), "--mock", "--budget", "0"])
+    assert.strictEqual(bad.code, 1)
+    assert.include(bad.stderr, "--budget must be a positive number")
+  }, 60_000)
+
   it("uses a JSON config's plugins (cache, retry) and names an unknown plugin", async () => {
     const mock = await startMockServer({ port: 0, faults: "503:0.3", faultSeed: 3 })
     try {
