@@ -32,14 +32,16 @@ import { readFile } from "node:fs/promises"
 import { resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import { Batch } from "@callm/batch"
-import { Cache } from "@callm/cache"
-import { Cost, type LlmClient, Plugin, Preset } from "@callm/core"
+import { Cache, CacheStore } from "@callm/cache"
+import { type Cost, type LlmClient, Plugin, Preset } from "@callm/core"
 import type { GatewayConfig } from "@callm/gateway"
-import { Audit, AuditSink, Budget, Metrics, Router, Tracing } from "@callm/observability"
+import { Audit, AuditSink, Budget, BudgetStore, Metrics, Router, Tracing } from "@callm/observability"
 import { RateLimit } from "@callm/rate-limit"
 import { Redact } from "@callm/redact"
 import { CircuitBreaker, Fallback, Hedge, Retry, Timeout } from "@callm/resilience"
-import { Effect, Layer, Result, Schema } from "effect"
+import { type Context, Effect, Layer, Result, Schema } from "effect"
+import * as BreakerStore from "effect/persistence/CircuitBreaker"
+import type * as Redis from "effect/persistence/Redis"
 import { UserError } from "./UserError.ts"
 
 /**
@@ -109,6 +111,18 @@ export interface CallmConfig {
 export const defineConfig = (config: CallmConfig): CallmConfig => config
 
 /**
+ * What plugins may share with other processes: with a Redis connection, `cache`, `rate-limit`,
+ * `budget` and `circuit-breaker` keep their state in it (`callm serve --redis-url`), one connection
+ * for all of them.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Shared {
+  readonly redis?: Context.Context<Redis.Redis> | undefined
+}
+
+/**
  * The plugins a configuration can name, and how each is built from its options.
  *
  * @since 0.1.0
@@ -117,11 +131,26 @@ export const defineConfig = (config: CallmConfig): CallmConfig => config
 export const registry = {
   retry: (options: Retry.Options) => Retry.layer(options),
   timeout: (options: Timeout.Options) => Timeout.layer(options),
-  "circuit-breaker": (options: CircuitBreaker.Options) => CircuitBreaker.layer(options),
+  "circuit-breaker": (options: CircuitBreaker.Options, shared?: Shared) =>
+    shared?.redis === undefined
+      ? CircuitBreaker.layer(options)
+      : CircuitBreaker.layerWithStore(options).pipe(
+          Layer.provide(BreakerStore.layerStoreRedis({ prefix: "callm:breaker:" })),
+          Layer.provide(Layer.succeedContext(shared.redis))
+        ),
   fallback: (options: Fallback.Options) => Fallback.layer(options),
   hedge: (options: Hedge.Options) => Hedge.layer(options),
-  cache: (options: Cache.Options) => Cache.layer(options),
-  "rate-limit": (options: RateLimit.Options) => RateLimit.layer(options),
+  cache: (options: Cache.Options & CacheStore.MemoryOptions & CacheStore.RedisOptions, shared?: Shared) =>
+    shared?.redis === undefined
+      ? Cache.layer(options)
+      : Cache.layerWithStore(options).pipe(
+          Layer.provide(CacheStore.layerRedis(options)),
+          Layer.provide(Layer.succeedContext(shared.redis))
+        ),
+  "rate-limit": (options: RateLimit.Options, shared?: Shared) =>
+    shared?.redis === undefined
+      ? RateLimit.layer(options)
+      : RateLimit.layerRedis(options).pipe(Layer.provide(Layer.succeedContext(shared.redis))),
   batch: (options: Batch.Options) => Batch.layer(options),
   redact: (options: Redact.Options) => Redact.layer(options),
   metrics: (options: Metrics.Options) => Metrics.layer(options),
@@ -131,10 +160,16 @@ export const registry = {
       ...options,
       sink: path === undefined ? AuditSink.stdout() : AuditSink.file({ path, maxBytes, maxFiles })
     }),
-  budget: (options: Budget.Options) => Budget.layerMemory(options),
+  budget: (options: Budget.Options, shared?: Shared) =>
+    shared?.redis === undefined
+      ? Budget.layerMemory(options)
+      : Budget.layer(options).pipe(
+          Layer.provide(BudgetStore.layerRedis()),
+          Layer.provide(Layer.succeedContext(shared.redis))
+        ),
   router: (options: Router.BySizeOptions & { readonly alias?: string | undefined }) =>
     Router.layer({ rule: Router.bySize(options), ...("alias" in options ? { alias: options.alias } : {}) })
-} satisfies Record<string, (options: any) => PluginLayer>
+} satisfies Record<string, (options: any, shared?: Shared) => PluginLayer>
 
 const PluginSpecSchema = Schema.Struct({
   use: Schema.Literals(Object.keys(registry) as [keyof typeof registry, ...Array<keyof typeof registry>]),
@@ -147,18 +182,22 @@ const PluginSpecSchema = Schema.Struct({
  * @since 0.1.0
  * @category layers
  */
-export const pluginStack = (config: CallmConfig, defaultPreset?: string, runBudgetUsd?: number): PluginLayer => {
+export const pluginStack = (
+  config: CallmConfig,
+  defaultPreset?: string,
+  runBudgetUsd?: number,
+  shared: Shared = {}
+): PluginLayer => {
   const plugins: Array<PluginLayer> = [Preset.layer({ presets: config.presets, default: defaultPreset })]
-  // A run's budget sits just inside the presets, so it prices each call as sent (after the router's
-  // choice if a router is listed first in the config, it sees the request before that: list a budget
-  // plugin after the router instead when both are used).
+  // A run's budget sits just inside the presets, outside the configured plugins: it prices each call
+  // by the model it names (list a `budget` plugin after a `router` to price by the routed model).
   if (runBudgetUsd !== undefined) plugins.push(Budget.layerMemory({ total: { usd: runBudgetUsd } }))
   for (const plugin of config.plugins ?? []) {
     if (Layer.isLayer(plugin)) plugins.push(plugin as PluginLayer)
     else {
       const spec = plugin as PluginSpec
-      const make = registry[spec.use] as (options: object) => PluginLayer
-      plugins.push(make(spec.options ?? {}))
+      const make = registry[spec.use] as (options: object, shared: Shared) => PluginLayer
+      plugins.push(make(spec.options ?? {}, shared))
     }
   }
   return Plugin.stack(plugins[0]!, ...plugins.slice(1))

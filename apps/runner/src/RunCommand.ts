@@ -289,7 +289,7 @@ export const command = Command.make(
         config,
         Option.getOrUndefined(flags.preset),
         Option.getOrUndefined(flags.budget)
-      ).pipe(Layer.provide(provider), Layer.provide(Cost.layer(config.prices ?? {})))
+      ).pipe(Layer.provide(provider))
 
       if (Option.isSome(flags.metricsPort)) {
         const url = yield* Prometheus.serve({ port: flags.metricsPort.value }).pipe(
@@ -427,6 +427,8 @@ export const command = Command.make(
       yield* guarded.pipe(
         Effect.provide(client),
         Effect.provide(tracer),
+        // Prices are read by each call (costs, budgets), so they go where the calls run.
+        Effect.provide(Cost.layer(config.prices ?? {})),
         Effect.ensuring(
           Effect.gen(function* () {
             yield* Fiber.interrupt(progress)

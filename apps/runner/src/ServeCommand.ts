@@ -2,50 +2,58 @@
  * `callm serve`: the OpenAI-compatible gateway (`@callm/gateway`) on `127.0.0.1:8080`, until Ctrl-C or
  * SIGTERM, which drain it: new requests get 503 while those in flight finish, then it exits.
  *
- * With `--config`, routes, upstreams, keys and limits come from the file (JSON, or a module whose
- * default export is the configuration). Without it, every model is proxied to `OPENAI_BASE_URL`
- * (default OpenAI) with `OPENAI_API_KEY`, with auth off: a warning says so.
+ * With `--config`, routes, upstreams, keys and limits come from the file's `gateway` field (JSON, or a
+ * module whose default export is the configuration), and every route goes through its `plugins`
+ * (with its `presets` and `prices`). Without it, every model is proxied to `OPENAI_BASE_URL`
+ * (default OpenAI) with `OPENAI_API_KEY`, with auth off: a warning says so. With `--redis-url`, the
+ * cache, rate-limit, budget and circuit-breaker plugins and the keys' budgets and rate limits keep
+ * their state in that Redis, so gateways sharing it share them.
  *
  * @since 0.1.0
  */
 
-import { readFile } from "node:fs/promises"
 import { createServer } from "node:http"
-import { resolve } from "node:path"
-import { pathToFileURL } from "node:url"
+import { Cost } from "@callm/core"
 import { Gateway, GatewayConfig } from "@callm/gateway"
-import { NodeHttpServer } from "@effect/platform-node"
+import { NodeHttpServer, NodeRedis } from "@effect/platform-node"
 import { Console, Effect, Layer, Option, Result } from "effect"
 import { Command, Flag } from "effect/cli"
 import { HttpServer } from "effect/http"
+import * as Config from "./Config.ts"
 import { UserError } from "./UserError.ts"
 
 /**
- * Loads a gateway configuration from a JSON file or a module (its default export, or its `gateway`
- * field), checked by the schema; the error names the file and the wrong field.
+ * A loaded `serve` configuration: the gateway's part (upstreams, routes, keys, limits) and the rest of
+ * the callm configuration (presets, prices, the plugin stack every route goes through).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ServeConfig {
+  readonly gateway: GatewayConfig.GatewayConfig
+  readonly callm: Config.CallmConfig
+}
+
+/**
+ * Loads a configuration from a JSON file or a module's default export: a callm configuration with a
+ * `gateway` field (and `plugins`, `presets`, `prices`), or a bare gateway configuration. Checked by
+ * the schema; an error names the file and the wrong field.
  *
  * @since 0.1.0
  * @category loading
  */
-export const loadConfig = (path: string): Effect.Effect<GatewayConfig.GatewayConfig, UserError> =>
+export const loadConfig = (path: string): Effect.Effect<ServeConfig, UserError> =>
   Effect.gen(function* () {
-    const absolute = resolve(path)
-    const raw = yield* Effect.tryPromise({
-      try: async (): Promise<unknown> => {
-        if (absolute.endsWith(".json")) return JSON.parse(await readFile(absolute, "utf8"))
-        const module = (await import(pathToFileURL(absolute).href)) as { default?: unknown }
-        const value = module.default as { gateway?: unknown } | undefined
-        return value !== undefined && typeof value === "object" && "gateway" in value ? value.gateway : value
-      },
-      catch: (cause) =>
-        new UserError({
-          message: `serve: cannot read ${path}: ${cause instanceof Error ? cause.message : String(cause)}`
-        })
-    })
-    const decoded = GatewayConfig.decode(raw)
+    const loaded = yield* Config.load(path).pipe(
+      Effect.mapError((error) => new UserError({ message: `serve: ${error.message}` }))
+    )
+    const nested = loaded.gateway !== undefined
+    const decoded = GatewayConfig.decode(nested ? loaded.gateway : loaded)
     if (Result.isFailure(decoded))
-      return yield* new UserError({ message: `serve: invalid configuration in ${path}:\n${decoded.failure}` })
-    return decoded.success
+      return yield* new UserError({
+        message: `serve: invalid configuration in ${path}${nested ? " (its gateway field)" : ""}:\n${decoded.failure}`
+      })
+    return { gateway: decoded.success, callm: nested ? loaded : {} }
   })
 
 /**
@@ -70,29 +78,38 @@ export const command = Command.make(
   },
   (flags) =>
     Effect.gen(function* () {
-      const config = Option.isSome(flags.config)
-        ? yield* loadConfig(flags.config.value)
-        : GatewayConfig.proxyAll(process.env.OPENAI_BASE_URL ?? "https://api.openai.com/v1", "OPENAI_API_KEY")
-      if (Option.isNone(flags.config)) {
+      const loaded = Option.isSome(flags.config) ? yield* loadConfig(flags.config.value) : undefined
+      const config =
+        loaded?.gateway ??
+        GatewayConfig.proxyAll(process.env.OPENAI_BASE_URL ?? "https://api.openai.com/v1", "OPENAI_API_KEY")
+      const callm = loaded?.callm ?? {}
+      if (loaded === undefined) {
         yield* Console.error(
           `callm serve: no --config: proxying every model to ${config.upstreams.default!.baseUrl} with auth OFF; anyone who can reach this port can spend your key`
         )
       } else if ((config.keys ?? []).length === 0) {
         yield* Console.error("callm serve: the configuration has no keys: auth is OFF")
       }
-      if (Option.isSome(flags.redisUrl)) {
-        yield* Console.error(
-          "callm serve: --redis-url is accepted; shared cache, budgets and rate limits use it once those plugins are configured"
-        )
-      }
+      // One Redis connection for every plugin that shares state, and for the keys' budgets and limits.
+      const redis = Option.isSome(flags.redisUrl)
+        ? yield* Layer.build(NodeRedis.layer({ url: flags.redisUrl.value }))
+        : undefined
+      const plugins =
+        callm.plugins === undefined && callm.presets === undefined
+          ? undefined
+          : Config.pluginStack(callm, undefined, undefined, { redis })
       const server = NodeHttpServer.layer(createServer, { port: flags.port, host: flags.host })
-      const gateway = Gateway.layer({ config, env: process.env }).pipe(Layer.provideMerge(server))
+      const gateway = Gateway.layer({ config, env: process.env, plugins, redis }).pipe(
+        Layer.provideMerge(server),
+        // Prices are read by each request's calls (costs, budgets): they go in the handlers' context.
+        Layer.provide(Cost.layer(callm.prices ?? {}))
+      )
       yield* Effect.gen(function* () {
         const address = (yield* HttpServer.HttpServer).address
         const port = "port" in address ? address.port : flags.port
         yield* Console.log(`http://${flags.host}:${port}`)
         yield* Console.error(
-          `callm serve: OpenAI-compatible gateway on http://${flags.host}:${port}/v1; SIGTERM or Ctrl-C drains and stops it`
+          `callm serve: OpenAI-compatible gateway on http://${flags.host}:${port}/v1${redis === undefined ? "" : ", state shared through Redis"}; SIGTERM or Ctrl-C drains and stops it`
         )
         return yield* Effect.never
       }).pipe(Effect.provide(gateway))

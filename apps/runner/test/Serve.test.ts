@@ -4,7 +4,10 @@ import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { randomUUID } from "node:crypto"
+import { GatewayConfig } from "@callm/gateway"
 import { startMockServer } from "@callm/mock-server"
+import { sharedRedisUrl } from "@callm/testing/Redis"
 import { afterEach, assert, describe, it } from "@effect/vitest"
 
 /** Every child a test starts; any still running after the test (a failed or timed-out one) is killed. */
@@ -144,4 +147,51 @@ describe("callm serve", () => {
       await mock.close()
     }
   })
+
+  it("two gateways on one Redis share a key's budget and its cache; the config's plugins apply to every route", async () => {
+    const mock = await startMockServer({ port: 0, tokens: 16 })
+    const dir = mkdtempSync(join(tmpdir(), "callm-serve-"))
+    const config = join(dir, "callm.config.json")
+    // A key id no earlier run used: budgets in Redis outlive gateways, as they should.
+    const keyId = `shared-${randomUUID()}`
+    writeFileSync(
+      config,
+      JSON.stringify({
+        plugins: [{ use: "cache", options: { namespace: keyId } }],
+        gateway: {
+          upstreams: { mock: { baseUrl: mock.baseUrl } },
+          routes: { "*": { targets: [{ upstream: "mock" }] } },
+          keys: [{ id: keyId, sha256: GatewayConfig.hashKey("sk-shared-budget"), budgetUsd: 0.00005 }]
+        }
+      })
+    )
+    const gateways = [0, 1].map(() => startServe(["--config", config, "--redis-url", sharedRedisUrl]))
+    try {
+      const urls = await Promise.all(gateways.map((serve) => serve.url))
+      const ask = (url: string, content: string, temperature = 1) =>
+        fetch(`${url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: "Bearer sk-shared-budget" },
+          body: JSON.stringify({ ...chat, temperature, max_tokens: 16, messages: [{ role: "user", content }] })
+        })
+      // The cache is shared: asked once of each gateway, a deterministic request reaches the upstream once.
+      for (const url of urls) assert.strictEqual((await ask(url, "cached", 0)).status, 200)
+      assert.strictEqual(mock.stats().completions, 1)
+      // The budget is shared: one gateway alone would answer about 7 of these; two together still 7.
+      const statuses: Array<number> = []
+      for (let index = 0; index < 24; index++) statuses.push((await ask(urls[index % 2]!, `question ${index}`)).status)
+      const answered = statuses.filter((status) => status === 200).length
+      console.log(
+        `two gateways, one Redis: ${answered} of 24 calls answered on a shared $0.00005 budget; statuses ${statuses.join(",")}`
+      )
+      assert.isAbove(answered, 2)
+      assert.isAtMost(answered, 7)
+      assert.deepStrictEqual(statuses.slice(answered), Array(24 - answered).fill(429))
+      assert.strictEqual(mock.stats().completions, 1 + answered)
+    } finally {
+      for (const serve of gateways) serve.child.kill("SIGTERM")
+      await Promise.all(gateways.map((serve) => once(serve.child, "exit")))
+      await mock.close()
+    }
+  }, 60_000)
 })

@@ -28,7 +28,9 @@
 
 import { randomUUID } from "node:crypto"
 import { CallContext, type ChatChunk, ChatRequest, LlmClient, LlmError, Plugin } from "@callm/core"
+import { Budget, BudgetStore } from "@callm/observability"
 import { OpenAiClient } from "@callm/openai"
+import { RateLimit } from "@callm/rate-limit"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as ByteSize from "effect/ByteSize"
 import * as Clock from "effect/Clock"
@@ -44,6 +46,7 @@ import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
+import type * as Redis from "effect/persistence/Redis"
 import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
@@ -67,6 +70,12 @@ export interface Options {
   readonly plugins?: Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> | undefined
   /** The body of `GET /metrics`; default: Effect's metric registry in Prometheus text. */
   readonly metrics?: Effect.Effect<string> | undefined
+  /**
+   * A Redis connection: with it, the keys' budgets and rate limits are shared by every gateway on the
+   * same Redis (pass the same connection to the plugins that share state); without it, they live in
+   * this process.
+   */
+  readonly redis?: Context.Context<Redis.Redis> | undefined
 }
 
 /**
@@ -222,6 +231,21 @@ export const make = Effect.fnUntraced(function* (options: Options) {
     providers.set(name, timeUpstream(provider))
   }
 
+  // The keys' budgets: one store for every route (in Redis when given, so every gateway shares it),
+  // checked right above the upstreams, so only calls that reach one are charged (a cache hit is free).
+  const keyConfigs = config.keys ?? []
+  const budgets: Record<string, Budget.Limit> = {}
+  for (const key of keyConfigs)
+    if (key.budgetUsd !== undefined) budgets[key.id] = { usd: key.budgetUsd, period: key.budgetPeriod ?? "total" }
+  const budgetStore =
+    Object.keys(budgets).length === 0
+      ? undefined
+      : yield* Layer.build(
+          options.redis === undefined
+            ? BudgetStore.layerMemory
+            : BudgetStore.layerRedis({ namespace: "gateway" }).pipe(Layer.provide(Layer.succeedContext(options.redis)))
+        )
+
   // One client per route: its targets (weighted), under the plugin stack.
   const routes = new Map<string, RouteClient>()
   for (const [model, route] of Object.entries(config.routes)) {
@@ -235,17 +259,48 @@ export const make = Effect.fnUntraced(function* (options: Options) {
             })
       return { client, weight: target.weight ?? 1 }
     })
-    const base = targets.length === 1 ? targets[0]!.client : weighted(targets)
-    const client =
-      options.plugins === undefined
-        ? base
-        : Context.get(
-            yield* Layer.build(Layer.provide(options.plugins, Layer.succeed(LlmClient.LlmClient, base))),
-            LlmClient.LlmClient
+    const spread = targets.length === 1 ? targets[0]!.client : weighted(targets)
+    const base =
+      budgetStore === undefined
+        ? spread
+        : yield* buildClient(
+            Budget.layer({ keys: budgets }).pipe(Layer.provide(Layer.succeedContext(budgetStore))),
+            spread
           )
+    const client = options.plugins === undefined ? base : yield* buildClient(options.plugins, base)
     routes.set(model, { client })
   }
   const catchAll = routes.get("*")
+
+  // The keys' rate limits (rpm, tpm), outermost and shared by every route: a key's limit is the key's,
+  // whatever models it calls. A call over the limit is answered 429 with Retry-After, never queued.
+  const dispatch = LlmClient.make({
+    complete: (request) => Effect.suspend(() => (routes.get(request.model) ?? catchAll)!.client.complete(request)),
+    stream: (request) => Stream.suspend(() => (routes.get(request.model) ?? catchAll)!.client.stream(request)),
+    completeMany: (requests) =>
+      Effect.suspend(() => (routes.get(requests[0]?.model ?? "") ?? catchAll)!.client.completeMany(requests))
+  })
+  const keyLimits = new Map(
+    keyConfigs
+      .filter((key) => key.rpm !== undefined || key.tpm !== undefined)
+      .map((key) => [key.id, { requests: key.rpm, tokens: key.tpm }] as const)
+  )
+  const rateLimitOptions: RateLimit.Options = {
+    window: "1 minute",
+    onLimit: "fail",
+    perKey: (key) => keyLimits.get(key)
+  }
+  const limited =
+    keyLimits.size === 0
+      ? dispatch
+      : yield* buildClient(
+          options.redis === undefined
+            ? RateLimit.layer(rateLimitOptions)
+            : RateLimit.layerRedis({ ...rateLimitOptions, prefix: "callm:gateway:ratelimit" }).pipe(
+                Layer.provide(Layer.succeedContext(options.redis))
+              ),
+          dispatch
+        )
 
   const keys = new Map((config.keys ?? []).map((key) => [key.sha256, key]))
   const authEnabled = keys.size > 0
@@ -337,7 +392,7 @@ export const make = Effect.fnUntraced(function* (options: Options) {
       const timeout = Duration.millis(limits.requestTimeoutMs)
 
       if (chat.stream !== true) {
-        const result = yield* call(route.client.complete(chat)).pipe(
+        const result = yield* call(limited.complete(chat)).pipe(
           Effect.timeoutOrElse({ duration: timeout, orElse: () => Effect.fail(timeoutError(timeout)) }),
           Effect.result
         )
@@ -350,7 +405,7 @@ export const make = Effect.fnUntraced(function* (options: Options) {
       // Streams: pull the first chunks before answering, so an upstream that fails before streaming
       // gets an error status rather than a 200 with an error event.
       const includeUsage = chat.stream_options?.include_usage === true
-      const pull = yield* call(Stream.toPull(route.client.stream(chat)))
+      const pull = yield* call(Stream.toPull(limited.stream(chat)))
       const first = yield* call(pull).pipe(
         Effect.timeoutOrElse({ duration: timeout, orElse: () => Effect.fail(timeoutError(timeout)) }),
         Effect.result
@@ -439,6 +494,12 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   const state: State = { inFlight: () => inFlight, draining: () => draining, drain }
   return { routes: routesLayer, state, authEnabled }
 })
+
+/** Builds a plugin stack over a client, in the gateway's scope. */
+const buildClient = <E>(plugins: Layer.Layer<LlmClient.LlmClient, E, LlmClient.LlmClient>, inner: LlmClient.Service) =>
+  Effect.map(Layer.build(Layer.provide(plugins, Layer.succeed(LlmClient.LlmClient, inner))), (context) =>
+    Context.get(context, LlmClient.LlmClient)
+  )
 
 const isDone = (u: unknown) =>
   typeof u === "object" && u !== null && "_tag" in u && (u as { _tag: unknown })._tag === "Done"

@@ -96,7 +96,9 @@ export const Key = Schema.Struct({
   /** Tokens per minute for this key. */
   tpm: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
   /** Spend limit in US dollars. */
-  budgetUsd: Schema.optionalKey(Schema.Number.check(Schema.isGreaterThanOrEqualTo(0)))
+  budgetUsd: Schema.optionalKey(Schema.Number.check(Schema.isGreaterThanOrEqualTo(0))),
+  /** When the budget starts over: each UTC `day`, each `month`, or never (`total`, the default). */
+  budgetPeriod: Schema.optionalKey(Schema.Literals(["day", "month", "total"]))
 })
 
 /**

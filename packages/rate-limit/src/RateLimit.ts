@@ -53,6 +53,13 @@ export interface Options {
   readonly burst?: { readonly requests?: number | undefined; readonly tokens?: number | undefined } | undefined
   /** Calls in flight per key. */
   readonly maxInFlight?: number | undefined
+  /**
+   * Limits of some keys, over `requests` and `tokens` (the gateway's per-key `rpm` and `tpm`): a key
+   * it returns nothing for gets the defaults; a limit it leaves out is that default too.
+   */
+  readonly perKey?:
+    | ((key: string) => { readonly requests?: number | undefined; readonly tokens?: number | undefined } | undefined)
+    | undefined
   /** `"wait"` (default) or `"fail"` when a budget is empty. */
   readonly onLimit?: "wait" | "fail" | undefined
   /** The longest a call waits for its budget; past it, it fails with `RateLimited`. Default 30 s. */
@@ -122,17 +129,40 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
   const keyOf = options.key ?? ((_request, context) => context.keyId ?? "global")
   const estimate = options.estimateTokens ?? estimateTokens
 
+  type Bucket = { readonly limit: number; readonly window: Duration.Duration } | undefined
   /** A bucket of `burst` refilled at `limit` per window, as `RateLimiter.consume` options. */
-  const bucket = (name: "requests" | "tokens", limit: number | undefined) => {
+  const bucket = (name: "requests" | "tokens", limit: number | undefined, ownLimit: boolean): Bucket => {
     if (limit === undefined) return undefined
-    const burst = Math.max(1, options.burst?.[name] ?? limit)
+    // A key's own limit gets a burst in the same proportion as the default's.
+    const defaultLimit = options[name]
+    const burstOption = options.burst?.[name]
+    const burst =
+      ownLimit && burstOption !== undefined && defaultLimit !== undefined
+        ? Math.max(1, Math.round((burstOption * limit) / defaultLimit))
+        : Math.max(1, burstOption ?? limit)
     return { limit: burst, window: Duration.millis((windowMs * burst) / limit) }
   }
-  const requestsBucket = bucket("requests", options.requests)
-  const tokensBucket = bucket("tokens", options.tokens)
+  const defaults = {
+    requests: bucket("requests", options.requests, false),
+    tokens: bucket("tokens", options.tokens, false)
+  }
+  const bucketsByKey = new Map<string, { readonly requests: Bucket; readonly tokens: Bucket }>()
+  const bucketsOf = (key: string) => {
+    if (options.perKey === undefined) return defaults
+    let buckets = bucketsByKey.get(key)
+    if (buckets === undefined) {
+      const own = options.perKey(key)
+      buckets = {
+        requests: own?.requests === undefined ? defaults.requests : bucket("requests", own.requests, true),
+        tokens: own?.tokens === undefined ? defaults.tokens : bucket("tokens", own.tokens, true)
+      }
+      bucketsByKey.set(key, buckets)
+    }
+    return buckets
+  }
 
   const consume = (which: "requests" | "tokens", key: string, tokens: number) => {
-    const spec = which === "requests" ? requestsBucket : tokensBucket
+    const spec = bucketsOf(key)[which]
     if (spec === undefined || tokens === 0) return Effect.succeed(Duration.zero)
     return limiter
       .consume({
@@ -216,7 +246,7 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
 
   /** After the call: the real usage replaces the estimate in the token bucket. */
   const reconcile = (key: string, estimated: number, actual: number | undefined) =>
-    actual === undefined || tokensBucket === undefined
+    actual === undefined || bucketsOf(key).tokens === undefined
       ? Effect.void
       : Effect.asVoid(consume("tokens", key, actual - estimated))
 
@@ -224,7 +254,7 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
     complete: (request, next) =>
       Effect.gen(function* () {
         const key = yield* keyFor(request)
-        const estimated = tokensBucket === undefined ? 0 : estimate(request)
+        const estimated = bucketsOf(key).tokens === undefined ? 0 : estimate(request)
         const release = yield* admit(key, 1, estimated)
         return yield* next(request).pipe(
           Effect.tap((response) => reconcile(key, estimated, response.usage?.total_tokens)),
@@ -235,7 +265,7 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
       Stream.unwrap(
         Effect.gen(function* () {
           const key = yield* keyFor(request)
-          const estimated = tokensBucket === undefined ? 0 : estimate(request)
+          const estimated = bucketsOf(key).tokens === undefined ? 0 : estimate(request)
           const release = yield* admit(key, 1, estimated)
           let usage: number | undefined
           return next(request).pipe(
@@ -251,7 +281,7 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
       Effect.gen(function* () {
         if (requests.length === 0) return []
         const key = yield* keyFor(requests[0]!)
-        const estimated = tokensBucket === undefined ? 0 : requests.reduce((sum, request) => sum + estimate(request), 0)
+        const estimated = bucketsOf(key).tokens === undefined ? 0 : requests.reduce((sum, request) => sum + estimate(request), 0)
         const admitted = yield* Effect.result(admit(key, requests.length, estimated))
         if (Result.isFailure(admitted)) return requests.map(() => Result.fail(admitted.failure))
         const results = yield* next(requests).pipe(Effect.ensuring(admitted.success ?? Effect.void))

@@ -104,6 +104,33 @@ describe("RateLimit in memory", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.effect("perKey gives some keys limits of their own; the others keep the defaults", () =>
+    Effect.gen(function* () {
+      const up = upstream()
+      const client = yield* limited(
+        {
+          requests: 2,
+          window: "1 minute",
+          onLimit: "fail",
+          perKey: (key) => (key === "big" ? { requests: 5 } : undefined)
+        },
+        up.client
+      )
+      const count = (keyId: string) =>
+        Effect.gen(function* () {
+          let passed = 0
+          for (let index = 0; index < 8; index++) {
+            const result = yield* Effect.result(client.complete(ask).pipe(CallContext.withContext({ keyId })))
+            if (result._tag === "Success") passed++
+          }
+          return passed
+        })
+      assert.strictEqual(yield* count("big"), 5)
+      assert.strictEqual(yield* count("small"), 2)
+      assert.strictEqual(up.calls(), 7)
+    }).pipe(Effect.scoped)
+  )
+
   it.effect("keeps separate budgets per caller key", () =>
     Effect.gen(function* () {
       const up = upstream()
