@@ -60,8 +60,11 @@ const start = async (name: string, args: ReadonlyArray<string>): Promise<Server>
 
 export const mock = (options: Record<string, unknown> = {}) => start("mock", [JSON.stringify(options)])
 
-export const gateway = (upstreamBaseUrl: string, extra: Record<string, unknown> = {}) =>
-  start("gateway", [upstreamBaseUrl, JSON.stringify(extra)])
+export const gateway = (
+  upstreamBaseUrl: string,
+  extra: Record<string, unknown> = {},
+  plugins: Record<string, unknown> = {}
+) => start("gateway", [upstreamBaseUrl, JSON.stringify(extra), JSON.stringify(plugins)])
 
 /** The baseline server, answering the bytes the given mock answers for `request` (JSON and SSE). */
 export const bareLike = async (mockUrl: string, request: Record<string, unknown>): Promise<Server> => {

@@ -5,9 +5,13 @@
  */
 
 import { performance } from "node:perf_hooks"
-import { ChatRequest, LlmClient } from "@callm/core"
+import { Cache } from "@callm/cache"
+import { ChatRequest, LlmClient, Plugin } from "@callm/core"
+import { Metrics } from "@callm/observability"
 import { OpenAiClient } from "@callm/openai"
-import { Effect, type Layer, ManagedRuntime } from "effect"
+import { RateLimit } from "@callm/rate-limit"
+import { CircuitBreaker, Retry, Timeout } from "@callm/resilience"
+import { Effect, Layer, ManagedRuntime } from "effect"
 import OpenAI from "openai"
 import { Agent, request as undiciRequest } from "undici"
 import { closedLoop } from "../Load.ts"
@@ -193,10 +197,32 @@ export const scenario: Scenario = {
 }
 
 /**
- * The plugin stacks measured on cache misses. Filled in as plugins land: each entry is a label and a
- * runtime whose `LlmClient` is the provider under that stack.
+ * The plugin stacks, each a runtime whose `LlmClient` is the provider under that stack. The full stack's
+ * cache is consulted on every call and always misses (`ttl` 0 with policy `always`): the whole miss
+ * path (key hash, single-flight, store read and write) with every answer still coming from the mock.
  */
-const fullStack = (_mockUrl: string): Array<[string, ManagedRuntime.ManagedRuntime<LlmClient.LlmClient, never>]> => {
-  const layers: Array<[string, Layer.Layer<LlmClient.LlmClient>]> = []
+const fullStack = (mockUrl: string): Array<[string, ManagedRuntime.ManagedRuntime<LlmClient.LlmClient, never>]> => {
+  const provider = OpenAiClient.layer({ baseUrl: `${mockUrl}/v1` })
+  const layers: Array<[string, Layer.Layer<LlmClient.LlmClient>]> = [
+    [
+      "LlmClient + timeout, retry, breaker",
+      Plugin.stack(
+        Timeout.layer({ total: "30 seconds" }),
+        CircuitBreaker.layer({ upstream: "mock" }),
+        Retry.layer()
+      ).pipe(Layer.provide(provider))
+    ],
+    [
+      "LlmClient + full stack (metrics, cache miss, rate limit, timeout, breaker, retry)",
+      Plugin.stack(
+        Metrics.layer({ upstream: "mock" }),
+        Cache.layer({ policy: "always", ttl: "0 millis", singleFlight: false }),
+        RateLimit.layer({ requests: 1e9, tokens: 1e12 }),
+        Timeout.layer({ total: "30 seconds" }),
+        CircuitBreaker.layer({ upstream: "mock" }),
+        Retry.layer()
+      ).pipe(Layer.provide(provider))
+    ]
+  ]
   return layers.map(([label, layer]) => [label, ManagedRuntime.make(layer)])
 }

@@ -2,11 +2,13 @@
  * Every scenario, in the order the suite runs them.
  */
 import type { Scenario } from "../Scenario.ts"
+import { scenario as cache } from "./cache.ts"
 import { scenario as clientOverhead } from "./clientOverhead.ts"
 import { scenario as gatewayOverhead } from "./gatewayOverhead.ts"
 import { scenario as memory } from "./memory.ts"
 import { scenario as mockCapacity } from "./mockCapacity.ts"
 import { scenario as modes } from "./modes.ts"
+import { scenario as overload } from "./overload.ts"
 import { scenario as streaming } from "./streaming.ts"
 
 export const scenarios: ReadonlyArray<Scenario> = [
@@ -14,6 +16,8 @@ export const scenarios: ReadonlyArray<Scenario> = [
   modes,
   clientOverhead,
   gatewayOverhead,
+  overload,
   streaming,
+  cache,
   memory
 ]

@@ -8,6 +8,7 @@
 import { performance } from "node:perf_hooks"
 import { ChatRequest } from "@callm/core"
 import * as Clients from "../Clients.ts"
+import { autocannonRun } from "../Load.ts"
 import { barChart, type Report, type Scenario, type Size } from "../Scenario.ts"
 import * as Servers from "../Servers.ts"
 import { round, summarize } from "../Stats.ts"
@@ -19,10 +20,27 @@ const batchMs = (size: number) => unitMs + latency.batchItemMs * size
 
 const plan = (size: Size) =>
   size === "smoke"
-    ? { prompts: 16, syncPrompts: 4, concurrency: [4], batches: [8], batchConcurrency: 2 }
+    ? { prompts: 16, syncPrompts: 4, concurrency: [4], batches: [8], batchConcurrency: 2, gatewaySeconds: 1 }
     : size === "quick"
-      ? { prompts: 512, syncPrompts: 64, concurrency: [8, 32, 128], batches: [8, 32, 128], batchConcurrency: 4 }
-      : { prompts: 4096, syncPrompts: 256, concurrency: [8, 32, 128, 512], batches: [8, 32, 128], batchConcurrency: 4 }
+      ? {
+          prompts: 512,
+          syncPrompts: 64,
+          concurrency: [8, 32, 128],
+          batches: [8, 32, 128],
+          batchConcurrency: 4,
+          gatewaySeconds: 5
+        }
+      : {
+          prompts: 4096,
+          syncPrompts: 256,
+          concurrency: [8, 32, 128, 512],
+          batches: [8, 32, 128],
+          batchConcurrency: 4,
+          gatewaySeconds: 10
+        }
+
+/** Connections autocannon holds open for the gateway's async and batch modes. */
+const gatewayConnections = 128
 
 interface Row {
   readonly mode: string
@@ -143,13 +161,70 @@ export const scenario: Scenario = {
           batched(requests, batchSize, settings.batchConcurrency)
         )
       }
+      // The same three modes driven through the gateway by autocannon: one connection (sync), many
+      // (async: one upstream request each), many with the gateway's Batch plugin coalescing them into
+      // the mock's batch endpoint (batch).
+      const gatewayRows: Array<Array<string | number>> = []
+      const plain = await Servers.gateway(`${mock.url}/v1`)
+      const coalescing = await Servers.gateway(
+        `${mock.url}/v1`,
+        { upstreams: { default: { baseUrl: `${mock.url}/v1`, batch: "endpoint" } } },
+        { batch: { window: "5 millis", maxBatchSize: 64 } }
+      )
+      try {
+        const body = JSON.stringify({
+          model: "mock-small",
+          messages: [{ role: "user", content: "Through the gateway" }]
+        })
+        for (const [mode, target, connections, bound] of [
+          ["sync (1 connection)", plain, 1, 1000 / unitMs],
+          [
+            `async (${gatewayConnections} connections)`,
+            plain,
+            gatewayConnections,
+            (gatewayConnections * 1000) / unitMs
+          ],
+          [
+            `batch (${gatewayConnections} connections, coalesced up to 64)`,
+            coalescing,
+            gatewayConnections,
+            (gatewayConnections * 1000) / batchMs(64)
+          ]
+        ] as const) {
+          const before = await upstream()
+          const result = await autocannonRun({
+            url: `${target.url}/v1/chat/completions`,
+            body,
+            connections,
+            seconds: settings.gatewaySeconds
+          })
+          const requests = (await upstream()) - before
+          gatewayRows.push([
+            mode,
+            Math.round(result.requests),
+            round(result.perSecond, 1),
+            round(bound, 1),
+            `${round((result.perSecond / bound) * 100, 1)} %`,
+            result.p50,
+            result.p99,
+            requests,
+            round(result.requests / Math.max(1, requests), 1),
+            result.errors + result.non2xx
+          ])
+          progress(`gateway ${mode}: ${round(result.perSecond, 1)} req/s, ${requests} upstream requests`)
+        }
+      } finally {
+        await plain.close()
+        await coalescing.close()
+      }
       return {
         name: "modes",
         title: "Sync vs async vs batch through LlmClient",
         notes: [
           `Mock latency model: ${latency.overheadMs} ms overhead + ${latency.ttftMs} ms to first token + ${latency.itlMs} ms per token × ${latency.tokens} tokens (${unitMs} ms per request); a batch adds ${latency.batchItemMs} ms per item.`,
           "Bound: Little's law, throughput <= work in flight / latency of one unit of work (request or batch), with the mock's latency model as the unit latency.",
-          "Latency is per prompt: a batched prompt's latency is its batch's. Upstream requests are counted by the mock."
+          "Latency is per prompt: a batched prompt's latency is its batch's. Upstream requests are counted by the mock.",
+          "Through the gateway, autocannon's latencies have 1 ms resolution; the batch bound takes full batches of 64 (a batch costs its overhead plus 1 ms an item)."
         ],
         tables: [
           {
@@ -180,6 +255,22 @@ export const scenario: Scenario = {
               row.upstream,
               row.failed
             ])
+          },
+          {
+            title: `The same modes through the gateway (autocannon, ${settings.gatewaySeconds} s each)`,
+            columns: [
+              "mode",
+              "requests",
+              "req/s",
+              "Little's law bound",
+              "% of bound",
+              "p50 (ms)",
+              "p99 (ms)",
+              "upstream requests",
+              "requests per upstream request",
+              "errors"
+            ],
+            rows: gatewayRows
           }
         ],
         goals: [],
@@ -194,7 +285,7 @@ export const scenario: Scenario = {
             ])
           )
         ],
-        data: rows
+        data: { rows, gateway: gatewayRows }
       }
     } finally {
       await client.dispose()

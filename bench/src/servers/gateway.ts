@@ -1,9 +1,12 @@
 /**
  * A gateway in its own process, proxying every model to one upstream.
- * Usage: node gateway.ts <upstream base URL> '<extra GatewayConfig fields as JSON>'; prints `READY <url>`.
+ * Usage: node gateway.ts <upstream base URL> '<extra GatewayConfig fields as JSON>' ['<plugins as JSON>'];
+ * prints `READY <url>`. Plugins: `{ "batch": { "window": "5 millis", "maxBatchSize": 64 } }` coalesces
+ * requests into the upstream's batch endpoint.
  */
 
 import { createServer } from "node:http"
+import { Batch } from "@callm/batch"
 import { Gateway, GatewayConfig } from "@callm/gateway"
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
@@ -11,6 +14,7 @@ import { HttpServer } from "effect/http"
 
 const upstream = process.argv[2]!
 const extra = JSON.parse(process.argv[3] ?? "{}") as Partial<GatewayConfig.GatewayConfig>
+const plugins = JSON.parse(process.argv[4] ?? "{}") as { readonly batch?: Batch.Options }
 const config: GatewayConfig.GatewayConfig = { ...GatewayConfig.proxyAll(upstream, undefined), ...extra }
 
 const program = Effect.gen(function* () {
@@ -20,7 +24,7 @@ const program = Effect.gen(function* () {
   return yield* Effect.never
 }).pipe(
   Effect.provide(
-    Gateway.layer({ config }).pipe(
+    Gateway.layer({ config, ...(plugins.batch === undefined ? {} : { plugins: Batch.layer(plugins.batch) }) }).pipe(
       Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
     )
   )
