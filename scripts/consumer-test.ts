@@ -12,7 +12,18 @@ import { join, resolve } from "node:path"
 
 const root = resolve(import.meta.dirname, "..")
 const keep = process.argv.includes("--keep")
-const packages = ["core", "openai", "mock-server", "gateway", "resilience", "cache", "rate-limit"]
+const packages = [
+  "core",
+  "openai",
+  "mock-server",
+  "gateway",
+  "resilience",
+  "cache",
+  "rate-limit",
+  "batch",
+  "redact",
+  "observability"
+]
 
 const run = (command: string, args: ReadonlyArray<string>, cwd: string) => {
   process.stderr.write(`$ ${command} ${args.join(" ")}  (in ${cwd})\n`)
@@ -96,6 +107,7 @@ writeFileSync(
   `import { ChatChunk, ChatRequest, ChatResponse, LlmClient, Plugin, Preset } from "@callm/core"
 import { startMockServer } from "@callm/mock-server"
 import { OpenAiClient } from "@callm/openai"
+import { Batch } from "@callm/batch"
 import { Cache } from "@callm/cache"
 import { RateLimit } from "@callm/rate-limit"
 import { Retry, Timeout } from "@callm/resilience"
@@ -107,7 +119,8 @@ const client = Plugin.stack(
   Preset.layer({ default: "qa" }),
   Cache.layer(),
   RateLimit.layer({ requests: 1_000, maxInFlight: 8 }),
-  Retry.layer({ maxAttempts: 10, baseDelay: "1 millis", budget: false })
+  Retry.layer({ maxAttempts: 10, baseDelay: "1 millis", budget: false }),
+  Batch.layer({ window: "5 millis" })
 ).pipe(Layer.provide(OpenAiClient.layer({ baseUrl: mock.baseUrl })))
 
 const program = Effect.gen(function* () {
@@ -120,13 +133,15 @@ const program = Effect.gen(function* () {
     })
   )
   const many = yield* LlmClient.completeMany([ChatRequest.fromPrompt("mock-small", "a"), ChatRequest.fromPrompt("mock-small", "b")])
-  return { answer: ChatResponse.text(answer), streamed: streamed.length, many: many.filter(Result.isSuccess).length }
+  // Concurrent completes coalesce into batches below the retries.
+  const coalesced = yield* Effect.forEach(["c", "d", "e", "f"], (prompt) => LlmClient.complete(ChatRequest.fromPrompt("mock-small", prompt)), { concurrency: "unbounded" })
+  return { answer: ChatResponse.text(answer), streamed: streamed.length, many: many.filter(Result.isSuccess).length, coalesced: coalesced.length, batches: mock.stats().batches }
 })
 
 const result = await Effect.runPromise(program.pipe(Effect.provide(client)))
 await mock.close()
 console.log(JSON.stringify(result))
-if (result.answer !== "consumer says hi" || result.streamed === 0 || result.many !== 2) process.exit(1)
+if (result.answer !== "consumer says hi" || result.streamed === 0 || result.many !== 2 || result.coalesced !== 4) process.exit(1)
 `
 )
 

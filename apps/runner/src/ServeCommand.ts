@@ -15,6 +15,7 @@
 import { createServer } from "node:http"
 import { Cost } from "@callm/core"
 import { Gateway, GatewayConfig } from "@callm/gateway"
+import { Tracing } from "@callm/observability"
 import { NodeHttpServer, NodeRedis } from "@effect/platform-node"
 import { Console, Effect, Layer, Option, Result } from "effect"
 import { Command, Flag } from "effect/cli"
@@ -72,7 +73,13 @@ export const command = Command.make(
       Flag.optional
     ),
     redisUrl: Flag.String("redis-url").pipe(
-      Flag.withDescription("Redis shared by several gateways for cache, budgets and rate limits"),
+      Flag.withDescription(
+        "Redis shared by several gateways: cache, rate limits, budgets, circuit breakers, and the keys' limits"
+      ),
+      Flag.optional
+    ),
+    preset: Flag.String("preset").pipe(
+      Flag.withDescription("Preset for requests that pick none with the x-callm-preset header"),
       Flag.optional
     )
   },
@@ -94,15 +101,18 @@ export const command = Command.make(
       const redis = Option.isSome(flags.redisUrl)
         ? yield* Layer.build(NodeRedis.layer({ url: flags.redisUrl.value }))
         : undefined
-      const plugins =
-        callm.plugins === undefined && callm.presets === undefined
-          ? undefined
-          : Config.pluginStack(callm, undefined, undefined, { redis })
+      // The preset plugin always leads the stack: a request picks a preset with `x-callm-preset`, and
+      // `--preset` sets the one for requests that pick none.
+      const plugins = Config.pluginStack(callm, Option.getOrUndefined(flags.preset), undefined, { redis })
+      // Spans go to an OpenTelemetry collector when the standard variable names one.
+      const otlpUrl = process.env.OTEL_EXPORTER_OTLP_ENDPOINT
+      const tracer = otlpUrl === undefined || otlpUrl === "" ? Layer.empty : Tracing.layerOtlp({ url: otlpUrl })
       const server = NodeHttpServer.layer(createServer, { port: flags.port, host: flags.host })
       const gateway = Gateway.layer({ config, env: process.env, plugins, redis }).pipe(
         Layer.provideMerge(server),
         // Prices are read by each request's calls (costs, budgets): they go in the handlers' context.
-        Layer.provide(Cost.layer(callm.prices ?? {}))
+        Layer.provide(Cost.layer(callm.prices ?? {})),
+        Layer.provide(tracer)
       )
       yield* Effect.gen(function* () {
         const address = (yield* HttpServer.HttpServer).address

@@ -1,50 +1,5 @@
-import { type ChildProcess, spawn as spawnChild } from "node:child_process"
-import { once } from "node:events"
-import { fileURLToPath } from "node:url"
-import { afterEach, assert, describe, it } from "@effect/vitest"
-
-/** Every child a test starts; any still running after the test (a failed or timed-out one) is killed. */
-const children = new Set<ChildProcess>()
-const spawn: typeof spawnChild = ((...args: Parameters<typeof spawnChild>) => {
-  const child = spawnChild(...args)
-  children.add(child)
-  child.once("exit", () => children.delete(child))
-  return child
-}) as typeof spawnChild
-afterEach(() => {
-  for (const child of children) child.kill("SIGKILL")
-  children.clear()
-})
-
-const bin = fileURLToPath(new URL("../src/bin/callm.ts", import.meta.url))
-
-const run = async (args: ReadonlyArray<string>): Promise<{ code: number | null; stdout: string; stderr: string }> => {
-  const child = spawn(process.execPath, [bin, ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, NO_COLOR: "1" }
-  })
-  let stdout = ""
-  let stderr = ""
-  child.stdout.on("data", (data) => {
-    stdout += data
-  })
-  child.stderr.on("data", (data) => {
-    stderr += data
-  })
-  const [code] = (await once(child, "exit")) as [number | null]
-  return { code, stdout, stderr }
-}
-
-const firstLine = (child: ChildProcess) =>
-  new Promise<string>((resolve, reject) => {
-    let buffered = ""
-    child.stdout!.on("data", (data) => {
-      buffered += data
-      const end = buffered.indexOf("\n")
-      if (end >= 0) resolve(buffered.slice(0, end))
-    })
-    child.once("exit", (code) => reject(new Error(`exited with ${code} before printing a line`)))
-  })
+import { assert, describe, it } from "@effect/vitest"
+import { firstLine, run, start } from "./Callm.ts"
 
 describe("callm", () => {
   it("chat --mock streams the answer to stdout and a summary to stderr", async () => {
@@ -70,9 +25,7 @@ describe("callm", () => {
   })
 
   it("mock --port 0 prints its URL as the first line and serves until SIGTERM", async () => {
-    const child = spawn(process.execPath, [bin, "mock", "--port", "0", "--tokens", "3"], {
-      stdio: ["ignore", "pipe", "pipe"]
-    })
+    const { child, exited } = start(["mock", "--port", "0", "--tokens", "3"])
     try {
       const url = await firstLine(child)
       assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/)
@@ -87,7 +40,7 @@ describe("callm", () => {
       assert.strictEqual(body.usage.completion_tokens, 3)
     } finally {
       child.kill("SIGTERM")
-      await once(child, "exit")
+      await exited
     }
   })
 

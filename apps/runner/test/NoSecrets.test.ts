@@ -2,16 +2,13 @@
  * No API key and no raw personal data in anything a run logs: its stdout and stderr, its audit log,
  * its /metrics, and (with `restore: false`) its results, which then show what the upstream was sent.
  */
-import { spawn } from "node:child_process"
-import { once } from "node:events"
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { startMockServer } from "@callm/mock-server"
 import { assert, describe, it } from "@effect/vitest"
+import * as Callm from "./Callm.ts"
 
-const bin = fileURLToPath(new URL("../src/bin/callm.ts", import.meta.url))
 const apiKey = "sk-callm-test-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 const personal = {
   email: "wei.zhang@example.cn",
@@ -29,23 +26,11 @@ const runAndScrape = async (
   output: string,
   lines: number
 ) => {
-  const child = spawn(process.execPath, [bin, "run", ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...env }
-  })
-  let stdout = ""
-  let stderr = ""
-  child.stdout.on("data", (data) => {
-    stdout += data
-  })
-  child.stderr.on("data", (data) => {
-    stderr += data
-  })
-  const exited = once(child, "exit") as Promise<[number | null]>
+  const running = Callm.start(["run", ...args], env)
   let metrics = ""
   for (let attempt = 0; attempt < 600 && metrics === ""; attempt++) {
     await new Promise((resolve) => setTimeout(resolve, 50))
-    const url = /metrics at (\S+)/.exec(stderr)?.[1]
+    const url = /metrics at (\S+)/.exec(running.stderr())?.[1]
     const written = (() => {
       try {
         return readFileSync(output, "utf8")
@@ -56,10 +41,9 @@ const runAndScrape = async (
       }
     })()
     if (url !== undefined && written >= lines) metrics = (await (await fetch(url).catch(() => undefined))?.text()) ?? ""
-    if (child.exitCode !== null) break
+    if (running.child.exitCode !== null) break
   }
-  const [code] = await exited
-  return { code, stdout, stderr, metrics }
+  return { ...(await running.exited), metrics }
 }
 
 describe("callm run with redaction, audit and metrics", () => {

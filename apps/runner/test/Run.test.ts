@@ -1,36 +1,11 @@
-import { type ChildProcess, spawn as spawnChild } from "node:child_process"
-import { once } from "node:events"
 import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { startMockServer } from "@callm/mock-server"
-import { afterEach, assert, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
+import * as Callm from "./Callm.ts"
 
-const bin = fileURLToPath(new URL("../src/bin/callm.ts", import.meta.url))
-const children = new Set<ChildProcess>()
-afterEach(() => {
-  for (const child of children) child.kill("SIGKILL")
-  children.clear()
-})
-
-const start = (args: ReadonlyArray<string>) => {
-  const child = spawnChild(process.execPath, [bin, "run", ...args], { stdio: ["ignore", "pipe", "pipe"] })
-  children.add(child)
-  let stdout = ""
-  let stderr = ""
-  child.stdout.on("data", (data) => {
-    stdout += data
-  })
-  child.stderr.on("data", (data) => {
-    stderr += data
-  })
-  const exited = (once(child, "exit") as Promise<[number | null]>).then(([code]) => {
-    children.delete(child)
-    return { code, stdout, stderr }
-  })
-  return { child, exited, stderr: () => stderr }
-}
+const start = (args: ReadonlyArray<string>) => Callm.start(["run", ...args])
 const run = (args: ReadonlyArray<string>) => start(args).exited
 
 const workdir = () => mkdtempSync(join(tmpdir(), "callm-run-"))

@@ -1,51 +1,22 @@
-import { type ChildProcess, spawn as spawnChild } from "node:child_process"
-import { once } from "node:events"
+import { randomUUID } from "node:crypto"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
-import { randomUUID } from "node:crypto"
 import { GatewayConfig } from "@callm/gateway"
 import { startMockServer } from "@callm/mock-server"
 import { sharedRedisUrl } from "@callm/testing/Redis"
-import { afterEach, assert, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
+import * as Callm from "./Callm.ts"
 
-/** Every child a test starts; any still running after the test (a failed or timed-out one) is killed. */
-const children = new Set<ChildProcess>()
-const spawn: typeof spawnChild = ((...args: Parameters<typeof spawnChild>) => {
-  const child = spawnChild(...args)
-  children.add(child)
-  child.once("exit", () => children.delete(child))
-  return child
-}) as typeof spawnChild
-afterEach(() => {
-  for (const child of children) child.kill("SIGKILL")
-  children.clear()
-})
-
-const bin = fileURLToPath(new URL("../src/bin/callm.ts", import.meta.url))
-
+/** `callm serve` on a free port; `url` is the first line it prints (rejects if it exits first). */
 const startServe = (args: ReadonlyArray<string>, env: Record<string, string> = {}) => {
-  const child = spawn(process.execPath, [bin, "serve", "--port", "0", ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...env }
-  })
-  let stderr = ""
-  child.stderr.on("data", (data) => {
-    stderr += data
-  })
-  const url = new Promise<string>((resolve, reject) => {
-    let buffered = ""
-    child.stdout.on("data", (data) => {
-      buffered += data
-      const end = buffered.indexOf("\n")
-      if (end >= 0) resolve(buffered.slice(0, end))
-    })
-    child.once("exit", (code) => reject(new Error(`serve exited with ${code}: ${stderr}`)))
+  const serve = Callm.start(["serve", "--port", "0", ...args], env)
+  const url = Callm.firstLine(serve.child).catch((error: Error) => {
+    throw new Error(`serve: ${error.message}: ${serve.stderr()}`)
   })
   // A serve that exits early rejects `url`; tests that expect the exit read the code instead.
   url.catch(() => {})
-  return { child, url, stderr: () => stderr }
+  return { ...serve, url }
 }
 
 const chat = { model: "mock-small", messages: [{ role: "user", content: "hi" }] }
@@ -68,7 +39,7 @@ describe("callm serve", () => {
       assert.strictEqual(mock.stats().completions, 1)
     } finally {
       serve.child.kill("SIGTERM")
-      await once(serve.child, "exit")
+      await serve.exited
       await mock.close()
     }
   })
@@ -92,7 +63,7 @@ describe("callm serve", () => {
       serve.child.kill("SIGTERM")
       const response = await inFlight
       assert.strictEqual(response.status, 200)
-      const [code] = (await once(serve.child, "exit")) as [number | null]
+      const { code } = await serve.exited
       assert.strictEqual(code, 0)
     } finally {
       serve.child.kill("SIGKILL")
@@ -105,7 +76,7 @@ describe("callm serve", () => {
     const config = join(dir, "bad.json")
     writeFileSync(config, JSON.stringify({ upstreams: {}, routes: { m: { targets: [{ upstream: "ghost" }] } } }))
     const serve = startServe(["--config", config])
-    const [code] = (await once(serve.child, "exit")) as [number | null]
+    const { code } = await serve.exited
     assert.strictEqual(code, 1)
     assert.include(serve.stderr(), "bad.json")
     assert.include(serve.stderr(), "Unknown upstream")
@@ -139,7 +110,7 @@ describe("callm serve", () => {
       }
       // Arrivals after SIGTERM are refused (503 while draining, or no connection once closed), never half-served.
       for (const result of late) assert.include([0, 503], result.status)
-      const [code] = (await once(serve.child, "exit")) as [number | null]
+      const { code } = await serve.exited
       assert.strictEqual(code, 0)
       assert.strictEqual(mock.stats().aborted, 0)
     } finally {
@@ -190,7 +161,7 @@ describe("callm serve", () => {
       assert.strictEqual(mock.stats().completions, 1 + answered)
     } finally {
       for (const serve of gateways) serve.child.kill("SIGTERM")
-      await Promise.all(gateways.map((serve) => once(serve.child, "exit")))
+      await Promise.all(gateways.map((serve) => serve.exited))
       await mock.close()
     }
   }, 60_000)

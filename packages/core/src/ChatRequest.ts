@@ -277,6 +277,7 @@ const deeperThan = (input: unknown, limit: number): string | undefined => {
  * @category decoding
  */
 export const validateResult = (input: unknown): Result.Result<ChatRequest, LlmError.BadRequest> => {
+  if (typeof input === "object" && input !== null && validated.has(input)) return Result.succeed(input as ChatRequest)
   const tooDeep = deeperThan(input, maxDepth)
   if (tooDeep !== undefined) {
     return Result.fail(
@@ -287,10 +288,18 @@ export const validateResult = (input: unknown): Result.Result<ChatRequest, LlmEr
     )
   }
   const result = decodeResult(input, decodeOptions)
-  return Result.isSuccess(result)
-    ? Result.succeed(result.success)
-    : Result.fail(badRequestFromIssue(result.failure.issue))
+  if (Result.isFailure(result)) return Result.fail(badRequestFromIssue(result.failure.issue))
+  validated.add(result.success)
+  return Result.succeed(result.success)
 }
+
+/**
+ * The requests this module has validated. A request is readonly, so once valid it stays valid: the
+ * gateway validates each body, and the provider below it then does not decode the same object again
+ * (a request a plugin rewrites is a new object, and is validated anew). A WeakSet, so it holds nothing
+ * alive.
+ */
+const validated = new WeakSet<object>()
 
 /**
  * Validates an unknown value as a `ChatRequest`, failing with an `LlmError` whose reason is `BadRequest`.

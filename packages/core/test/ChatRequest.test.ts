@@ -11,6 +11,17 @@ const badRequest = (input: unknown): LlmError.BadRequest => {
 }
 
 describe("ChatRequest", () => {
+  it("hands back a request it has validated as it is, without decoding it again", () => {
+    const first = ChatRequest.validateResult({ model: "m", messages: [{ role: "user", content: "hi" }] })
+    assert.isTrue(Result.isSuccess(first))
+    const request = (first as Result.Success<ChatRequest.ChatRequest, never>).success
+    const again = ChatRequest.validateResult(request)
+    assert.isTrue(Result.isSuccess(again) && again.success === request)
+    // A rewritten copy is a new object, and is checked anew.
+    const rewritten = ChatRequest.validateResult({ ...request, temperature: 7 })
+    assert.isTrue(Result.isFailure(rewritten))
+  })
+
   it("accepts a minimal request and keeps its fields", () => {
     const result = ChatRequest.validateResult({ ...valid, temperature: 0.7, stop: ["\n"], seed: 7 })
     assert.isTrue(Result.isSuccess(result))

@@ -27,7 +27,7 @@
  */
 
 import { randomUUID } from "node:crypto"
-import { CallContext, type ChatChunk, ChatRequest, LlmClient, LlmError, Plugin } from "@callm/core"
+import { CallContext, type ChatChunk, ChatRequest, LlmClient, LlmError, Plugin, Preset } from "@callm/core"
 import { Budget, BudgetStore } from "@callm/observability"
 import { OpenAiClient } from "@callm/openai"
 import { RateLimit } from "@callm/rate-limit"
@@ -64,8 +64,9 @@ export interface Options {
   /** Where `apiKeyEnv` names are looked up; the CLI passes `process.env`. */
   readonly env?: Readonly<Record<string, string | undefined>> | undefined
   /**
-   * The plugin stack each route's client goes through (outermost first), e.g.
-   * `Plugin.stack(Preset.layer(), Retry.layer())`. Built once per route.
+   * The plugin stack every request goes through (outermost first), e.g.
+   * `Plugin.stack(Preset.layer(), Retry.layer())`. Built once, over all routes: one cache, one breaker,
+   * one set of limits for the gateway.
    */
   readonly plugins?: Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> | undefined
   /** The body of `GET /metrics`; default: Effect's metric registry in Prometheus text. */
@@ -267,8 +268,7 @@ export const make = Effect.fnUntraced(function* (options: Options) {
             Budget.layer({ keys: budgets }).pipe(Layer.provide(Layer.succeedContext(budgetStore))),
             spread
           )
-    const client = options.plugins === undefined ? base : yield* buildClient(options.plugins, base)
-    routes.set(model, { client })
+    routes.set(model, { client: base })
   }
   const catchAll = routes.get("*")
 
@@ -290,16 +290,19 @@ export const make = Effect.fnUntraced(function* (options: Options) {
     onLimit: "fail",
     perKey: (key) => keyLimits.get(key)
   }
+  // The plugin stack, built once over every route: one cache, one breaker, one set of buckets for the
+  // gateway, whether their state is in memory or in Redis.
+  const stacked = options.plugins === undefined ? dispatch : yield* buildClient(options.plugins, dispatch)
   const limited =
     keyLimits.size === 0
-      ? dispatch
+      ? stacked
       : yield* buildClient(
           options.redis === undefined
             ? RateLimit.layer(rateLimitOptions)
             : RateLimit.layerRedis({ ...rateLimitOptions, prefix: "callm:gateway:ratelimit" }).pipe(
                 Layer.provide(Layer.succeedContext(options.redis))
               ),
-          dispatch
+          stacked
         )
 
   const keys = new Map((config.keys ?? []).map((key) => [key.sha256, key]))
@@ -383,8 +386,15 @@ export const make = Effect.fnUntraced(function* (options: Options) {
         ...(chat.user === undefined ? {} : { user: chat.user }),
         deadline: (yield* Clock.currentTimeMillis) + limits.requestTimeoutMs
       }
+      // `x-callm-preset` picks a preset for this request (applied by the preset plugin under the
+      // request's explicit fields).
+      const preset = request.headers["x-callm-preset"]
       const call = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-        effect.pipe(Effect.provideService(CurrentTiming, timing), CallContext.withContext(context))
+        effect.pipe(
+          Effect.provideService(CurrentTiming, timing),
+          Effect.provideService(Preset.CurrentPreset, preset === "" ? undefined : preset),
+          CallContext.withContext(context)
+        )
       const recordOverhead = (upstreamNanos: bigint) =>
         Effect.flatMap(nanosNow, (now) =>
           Metric.update(overheadSeconds, Math.max(0, Number(now - startNanos - upstreamNanos) / 1e9))

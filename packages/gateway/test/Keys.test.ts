@@ -3,6 +3,7 @@
  * configured plugin stack every route goes through.
  */
 import { Cache } from "@callm/cache"
+import { Preset } from "@callm/core"
 import { GatewayConfig } from "@callm/gateway"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -104,6 +105,29 @@ describe("Gateway keys", () => {
       const second = yield* answer
       assert.deepStrictEqual(second, first)
       assert.strictEqual(mock.stats().completions, 1)
+    })
+  )
+
+  it.live("x-callm-preset picks a preset for a request; explicit fields win; an unknown one is a 400", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 40 })
+      const { url } = yield* gateway({
+        config: proxyTo(mock),
+        plugins: Preset.layer({ presets: { terse: { max_tokens: 3 } } })
+      })
+      const usageOf = (response: Response) =>
+        Effect.promise(() => response.json() as Promise<{ usage: { completion_tokens: number } }>)
+      const plain = yield* usageOf(yield* post(url, chat))
+      const terse = yield* usageOf(yield* post(url, chat, { "x-callm-preset": "terse" }))
+      const explicit = yield* usageOf(yield* post(url, { ...chat, max_tokens: 5 }, { "x-callm-preset": "terse" }))
+      assert.deepStrictEqual(
+        [plain.usage.completion_tokens, terse.usage.completion_tokens, explicit.usage.completion_tokens],
+        [40, 3, 5]
+      )
+      const unknown = yield* post(url, chat, { "x-callm-preset": "verbose" })
+      assert.strictEqual(unknown.status, 400)
+      const body = yield* errorOf(unknown)
+      assert.include(body.error.message, "terse")
     })
   )
 })

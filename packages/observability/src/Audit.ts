@@ -18,8 +18,9 @@
  * - `"omitted"`: `null`;
  * - `"raw"`: the text as it was (only where your policy allows it).
  *
- * Error messages are redacted by the same policy (a provider may echo the prompt). Keys are never
- * written: the line has the key's id, never the key.
+ * Error messages are redacted under every policy but `raw` (a provider may echo the prompt; a hash of a
+ * message would tell nobody what went wrong). Keys are never written: the line has the key's id, never
+ * the key.
  *
  * A request id is taken from `CallContext` or made (a UUID) and set in the context of the call, so the
  * plugins inside it (and the traces) see the same one.

@@ -13,7 +13,8 @@
  *
  * @since 0.1.0
  */
-import { open, rename, rm, stat } from "node:fs/promises"
+import { mkdir, open, rename, rm, stat } from "node:fs/promises"
+import { dirname } from "node:path"
 import type * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -173,6 +174,8 @@ export const file = (options: FileOptions): Effect.Effect<Sink, never, Scope.Sco
     const maxBytes = options.maxBytes ?? 100 * 1024 * 1024
     const maxFiles = options.maxFiles ?? 5
     const path = options.path
+    // The folder is made when missing: a log path is configuration, and a fresh machine has no folder yet.
+    yield* Effect.promise(() => mkdir(dirname(path), { recursive: true }))
     let handle = yield* Effect.promise(() => open(path, "a"))
     let size = yield* Effect.promise(() => stat(path).then((s) => s.size))
     yield* Effect.addFinalizer(() => Effect.promise(() => handle.close().catch(() => undefined)))

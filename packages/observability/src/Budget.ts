@@ -13,7 +13,8 @@
  * replaced by the real cost from the usage the server reported, so concurrent calls can never take a
  * budget past its limit together. A call refused or failed costs nothing; a stream stopped early costs
  * what it had produced. A model without a price reserves nothing (its cost is unknown; see
- * `callm_cost_unpriced_total`), but is still refused once the budget is spent.
+ * `callm_cost_unpriced_total`), and is refused only once priced calls have taken the budget past its
+ * limit: give every model you budget a price.
  *
  * With `BudgetStore.layerRedis`, every process pointing at the same Redis and namespace shares the
  * budgets. If the store fails, calls go ahead (`onStoreError: "allow"`, the default, logged and

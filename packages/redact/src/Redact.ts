@@ -99,7 +99,9 @@ export const redactInto = (
     if (placeholder === undefined) {
       const count = (into.counts.get(match.kind) ?? 0) + 1
       into.counts.set(match.kind, count)
-      placeholder = `<${match.kind.toUpperCase()}_${count}>`
+      // Kinds are written in capitals and underscores only, the alphabet `restore` reads back (`order-id`
+      // becomes `<ORDER_ID_1>`).
+      placeholder = `<${match.kind.toUpperCase().replace(/[^A-Z0-9]+/g, "_")}_${count}>`
       into.byValue.set(match.value, placeholder)
       into.byPlaceholder.set(placeholder, match.value)
     }

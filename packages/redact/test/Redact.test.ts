@@ -35,6 +35,18 @@ describe("Redact", () => {
     }
   })
 
+  it("masks and restores a custom kind whatever its name, in whole answers and streams", () => {
+    const vault = Redact.vault()
+    const original = "Ticket ORD-123456 and ord-654321, then ORD-123456 again"
+    const { text } = Redact.redactInto(original, vault, { patterns: [{ kind: "order-id", pattern: /ORD-\d{6}/gi }] })
+    assert.strictEqual(text, "Ticket <ORDER_ID_1> and <ORDER_ID_2>, then <ORDER_ID_1> again")
+    assert.strictEqual(Redact.restore(text, vault), original)
+    const restorer = Redact.streamRestorer(vault)
+    const streamed =
+      [text.slice(0, 10), text.slice(10, 17), text.slice(17)].map(restorer.push).join("") + restorer.flush()
+    assert.strictEqual(streamed, original)
+  })
+
   it("leaves text that only looks like a placeholder alone", () => {
     const vault = Redact.vault()
     Redact.redactInto("bob@example.org", vault)

@@ -24,6 +24,7 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import type * as Pull from "effect/Pull"
 import * as Breaker from "effect/persistence/CircuitBreaker"
+import * as Result from "effect/Result"
 import type * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 
@@ -101,29 +102,42 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
     return isFailure(error.error) ? { _tag: "Failure" } : { _tag: "Success" }
   }
 
-  const guard = <A>(effect: Effect.Effect<A, LlmError.LlmError>): Effect.Effect<A, LlmError.LlmError> =>
-    breaker.execute(effect, { key, classify }).pipe(
-      Effect.catchTag("CircuitBreakerError", (error) =>
-        Effect.andThen(
-          Metric.update(rejections, 1),
-          Effect.fail(
-            LlmError.make(
-              new LlmError.CircuitOpen({
-                upstream: key,
-                ...(error.reason._tag === "CircuitOpen" ? { retryAfter: error.reason.retryAfter } : {}),
-                description:
-                  error.reason._tag === "CircuitOpen"
-                    ? "recent calls failed"
-                    : error.reason._tag === "CircuitHalfOpen"
-                      ? "a probe call is testing the upstream"
-                      : `the breaker's store failed: ${error.message}`
-              }),
-              { provider: key }
-            )
-          )
-        )
+  /** The error a call refused by the breaker fails with (and the count of refusals). */
+  const refused = (error: Breaker.CircuitBreakerError) =>
+    Effect.as(
+      Metric.update(rejections, 1),
+      LlmError.make(
+        new LlmError.CircuitOpen({
+          upstream: key,
+          ...(error.reason._tag === "CircuitOpen" ? { retryAfter: error.reason.retryAfter } : {}),
+          description:
+            error.reason._tag === "CircuitOpen"
+              ? "recent calls failed"
+              : error.reason._tag === "CircuitHalfOpen"
+                ? "a probe call is testing the upstream"
+                : `the breaker's store failed: ${error.message}`
+        }),
+        { provider: key }
       )
     )
+
+  const guard = <A>(effect: Effect.Effect<A, LlmError.LlmError>): Effect.Effect<A, LlmError.LlmError> =>
+    breaker
+      .execute(effect, { key, classify })
+      .pipe(Effect.catchTag("CircuitBreakerError", (error) => Effect.flatMap(refused(error), Effect.fail)))
+
+  /**
+   * A batch is one call to the upstream: it counts once, as a failure only when it has items and every
+   * item failed with an upstream failure (by `isFailure`); bad requests in a batch say nothing of the
+   * upstream's health.
+   */
+  const classifyBatch = (exit: Exit.Exit<ReadonlyArray<LlmClient.ItemResult>>): Breaker.Outcome => {
+    if (!Exit.isSuccess(exit)) return { _tag: "Ignored" }
+    if (exit.value.length === 0) return { _tag: "Ignored" }
+    return exit.value.every((result) => Result.isFailure(result) && isFailure(result.failure))
+      ? { _tag: "Failure" }
+      : { _tag: "Success" }
+  }
 
   const stream = (
     request: ChatRequest.ChatRequest,
@@ -145,32 +159,16 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
   return {
     complete: (request, next) => guard(next(request)),
     stream,
-    // A batch is one call to the upstream: it counts once, as a success if any item succeeded.
     completeMany: (requests, next) =>
       breaker
-        .execute(next(requests), {
-          key,
-          classify: (exit) =>
-            Exit.isSuccess(exit) && exit.value.some((result) => result._tag === "Success")
-              ? { _tag: "Success" }
-              : { _tag: "Failure" }
-        })
+        .execute(next(requests), { key, classify: classifyBatch })
         .pipe(
           Effect.catchTag("CircuitBreakerError", (error) =>
-            Effect.succeed(requests.map(() => ({ _tag: "Failure", failure: rejection(key, error) }) as never))
+            Effect.map(refused(error), (failure) => requests.map(() => Result.fail(failure)))
           )
         )
   } satisfies Plugin.Hooks
 })
-
-const rejection = (key: string, error: Breaker.CircuitBreakerError) =>
-  LlmError.make(
-    new LlmError.CircuitOpen({
-      upstream: key,
-      ...(error.reason._tag === "CircuitOpen" ? { retryAfter: error.reason.retryAfter } : {})
-    }),
-    { provider: key }
-  )
 
 const breakerOptions = (options: Options) => ({
   tripPolicy:

@@ -6,11 +6,12 @@
  * Use a `delay` near your p95 latency, and only for calls that are safe to send twice (every chat
  * completion is, but each costs tokens). Streams and batches are not hedged.
  *
- * Metrics: `callm_hedges_total{outcome}` (`won`: the hedge answered first; `lost`).
+ * Metrics: `callm_hedges_total{outcome}`, counted only for calls that sent a hedge (`won`: the hedge
+ * answered first; `lost`: the first request did).
  *
  * @since 0.1.0
  */
-import type { LlmClient } from "@callm/core"
+import type { LlmClient, LlmError } from "@callm/core"
 import { Plugin } from "@callm/core"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -52,15 +53,31 @@ export const layer = (options: Options): Layer.Layer<LlmClient.LlmClient, never,
   const delay = Duration.fromInputUnsafe(options.delay)
   return Plugin.layer({
     complete: (request, next) =>
-      Effect.race(
-        Effect.map(next(request), (response) => ({ response, hedge: false })),
-        Effect.delay(
-          Effect.map(next(request), (response) => ({ response, hedge: true })),
+      Effect.suspend(() => {
+        // Hand-written over `Effect.race` (first success wins), which would wait out the delay and send
+        // the hedge when the first request fails fast: a failure before the hedge is sent is the
+        // call's answer (retrying is Retry's job), and once both are out, the call fails only when
+        // both have.
+        let hedged = false
+        let failures = 0
+        const settle = (error: LlmError.LlmError) => {
+          failures++
+          return failures === 2 ? Effect.fail(error) : Effect.never
+        }
+        const first = Effect.map(next(request), (response) => ({ response, hedge: false })).pipe(
+          Effect.catch((error: LlmError.LlmError) => (hedged ? settle(error) : Effect.fail(error)))
+        )
+        const second = Effect.delay(
+          Effect.suspend(() => {
+            hedged = true
+            return Effect.map(next(request), (response) => ({ response, hedge: true }))
+          }).pipe(Effect.catch(settle)),
           delay
         )
-      ).pipe(
-        Effect.tap(({ hedge }) => Metric.update(hedge ? won : lost, 1)),
-        Effect.map(({ response }) => response)
-      )
+        return Effect.raceFirst(first, second).pipe(
+          Effect.tap(({ hedge }) => (hedged ? Metric.update(hedge ? won : lost, 1) : Effect.void)),
+          Effect.map(({ response }) => response)
+        )
+      })
   })
 }

@@ -103,6 +103,33 @@ describe("CircuitBreaker", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.effect("counts a batch once: batches of bad requests never trip it, batches of upstream failures do", () =>
+    Effect.gen(function* () {
+      const bad = scripted([badRequest])
+      const tolerant = yield* wrapped(CircuitBreaker.layer({ trip: { consecutiveFailures: 2 } }), bad.client)
+      for (let batch = 0; batch < 4; batch++) yield* tolerant.completeMany([ask, ask])
+      assert.strictEqual(bad.calls(), 8, "every batch of bad requests was sent")
+
+      const down = scripted([serverError])
+      const client = yield* wrapped(
+        CircuitBreaker.layer({ upstream: "down", trip: { consecutiveFailures: 2 } }),
+        down.client
+      )
+      yield* client.completeMany([ask, ask])
+      yield* client.completeMany([ask, ask])
+      const refused = yield* client.completeMany([ask, ask, ask])
+      assert.strictEqual(down.calls(), 4, "the third batch was not sent")
+      assert.strictEqual(refused.length, 3)
+      for (const result of refused) {
+        assert.isTrue(Result.isFailure(result))
+        if (Result.isFailure(result)) {
+          assert.strictEqual(result.failure.reason._tag, "CircuitOpen")
+          assert.include(result.failure.message, "recent calls failed")
+        }
+      }
+    }).pipe(Effect.scoped)
+  )
+
   it.effect("trips on a failure ratio over the last calls", () =>
     Effect.gen(function* () {
       let call = 0
@@ -250,6 +277,56 @@ describe("Hedge", () => {
       yield* TestClock.adjust("1100 millis")
       const answer = yield* Fiber.join(fiber)
       assert.strictEqual(answer.choices[0]?.message.content, "call 2")
+      assert.strictEqual(call, 2)
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("fails at once, sending no hedge, when the first request fails before the delay", () =>
+    Effect.gen(function* () {
+      let call = 0
+      const upstream = LlmClient.make({
+        complete: () =>
+          Effect.suspend(() => {
+            call++
+            return Effect.andThen(
+              Effect.sleep("100 millis"),
+              Effect.fail(LlmError.make(new LlmError.ServerError({ status: 500 })))
+            )
+          }),
+        stream: () => Stream.die("unused")
+      })
+      const client = yield* wrapped(Hedge.layer({ delay: "1 second" }), upstream)
+      const fiber = yield* Effect.forkChild(Effect.flip(client.complete(ask)))
+      yield* TestClock.adjust("200 millis")
+      const error = yield* Fiber.join(fiber)
+      assert.strictEqual(error.reason._tag, "ServerError")
+      yield* TestClock.adjust("2 seconds")
+      assert.strictEqual(call, 1)
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("once both are sent, fails only when both have failed, with the last error", () =>
+    Effect.gen(function* () {
+      let call = 0
+      const upstream = LlmClient.make({
+        complete: () =>
+          Effect.suspend(() => {
+            call++
+            const status = call === 1 ? 500 : 502
+            return Effect.andThen(
+              Effect.sleep(call === 1 ? "1500 millis" : "2 seconds"),
+              Effect.fail(LlmError.make(new LlmError.ServerError({ status })))
+            )
+          }),
+        stream: () => Stream.die("unused")
+      })
+      const client = yield* wrapped(Hedge.layer({ delay: "1 second" }), upstream)
+      const fiber = yield* Effect.forkChild(Effect.flip(client.complete(ask)))
+      yield* TestClock.adjust("2 seconds")
+      assert.isUndefined(fiber.pollUnsafe(), "the first failed, the hedge is still out")
+      yield* TestClock.adjust("2 seconds")
+      const error = yield* Fiber.join(fiber)
+      assert.strictEqual((error.reason as LlmError.ServerError).status, 502)
       assert.strictEqual(call, 2)
     }).pipe(Effect.scoped)
   )
