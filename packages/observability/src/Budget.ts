@@ -63,6 +63,8 @@ export interface Options {
   readonly completionTokensEstimate?: number | undefined
   /** Default `"allow"`. */
   readonly onStoreError?: "allow" | "refuse" | undefined
+  /** Budgets labelled in `callm_budget_spent_usd` (the first seen); default 100, so keys cannot grow the registry without end. */
+  readonly maxBudgetLabels?: number | undefined
 }
 
 /**
@@ -74,6 +76,28 @@ export interface Options {
 export const refusalsTotal = Metric.counter("callm_budget_refusals_total", {
   description: "Calls refused because a budget was spent, by budget kind (key, total).",
   incremental: true
+})
+
+/**
+ * What a budget has spent in its current period, in US dollars, as last seen by this process
+ * (reservations in flight included), by budget (`key team-a`, `total`). With `limitUsd`, the ratio an
+ * alert on a budget nearly spent reads. At most `maxBudgetLabels` budgets are labelled.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const spentUsd = Metric.gauge("callm_budget_spent_usd", {
+  description: "What a budget has spent in its period, in US dollars, reservations in flight included."
+})
+
+/**
+ * The limit of each budget in `callm_budget_spent_usd`, in US dollars.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const limitUsd = Metric.gauge("callm_budget_limit_usd", {
+  description: "The limit of a budget, in US dollars."
 })
 
 /**
@@ -195,6 +219,28 @@ const make = (options: Options) =>
       key: Metric.withAttributes(refusalsTotal, { budget: "key" }),
       total: Metric.withAttributes(refusalsTotal, { budget: "total" })
     }
+    const maxBudgetLabels = options.maxBudgetLabels ?? 100
+    const gauges = new Map<string, { readonly spent: Metric.Gauge<number>; readonly limit: Metric.Gauge<number> }>()
+    const recordSpent = (drawn: ReadonlyArray<Drawn>, spent: ReadonlyArray<number>) =>
+      Effect.forEach(
+        drawn,
+        (budget, index) => {
+          let labelled = gauges.get(budget.name)
+          if (labelled === undefined) {
+            if (gauges.size >= maxBudgetLabels) return Effect.void
+            labelled = {
+              spent: Metric.withAttributes(spentUsd, { budget: budget.name }),
+              limit: Metric.withAttributes(limitUsd, { budget: budget.name })
+            }
+            gauges.set(budget.name, labelled)
+          }
+          return Effect.andThen(
+            Metric.update(labelled.spent, (spent[index] ?? 0) / 1e9),
+            Metric.update(labelled.limit, budget.limit.usd)
+          )
+        },
+        { discard: true }
+      )
 
     /** Reserves a request's most possible cost; fails with `BudgetExceeded`; returns how to settle. */
     const reserve = (request: ChatRequest.ChatRequest) =>
@@ -237,6 +283,7 @@ const make = (options: Options) =>
             })
           })
         }
+        yield* recordSpent(drawn, reservation.spent)
         return {
           price,
           settle: (finished: Observe.Finished) => {

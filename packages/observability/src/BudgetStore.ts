@@ -35,7 +35,13 @@ export interface Entry {
  * @since 0.1.0
  * @category models
  */
-export type Reservation = { readonly ok: true } | { readonly ok: false; readonly index: number; readonly spent: number }
+export type Reservation =
+  | {
+      readonly ok: true
+      /** What each entry has spent once this reservation is taken (reservations in flight included). */
+      readonly spent: ReadonlyArray<number>
+    }
+  | { readonly ok: false; readonly index: number; readonly spent: number }
 
 /**
  * The store failed (Redis down...).
@@ -89,7 +95,7 @@ export const makeMemory = (): BudgetStore["Service"] => {
           if (spent + amount > entries[index]!.limit) return { ok: false, index, spent }
         }
         for (const entry of entries) add(entry, amount)
-        return { ok: true }
+        return { ok: true, spent: entries.map((entry) => get(entry.id)) }
       }),
     adjust: (entries, delta) =>
       Effect.sync(() => {
@@ -132,14 +138,15 @@ for i = 1, 2 do
     end
   end
 end
+local after = {0, 0}
 for i = 1, 2 do
   if tonumber(ARGV[1 + i]) >= 0 then
-    redis.call("INCRBY", KEYS[i], amount)
+    after[i] = redis.call("INCRBY", KEYS[i], amount)
     local expire = tonumber(ARGV[3 + i])
     if expire > 0 then redis.call("PEXPIREAT", KEYS[i], expire) end
   end
 end
-return {0, 0}
+return {0, after[1], after[2]}
 `
   }
 )
@@ -174,8 +181,10 @@ export const makeRedis = Effect.fnUntraced(function* (
           expireOf(b)
         ),
         (reply): Reservation => {
-          const [index, spent] = reply as unknown as [number, number]
-          return Number(index) === 0 ? { ok: true } : { ok: false, index: Number(index) - 1, spent: Number(spent) }
+          const [index, first, second] = reply as unknown as [number, number, number | undefined]
+          return Number(index) === 0
+            ? { ok: true, spent: entries.map((_, position) => Number(position === 0 ? first : second)) }
+            : { ok: false, index: Number(index) - 1, spent: Number(first) }
         }
       ).pipe(fail)
     },

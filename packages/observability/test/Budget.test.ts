@@ -1,10 +1,10 @@
 import { CallContext, ChatRequest, LlmClient, type LlmError } from "@callm/core"
-import { Budget, BudgetStore } from "@callm/observability"
+import { Budget, BudgetStore, Prometheus } from "@callm/observability"
 import { privateRedis, sharedRedisUrl, uniqueNamespace } from "@callm/testing/Redis"
 import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer, Result } from "effect"
-import { build, mockServer, provider } from "./Fixtures.ts"
+import { Context, Effect, Layer, Metric, Result } from "effect"
+import { build, linesOf, mockServer, provider } from "./Fixtures.ts"
 
 // With the mock's 16-token answers, a call to mock-small costs about $7e-6: a budget of $0.00005 allows 7.
 const limit = 0.00005
@@ -117,5 +117,29 @@ describe("Budget", () => {
       assert.include(refused.message, "budget store is unavailable")
       assert.strictEqual(mock.stats().completions, 1)
     }).pipe(Effect.scoped)
+  )
+
+  it.live("exposes what each budget has spent and its limit, for an alert on a budget nearly spent", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 16 })
+      const client = yield* build(
+        Budget.layerMemory({ perKey: { usd: limit }, total: { usd: 1 } }).pipe(Layer.provide(provider(mock)))
+      )
+      for (let index = 0; index < 3; index++) yield* client.complete(ask(index)).pipe(asKey("team-g"))
+      const text = yield* Prometheus.text
+      const value = (line: string | undefined) => Number(line?.split(" ").at(-1))
+      const spent = linesOf(text, "callm_budget_spent_usd")
+      const limits = linesOf(text, "callm_budget_limit_usd")
+      assert.deepStrictEqual(
+        spent.map((line) => /budget="([^"]+)"/.exec(line)![1]),
+        ["key team-g", "total"]
+      )
+      assert.strictEqual(value(limits.find((line) => line.includes("key team-g"))), limit)
+      assert.strictEqual(value(limits.find((line) => line.includes('"total"'))), 1)
+      const keySpent = value(spent.find((line) => line.includes("key team-g")))
+      // Three calls of about $7e-6 each, reserved (at most their max_tokens) before each went out.
+      assert.isAbove(keySpent, 0.000015)
+      assert.isAtMost(keySpent, limit)
+    }).pipe(Effect.scoped, Effect.provideService(Metric.MetricRegistry, new Map()))
   )
 })
