@@ -9,7 +9,7 @@
  * | `callm_time_to_first_token_seconds` | histogram | `model`, `upstream` |
  * | `callm_inter_token_seconds` | histogram | `model`, `upstream` |
  * | `callm_tokens_total` | counter | `model`, `upstream`, `type` (`prompt`, `completion`) |
- * | `callm_cost_usd_total` | counter | `model`, `upstream` |
+ * | `callm_cost_usd_total` | counter | `model`, `upstream`, `key` (the caller's key id, `none` without one) |
  * | `callm_cost_unpriced_total` | counter | `model`: calls whose model has no price |
  * | `callm_in_flight` | gauge | `operation`, `upstream` |
  *
@@ -19,7 +19,8 @@
  *
  * Label sets stay bounded: `model` takes the names in `models` when given, or the first
  * `maxModels` (default 50) distinct names seen, and `other` after that, so a caller sending random
- * model names cannot grow the registry without end. `reason` and `outcome` are closed sets.
+ * model names cannot grow the registry without end; `key` likewise, the first `maxKeys` (default 100).
+ * `reason` and `outcome` are closed sets.
  *
  * Where to stack it: outermost, to see what callers see (cache hits are fast calls); right around the
  * provider, to see what upstreams do (each retry is a call). Both at once work, with different
@@ -27,7 +28,7 @@
  *
  * @since 0.1.0
  */
-import { Cost, type LlmClient, Plugin } from "@callm/core"
+import { CallContext, Cost, type LlmClient, Plugin } from "@callm/core"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
@@ -46,6 +47,8 @@ export interface Options {
   readonly models?: ReadonlyArray<string> | undefined
   /** Default 50. */
   readonly maxModels?: number | undefined
+  /** Key ids labelled on `callm_cost_usd_total` (the first seen; then `other`). Default 100. */
+  readonly maxKeys?: number | undefined
 }
 
 const latencyBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
@@ -168,6 +171,20 @@ export const hooks = (options: Options = {}): Plugin.Hooks => {
     return model
   }
 
+  const maxKeys = options.maxKeys ?? 100
+  const seenKeys = new Set<string>()
+  const keyLabel = (keyId: string | undefined): string => {
+    if (keyId === undefined) return "none"
+    if (seenKeys.has(keyId)) return keyId
+    if (seenKeys.size >= maxKeys) return "other"
+    seenKeys.add(keyId)
+    return keyId
+  }
+  const costs = memo((labels) => {
+    const [model, key] = labels.split("\u0000") as [string, string]
+    return Metric.withAttributes(costUsdTotal, { model, upstream, key })
+  })
+
   const requests = memo((key) => {
     const [operation, model, outcome, reason] = key.split("\u0000") as [string, string, string, string]
     return Metric.withAttributes(requestsTotal, { operation, model, upstream, outcome, reason })
@@ -181,7 +198,6 @@ export const hooks = (options: Options = {}): Plugin.Hooks => {
     gap: Metric.withAttributes(interTokenSeconds, { model, upstream }),
     prompt: Metric.withAttributes(tokensTotal, { model, upstream, type: "prompt" }),
     completion: Metric.withAttributes(tokensTotal, { model, upstream, type: "completion" }),
-    cost: Metric.withAttributes(costUsdTotal, { model, upstream }),
     unpriced: Metric.withAttributes(costUnpricedTotal, { model })
   }))
   const gauges = memo((operation) => Metric.withAttributes(inFlight, { operation, upstream }))
@@ -205,7 +221,11 @@ export const hooks = (options: Options = {}): Plugin.Hooks => {
         labelled.completion.updateUnsafe(usage.completion_tokens, context)
         const price = Cost.priceOf(Context.get(context, Cost.Prices), finished.request.model)
         if (price === undefined) labelled.unpriced.updateUnsafe(1, context)
-        else labelled.cost.updateUnsafe(Cost.ofUsage(usage, price), context)
+        else
+          costs(`${model}${sep}${keyLabel(Context.get(context, CallContext.Current).keyId)}`).updateUnsafe(
+            Cost.ofUsage(usage, price),
+            context
+          )
       }
       if (finished.operation !== "complete_many") gauges(finished.operation).modifyUnsafe(-1, context)
       return Effect.void

@@ -44,6 +44,7 @@ describe("Metrics", () => {
         `)
         const cost = linesOf(text, "callm_cost_usd_total")
         assert.strictEqual(cost.length, 1)
+        assert.include(cost[0]!, 'key="none"', "calls without a caller key are costed under none")
         // The 3 answered calls: 13 prompt tokens at $0.1 and 30 completion tokens at $0.4 per million
         // (mock-small's price); the failed call has no usage and costs nothing.
         assert.closeTo(Number(cost[0]!.split(" ").at(-1)), (13 * 0.1 + 30 * 0.4) / 1e6, 1e-12)
