@@ -1,6 +1,7 @@
 /**
  * What the test suite needs from the machine besides Node: a Redis at 127.0.0.1:6379 (started here if
- * it is down) and Debian's `prometheus` (for the scrape test), installed with apt when missing. The
+ * it is down), Debian's `prometheus` (the scrape test, and `promtool` for the alerting rules) and
+ * `nginx` (the load-balancer test), installed with apt when missing. The
  * machines callm is tested on have Redis and apt; run as root, or install the packages yourself.
  *
  *   node scripts/system-deps.ts
@@ -13,6 +14,7 @@ const say = (line: string) => process.stderr.write(`system-deps: ${line}\n`)
 const packages: Array<string> = []
 if (!has("prometheus") || !has("promtool")) packages.push("prometheus")
 if (!has("redis-server") || !has("redis-cli")) packages.push("redis-server")
+if (!has("nginx") && !has("/usr/sbin/nginx")) packages.push("nginx")
 if (packages.length > 0) {
   if (!has("apt-get") || process.getuid?.() !== 0) {
     say(`missing ${packages.join(", ")}: install them (Debian: apt-get install ${packages.join(" ")}) and run again`)
