@@ -22,7 +22,8 @@ const packages = [
   "rate-limit",
   "batch",
   "redact",
-  "observability"
+  "observability",
+  "effect-ai"
 ]
 
 const run = (command: string, args: ReadonlyArray<string>, cwd: string) => {
@@ -38,6 +39,32 @@ mkdirSync(project)
 
 for (const name of packages) run("pnpm", ["pack", "--pack-destination", tarballs], join(root, "packages", name))
 const files = readdirSync(tarballs)
+
+// What each tarball holds: exactly what `files` and the exports map promise (built `dist/`, the
+// sources its source maps point at, README, LICENSE, package.json), and nothing else.
+const contents = files.map((file) => {
+  const listed = run("tar", ["tzf", join(tarballs, file)], tarballs)
+    .split("\n")
+    .filter((line) => line !== "" && !line.endsWith("/"))
+    .map((line) => line.replace(/^package\//, ""))
+  const unexpected = listed.filter(
+    (path) => !/^(dist|src)\//.test(path) && !["README.md", "LICENSE", "package.json"].includes(path)
+  )
+  const missing = ["dist/index.js", "dist/index.d.ts", "README.md", "LICENSE", "package.json"].filter(
+    (path) => !listed.includes(path)
+  )
+  const manifest = JSON.parse(run("tar", ["xzOf", join(tarballs, file), "package/package.json"], tarballs)) as {
+    exports: Record<string, unknown>
+  }
+  const exportsDist =
+    JSON.stringify(manifest.exports).includes("./dist/") && !JSON.stringify(manifest.exports).includes("./src/")
+  if (unexpected.length > 0 || missing.length > 0 || !exportsDist)
+    throw new Error(
+      `${file}: unexpected ${JSON.stringify(unexpected)}, missing ${JSON.stringify(missing)}, exports point at dist: ${exportsDist}`
+    )
+  return `${file}: ${listed.length} files, ${(readFileSync(join(tarballs, file)).length / 1024).toFixed(1)} KiB packed`
+})
+process.stderr.write(`tarballs hold only dist, src, README, LICENSE and package.json:\n  ${contents.join("\n  ")}\n`)
 const tarballOf = (name: string) => {
   const file = files.find((candidate) => candidate.startsWith(`callm-${name}-`))
   if (file === undefined) throw new Error(`no tarball for @callm/${name} in ${files.join(", ")}`)
@@ -152,8 +179,7 @@ try {
   process.stdout.write(output)
   const result = JSON.parse(output.trim().split("\n").at(-1)!) as { answer: string }
   if (result.answer !== "consumer says hi") throw new Error(`unexpected output: ${output}`)
-  const sizes = files.map((file) => `${file}: ${(readFileSync(join(tarballs, file)).length / 1024).toFixed(1)} KiB`)
-  process.stderr.write(`consumer test passed; tarballs:\n  ${sizes.join("\n  ")}\n`)
+  process.stderr.write("consumer test passed\n")
 } finally {
   if (!keep) rmSync(work, { recursive: true, force: true })
   else process.stderr.write(`kept ${work}\n`)
