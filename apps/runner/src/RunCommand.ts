@@ -28,6 +28,7 @@ import { createInterface } from "node:readline"
 import { ChatRequest, type ChatResponse, Cost, LlmClient, type LlmError, Preset } from "@callm/core"
 import { Prometheus, Tracing } from "@callm/observability"
 import { OpenAiClient } from "@callm/openai"
+import { NodeRedis } from "@effect/platform-node"
 import { Console, Duration, Effect, Fiber, Layer, Metric, Option, Redacted, Result, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Config from "./Config.ts"
@@ -250,6 +251,12 @@ export const command = Command.make(
       Flag.withDescription("Refuse calls once the run has spent this many US dollars (prices: the config's)"),
       Flag.optional
     ),
+    redisUrl: Flag.String("redis-url").pipe(
+      Flag.withDescription(
+        "Redis shared with other runs and gateways: the cache, rate-limit, budget and circuit-breaker plugins keep their state there"
+      ),
+      Flag.optional
+    ),
     metricsPort: Flag.Int("metrics-port").pipe(
       Flag.withDescription("Serve Prometheus metrics on 127.0.0.1:<port>/metrics while the run lasts (0: a free port)"),
       Flag.optional
@@ -285,10 +292,17 @@ export const command = Command.make(
           })
       if (Option.isSome(flags.budget) && !(flags.budget.value > 0))
         return yield* new UserError({ message: "run: --budget must be a positive number of US dollars" })
+      // One Redis connection for every plugin that shares state with other processes.
+      const redis = Option.isSome(flags.redisUrl)
+        ? yield* Layer.build(NodeRedis.layer({ url: flags.redisUrl.value }))
+        : undefined
       const client = Config.pluginStack(
         config,
         Option.getOrUndefined(flags.preset),
-        Option.getOrUndefined(flags.budget)
+        Option.getOrUndefined(flags.budget),
+        {
+          redis
+        }
       ).pipe(Layer.provide(provider))
 
       if (Option.isSome(flags.metricsPort)) {

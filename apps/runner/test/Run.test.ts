@@ -1,7 +1,9 @@
 import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { randomUUID } from "node:crypto"
 import { startMockServer } from "@callm/mock-server"
+import { sharedRedisUrl } from "@callm/testing/Redis"
 import { assert, describe, it } from "@effect/vitest"
 import * as Callm from "./Callm.ts"
 
@@ -307,4 +309,51 @@ describe("callm run", () => {
       await mock.close()
     }
   })
+
+  it("two runs on one Redis share the cache: the second answers from the first's calls", async () => {
+    const mock = await startMockServer({ port: 0 })
+    try {
+      const dir = workdir()
+      const input = join(dir, "in.jsonl")
+      writeFileSync(
+        input,
+        Array.from({ length: 12 }, (_, index) =>
+          JSON.stringify({ id: index, prompt: `shared question ${index}`, temperature: 0 })
+        ).join("\n")
+      )
+      const config = join(dir, "callm.config.json")
+      writeFileSync(
+        config,
+        JSON.stringify({
+          provider: { baseUrl: mock.baseUrl },
+          model: "mock-small",
+          plugins: [{ use: "cache", options: { namespace: `run-${randomUUID()}` } }]
+        })
+      )
+      const args = (output: string) => [
+        "-i",
+        input,
+        "-o",
+        join(dir, output),
+        "--config",
+        config,
+        "--redis-url",
+        sharedRedisUrl,
+        "--quiet"
+      ]
+      const first = await run(args("first.jsonl"))
+      assert.strictEqual(first.code, 0, first.stderr)
+      assert.strictEqual(mock.stats().completions, 12)
+      const second = await run(args("second.jsonl"))
+      assert.strictEqual(second.code, 0, second.stderr)
+      assert.include(second.stderr, "cache hits 12")
+      assert.strictEqual(mock.stats().completions, 12, "the second run reached the upstream not once")
+      assert.deepStrictEqual(
+        records(join(dir, "second.jsonl")).map((record) => record.text),
+        records(join(dir, "first.jsonl")).map((record) => record.text)
+      )
+    } finally {
+      await mock.close()
+    }
+  }, 60_000)
 })
