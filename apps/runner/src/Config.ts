@@ -167,8 +167,9 @@ export const registry = {
           Layer.provide(BudgetStore.layerRedis()),
           Layer.provide(Layer.succeedContext(shared.redis))
         ),
-  router: (options: Router.BySizeOptions & { readonly alias?: string | undefined }) =>
-    Router.layer({ rule: Router.bySize(options), ...("alias" in options ? { alias: options.alias } : {}) })
+  // JSON has no `undefined`: `"alias": null` routes every call, as `alias: undefined` does in code.
+  router: (options: Router.BySizeOptions & { readonly alias?: string | null | undefined }) =>
+    Router.layer({ rule: Router.bySize(options), ...("alias" in options ? { alias: options.alias ?? undefined } : {}) })
 } satisfies Record<string, (options: any, shared?: Shared) => PluginLayer>
 
 const PluginSpecSchema = Schema.Struct({

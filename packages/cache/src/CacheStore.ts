@@ -152,16 +152,16 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<Store> =>
     return {
       shared: false,
       get: (key) =>
-        Effect.map(Clock.currentTimeMillis, (now) => {
+        Effect.flatMap(Clock.currentTimeMillis, (now) => {
           const entry = entries.get(key)
-          if (entry === undefined) return undefined
+          if (entry === undefined) return Effect.succeed(undefined)
           if (entry.expiresAt <= now) {
             remove(key)
-            return undefined
+            return Effect.as(gauges, undefined)
           }
           entries.delete(key)
           entries.set(key, entry)
-          return entry.value
+          return Effect.succeed(entry.value)
         }),
       set: (key, value, ttl) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => {

@@ -204,6 +204,8 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
   /** Admits a call: takes its request and token budgets (waiting or refusing), then an in-flight slot. */
   const admit = (key: string, requests: number, tokens: number) =>
     Effect.gen(function* () {
+      // One wait for the whole admission: the in-flight wait gets what the bucket wait left of maxWait.
+      const admitted = yield* Clock.currentTimeMillis
       const requestWait = yield* consume("requests", key, requests)
       const tokenWait = yield* consume("tokens", key, tokens)
       const waitMs = Math.max(Duration.toMillis(requestWait), Duration.toMillis(tokenWait))
@@ -224,14 +226,13 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
       }
       if (options.maxInFlight === undefined) return undefined
       const member = randomUUID()
-      const started = yield* Clock.currentTimeMillis
       const acquire = Effect.catchTag(
         slots.acquire(key, member, options.maxInFlight, lease),
         "InFlightStoreError",
         () => Effect.succeed(true)
       )
       while (!(yield* acquire)) {
-        const waited = (yield* Clock.currentTimeMillis) - started
+        const waited = (yield* Clock.currentTimeMillis) - admitted
         if (onLimit === "fail" || waited >= maxWaitMs) return yield* refuse("in_flight", 100, key)
         yield* Effect.sleep("10 millis")
       }

@@ -131,6 +131,25 @@ describe("RateLimit in memory", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.effect("maxWait bounds the whole admission: the wait for a slot gets what the bucket wait left", () =>
+    Effect.gen(function* () {
+      const up = upstream({ latencyMs: 10_000 })
+      const client = yield* limited(
+        { requests: 1, window: "1 second", maxInFlight: 1, maxWait: "1500 millis" },
+        up.client
+      )
+      yield* Effect.forkChild(client.complete(ask)) // holds the only slot for 10 s
+      const second = yield* Effect.forkChild(Effect.flip(client.complete(ask)))
+      // 1 s for the bucket to refill, then 0.5 s for a slot: refused at 1.5 s, not at 2.5 s.
+      yield* TestClock.adjust("1600 millis")
+      const refused = second.pollUnsafe()
+      assert.isDefined(refused, "refused by 1.6 s")
+      const error = yield* Fiber.join(second)
+      assert.strictEqual((error as LlmError.LlmError).reason._tag, "RateLimited")
+      assert.strictEqual(up.calls(), 1)
+    }).pipe(Effect.scoped)
+  )
+
   it.effect("keeps separate budgets per caller key", () =>
     Effect.gen(function* () {
       const up = upstream()
