@@ -519,6 +519,38 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
     }
   }
 
+  /**
+   * What chat completions and batches share before answering: the RPM/TPM limits (`requests` and
+   * `tokens` of the answer), then a fault drawn or forced. The headers and mode to answer with, or
+   * `undefined` when this already answered (a 429, a fault's own reply).
+   */
+  const admit = (
+    req: MockRequest,
+    res: MockResponse,
+    requests: number,
+    tokens: number,
+    model: string
+  ): { readonly extra: ReadonlyArray<string>; readonly mode: number } | undefined => {
+    let extra = noHeaders
+    if (limiter !== undefined) {
+      const decision = limiter.take(requests, tokens, performance.now())
+      if (!decision.ok) {
+        counters.rateLimited++
+        sendError(res, decision.error, decision.headers)
+        return undefined
+      }
+      extra = decision.headers
+    }
+    const fault = chooseFault(req)
+    if (fault === undefined) return { extra, mode: modeNormal }
+    if (typeof fault === "object") {
+      sendError(res, fault)
+      return undefined
+    }
+    const mode = applyFault(req, res, fault, model)
+    return mode === undefined ? undefined : { extra, mode }
+  }
+
   /** Parses `x-mock-cut-after`; `undefined` means half of the chunks. */
   const cutAfterOf = (req: MockRequest): number | ApiError.ApiError | undefined => {
     const value = req.overrides?.cutAfter
@@ -576,29 +608,13 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
       return
     }
 
-    let extra = noHeaders
-    if (limiter !== undefined) {
-      const cost = Generate.estimatePromptTokens(request.messages) + (request.maxTokens ?? profile.tokens)
-      const decision = limiter.take(1, cost, performance.now())
-      if (!decision.ok) {
-        counters.rateLimited++
-        sendError(res, decision.error, decision.headers)
-        return
-      }
-      extra = decision.headers
-    }
-
-    let mode = modeNormal
-    const fault = chooseFault(req)
-    if (fault !== undefined) {
-      if (typeof fault === "object") {
-        sendError(res, fault)
-        return
-      }
-      const shaped = applyFault(req, res, fault, request.model)
-      if (shaped === undefined) return
-      mode = shaped
-    }
+    const cost =
+      limiter === undefined
+        ? 0
+        : Generate.estimatePromptTokens(request.messages) + (request.maxTokens ?? profile.tokens)
+    const admitted = admit(req, res, 1, cost, request.model)
+    if (admitted === undefined) return
+    const { extra, mode } = admitted
 
     if (known === undefined) {
       known = { request, completion: Generate.generate(request, profile.tokens), jsonRest: undefined }
@@ -681,28 +697,9 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
       }
     }
 
-    let extra = noHeaders
-    if (limiter !== undefined) {
-      const decision = limiter.take(items.length, cost, performance.now())
-      if (!decision.ok) {
-        counters.rateLimited++
-        sendError(res, decision.error, decision.headers)
-        return
-      }
-      extra = decision.headers
-    }
-
-    let mode = modeNormal
-    const fault = chooseFault(req)
-    if (fault !== undefined) {
-      if (typeof fault === "object") {
-        sendError(res, fault)
-        return
-      }
-      const shaped = applyFault(req, res, fault, "mock-batch")
-      if (shaped === undefined) return
-      mode = shaped
-    }
+    const admitted = admit(req, res, items.length, cost, "mock-batch")
+    if (admitted === undefined) return
+    const { extra, mode } = admitted
 
     const created = Math.floor(Date.now() / 1000)
     const requestId = res.requestId
