@@ -11,6 +11,8 @@
  * | `500`, `503` | that status, OpenAI's `server_error` body |
  * | `reset` | the socket is reset (RST) without a response |
  * | `stall` | the request is read, then nothing is ever sent |
+ * | `stall-after:N` | a stream sends its role chunk and N content chunks, then nothing (socket kept open); a JSON answer sends its headers and N bytes of body, then nothing |
+ * | `trickle:MS` | the answer goes out one piece every MS ms (default 1000): each SSE event alone, a JSON body in 10 pieces |
  * | `malformed` | a 200 whose JSON body (or one SSE event) is not valid JSON |
  * | `cut` | a stream stops after some chunks without `[DONE]`; a JSON body stops half-way; then the socket closes |
  * | `content_filter` | 400 `content_filter`, as a content-policy rejection |
@@ -60,16 +62,48 @@ export const namedKinds: ReadonlyArray<string> = [
  */
 export const isFaultKind = (kind: string): boolean => {
   if (namedKinds.includes(kind)) return true
+  if (parameterized(kind) !== undefined) return true
   if (!/^\d{3}$/.test(kind)) return false
   const status = Number(kind)
   return status >= 400 && status <= 599
 }
 
-const kindHint = `expected one of 429, 500, 503, ${namedKinds.join(", ")} or an HTTP status from 400 to 599`
+const kindHint = `expected one of 429, 500, 503, ${namedKinds.join(", ")}, stall-after:N, trickle:MS or an HTTP status from 400 to 599`
+
+/**
+ * The fault kinds that take a number: `stall-after:N` (content chunks before the stall, default 3)
+ * and `trickle:MS` (ms between pieces, default 1000).
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const parameterizedKinds = { "stall-after": 3, trickle: 1000 } as const
+
+/**
+ * A fault kind with its number: `stall-after:5` is `{ name: "stall-after", value: 5 }`, `trickle` is
+ * `{ name: "trickle", value: 1000 }` (the default). `undefined` for any other kind, or when the number is
+ * not a non-negative integer (`stall-after`) or a positive number (`trickle`).
+ *
+ * @since 0.2.0
+ * @category parsing
+ */
+export const parameterized = (
+  kind: string
+): { readonly name: keyof typeof parameterizedKinds; readonly value: number } | undefined => {
+  const colon = kind.indexOf(":")
+  const name = colon === -1 ? kind : kind.slice(0, colon)
+  if (name !== "stall-after" && name !== "trickle") return undefined
+  if (colon === -1) return { name, value: parameterizedKinds[name] }
+  const text = kind.slice(colon + 1).trim()
+  const value = text === "" ? Number.NaN : Number(text)
+  if (!Number.isFinite(value)) return undefined
+  if (name === "stall-after" ? !Number.isInteger(value) || value < 0 : value <= 0) return undefined
+  return { name, value }
+}
 
 /**
  * Parses fault rates written as `kind:rate` pairs separated by commas, e.g.
- * `429:0.1,503:0.05,reset:0.02`. Throws an `Error` that names the bad part when a kind is unknown,
+ * `429:0.1,503:0.05,reset:0.02,stall-after:3:0.01,trickle:500:0.01` (the rate is after the last colon). Throws an `Error` that names the bad part when a kind is unknown,
  * a rate is not a number from 0 to 1, a kind repeats or the rates add up to more than 1.
  *
  * @since 0.1.0

@@ -183,6 +183,17 @@ const routeBatch = 2
 const modeNormal = 0
 const modeMalformed = 1
 const modeCut = 2
+/** `stall-after:N`: part of the answer, then nothing (the socket stays open). */
+const modeStallAfter = 3
+/** `trickle:MS`: the answer one piece every MS ms. */
+const modeTrickle = 4
+
+/** How a paced answer ends: `[DONE]` / full body, a closed socket, or nothing at all. */
+const endNormal = 0
+const endCut = 1
+const endStall = 2
+/** The pieces a JSON body is sent in under `trickle`. */
+const tricklePieces = 10
 
 const chatPath = "/v1/chat/completions"
 const batchPath = "/v1/batch"
@@ -236,7 +247,8 @@ interface StreamJob {
   readonly at: Array<number>
   readonly data: Array<string>
   readonly headers: Array<string>
-  readonly cut: boolean
+  /** `endNormal`, `endCut` or `endStall`. */
+  readonly end: number
   index: number
 }
 
@@ -250,6 +262,8 @@ class MockResponse extends http.ServerResponse<MockRequest> {
   pendingBody: string | undefined = undefined
   pendingHeaders: ReadonlyArray<string> = noHeaders
   pendingCut = false
+  /** The number of a `stall-after:N` or `trickle:MS` fault on this request. */
+  faultParam = 0
 }
 
 interface Mock {
@@ -386,8 +400,13 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
       res.timer = setTimeout(streamStep, job.at[i]! - elapsed, res)
     } else {
       res.stream = undefined
-      if (job.cut) cutOff(res, chunk)
-      else res.end(chunk)
+      if (job.end === endCut) cutOff(res, chunk)
+      else if (job.end === endStall) {
+        // Stall: what is due goes out, then nothing, ever; the socket stays open until the client
+        // gives up or the server closes.
+        if (chunk !== "") res.write(chunk)
+        else if (headersNow) res.flushHeaders()
+      } else res.end(chunk)
     }
   }
 
@@ -419,6 +438,10 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
     ]
     for (let i = 0; i < extra.length; i++) headers.push(extra[i]!)
     const tokens = events.tokens
+    if (mode === modeTrickle || mode === modeStallAfter) {
+      slowStream(res, head, tokens, events.tail, profile, mode, headers)
+      return
+    }
     const cut = mode === modeCut
     const count = cut ? Math.min(cutAfter ?? Math.floor(tokens.length / 2), tokens.length) : tokens.length
     const paced = profile.overheadMs > 0 || profile.ttftMs > 0 || profile.itlMs > 0
@@ -440,9 +463,89 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
       data.push(tokens[i]!)
     }
     if (!cut) data[data.length - 1] += events.tail
-    res.stream = { start: performance.now(), at, data, headers, cut, index: 0 }
+    startPaced(res, at, data, headers, cut ? endCut : endNormal, headersAt)
+  }
+
+  const startPaced = (
+    res: MockResponse,
+    at: Array<number>,
+    data: Array<string>,
+    headers: Array<string>,
+    end: number,
+    headersAt: number
+  ): void => {
+    res.stream = { start: performance.now(), at, data, headers, end, index: 0 }
     if (headersAt <= 0) streamStep(res)
     else res.timer = setTimeout(streamStep, headersAt, res)
+  }
+
+  /**
+   * A stream under `stall-after:N` (the role chunk and N content chunks on the latency model's
+   * schedule, then nothing) or `trickle:MS` (every SSE event alone, one every MS ms).
+   */
+  const slowStream = (
+    res: MockResponse,
+    head: string,
+    tokens: ReadonlyArray<string>,
+    tail: string,
+    profile: Latency.Profile,
+    mode: number,
+    headers: Array<string>
+  ): void => {
+    const at: Array<number> = []
+    const data: Array<string> = []
+    const headersAt = Latency.spread(profile.overheadMs, jitter, jitterRandom)
+    if (mode === modeStallAfter) {
+      const count = Math.min(res.faultParam, tokens.length)
+      let time = headersAt + Latency.spread(profile.ttftMs, jitter, jitterRandom)
+      at.push(time)
+      data.push(head)
+      for (let i = 0; i < count; i++) {
+        if (i > 0) time += Latency.spread(profile.itlMs, jitter, jitterRandom)
+        at.push(time)
+        data.push(tokens[i]!)
+      }
+      startPaced(res, at, data, headers, endStall, headersAt)
+      return
+    }
+    const every = res.faultParam
+    const events = [head, ...tokens, ...tail.split(/(?<=\n\n)/)]
+    for (let i = 0; i < events.length; i++) {
+      at.push(headersAt + i * every)
+      data.push(events[i]!)
+    }
+    startPaced(res, at, data, headers, endNormal, headersAt)
+  }
+
+  /** A JSON answer under `stall-after:N` (headers and N bytes, then nothing) or `trickle:MS`. */
+  const slowJson = (res: MockResponse, delay: number, body: string, extra: ReadonlyArray<string>, mode: number) => {
+    const headers = [
+      "content-type",
+      "application/json",
+      "content-length",
+      String(Buffer.byteLength(body)),
+      "x-mock-request-id",
+      res.requestId,
+      ...extra
+    ]
+    const at: Array<number> = []
+    const data: Array<string> = []
+    if (mode === modeStallAfter) {
+      at.push(delay)
+      data.push(body.slice(0, pieceEnd(body, Math.min(res.faultParam, body.length - 1))))
+      startPaced(res, at, data, headers, endStall, delay)
+      return
+    }
+    // Pieces cut at characters (never inside a surrogate pair), so each is valid UTF-8 alone.
+    const size = Math.ceil(body.length / tricklePieces)
+    let from = 0
+    for (let i = 0; from < body.length; i++) {
+      const to = pieceEnd(body, Math.min(body.length, from + size))
+      at.push(delay + i * res.faultParam)
+      data.push(body.slice(from, to))
+      from = to
+    }
+    startPaced(res, at, data, headers, endNormal, delay)
   }
 
   // Faults -----------------------------------------------------------------------------------------
@@ -456,7 +559,7 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
       return ApiError.invalidHeader(
         "x-mock-fault",
         forced,
-        `a fault kind (${Fault.namedKinds.join(", ")}) or an HTTP status from 400 to 599`
+        `a fault kind (${Fault.namedKinds.join(", ")}, stall-after:N, trickle:MS) or an HTTP status from 400 to 599`
       )
     }
     return kind
@@ -467,6 +570,12 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
    * answer instead (`malformed`, `cut`), or `undefined` when the request is done.
    */
   const applyFault = (req: MockRequest, res: MockResponse, kind: string, model: string): number | undefined => {
+    const slow = Fault.parameterized(kind)
+    if (slow !== undefined) {
+      Stats.increment(counters.faults, slow.name)
+      res.faultParam = slow.value
+      return slow.name === "trickle" ? modeTrickle : modeStallAfter
+    }
     Stats.increment(counters.faults, kind)
     switch (kind) {
       case "malformed":
@@ -645,6 +754,10 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
       profile.overheadMs === 0 && profile.ttftMs === 0 && profile.itlMs === 0
         ? 0
         : Latency.completionMs(profile, completion.tokens.length, jitter, jitterRandom)
+    if (mode === modeStallAfter || mode === modeTrickle) {
+      slowJson(res, delay, json, extra, mode)
+      return
+    }
     sendLater(res, delay, json, extra, mode === modeCut)
   }
 
@@ -732,6 +845,10 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
         Latency.spread(profile.batchItemMs * items.length, jitter, jitterRandom) +
         slowest
       : 0
+    if (mode === modeStallAfter || mode === modeTrickle) {
+      slowJson(res, delay, json, extra, mode)
+      return
+    }
     sendLater(res, delay, json, extra, mode === modeCut)
   }
 
@@ -978,6 +1095,12 @@ const setOverride = (req: MockRequest, name: string, value: string): void => {
       overrides.cutAfter = value
       break
   }
+}
+
+/** `end`, moved one character on when it would split a surrogate pair. */
+const pieceEnd = (text: string, end: number): number => {
+  const code = text.charCodeAt(end - 1)
+  return code >= 0xd800 && code <= 0xdbff ? end + 1 : end
 }
 
 /** `decodeURIComponent` that keeps a malformed escape as it is instead of throwing. */
