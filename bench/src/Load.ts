@@ -6,6 +6,7 @@
 
 import { performance } from "node:perf_hooks"
 import autocannon from "autocannon"
+import * as Measure from "./Measure.ts"
 import { type Summary, summarize } from "./Stats.ts"
 
 export interface HttpLoad {
@@ -25,8 +26,15 @@ export interface HttpResult {
   readonly p90: number
   readonly p99: number
   readonly mean: number
+  readonly p999: number
   readonly errors: number
   readonly non2xx: number
+  /** Answers by status code. */
+  readonly statuses: Record<string, number>
+  /** The 1-minute load average at the end of the run. */
+  readonly load: number
+  /** (percentile, ms) points from autocannon's own HDR histogram, for a CDF chart. */
+  readonly cdf: ReadonlyArray<readonly [number, number]>
 }
 
 /** autocannon against `POST url` (latencies in ms, 1 ms resolution). */
@@ -41,6 +49,13 @@ export const autocannonRun = async (load: HttpLoad): Promise<HttpResult> => {
     ...(load.rate === undefined ? {} : { overallRate: load.rate, ignoreCoordinatedOmission: true })
   })
   const latency = result.latency as unknown as Record<string, number>
+  const cdf = Object.entries(latency)
+    .filter(([key]) => /^p\d/.test(key))
+    .map(([key, ms]) => [Number(key.slice(1).replace("_", ".")), ms] as const)
+    .sort((a, b) => a[0] - b[0])
+  const statuses: Record<string, number> = {}
+  for (const [key, count] of Object.entries(result as unknown as Record<string, unknown>))
+    if (/^\d\d\d$/.test(key) && typeof count === "number" && count > 0) statuses[key] = count
   return {
     requests: result.requests.total,
     perSecond: result.requests.total / load.seconds,
@@ -48,8 +63,12 @@ export const autocannonRun = async (load: HttpLoad): Promise<HttpResult> => {
     p90: latency.p90 ?? Number.NaN,
     p99: latency.p99 ?? Number.NaN,
     mean: latency.average ?? Number.NaN,
+    p999: latency.p99_9 ?? Number.NaN,
     errors: result.errors + result.timeouts,
-    non2xx: result.non2xx
+    non2xx: result.non2xx,
+    statuses,
+    load: Measure.load(),
+    cdf: [[0, latency.min ?? Number.NaN], ...cdf, [100, latency.max ?? Number.NaN]]
   }
 }
 
@@ -60,8 +79,16 @@ export const autocannonRun = async (load: HttpLoad): Promise<HttpResult> => {
 export const closedLoop = async (
   call: () => Promise<unknown>,
   options: { readonly concurrency: number; readonly seconds?: number; readonly total?: number }
-): Promise<Summary & { readonly failures: number; readonly cpuMicrosPerCall: number }> => {
+): Promise<
+  Summary & {
+    readonly failures: number
+    readonly cpuMicrosPerCall: number
+    readonly latency: Measure.Latency
+    readonly load: number
+  }
+> => {
   const latencies: Array<number> = []
+  const recorded = Measure.histogram()
   let failures = 0
   let issued = 0
   const start = performance.now()
@@ -77,8 +104,10 @@ export const closedLoop = async (
         () => false
       )
       const took = performance.now() - sent
-      if (ok) latencies.push(took)
-      else failures++
+      if (ok) {
+        latencies.push(took)
+        recorded.recordValue(Math.max(1, Math.round(took * 1000)))
+      } else failures++
     }
   }
   await Promise.all(Array.from({ length: options.concurrency }, worker))
@@ -88,7 +117,9 @@ export const closedLoop = async (
   return {
     ...summarize(latencies, seconds),
     failures,
-    cpuMicrosPerCall: calls === 0 ? Number.NaN : (used.user + used.system) / calls
+    cpuMicrosPerCall: calls === 0 ? Number.NaN : (used.user + used.system) / calls,
+    latency: Measure.latency(recorded),
+    load: Measure.load()
   }
 }
 
@@ -99,8 +130,9 @@ export const closedLoop = async (
 export const openLoop = async (
   call: () => Promise<unknown>,
   options: { readonly rate: number; readonly seconds: number }
-): Promise<Summary & { readonly failures: number }> => {
+): Promise<Summary & { readonly failures: number; readonly latency: Measure.Latency; readonly load: number }> => {
   const latencies: Array<number> = []
+  const recorded = Measure.histogram()
   let failures = 0
   const interval = 1000 / options.rate
   const count = Math.floor(options.rate * options.seconds)
@@ -117,7 +149,9 @@ export const openLoop = async (
       pending.push(
         call().then(
           () => {
-            latencies.push(performance.now() - intended)
+            const took = performance.now() - intended
+            latencies.push(took)
+            recorded.recordValue(Math.max(1, Math.round(took * 1000)))
           },
           () => {
             failures++
@@ -129,5 +163,10 @@ export const openLoop = async (
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, start + index * interval - performance.now())))
   }
   await Promise.all(pending)
-  return { ...summarize(latencies, (performance.now() - start) / 1000), failures }
+  return {
+    ...summarize(latencies, (performance.now() - start) / 1000),
+    failures,
+    latency: Measure.latency(recorded),
+    load: Measure.load()
+  }
 }

@@ -1,6 +1,8 @@
 /**
- * Servers under test, each in a child process: the mock, the bare `node:http` baseline, the gateway.
- * Each prints `READY <url>` when it listens; `cpuSeconds()` reads its CPU time from /proc.
+ * Servers under test, each in a child process: the mock, its baselines (a minimal `node:http` server
+ * answering the same bytes, and the older "bare" one that parses the body), the gateway, its baseline
+ * (a minimal proxy), and the peers installed from npm (the Portkey gateway, `@dwmkerr/mock-llm`).
+ * Each prints `READY <url>` when it listens on 127.0.0.1; `cpuSeconds()` reads its CPU time from /proc.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { once } from "node:events"
@@ -33,14 +35,27 @@ export const rssBytesOf = (pid: number): number => {
   return match === null ? 0 : Number(match[1]) * 1024
 }
 
-const start = async (name: string, args: ReadonlyArray<string>): Promise<Server> => {
-  const child: ChildProcess = spawn(process.execPath, [script(name), ...args], { stdio: ["ignore", "pipe", "inherit"] })
+const start = async (
+  name: string,
+  args: ReadonlyArray<string>,
+  options: { readonly quiet?: boolean } = {}
+): Promise<Server> => {
+  // Peers log to stdout and stderr as they run (mock-llm a line per request): read and dropped here.
+  const child: ChildProcess = spawn(process.execPath, [script(name), ...args], {
+    stdio: ["ignore", "pipe", options.quiet === true ? "ignore" : "inherit"]
+  })
   const url = await new Promise<string>((resolve, reject) => {
     let buffered = ""
+    let ready = false
     child.stdout!.on("data", (data: Buffer) => {
+      if (ready) return
       buffered += data.toString("utf8")
       const match = /READY (\S+)\n/.exec(buffered)
-      if (match !== null) resolve(match[1]!)
+      if (match !== null) {
+        ready = true
+        buffered = ""
+        resolve(match[1]!)
+      }
     })
     child.once("exit", (code) => reject(new Error(`${name} exited with ${code} before it was ready`)))
   })
@@ -66,20 +81,52 @@ export const gateway = (
   plugins: Record<string, unknown> = {}
 ) => start("gateway", [upstreamBaseUrl, JSON.stringify(extra), JSON.stringify(plugins)])
 
-/** The baseline server, answering the bytes the given mock answers for `request` (JSON and SSE). */
-export const bareLike = async (mockUrl: string, request: Record<string, unknown>): Promise<Server> => {
-  const capture = async (stream: boolean) => {
-    const response = await fetch(`${mockUrl}/v1/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ ...request, stream })
-    })
-    const headers: Record<string, string> = {}
-    response.headers.forEach((value, key) => {
-      if (key !== "date" && key !== "connection" && key !== "keep-alive" && key !== "transfer-encoding")
-        headers[key] = value
-    })
-    return { headers, body: await response.text() }
-  }
-  return start("bare", [JSON.stringify({ json: await capture(false), sse: await capture(true) })])
+/** The bytes the mock answers for `request` (JSON or SSE), with the headers a baseline should send. */
+const capture = async (mockUrl: string, request: Record<string, unknown>, stream: boolean) => {
+  const response = await fetch(`${mockUrl}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ ...request, stream })
+  })
+  const headers: Record<string, string> = {}
+  response.headers.forEach((value, key) => {
+    if (key !== "date" && key !== "connection" && key !== "keep-alive" && key !== "transfer-encoding")
+      headers[key] = value
+  })
+  return { headers, body: await response.text() }
 }
+
+/**
+ * The older baseline: a `node:http` server that concatenates and parses each request body (to choose
+ * JSON or SSE) and answers the bytes the mock answers for `request`.
+ */
+export const bareLike = async (mockUrl: string, request: Record<string, unknown>): Promise<Server> =>
+  start("bare", [
+    JSON.stringify({ json: await capture(mockUrl, request, false), sse: await capture(mockUrl, request, true) })
+  ])
+
+/**
+ * The mock's baseline: a minimal `node:http` server answering the mock's bytes for `request` (JSON, or
+ * SSE when `stream`), without parsing the request body.
+ */
+export const minimalLike = async (
+  mockUrl: string,
+  request: Record<string, unknown>,
+  stream: boolean
+): Promise<Server> => start("minimal", [JSON.stringify(await capture(mockUrl, request, stream))])
+
+/** The gateway's baseline: a minimal `node:http` + undici `Pool` proxy to `upstreamOrigin`. */
+export const minimalProxy = (upstreamOrigin: string) => start("minimalProxy", [upstreamOrigin])
+
+/** The Portkey gateway (npm `@portkey-ai/gateway`), headless, on 127.0.0.1. */
+export const portkey = () => start("portkey", [], { quiet: true })
+
+/** The headers that send a request through Portkey to an OpenAI-compatible upstream at `baseUrl`. */
+export const portkeyHeaders = (baseUrl: string): Record<string, string> => ({
+  "x-portkey-provider": "openai",
+  "x-portkey-custom-host": baseUrl,
+  authorization: "Bearer unused"
+})
+
+/** `@dwmkerr/mock-llm` with its default rules, on 127.0.0.1. */
+export const mockLlm = () => start("mockLlm", [], { quiet: true })

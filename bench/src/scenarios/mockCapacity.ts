@@ -1,8 +1,11 @@
 /**
- * Scenario 1: how much the mock can serve, against a bare `node:http` server answering the same bytes.
- * Goal: the mock at 70 % or more of the baseline, latency model and fault injection compiled in (off).
+ * Scenario 1: how much the mock can serve, against a minimal `node:http` server answering the same
+ * bytes without parsing the request (the baseline), the older "bare" baseline that parses each body,
+ * and the peer `@dwmkerr/mock-llm` (npm), JSON and SSE, all in one run with interleaved rounds.
+ * Goals: the mock at 70 % or more of the minimal server (JSON and SSE), and at least mock-llm's rate.
  */
 import { autocannonRun, type HttpResult } from "../Load.ts"
+import * as Measure from "../Measure.ts"
 import { barChart, type Report, type Scenario, type Size } from "../Scenario.ts"
 import * as Servers from "../Servers.ts"
 import { median, round } from "../Stats.ts"
@@ -11,95 +14,153 @@ const request = { model: "mock-small", messages: [{ role: "user", content: "Benc
 
 const plan = (size: Size) =>
   size === "smoke"
-    ? { seconds: 1, rounds: 1 }
+    ? { seconds: 1, rounds: 1, warmSeconds: 0.5, warmStep: 0.5 }
     : size === "quick"
-      ? { seconds: 5, rounds: 2 }
-      : { seconds: 10, rounds: 3 }
+      ? { seconds: 4, rounds: 2, warmSeconds: 3, warmStep: 1 }
+      : { seconds: 8, rounds: 3, warmSeconds: 15, warmStep: 2 }
+
+type Run = HttpResult & { readonly cpuMicros: number }
 
 export const scenario: Scenario = {
   name: "mock-capacity",
-  title: "Mock capacity vs a bare node:http server",
+  title: "Mock capacity vs a minimal node:http server and mock-llm",
   run: async (size, progress): Promise<Report> => {
-    const { seconds, rounds } = plan(size)
+    const { seconds, rounds, warmSeconds, warmStep } = plan(size)
     const mock = await Servers.mock({ tokens: 16 })
-    const bare = await Servers.bareLike(mock.url, request)
+    const servers: Array<Servers.Server> = [mock]
     try {
-      const results: Record<string, Array<HttpResult & { cpuMicros: number }>> = {}
-      const measure = async (label: string, server: Servers.Server, stream: boolean) => {
-        const cpu = server.cpuSeconds()
-        const result = await autocannonRun({
+      const minimalJson = await Servers.minimalLike(mock.url, request, false)
+      servers.push(minimalJson)
+      const minimalSse = await Servers.minimalLike(mock.url, request, true)
+      servers.push(minimalSse)
+      const bare = await Servers.bareLike(mock.url, request)
+      servers.push(bare)
+      const mockLlm = await Servers.mockLlm()
+      servers.push(mockLlm)
+      const targets: ReadonlyArray<readonly [string, Servers.Server, boolean]> = [
+        ["minimal node:http JSON (baseline)", minimalJson, false],
+        ["bare node:http JSON (parses the body)", bare, false],
+        ["callm mock JSON", mock, false],
+        ["mock-llm JSON (peer)", mockLlm, false],
+        ["minimal node:http SSE (baseline)", minimalSse, true],
+        ["callm mock SSE", mock, true],
+        ["mock-llm SSE (peer)", mockLlm, true]
+      ]
+      const load = (server: Servers.Server, stream: boolean, duration: number) =>
+        autocannonRun({
           url: `${server.url}/v1/chat/completions`,
           body: JSON.stringify({ ...request, stream }),
           connections: 50,
-          seconds
+          seconds: duration
         })
-        const cpuMicros = ((server.cpuSeconds() - cpu) * 1e6) / Math.max(1, result.requests)
-        results[label] = [...(results[label] ?? []), { ...result, cpuMicros }]
-        progress(`${label}: ${Math.round(result.perSecond)} req/s`)
+      const warm: Array<string> = []
+      for (const [label, server, stream] of targets) {
+        const result = await Measure.warmUp(
+          server.cpuSeconds,
+          async () => (await load(server, stream, warmStep)).requests,
+          {
+            maxSeconds: warmSeconds,
+            stepSeconds: warmStep
+          }
+        )
+        warm.push(Measure.describeWarmUp(label, result))
+        progress(warm.at(-1)!)
       }
+      const results: Record<string, Array<Run>> = {}
       for (let round_ = 0; round_ < rounds; round_++) {
-        await measure("bare JSON", bare, false)
-        await measure("mock JSON", mock, false)
-        await measure("bare SSE", bare, true)
-        await measure("mock SSE", mock, true)
+        for (const [label, server, stream] of targets) {
+          const cpu = server.cpuSeconds()
+          const result = await load(server, stream, seconds)
+          const cpuMicros = ((server.cpuSeconds() - cpu) * 1e6) / Math.max(1, result.requests)
+          results[label] = [...(results[label] ?? []), { ...result, cpuMicros }]
+          progress(`${label}: ${Math.round(result.perSecond)} req/s, ${round(cpuMicros, 1)} µs CPU/request`)
+        }
       }
-      const rate = (label: string) => median(results[label]!.map((result) => result.perSecond))
-      const cpu = (label: string) => median(results[label]!.map((result) => result.cpuMicros))
-      const p99 = (label: string) => median(results[label]!.map((result) => result.p99))
-      const jsonRatio = rate("mock JSON") / rate("bare JSON")
-      const sseRatio = rate("mock SSE") / rate("bare SSE")
-      const labels = ["bare JSON", "mock JSON", "bare SSE", "mock SSE"]
+      const values = (label: string, key: keyof Run) => results[label]!.map((run) => Number(run[key]))
+      const rate = (label: string) => median(values(label, "perSecond"))
+      const baselineOf = (label: string) =>
+        label.includes("SSE") ? "minimal node:http SSE (baseline)" : "minimal node:http JSON (baseline)"
+      const ratio = (label: string, to: string) => rate(label) / rate(to)
       return {
         name: "mock-capacity",
-        title: "Mock capacity vs a bare node:http server",
+        title: "Mock capacity vs a minimal node:http server and mock-llm",
         notes: [
-          `autocannon, 50 connections, ${seconds} s per run, ${rounds} interleaved round(s), median shown; servers in their own processes.`,
-          "The baseline answers the exact bytes the mock answers for the same request (captured first).",
-          "SSE: 16 tokens per stream, latency model at zero."
+          `autocannon, 50 connections, ${seconds} s per run, ${rounds} interleaved round(s): median (min–max across rounds); every server in its own process.`,
+          "Baseline: a minimal node:http server answering the exact bytes the mock answers for the same request (captured first), reading the request body without parsing it. The bare server also concatenates and parses each body.",
+          "SSE: 16 tokens per stream from the mock, latency model at zero.",
+          "mock-llm (npm @dwmkerr/mock-llm 0.1.29, Express) with its default rules: it echoes the prompt as the answer (a shorter body than the mock's 16 tokens) and logs one line per request; for SSE its chunk interval is set to 0 (its default paces chunks 50 ms apart; Node runs a 0 ms interval every 1 ms).",
+          `Warm-up before measuring, until the server's CPU per request changes by less than 10 % between two ${warmStep} s steps (at most ${warmSeconds} s):`,
+          ...warm.map((line) => `  ${line}`)
         ],
         tables: [
           {
-            title: "Throughput",
-            columns: ["server", "req/s", "p99 (ms)", "server CPU per request (µs)", "vs baseline"],
-            rows: labels.map((label) => [
+            title: "Throughput and CPU per request",
+            columns: [
+              "server",
+              "req/s",
+              "vs baseline",
+              "vs mock-llm",
+              "p50 (ms)",
+              "p99 (ms)",
+              "server CPU per request (µs)",
+              "non-2xx",
+              "load average"
+            ],
+            rows: targets.map(([label]) => [
               label,
-              Math.round(rate(label)),
-              p99(label),
-              round(cpu(label), 1),
-              label.startsWith("mock")
-                ? `${round((rate(label) / rate(label.replace("mock", "bare"))) * 100, 1)} %`
-                : "100 %"
+              Measure.spread(values(label, "perSecond")),
+              `${round((rate(label) / rate(baselineOf(label))) * 100, 1)} %`,
+              `${round(ratio(label, label.includes("SSE") ? "mock-llm SSE (peer)" : "mock-llm JSON (peer)"), 2)}x`,
+              median(values(label, "p50")),
+              median(values(label, "p99")),
+              Measure.spread(values(label, "cpuMicros"), 1),
+              values(label, "non2xx").reduce((a, b) => a + b, 0) + values(label, "errors").reduce((a, b) => a + b, 0),
+              Measure.spread(values(label, "load"), 2)
             ])
           }
         ],
         goals: [
           {
-            goal: "mock JSON at >= 70 % of bare node:http",
-            value: round(jsonRatio * 100, 1),
+            goal: "mock JSON at >= 70 % of a minimal node:http server",
+            value: round(ratio("callm mock JSON", "minimal node:http JSON (baseline)") * 100, 1),
             target: 70,
             direction: ">=",
             unit: "%"
           },
           {
-            goal: "mock SSE at >= 70 % of bare node:http",
-            value: round(sseRatio * 100, 1),
+            goal: "mock SSE at >= 70 % of a minimal node:http server",
+            value: round(ratio("callm mock SSE", "minimal node:http SSE (baseline)") * 100, 1),
             target: 70,
             direction: ">=",
             unit: "%"
+          },
+          {
+            goal: "mock JSON at >= 1x mock-llm (peer)",
+            value: round(ratio("callm mock JSON", "mock-llm JSON (peer)"), 2),
+            target: 1,
+            direction: ">=",
+            unit: "x"
+          },
+          {
+            goal: "mock SSE at >= 1x mock-llm (peer)",
+            value: round(ratio("callm mock SSE", "mock-llm SSE (peer)"), 2),
+            target: 1,
+            direction: ">=",
+            unit: "x"
           }
         ],
         charts: [
           barChart(
             "mock-capacity.svg",
-            "Mock vs bare node:http (req/s, higher is better)",
+            "Mock vs a minimal node:http server and mock-llm (req/s, higher is better)",
             "requests per second",
-            labels.map((label) => ({ label, value: Math.round(rate(label)) }))
+            targets.map(([label]) => ({ label, value: Math.round(rate(label)) }))
           )
         ],
-        data: results
+        data: { results, warm }
       }
     } finally {
-      await Promise.all([mock.close(), bare.close()])
+      await Promise.all(servers.map((server) => server.close()))
     }
   }
 }
