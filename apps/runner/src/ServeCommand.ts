@@ -12,7 +12,6 @@
  * @since 0.1.0
  */
 
-import { createServer } from "node:http"
 import { Cost } from "@callm/core"
 import { Gateway, GatewayConfig } from "@callm/gateway"
 import { Tracing } from "@callm/observability"
@@ -107,7 +106,10 @@ export const command = Command.make(
       // Spans go to an OpenTelemetry collector when the standard variable names one.
       const otlpUrl = process.env.OTEL_EXPORTER_OTLP_ENDPOINT
       const tracer = otlpUrl === undefined || otlpUrl === "" ? Layer.empty : Tracing.layerOtlp({ url: otlpUrl })
-      const server = NodeHttpServer.layer(createServer, { port: flags.port, host: flags.host })
+      const server = NodeHttpServer.layer(() => Gateway.createNodeServer(config.limits), {
+        port: flags.port,
+        host: flags.host
+      })
       const gateway = Gateway.layer({ config, env: process.env, plugins, redis }).pipe(
         Layer.provideMerge(server),
         // Prices are read by each request's calls (costs, budgets): they go in the handlers' context.

@@ -27,6 +27,7 @@
  */
 
 import { randomUUID } from "node:crypto"
+import * as Http from "node:http"
 import { CallContext, type ChatChunk, ChatRequest, LlmClient, LlmError, Plugin, Preset } from "@callm/core"
 import { Budget, BudgetStore } from "@callm/observability"
 import { OpenAiClient } from "@callm/openai"
@@ -50,6 +51,7 @@ import type * as Redis from "effect/persistence/Redis"
 import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
+import * as EventLoopDelay from "./internal/EventLoopDelay.ts"
 import * as GatewayConfig from "./GatewayConfig.ts"
 import * as GatewayError from "./GatewayError.ts"
 
@@ -310,6 +312,25 @@ export const make = Effect.fnUntraced(function* (options: Options) {
 
   let inFlight = 0
   let draining = false
+  const loop = yield* EventLoopDelay.monitor
+  /**
+   * Why a new request is refused now, if it is: too many in flight, or the process out of CPU (its
+   * event loop late while it has work in flight; with fewer than `minInFlightForDelay` requests in
+   * flight a late loop is a GC pause or a slow start, not load).
+   */
+  const refusal = (): GatewayError.ErrorAnswer | undefined =>
+    inFlight >= limits.maxInFlight
+      ? GatewayError.overloaded(limits.retryAfterSeconds)
+      : inFlight >= minInFlightForDelay && loop.delayMs() > limits.maxEventLoopDelayMs
+        ? GatewayError.busy(limits.retryAfterSeconds)
+        : undefined
+  const keyOf = (header: string | undefined) => {
+    // The scheme is case-insensitive (RFC 9110 section 11.1): `bearer` and `BEARER` are `Bearer`.
+    const token = header !== undefined && /^bearer /i.test(header) ? header.slice(7).trim() : undefined
+    if (token === undefined || token === "") return { _tag: "Missing" } as const
+    const key = keys.get(GatewayConfig.hashKey(token))
+    return key === undefined ? ({ _tag: "Unknown" } as const) : ({ _tag: "Found", key } as const)
+  }
   const admit = () => {
     inFlight++
   }
@@ -328,63 +349,70 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   const chatCompletions = Effect.gen(function* () {
     const startNanos = yield* nanosNow
     const request = yield* HttpServerRequest.HttpServerRequest
+    // Admission, first pass, before reading anything: refusing costs the least here.
     if (draining) return errorResponse(GatewayError.shuttingDown)
-    if (inFlight >= limits.maxInFlight) return errorResponse(GatewayError.overloaded(limits.retryAfterSeconds))
+    const refused = refusal()
+    if (refused !== undefined) return errorResponse(refused)
+    const requestId = request.headers["x-request-id"] ?? `req_${randomUUID().replaceAll("-", "")}`
+
+    // Auth
+    let keyId: string | undefined
+    let allowedModels: ReadonlyArray<string> | undefined
+    if (authEnabled) {
+      const key = keyOf(request.headers.authorization)
+      if (key._tag !== "Found") return errorResponse(GatewayError.invalidApiKey(key._tag === "Unknown"), requestId)
+      keyId = key.key.id
+      allowedModels = key.key.models
+    }
+
+    // Body: a client still sending holds no admission slot. Its deadline (`readTimeoutMs`) is Node's
+    // own `requestTimeout`, set by `createNodeServer`, which answers 408 itself: interrupting the read
+    // here would destroy the socket before any answer.
+    const body = yield* Effect.result(request.text)
+    if (Result.isFailure(body)) {
+      const error = body.failure
+      const tooLarge = error.reason._tag === "RequestParseError" && error.reason.reason === "BodyTooLarge"
+      return errorResponse(
+        tooLarge ? GatewayError.bodyTooLarge(limits.maxBodyBytes) : GatewayError.unparsableBody,
+        requestId
+      )
+    }
+    const parsed = Result.try(() => JSON.parse(body.success) as unknown)
+    if (Result.isFailure(parsed)) return errorResponse(GatewayError.unparsableBody, requestId)
+    const validated = ChatRequest.validateResult(parsed.success)
+    if (Result.isFailure(validated)) {
+      const reason = validated.failure
+      return errorResponse(
+        GatewayError.make(400, reason.description ?? reason.message, "invalid_request_error", {
+          param: reason.param,
+          code: "invalid_value"
+        }),
+        requestId
+      )
+    }
+    const chat = validated.success
+
+    // Route
+    const route = routes.get(chat.model) ?? catchAll
+    if (route === undefined) return errorResponse(GatewayError.modelNotFound(chat.model), requestId)
+    if (allowedModels !== undefined && !allowedModels.includes(chat.model)) {
+      return errorResponse(GatewayError.modelNotAllowed(chat.model), requestId)
+    }
+
+    // Admission, second pass: the slot is taken only now that the request is whole.
+    if (draining) return errorResponse(GatewayError.shuttingDown, requestId)
+    const late = refusal()
+    if (late !== undefined) return errorResponse(late, requestId)
     admit()
     let transferred = false
     return yield* Effect.gen(function* () {
-      const requestId = request.headers["x-request-id"] ?? `req_${randomUUID().replaceAll("-", "")}`
-
-      // Auth
-      let keyId: string | undefined
-      let allowedModels: ReadonlyArray<string> | undefined
-      if (authEnabled) {
-        const header = request.headers.authorization
-        const token = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined
-        const key = token === undefined || token === "" ? undefined : keys.get(GatewayConfig.hashKey(token))
-        if (key === undefined) return errorResponse(GatewayError.invalidApiKey(token !== undefined), requestId)
-        keyId = key.id
-        allowedModels = key.models
-      }
-
-      // Body
-      const body = yield* Effect.result(request.text)
-      if (Result.isFailure(body)) {
-        const error = body.failure
-        const tooLarge = error.reason._tag === "RequestParseError" && error.reason.reason === "BodyTooLarge"
-        return errorResponse(
-          tooLarge ? GatewayError.bodyTooLarge(limits.maxBodyBytes) : GatewayError.unparsableBody,
-          requestId
-        )
-      }
-      const parsed = Result.try(() => JSON.parse(body.success) as unknown)
-      if (Result.isFailure(parsed)) return errorResponse(GatewayError.unparsableBody, requestId)
-      const validated = ChatRequest.validateResult(parsed.success)
-      if (Result.isFailure(validated)) {
-        const reason = validated.failure
-        return errorResponse(
-          GatewayError.make(400, reason.description ?? reason.message, "invalid_request_error", {
-            param: reason.param,
-            code: "invalid_value"
-          }),
-          requestId
-        )
-      }
-      const chat = validated.success
-
-      // Route
-      const route = routes.get(chat.model) ?? catchAll
-      if (route === undefined) return errorResponse(GatewayError.modelNotFound(chat.model), requestId)
-      if (allowedModels !== undefined && !allowedModels.includes(chat.model)) {
-        return errorResponse(GatewayError.modelNotAllowed(chat.model), requestId)
-      }
-
       const timing: UpstreamTiming = { nanos: 0n, firstChunkNanos: undefined }
+      const deadline = (yield* Clock.currentTimeMillis) + limits.requestTimeoutMs
       const context = {
         requestId,
         ...(keyId === undefined ? {} : { keyId }),
         ...(chat.user === undefined ? {} : { user: chat.user }),
-        deadline: (yield* Clock.currentTimeMillis) + limits.requestTimeoutMs
+        deadline
       }
       // `x-callm-preset` picks a preset for this request (applied by the preset plugin under the
       // request's explicit fields).
@@ -399,11 +427,23 @@ export const make = Effect.fnUntraced(function* (options: Options) {
         Effect.flatMap(nanosNow, (now) =>
           Metric.update(overheadSeconds, Math.max(0, Number(now - startNanos - upstreamNanos) / 1e9))
         )
-      const timeout = Duration.millis(limits.requestTimeoutMs)
+      /** An effect under the phase's own limit or what is left of the total, whichever ends first. */
+      const within = <A, E, R>(effect: Effect.Effect<A, E, R>, phase: "first-token" | "idle", phaseMs: number) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          const left = Math.max(0, deadline - now)
+          const [ms, error] =
+            left <= phaseMs
+              ? [left, timeoutError("total", limits.requestTimeoutMs)]
+              : [phaseMs, timeoutError(phase, phaseMs)]
+          return Effect.timeoutOrElse(effect, { duration: Duration.millis(ms), orElse: () => Effect.fail(error) })
+        })
 
       if (chat.stream !== true) {
         const result = yield* call(limited.complete(chat)).pipe(
-          Effect.timeoutOrElse({ duration: timeout, orElse: () => Effect.fail(timeoutError(timeout)) }),
+          Effect.timeoutOrElse({
+            duration: Duration.millis(limits.requestTimeoutMs),
+            orElse: () => Effect.fail(timeoutError("total", limits.requestTimeoutMs))
+          }),
           Effect.result
         )
         if (Result.isFailure(result)) return errorResponse(GatewayError.fromLlmError(result.failure), requestId)
@@ -413,22 +453,25 @@ export const make = Effect.fnUntraced(function* (options: Options) {
       }
 
       // Streams: pull the first chunks before answering, so an upstream that fails before streaming
-      // gets an error status rather than a 200 with an error event.
+      // gets an error status rather than a 200 with an error event. Every later pull has its own
+      // deadline (idle between chunks, and the total), so a stalled upstream ends the stream with an
+      // error event instead of holding the client for as long as it waits.
       const includeUsage = chat.stream_options?.include_usage === true
       const pull = yield* call(Stream.toPull(limited.stream(chat)))
-      const first = yield* call(pull).pipe(
-        Effect.timeoutOrElse({ duration: timeout, orElse: () => Effect.fail(timeoutError(timeout)) }),
-        Effect.result
-      )
+      const first = yield* call(within(pull, "first-token", limits.firstChunkTimeoutMs)).pipe(Effect.result)
       const firstChunks: ReadonlyArray<ChatChunk.ChatChunk> = Result.isSuccess(first) ? first.success : []
       if (Result.isFailure(first) && !isDone(first.failure)) {
         return errorResponse(GatewayError.fromLlmError(first.failure as LlmError.LlmError), requestId)
       }
-      const rest = Result.isSuccess(first) ? Stream.fromPull(Effect.succeed(call(pull))) : Stream.empty
+      const rest = Result.isSuccess(first)
+        ? Stream.fromPull(Effect.succeed(call(Effect.suspend(() => within(pull, "idle", limits.idleTimeoutMs)))))
+        : Stream.empty
       const events = Stream.concat(Stream.fromArray(firstChunks), rest).pipe(
         Stream.mapArray((chunks) => [encodeChunks(chunks, includeUsage)]),
-        Stream.catchTag("LlmError", (error) => Stream.succeed(encodeError(GatewayError.fromLlmError(error)))),
+        // `[DONE]` only after a clean end: a client that stops at `[DONE]` must not mistake an
+        // error for a finished answer.
         Stream.concat(Stream.succeed(doneEvent)),
+        Stream.catchTag("LlmError", (error) => Stream.succeed(encodeError(GatewayError.fromLlmError(error)))),
         Stream.encodeText,
         Stream.ensuring(Effect.sync(release))
       )
@@ -514,9 +557,19 @@ const buildClient = <E>(plugins: Layer.Layer<LlmClient.LlmClient, E, LlmClient.L
 const isDone = (u: unknown) =>
   typeof u === "object" && u !== null && "_tag" in u && (u as { _tag: unknown })._tag === "Done"
 
-/** A request that outlived the gateway's request timeout: 504. */
-const timeoutError = (after: Duration.Duration): LlmError.LlmError =>
-  LlmError.make(new LlmError.Timeout({ phase: "total", after, description: "The request timed out at the gateway" }))
+const minInFlightForDelay = 16
+
+const timeoutSetting = { "first-token": "firstChunkTimeoutMs", idle: "idleTimeoutMs", total: "requestTimeoutMs" }
+
+/** A request that outlived one of the gateway's deadlines: 504, or an error event mid-stream. */
+const timeoutError = (phase: "first-token" | "idle" | "total", ms: number): LlmError.LlmError =>
+  LlmError.make(
+    new LlmError.Timeout({
+      phase,
+      after: Duration.millis(ms),
+      description: `The gateway's ${timeoutSetting[phase]} (${ms} ms) ran out`
+    })
+  )
 
 /** Spreads calls over targets at random, in proportion to their weights. */
 const weighted = (
@@ -563,6 +616,41 @@ const encodeChunks = (chunks: ReadonlyArray<ChatChunk.ChatChunk>, includeUsage: 
 }
 
 const encodeError = (answer: GatewayError.ErrorAnswer): string => `data: ${JSON.stringify(answer.body)}\n\n`
+
+/**
+ * The Node HTTP server the gateway is meant to run on (pass it to `NodeHttpServer.layer`):
+ *
+ * - the whole request (headers and body) must arrive within `readTimeoutMs` (Node's own
+ *   `requestTimeout` and `headersTimeout`, checked every quarter of it, at most every second), so a
+ *   client dribbling its body cannot hold a connection for Node's default 300 s;
+ * - what Node refuses before any handler runs (bad HTTP, headers too large, a request not received in
+ *   time) is answered in OpenAI's error shape (400, 431, 408) instead of an empty body.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const createNodeServer = (limits: GatewayConfig.Limits = {}): Http.Server => {
+  const readTimeoutMs = limits.readTimeoutMs ?? GatewayConfig.defaultLimits.readTimeoutMs
+  const server = Http.createServer({
+    requestTimeout: readTimeoutMs,
+    headersTimeout: readTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(readTimeoutMs / 4)))
+  })
+  server.on("clientError", (error: NodeJS.ErrnoException, socket) => {
+    const response = (socket as { _httpMessage?: Http.ServerResponse })._httpMessage
+    // As Node does by default: answer only when nothing was written yet; otherwise just close.
+    if (error.code === "ECONNRESET" || !socket.writable || response?.headersSent === true) {
+      socket.destroy()
+      return
+    }
+    const status = error.code === "HPE_HEADER_OVERFLOW" ? 431 : error.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400
+    const body = JSON.stringify(GatewayError.malformed(status).body)
+    socket.end(
+      `HTTP/1.1 ${status} ${Http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
+    )
+  })
+  return server
+}
 
 /**
  * The gateway as a layer on an `HttpServer`: serves the routes, and on shutdown first drains (stops

@@ -116,8 +116,22 @@ export type Key = typeof Key.Type
 export const Limits = Schema.Struct({
   /** Largest request body; larger ones get 413. Default 4 MiB. */
   maxBodyBytes: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
-  /** Longest a request may take, upstream time included; then 504. Default 600 s. */
+  /** Longest a request may take, upstream time included; then 504 (or, mid-stream, an error event). Default 600 s. */
   requestTimeoutMs: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
+  /**
+   * Longest the client may take to send the request's headers and body; then 408. Requests still
+   * sending hold no admission slot. Default 10 s.
+   */
+  readTimeoutMs: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
+  /** Streams: longest wait for the upstream's first chunk; then 504. Default 120 s. */
+  firstChunkTimeoutMs: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
+  /** Streams: longest silence between two upstream chunks; then the stream ends with an error event. Default 30 s. */
+  idleTimeoutMs: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
+  /**
+   * Event-loop delay past which new requests are refused with 503 + Retry-After: the process is out
+   * of CPU and would only queue them. Default 40 ms.
+   */
+  maxEventLoopDelayMs: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
   /** Requests in flight before new ones are shed with 429 + Retry-After. Default 1024. */
   maxInFlight: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
   /** The Retry-After of a shed request, in seconds. Default 1. */
@@ -177,6 +191,10 @@ export type GatewayConfig = typeof GatewayConfig.Type
 export const defaultLimits = {
   maxBodyBytes: 4 * 1024 * 1024,
   requestTimeoutMs: 600_000,
+  readTimeoutMs: 10_000,
+  firstChunkTimeoutMs: 120_000,
+  idleTimeoutMs: 30_000,
+  maxEventLoopDelayMs: 40,
   maxInFlight: 1024,
   retryAfterSeconds: 1,
   shutdownTimeoutMs: 30_000

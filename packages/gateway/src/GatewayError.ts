@@ -129,6 +129,35 @@ export const overloaded = (retryAfterSeconds: number): ErrorAnswer =>
   })
 
 /**
+ * The process is out of CPU (its event loop is late): refuse now rather than queue.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const busy = (retryAfterSeconds: number): ErrorAnswer =>
+  make(503, "The gateway is busy; retry after the time in Retry-After.", "server_error", {
+    code: "gateway_overloaded",
+    headers: { "retry-after": String(retryAfterSeconds) }
+  })
+
+/**
+ * Node's own refusals of a malformed request (before any handler runs), in OpenAI's shape.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const malformed = (status: 400 | 408 | 431): ErrorAnswer =>
+  status === 431
+    ? make(431, "The request's headers are too large.", "invalid_request_error", {
+        code: "request_header_fields_too_large"
+      })
+    : status === 408
+      ? make(408, "The request was not received in time (the gateway's readTimeoutMs).", "invalid_request_error", {
+          code: "request_timeout"
+        })
+      : make(400, "The request is not valid HTTP.", "invalid_request_error", { code: "bad_request" })
+
+/**
  * The gateway is shutting down and admits no new requests.
  *
  * @since 0.1.0
@@ -194,7 +223,9 @@ export const fromLlmError = (error: LlmError.LlmError): ErrorAnswer => {
     }
     case "BudgetExceeded": {
       const retryAfter =
-        reason.resetsAt === undefined ? undefined : String(Math.max(1, Math.ceil((reason.resetsAt - Date.now()) / 1000)))
+        reason.resetsAt === undefined
+          ? undefined
+          : String(Math.max(1, Math.ceil((reason.resetsAt - Date.now()) / 1000)))
       return make(429, message, "insufficient_quota", {
         code: "insufficient_quota",
         ...(retryAfter === undefined ? {} : { headers: { "retry-after": retryAfter } })

@@ -1,4 +1,3 @@
-import { createServer } from "node:http"
 import { Gateway, type GatewayConfig } from "@callm/gateway"
 import { type MockServerHandle, type MockServerOptions, startMockServer } from "@callm/mock-server"
 import { NodeHttpServer } from "@effect/platform-node"
@@ -30,7 +29,9 @@ export const gateway = (options: Gateway.Options) =>
   Effect.gen(function* () {
     const context = yield* Layer.build(
       Gateway.layer(options).pipe(
-        Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
+        Layer.provideMerge(
+          NodeHttpServer.layer(() => Gateway.createNodeServer(options.config.limits), { port: 0, host: "127.0.0.1" })
+        )
       )
     )
     const server = yield* HttpServer.HttpServer.pipe(Effect.provide(context))
