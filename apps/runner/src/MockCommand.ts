@@ -44,6 +44,16 @@ export const command = Command.make(
     apiKey: text("api-key", "Require Authorization: Bearer <key>"),
     models: text("models", "Comma-separated models to serve; others get 404 (default: any)"),
     maxBodyBytes: integer("max-body-bytes", "Largest request body before a 413 (default 16 MiB)"),
+    requestCostMs: number(
+      "request-cost-ms",
+      "Capacity model: slot time of every request, ms (a /v1/batch request pays it once; default 0)"
+    ),
+    tokenCostMs: number("token-cost-ms", "Capacity model: slot time per prompt + completion token, ms (default 0)"),
+    slots: integer("slots", "Capacity model: requests served at once; the others queue (default unbounded)"),
+    queue: integer(
+      "queue",
+      "Capacity model: most requests waiting for a slot; beyond, 503 + Retry-After (default unbounded)"
+    ),
     config: text("config", "A JSON file with any of these options; flags win over it")
   },
   (flags) =>

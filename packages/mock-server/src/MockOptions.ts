@@ -52,6 +52,17 @@ export interface MockOptions {
   readonly models?: ReadonlyArray<string> | string | undefined
   /** Largest request body in bytes before a 413 (`--max-body-bytes`). Default 16 MiB. */
   readonly maxBodyBytes?: number | undefined
+  /**
+   * Capacity model: slot time every request costs, in ms, whatever its length (`--request-cost-ms`); a
+   * `/v1/batch` request pays it once. Default 0.
+   */
+  readonly requestCostMs?: number | undefined
+  /** Capacity model: slot time per prompt + completion token, in ms (`--token-cost-ms`). Default 0. */
+  readonly tokenCostMs?: number | undefined
+  /** Capacity model: requests served at once (`--slots`); others wait in a queue. Default unbounded. */
+  readonly slots?: number | undefined
+  /** Capacity model: most requests waiting for a slot (`--queue`); beyond, a 503 with `Retry-After`. Default unbounded. */
+  readonly queue?: number | undefined
   /** A JSON file with any of these options (`--config`); the other options win over it. */
   readonly config?: string | undefined
 }
@@ -80,6 +91,12 @@ export interface ResolvedOptions {
   /** The allow-list, or `undefined` to accept any model. */
   readonly models: ReadonlyArray<string> | undefined
   readonly maxBodyBytes: number
+  readonly requestCostMs: number
+  readonly tokenCostMs: number
+  /** `undefined`: unbounded. */
+  readonly slots: number | undefined
+  /** `undefined`: unbounded. */
+  readonly queue: number | undefined
 }
 
 /**
@@ -98,7 +115,9 @@ export const defaults = {
   jitter: 0,
   tokens: 16,
   retryAfterSeconds: 1,
-  maxBodyBytes: 16 * 1024 * 1024
+  maxBodyBytes: 16 * 1024 * 1024,
+  requestCostMs: 0,
+  tokenCostMs: 0
 } as const
 
 /**
@@ -132,7 +151,11 @@ export const optionNames: ReadonlyArray<string> = [
   "tpm",
   "apiKey",
   "models",
-  "maxBodyBytes"
+  "maxBodyBytes",
+  "requestCostMs",
+  "tokenCostMs",
+  "slots",
+  "queue"
 ]
 
 /**
@@ -179,7 +202,11 @@ export const resolve = (options: MockOptions = {}): ResolvedOptions => {
     tpm: tpm === 0 ? undefined : tpm,
     apiKey: apiKey === "" ? undefined : apiKey,
     models: resolveModels(options.models),
-    maxBodyBytes: optionalNumber(options, "maxBodyBytes", { min: 1, integer: true }) ?? defaults.maxBodyBytes
+    maxBodyBytes: optionalNumber(options, "maxBodyBytes", { min: 1, integer: true }) ?? defaults.maxBodyBytes,
+    requestCostMs: optionalNumber(options, "requestCostMs", { min: 0 }) ?? defaults.requestCostMs,
+    tokenCostMs: optionalNumber(options, "tokenCostMs", { min: 0 }) ?? defaults.tokenCostMs,
+    slots: optionalNumber(options, "slots", { min: 1, integer: true }),
+    queue: optionalNumber(options, "queue", { min: 0, integer: true })
   }
 }
 

@@ -30,6 +30,7 @@ import { mulberry32 } from "./internal/prng.ts"
 import * as Latency from "./Latency.ts"
 import * as MockOptions from "./MockOptions.ts"
 import * as RateLimit from "./RateLimit.ts"
+import { Capacity } from "./internal/Capacity.ts"
 import * as Stats from "./Stats.ts"
 
 /**
@@ -283,6 +284,15 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
       ? undefined
       : RateLimit.make(options.rpm, options.tpm, performance.now())
   const nominalLimiter = RateLimit.make(undefined, undefined, 0)
+  const capacitySettings = {
+    requestCostMs: options.requestCostMs,
+    tokenCostMs: options.tokenCostMs,
+    slots: options.slots,
+    queue: options.queue
+  }
+  const capacity = Capacity.enabled(capacitySettings) ? new Capacity(capacitySettings) : undefined
+  counters.capacity = () => capacity?.snapshot() ?? Stats.noCapacity
+  counters.resetCapacity = () => capacity?.reset()
   const defaultProfile: Latency.Profile = {
     overheadMs: options.overheadMs,
     ttftMs: options.ttftMs,
@@ -321,6 +331,22 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
   const sendError = (res: MockResponse, error: ApiError.ApiError, extra: ReadonlyArray<string> = noHeaders): void => {
     if (res.headersSent || res.destroyed) return
     sendJson(res, error.status, ApiError.toJson(error), extra)
+  }
+
+  /** The 503 of a full queue (capacity model), with how long to wait. */
+  const sendOverloaded = (res: MockResponse, extra: ReadonlyArray<string>): void => {
+    const seconds = capacity!.retryAfterSeconds()
+    sendError(
+      res,
+      ApiError.make(
+        503,
+        `The server is overloaded: all ${capacity!.settings.slots} slots are busy and ${capacity!.queued} requests are waiting. Please retry after ${seconds}s.`,
+        "server_error",
+        null,
+        null
+      ),
+      ["retry-after", String(seconds), ...extra]
+    )
   }
 
   /** Writes the first part of a body, then destroys the socket once it is flushed. */
@@ -732,6 +758,35 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
         prepared.set(text, known)
       }
     }
+    if (capacity === undefined) {
+      respondChat(res, known, profile, mode, cutAfter, extra)
+      return
+    }
+    const ready = known
+    const completion = known.completion
+    const costMs = capacity.costMs(1, completion.promptTokens + completion.tokens.length)
+    if (
+      !capacity.enter(
+        costMs,
+        () => respondChat(res, ready, profile, mode, cutAfter, extra),
+        () => !res.destroyed
+      )
+    ) {
+      sendOverloaded(res, extra)
+    }
+  }
+
+  /** The answer to an admitted chat request (after its slot, when the capacity model is on). */
+  const respondChat = (
+    res: MockResponse,
+    known: Prepared,
+    profile: Latency.Profile,
+    mode: number,
+    cutAfter: number | undefined,
+    extra: ReadonlyArray<string>
+  ): void => {
+    if (res.destroyed) return
+    const request = known.request
     const completion = known.completion
     const requestId = Number(res.requestId)
     if (mode === modeNormal) {
@@ -810,7 +865,8 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
       }
     }
 
-    const admitted = admit(req, res, items.length, cost, "mock-batch")
+    // One HTTP request: one request against `rpm` (as a provider counts them), every item's tokens.
+    const admitted = admit(req, res, 1, cost, "mock-batch")
     if (admitted === undefined) return
     const { extra, mode } = admitted
 
@@ -819,6 +875,7 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
     const paced = profile.overheadMs > 0 || profile.ttftMs > 0 || profile.itlMs > 0 || profile.batchItemMs > 0
     let slowest = 0
     const results = new Array<unknown>(items.length)
+    let batchTokens = 0
     for (let index = 0; index < items.length; index++) {
       const item = requests[index]!
       if ("status" in item) {
@@ -826,6 +883,7 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
         continue
       }
       const completion = Generate.generate(item, profile.tokens)
+      batchTokens += completion.promptTokens + completion.tokens.length
       if (mode === modeNormal) {
         counters.promptTokens += completion.promptTokens
         counters.completionTokens += completion.tokens.length
@@ -845,11 +903,14 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
         Latency.spread(profile.batchItemMs * items.length, jitter, jitterRandom) +
         slowest
       : 0
-    if (mode === modeStallAfter || mode === modeTrickle) {
-      slowJson(res, delay, json, extra, mode)
-      return
+    const respond = () => {
+      if (res.destroyed) return
+      if (mode === modeStallAfter || mode === modeTrickle) slowJson(res, delay, json, extra, mode)
+      else sendLater(res, delay, json, extra, mode === modeCut)
     }
-    sendLater(res, delay, json, extra, mode === modeCut)
+    if (capacity === undefined) respond()
+    // The fixed cost once for the whole batch, the token cost of every item.
+    else if (!capacity.enter(capacity.costMs(1, batchTokens), respond, () => !res.destroyed)) sendOverloaded(res, extra)
   }
 
   // Reading requests -------------------------------------------------------------------------------

@@ -7,6 +7,29 @@
  */
 
 /**
+ * The capacity model's counters, as `/v1/stats` reports them under `capacity`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface CapacityStats {
+  /** The number of slots (`null` when unbounded). */
+  readonly slots: number | null
+  /** Slots in use now. */
+  readonly busy: number
+  /** Requests waiting for a slot now. */
+  readonly queued: number
+  /** Requests that had to wait for a slot. */
+  readonly waited: number
+  /** Requests refused because the queue was full. */
+  readonly shed: number
+  /** Requests and batches that went through a slot. */
+  readonly served: number
+  /** Slot time consumed, ms: the sum of every service time (`requestCostMs` + token costs). */
+  readonly busyMs: number
+}
+
+/**
  * A snapshot of the counters.
  *
  * @since 0.1.0
@@ -35,6 +58,8 @@ export interface MockStats {
   readonly rateLimited: number
   /** Usage of the answers sent. */
   readonly tokens: { readonly prompt: number; readonly completion: number }
+  /** The capacity model's counters (all 0 and `slots: null` when it is off). */
+  readonly capacity: CapacityStats
 }
 
 /**
@@ -56,6 +81,26 @@ export interface Counters {
   rateLimited: number
   promptTokens: number
   completionTokens: number
+  /** Reads the capacity model's counters (set by the server). */
+  capacity: () => CapacityStats
+  /** Resets the capacity model's cumulative counters (set by the server). */
+  resetCapacity: () => void
+}
+
+/**
+ * The capacity counters when the capacity model is off.
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const noCapacity: CapacityStats = {
+  slots: null,
+  busy: 0,
+  queued: 0,
+  waited: 0,
+  shed: 0,
+  served: 0,
+  busyMs: 0
 }
 
 /**
@@ -76,7 +121,9 @@ export const make = (): Counters => ({
   statuses: {},
   rateLimited: 0,
   promptTokens: 0,
-  completionTokens: 0
+  completionTokens: 0,
+  capacity: () => noCapacity,
+  resetCapacity: () => {}
 })
 
 /**
@@ -97,6 +144,7 @@ export const reset = (counters: Counters): void => {
   counters.rateLimited = 0
   counters.promptTokens = 0
   counters.completionTokens = 0
+  counters.resetCapacity()
 }
 
 /**
@@ -126,5 +174,6 @@ export const snapshot = (counters: Counters): MockStats => ({
   faults: { ...counters.faults },
   statuses: { ...counters.statuses },
   rateLimited: counters.rateLimited,
-  tokens: { prompt: counters.promptTokens, completion: counters.completionTokens }
+  tokens: { prompt: counters.promptTokens, completion: counters.completionTokens },
+  capacity: counters.capacity()
 })
