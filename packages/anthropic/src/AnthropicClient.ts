@@ -1,0 +1,487 @@
+/**
+ * An `LlmClient` over Anthropic's Messages API (`POST {baseUrl}/v1/messages`, `x-api-key`,
+ * `anthropic-version: 2023-06-01`), for code written against callm's OpenAI-shaped requests: the same
+ * `ChatRequest` goes to Claude, and the same `ChatResponse` and `ChatChunk`s come back
+ * (`AnthropicMessages` has the mapping).
+ *
+ * On the same transport as `@callm/openai`: Effect's `HttpClient` over undici, one keep-alive pool.
+ *
+ * - `complete`: one POST; the message is mapped to a `ChatResponse`.
+ * - `stream`: Anthropic's SSE events (`message_start`, `content_block_start`, `content_block_delta` with
+ *   `text_delta`, `input_json_delta` or `thinking_delta`, `content_block_stop`, `message_delta`,
+ *   `message_stop`, `ping`, `error`) become `chat.completion.chunk`s: a role chunk, content and
+ *   tool-call argument deltas (a tool call's `index` counts tool calls, not content blocks), a finish
+ *   chunk and a final usage chunk. An `error` event, a malformed event or a body that ends before
+ *   `message_stop` fails the stream: with the error's own reason when nothing had reached the caller,
+ *   else with `StreamInterrupted` carrying the text so far. Interrupting the stream aborts the request.
+ * - `completeMany`: the items run concurrently (`concurrency` at a time; the Messages API has no
+ *   synchronous batch endpoint).
+ *
+ * Requests are validated (`ChatRequest.validate`) and mapped before anything is sent; what Anthropic
+ * cannot take fails with `BadRequest` naming the field. Statuses and connection failures become
+ * `LlmError` reasons (`AnthropicError`).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ChatRequest, ChatResponse, LlmClient } from "@callm/core"
+ * import { AnthropicClient } from "@callm/anthropic"
+ *
+ * const program = LlmClient.complete(ChatRequest.fromPrompt("claude-sonnet-4-5", "Say hi", { system: "Be brief" })).pipe(
+ *   Effect.map(ChatResponse.text),
+ *   Effect.provide(AnthropicClient.layerConfig()) // ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { type ChatChunk, ChatRequest, type ChatResponse, LlmClient, LlmError } from "@callm/core"
+import { OpenAiError } from "@callm/openai"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Sse from "effect/encoding/Sse"
+import { constTrue } from "effect/Function"
+import * as HttpClient from "effect/http/HttpClient"
+import type * as HttpClientError from "effect/http/HttpClientError"
+import * as HttpClientRequest from "effect/http/HttpClientRequest"
+import type * as HttpClientResponse from "effect/http/HttpClientResponse"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Pull from "effect/Pull"
+import * as Redacted from "effect/Redacted"
+import * as Result from "effect/Result"
+import * as Stream from "effect/Stream"
+import * as AnthropicError from "./AnthropicError.ts"
+import * as AnthropicMessages from "./AnthropicMessages.ts"
+
+/**
+ * Anthropic's API origin (the provider appends `/v1/messages`).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultBaseUrl = "https://api.anthropic.com"
+
+/**
+ * Options of the provider.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /**
+   * The API's origin, e.g. `https://api.anthropic.com` (default) or a proxy's. A base URL that already
+   * ends in `/v1` is taken as it is (`http://127.0.0.1:8790/v1` for callm's mock).
+   */
+  readonly baseUrl?: string | undefined
+  /** Sent as `x-api-key`. */
+  readonly apiKey?: Redacted.Redacted<string> | undefined
+  /** Extra headers on every request (`anthropic-beta`, a gateway's routing header). */
+  readonly headers?: Readonly<Record<string, string>> | undefined
+  /** The name errors and metrics use for this upstream. Default: the base URL's host. */
+  readonly name?: string | undefined
+  /** `max_tokens` when a request sets none (the API requires it). Default 4096. */
+  readonly defaultMaxTokens?: number | undefined
+  /** Calls in flight for `completeMany`. Default 16. */
+  readonly concurrency?: number | undefined
+  /** End streams with a usage chunk, as OpenAI's `include_usage` does. Default true. */
+  readonly includeUsage?: boolean | undefined
+  /** Record an HTTP client span per request (Effect's `HttpClient` tracing). Default false. */
+  readonly httpSpans?: boolean | undefined
+}
+
+/**
+ * Options of the connection pool `layer` builds (undici `Agent` options).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolOptions {
+  /** Time allowed to open a connection; a connect timeout fails with `Timeout` (`connect`). Default 10 s. */
+  readonly connectTimeoutMs?: number | undefined
+  /** Connections per origin. Default: no limit (undici's default). */
+  readonly connections?: number | undefined
+  /** How long an idle keep-alive connection is kept. Default 4 s (undici's default). */
+  readonly keepAliveTimeoutMs?: number | undefined
+}
+
+type Headers = Readonly<Record<string, string | undefined>>
+
+/**
+ * Builds the provider on the `HttpClient` in context.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function* (options: Options = {}) {
+  const http = yield* HttpClient.HttpClient
+  const origin = (options.baseUrl ?? defaultBaseUrl).replace(/\/+$/, "")
+  const messagesUrl = /\/v1$/.test(origin) ? `${origin}/messages` : `${origin}/v1/messages`
+  const provider = options.name ?? hostOf(origin)
+  const includeUsage = options.includeUsage ?? true
+  const defaultMaxTokens = options.defaultMaxTokens ?? AnthropicMessages.defaultMaxTokens
+
+  const headers: Record<string, string> = { "anthropic-version": AnthropicMessages.apiVersion, ...options.headers }
+  if (options.apiKey !== undefined) headers["x-api-key"] = Redacted.value(options.apiKey)
+  const messagesRequest = HttpClientRequest.post(messagesUrl, { headers, acceptJson: true })
+  const streamRequest = HttpClientRequest.post(messagesUrl, { headers: { ...headers, accept: "text/event-stream" } })
+
+  const fail = (reason: LlmError.Reason, model: string | undefined) =>
+    Effect.fail(LlmError.make(reason, { provider, model }))
+
+  /** Validates a request and maps it to the wire body, or fails naming the field. */
+  const prepare = (request: ChatRequest.ChatRequest, stream: boolean) =>
+    Effect.flatMap(
+      Effect.mapError(ChatRequest.validate(request), (error) =>
+        LlmError.make(error.reason, { provider, model: error.model })
+      ),
+      (valid) => {
+        const body = AnthropicMessages.toWireBody(valid, { stream, defaultMaxTokens })
+        return Result.isSuccess(body)
+          ? Effect.succeed({ model: valid.model, body: JSON.stringify(body.success) })
+          : fail(body.failure, valid.model)
+      }
+    )
+
+  const send = (request: HttpClientRequest.HttpClientRequest, model: string) => {
+    const execute = http.execute(request)
+    return Effect.catchTag(
+      options.httpSpans === true ? execute : Effect.provideService(execute, HttpClient.TracerDisabledWhen, constTrue),
+      "HttpClientError",
+      (error) => fail(OpenAiError.reasonFromHttpClientError(error), model)
+    )
+  }
+
+  const failFromResponse = (response: HttpClientResponse.HttpClientResponse, model: string) =>
+    Effect.flatMap(
+      Effect.orElseSucceed(response.text, () => ""),
+      (text) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          fail(
+            AnthropicError.reasonFromStatus(
+              response.status,
+              response.headers as Headers,
+              AnthropicError.parseErrorText(text),
+              now
+            ),
+            model
+          )
+        )
+    )
+
+  const complete = (request: ChatRequest.ChatRequest): Effect.Effect<ChatResponse.ChatResponse, LlmError.LlmError> =>
+    Effect.flatMap(prepare(request, false), ({ body, model }) =>
+      Effect.flatMap(send(HttpClientRequest.bodyText(messagesRequest, body, "application/json"), model), (response) =>
+        response.status < 200 || response.status >= 300
+          ? failFromResponse(response, model)
+          : Effect.flatMap(
+              Effect.catchTag(response.text, "HttpClientError", (error) =>
+                fail(
+                  new LlmError.Transport({
+                    description: `The connection dropped while reading the response: ${error.message}`
+                  }),
+                  model
+                )
+              ),
+              (text) =>
+                Effect.flatMap(Clock.currentTimeMillis, (now) => {
+                  const json = Result.try(() => JSON.parse(text) as unknown)
+                  if (Result.isFailure(json))
+                    return fail(
+                      new LlmError.InvalidResponse({
+                        status: response.status,
+                        description: `The response body is not valid JSON: ${text.slice(0, 200)}`
+                      }),
+                      model
+                    )
+                  const mapped = AnthropicMessages.fromWireBody(json.success, Math.floor(now / 1000))
+                  return Result.isSuccess(mapped) ? Effect.succeed(mapped.success) : fail(mapped.failure, model)
+                })
+            )
+      )
+    )
+
+  const stream = (request: ChatRequest.ChatRequest): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
+    Stream.unwrap(
+      Effect.flatMap(prepare(request, true), ({ body, model }) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.map(
+            send(HttpClientRequest.bodyText(streamRequest, body, "application/json"), model),
+            (response): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
+              response.status < 200 || response.status >= 300
+                ? Stream.fromEffect(failFromResponse(response, model))
+                : sseChunks(response.stream, {
+                    provider,
+                    model,
+                    created: Math.floor(now / 1000),
+                    includeUsage
+                  })
+          )
+        )
+      )
+    )
+
+  return LlmClient.make({ complete, stream, concurrency: options.concurrency ?? LlmClient.defaultConcurrency })
+})
+
+const hostOf = (url: string): string => {
+  const parsed = Result.try(() => new URL(url))
+  return Result.isSuccess(parsed) ? parsed.success.host : url
+}
+
+/** Whether a chunk carries anything for the caller: content, a tool call, a finish reason or usage. */
+const isSubstantive = (chunk: ChatChunk.ChatChunk): boolean =>
+  chunk.usage != null ||
+  chunk.choices.some(
+    (choice) =>
+      choice.finish_reason != null ||
+      !!choice.delta.content ||
+      !!choice.delta.reasoning_content ||
+      (choice.delta.tool_calls != null && choice.delta.tool_calls.length > 0)
+  )
+
+const asRecord = (u: unknown): Record<string, unknown> | undefined =>
+  typeof u === "object" && u !== null && !Array.isArray(u) ? (u as Record<string, unknown>) : undefined
+
+/**
+ * Turns Anthropic's SSE events into OpenAI-shaped chunks as bytes arrive, and decides how the stream
+ * ended: `message_stop` ends it; the body ending without it, a connection error, a malformed event or
+ * an `error` event fails it, as `StreamInterrupted` with the text so far once content has reached the
+ * caller.
+ *
+ * Hand-written as one pull transform, as `@callm/openai`'s is: Effect's SSE parser splits the events,
+ * and the state the mapping needs (which content block is which tool call, usage so far, text
+ * delivered) lives in one place.
+ */
+const sseChunks = (
+  body: Stream.Stream<Uint8Array, HttpClientError.HttpClientError>,
+  context: {
+    readonly provider: string
+    readonly model: string
+    readonly created: number
+    readonly includeUsage: boolean
+  }
+): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
+  Stream.transformPull(body, (pull) =>
+    Effect.sync(() => {
+      const decoder = new TextDecoder()
+      let buffer: Array<ChatChunk.ChatChunk> = []
+      let failure: LlmError.Reason | undefined
+      let done = false
+      let ended = false
+      let text = ""
+      let delivered = 0
+      let id = ""
+      let model = context.model
+      let usage: AnthropicMessages.Usage = { input_tokens: 0, output_tokens: 0 }
+      /** Content block index -> tool call index, for `input_json_delta`. */
+      const toolOfBlock = new Map<number, number>()
+
+      const chunk = (
+        delta: ChatChunk.ChatChunk["choices"][number]["delta"],
+        finishReason?: string | null
+      ): ChatChunk.ChatChunk => ({
+        id,
+        object: "chat.completion.chunk",
+        created: context.created,
+        model,
+        choices: [{ index: 0, delta, ...(finishReason === undefined ? {} : { finish_reason: finishReason }) }]
+      })
+      const failWith = (reason: LlmError.Reason) => {
+        failure ??= reason
+      }
+      const invalid = (description: string) => failWith(new LlmError.InvalidResponse({ description }))
+
+      const onEvent = (event: Record<string, unknown>) => {
+        switch (event.type) {
+          case "message_start": {
+            const message = asRecord(event.message)
+            if (message === undefined) return invalid("message_start has no message")
+            if (typeof message.id === "string") id = message.id
+            if (typeof message.model === "string") model = message.model
+            const start = asRecord(message.usage)
+            if (start !== undefined) usage = { ...usage, ...(start as Partial<AnthropicMessages.Usage>) }
+            buffer.push(chunk({ role: "assistant", content: "" }))
+            return
+          }
+          case "content_block_start": {
+            const block = asRecord(event.content_block)
+            const index = typeof event.index === "number" ? event.index : -1
+            if (block === undefined) return invalid("content_block_start has no content_block")
+            if (block.type === "text" && typeof block.text === "string" && block.text !== "")
+              buffer.push(chunk({ content: block.text }))
+            else if (block.type === "tool_use") {
+              const toolIndex = toolOfBlock.size
+              toolOfBlock.set(index, toolIndex)
+              buffer.push(
+                chunk({
+                  tool_calls: [
+                    {
+                      index: toolIndex,
+                      id: typeof block.id === "string" ? block.id : "",
+                      type: "function",
+                      function: { name: typeof block.name === "string" ? block.name : "", arguments: "" }
+                    }
+                  ]
+                })
+              )
+            }
+            return
+          }
+          case "content_block_delta": {
+            const delta = asRecord(event.delta)
+            if (delta === undefined) return invalid("content_block_delta has no delta")
+            if (delta.type === "text_delta" && typeof delta.text === "string")
+              buffer.push(chunk({ content: delta.text }))
+            else if (delta.type === "thinking_delta" && typeof delta.thinking === "string")
+              buffer.push(chunk({ reasoning_content: delta.thinking }))
+            else if (delta.type === "input_json_delta" && typeof delta.partial_json === "string") {
+              const toolIndex = toolOfBlock.get(typeof event.index === "number" ? event.index : -1)
+              if (toolIndex === undefined) return invalid("input_json_delta for a block that is not a tool_use")
+              if (delta.partial_json !== "")
+                buffer.push(chunk({ tool_calls: [{ index: toolIndex, function: { arguments: delta.partial_json } }] }))
+            }
+            return
+          }
+          case "message_delta": {
+            const delta = asRecord(event.delta)
+            const more = asRecord(event.usage)
+            if (more !== undefined) usage = { ...usage, ...(more as Partial<AnthropicMessages.Usage>) }
+            if (delta !== undefined && typeof delta.stop_reason === "string")
+              buffer.push(chunk({}, AnthropicMessages.finishReason(delta.stop_reason)))
+            return
+          }
+          case "message_stop":
+            if (context.includeUsage)
+              buffer.push({
+                id,
+                object: "chat.completion.chunk",
+                created: context.created,
+                model,
+                choices: [],
+                usage: AnthropicMessages.toUsage(usage)
+              })
+            done = true
+            return
+          case "error":
+            return failWith(AnthropicError.reasonFromErrorEvent(event))
+          default:
+            // `ping`, `content_block_stop`, and event types Anthropic may add later: nothing to emit.
+            return
+        }
+      }
+
+      const parser = Sse.makeParser((event) => {
+        if (done || failure !== undefined || event._tag === "Retry") return
+        const parsed = Result.try(() => JSON.parse(event.data) as unknown)
+        const json = Result.isSuccess(parsed) ? asRecord(parsed.success) : undefined
+        if (json === undefined) return invalid(`A stream event is not a JSON object: ${event.data.slice(0, 200)}`)
+        onEvent(json)
+      })
+
+      const feed = (bytes: Uint8Array | undefined) => {
+        const error = parser.feed(bytes === undefined ? decoder.decode() : decoder.decode(bytes, { stream: true }))
+        if (error !== undefined) invalid(error.message)
+      }
+
+      /** Past the first delivered chunk, any failure is an interruption carrying the text so far. */
+      const stop = (reason: LlmError.Reason): Effect.Effect<never, LlmError.LlmError> =>
+        Effect.fail(
+          LlmError.make(
+            delivered === 0
+              ? reason
+              : new LlmError.StreamInterrupted({ text, chunks: delivered, description: reason.message }),
+            { provider: context.provider, model: context.model }
+          )
+        )
+
+      const loop: Pull.Pull<ReadonlyArray<ChatChunk.ChatChunk>, LlmError.LlmError> = Effect.suspend(() => {
+        // The opening role chunk waits for one that says something, so a failure (or a cut) before any
+        // content fails as itself (retryable), not as an interruption.
+        if (buffer.length > 0 && (done || buffer.some(isSubstantive))) {
+          const out = buffer
+          buffer = []
+          for (const item of out) text += item.choices[0]?.delta.content ?? ""
+          delivered += out.length
+          return Effect.succeed(out)
+        }
+        if (failure !== undefined) {
+          buffer = []
+          return stop(failure)
+        }
+        if (done) return Cause.done()
+        if (ended) return stop(new LlmError.Transport({ description: "The stream ended before message_stop" }))
+        return pull.pipe(
+          Effect.flatMap((arrays) => {
+            for (const bytes of arrays) feed(bytes)
+            return loop
+          }),
+          Pull.catchDone(() => {
+            ended = true
+            feed(undefined)
+            return loop
+          }),
+          Effect.catchTag("HttpClientError", (error) =>
+            stop(
+              new LlmError.Transport({
+                description: `The connection dropped mid-stream: ${error.reason.description ?? error.message}`
+              })
+            )
+          )
+        )
+      })
+      return loop as Pull.Pull<readonly [ChatChunk.ChatChunk, ...Array<ChatChunk.ChatChunk>], LlmError.LlmError>
+    })
+  )
+
+/**
+ * The provider on an `HttpClient` you provide (a custom undici `Dispatcher`, a test transport, `fetch`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerWithHttpClient = (
+  options: Options = {}
+): Layer.Layer<LlmClient.LlmClient, never, HttpClient.HttpClient> => Layer.effect(LlmClient.LlmClient, make(options))
+
+/**
+ * The provider on undici, with its own keep-alive connection pool, closed when the layer's scope closes.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options & PoolOptions = {}): Layer.Layer<LlmClient.LlmClient> =>
+  layerWithHttpClient(options).pipe(
+    Layer.provide(
+      NodeHttpClient.layerUndiciOptions({
+        connect: { timeout: options.connectTimeoutMs ?? 10_000 },
+        ...(options.connections === undefined ? {} : { connections: options.connections }),
+        ...(options.keepAliveTimeoutMs === undefined ? {} : { keepAliveTimeout: options.keepAliveTimeoutMs })
+      })
+    )
+  )
+
+/**
+ * The provider configured from the environment: `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL` (default
+ * `https://api.anthropic.com`). Explicit options win over the environment.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Options & PoolOptions = {}
+): Layer.Layer<LlmClient.LlmClient, Config.ConfigError> =>
+  Layer.unwrap(
+    Effect.gen(function* () {
+      const apiKey = yield* Config.option(Config.Redacted("ANTHROPIC_API_KEY"))
+      const baseUrl = yield* Config.option(Config.String("ANTHROPIC_BASE_URL"))
+      return layer({
+        ...options,
+        apiKey: options.apiKey ?? Option.getOrUndefined(apiKey),
+        baseUrl: options.baseUrl ?? Option.getOrUndefined(baseUrl)
+      })
+    })
+  )
