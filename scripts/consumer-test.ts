@@ -15,6 +15,7 @@ const keep = process.argv.includes("--keep")
 const packages = [
   "core",
   "openai",
+  "anthropic",
   "mock-server",
   "gateway",
   "resilience",
