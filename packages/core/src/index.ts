@@ -15,6 +15,8 @@ export * as ChatRequest from "./ChatRequest.ts"
 export * as ChatResponse from "./ChatResponse.ts"
 /** @since 0.1.0 */
 export * as Cost from "./Cost.ts"
+/** @since 0.2.0 */
+export * as Embeddings from "./Embeddings.ts"
 /** @since 0.1.0 */
 export * as LlmClient from "./LlmClient.ts"
 /** @since 0.1.0 */
