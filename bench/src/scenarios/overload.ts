@@ -7,6 +7,7 @@
  */
 import { Agent, request as undiciRequest } from "undici"
 import { closedLoop, openLoop } from "../Load.ts"
+import * as Measure from "../Measure.ts"
 import { barChart, type Report, type Scenario, type Size } from "../Scenario.ts"
 import * as Servers from "../Servers.ts"
 import { round } from "../Stats.ts"
@@ -57,10 +58,10 @@ export const scenario: Scenario = {
       )
       statuses.clear()
       const rate = Math.round(2 * capacity.perSecond)
-      const rss: Array<number> = []
-      const sampler = setInterval(() => rss.push(gateway.rssBytes()), 500)
+      const sampler = Measure.sampleRss(gateway.rssBytes, 500)
       const overload = await openLoop(call, { rate, seconds: settings.seconds })
-      clearInterval(sampler)
+      const overTime = sampler.stop()
+      const rss = overTime.map(([, bytes]) => bytes)
       const health = await fetch(`${gateway.url}/healthz`).then(
         (response) => response.status,
         () => 0
@@ -97,11 +98,13 @@ export const scenario: Scenario = {
               "429 without Retry-After",
               "admitted p50 (ms)",
               "admitted p99 (ms)",
+              "admitted p99.9 (ms)",
               "unloaded p99 (ms)",
               "RSS start (MiB)",
               "RSS middle (MiB)",
               "RSS end (MiB)",
-              "healthz after"
+              "healthz after",
+              "load average"
             ],
             rows: [
               [
@@ -114,11 +117,13 @@ export const scenario: Scenario = {
                 retryAfterMissing,
                 round(overload.p50, 1),
                 round(overload.p99, 1),
+                round(overload.latency.p999, 1),
                 round(unloadedP99, 1),
                 mib(rssStart),
                 mib(rssMiddle),
                 mib(rssEnd),
-                health
+                health,
+                overload.load
               ]
             ]
           }
@@ -158,9 +163,22 @@ export const scenario: Scenario = {
             { label: "200 answered", value: ok },
             { label: "429 shed", value: shed },
             { label: "other", value: otherCount }
+          ]),
+          Measure.cdfChart("overload-cdf.svg", "Latency CDF: admitted requests at twice capacity vs at capacity", [
+            { label: `at capacity (closed loop, ${maxInFlight} in flight)`, latency: capacity.latency },
+            { label: `twice capacity (open loop, ${rate} req/s), admitted`, latency: overload.latency }
+          ]),
+          Measure.rssChart("overload-rss.svg", "Gateway RSS at twice capacity", [
+            { label: "gateway RSS", samples: overTime }
           ])
         ],
-        data: { capacity, overload, statuses: Object.fromEntries(statuses), rss, rate }
+        data: {
+          capacity: { ...capacity, latency: undefined },
+          overload: { ...overload, latency: undefined },
+          statuses: Object.fromEntries(statuses),
+          rss: overTime,
+          rate
+        }
       }
     } finally {
       await agent.close()

@@ -1,7 +1,10 @@
 /**
  * Scenario 5: streams. Time to first token and tokens/s straight to the mock (raw undici +
- * eventsource-parser), through `LlmClient.stream`, and through the gateway; and the SSE parse rate of
- * Effect's parser (what callm uses) against `eventsource-parser`, on the same bytes in one process.
+ * eventsource-parser), through `LlmClient.stream`, through the gateway, through the minimal proxy (the
+ * gateway's baseline) and through the Portkey gateway (the peer), 32 streams at once; the CPU each
+ * proxy spends per chunk; and the SSE parse rate of Effect's parser (what callm uses) against
+ * `eventsource-parser`, on the same bytes in one process. Goals (issue 17): TTFT through the gateway
+ * within 1 ms of direct, token rate at least 0.8x direct, at most 2 µs of gateway CPU per chunk.
  */
 
 import { performance } from "node:perf_hooks"
@@ -11,6 +14,7 @@ import * as Sse from "effect/encoding/Sse"
 import { createParser } from "eventsource-parser"
 import { Agent, request as undiciRequest } from "undici"
 import * as Clients from "../Clients.ts"
+import * as Measure from "../Measure.ts"
 import { barChart, type Report, type Scenario, type Size } from "../Scenario.ts"
 import * as Servers from "../Servers.ts"
 import { median, round } from "../Stats.ts"
@@ -21,7 +25,7 @@ const plan = (size: Size) =>
   size === "smoke"
     ? { tokens: 20, streams: 4, concurrency: 2, events: 5_000, parseRounds: 1 }
     : size === "quick"
-      ? { tokens: 200, streams: 48, concurrency: 16, events: 100_000, parseRounds: 5 }
+      ? { tokens: 200, streams: 64, concurrency: 32, events: 100_000, parseRounds: 5 }
       : { tokens: 500, streams: 160, concurrency: 32, events: 400_000, parseRounds: 7 }
 
 interface StreamRun {
@@ -35,15 +39,24 @@ const summarizeRuns = (runs: ReadonlyArray<StreamRun>) => ({
   tokensPerSecond: median(runs.map((run) => run.tokensPerSecond))
 })
 
+/** Runs `count` streams, `concurrency` at a time; failed ones are counted by their error message. */
 const many = async (count: number, concurrency: number, one: () => Promise<StreamRun>) => {
   const runs: Array<StreamRun> = []
+  const failures: Record<string, number> = {}
   let next = 0
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
-      while (next++ < count) runs.push(await one())
+      while (next++ < count) {
+        try {
+          runs.push(await one())
+        } catch (error) {
+          const key = error instanceof Error ? error.message : String(error)
+          failures[key] = (failures[key] ?? 0) + 1
+        }
+      }
     })
   )
-  return runs
+  return { runs, failures }
 }
 
 export const scenario: Scenario = {
@@ -53,34 +66,43 @@ export const scenario: Scenario = {
     const settings = plan(size)
     const mock = await Servers.mock({ ...latency, tokens: settings.tokens })
     const gateway = await Servers.gateway(`${mock.url}/v1`)
+    const proxy = await Servers.minimalProxy(mock.url)
+    const portkey = await Servers.portkey()
+    const portkeyHeaders = Servers.portkeyHeaders(`${mock.url}/v1`)
     const agent = new Agent()
     const client = Clients.openai(`${mock.url}/v1`)
     const body = JSON.stringify({ model: "mock-small", messages: [{ role: "user", content: "stream" }], stream: true })
-    const raw = (origin: string) => async (): Promise<StreamRun> => {
-      const start = performance.now()
-      let first = 0
-      let last = 0
-      let tokens = 0
-      const parser = createParser({
-        onEvent: (event) => {
-          if (event.data === "[DONE]") return
-          const content = (JSON.parse(event.data) as ChatChunk.ChatChunk).choices[0]?.delta.content
-          if (content) {
-            last = performance.now()
-            if (tokens++ === 0) first = last
+    const raw =
+      (origin: string, headers: Record<string, string> = {}) =>
+      async (): Promise<StreamRun> => {
+        const start = performance.now()
+        let first = 0
+        let last = 0
+        let tokens = 0
+        const parser = createParser({
+          onEvent: (event) => {
+            if (event.data === "[DONE]") return
+            const content = (JSON.parse(event.data) as ChatChunk.ChatChunk).choices[0]?.delta.content
+            if (content) {
+              last = performance.now()
+              if (tokens++ === 0) first = last
+            }
           }
+        })
+        const response = await undiciRequest(`${origin}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json", ...headers },
+          body,
+          dispatcher: agent
+        })
+        if (response.statusCode !== 200) {
+          await response.body.text()
+          throw new Error(`HTTP ${response.statusCode}`)
         }
-      })
-      const response = await undiciRequest(`${origin}/v1/chat/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body,
-        dispatcher: agent
-      })
-      response.body.setEncoding("utf8")
-      for await (const text of response.body) parser.feed(text as string)
-      return { ttft: first - start, tokensPerSecond: ((tokens - 1) * 1000) / (last - first) }
-    }
+        response.body.setEncoding("utf8")
+        for await (const text of response.body) parser.feed(text as string)
+        return { ttft: first - start, tokensPerSecond: ((tokens - 1) * 1000) / (last - first) }
+      }
     const viaClient = async (): Promise<StreamRun> =>
       Clients.run(
         client,
@@ -101,17 +123,43 @@ export const scenario: Scenario = {
         })
       )
     try {
-      const paths: Array<[string, () => Promise<StreamRun>]> = [
-        ["straight to the mock (undici + eventsource-parser)", raw(mock.url)],
-        ["LlmClient.stream", viaClient],
-        ["through the gateway (undici + eventsource-parser)", raw(gateway.url)]
+      const direct = "straight to the mock (undici + eventsource-parser)"
+      const viaGateway = "through the callm gateway (undici + eventsource-parser)"
+      const paths: Array<[string, () => Promise<StreamRun>, Servers.Server | undefined]> = [
+        [direct, raw(mock.url), undefined],
+        ["LlmClient.stream, straight to the mock", viaClient, undefined],
+        [viaGateway, raw(gateway.url), gateway],
+        ["through the minimal proxy (baseline)", raw(proxy.url), proxy],
+        ["through the Portkey gateway (peer)", raw(portkey.url, portkeyHeaders), portkey]
       ]
-      for (const [, one] of paths) await many(2, 2, one)
-      const results: Record<string, ReturnType<typeof summarizeRuns>> = {}
-      for (const [label, one] of paths) {
-        results[label] = summarizeRuns(await many(settings.streams, settings.concurrency, one))
+      // Warm every path (connections, JIT): a few rounds of streams, 32 at once.
+      for (const [, one] of paths) await many(settings.concurrency, settings.concurrency, one)
+      const results: Record<
+        string,
+        ReturnType<typeof summarizeRuns> & {
+          streams: number
+          failures: Record<string, number>
+          cpuMicrosPerChunk: number
+          load: number
+        }
+      > = {}
+      for (const [label, one, server] of paths) {
+        const cpu = server?.cpuSeconds() ?? 0
+        const { runs, failures } = await many(settings.streams, settings.concurrency, one)
+        // Chunks with content, plus the role chunk, the finish chunk and [DONE]: tokens + 3 events a stream.
+        const chunks = runs.length * (settings.tokens + 3)
+        results[label] = {
+          ...(runs.length === 0
+            ? { ttftP50: Number.NaN, ttftP99: Number.NaN, tokensPerSecond: Number.NaN }
+            : summarizeRuns(runs)),
+          streams: runs.length,
+          failures,
+          cpuMicrosPerChunk:
+            server === undefined || chunks === 0 ? Number.NaN : ((server.cpuSeconds() - cpu) * 1e6) / chunks,
+          load: Measure.load()
+        }
         progress(
-          `${label}: TTFT p50 ${round(results[label]!.ttftP50, 2)} ms, ${round(results[label]!.tokensPerSecond, 1)} tokens/s`
+          `${label}: ${runs.length} streams, TTFT p50 ${round(results[label]!.ttftP50, 2)} ms, ${round(results[label]!.tokensPerSecond, 1)} tokens/s${Object.keys(failures).length > 0 ? `, failed: ${JSON.stringify(failures)}` : ""}`
         )
       }
 
@@ -156,25 +204,46 @@ export const scenario: Scenario = {
         `SSE parse: Effect ${Math.round(effectRate)} events/s, eventsource-parser ${Math.round(eventsourceRate)} events/s`
       )
 
-      const direct = results[paths[0]![0]]!
+      const base = results[direct]!
+      const through = results[viaGateway]!
       return {
         name: "streaming",
         title: "Streaming: time to first token, tokens/s and SSE parse rate",
         notes: [
           `Mock: ${latency.ttftMs} ms to first token, ${latency.itlMs} ms between tokens (${1000 / latency.itlMs} tokens/s at most), ${settings.tokens} tokens per stream; ${settings.streams} streams, ${settings.concurrency} at a time.`,
           "TTFT is from sending the request to the first chunk with content; tokens/s is (tokens - 1) over the time from the first to the last content chunk.",
-          `SSE parse rate: ${settings.events} OpenAI-shaped events fed in 16 KiB pieces, best of ${settings.parseRounds} interleaved runs, in this process.`
+          `SSE parse rate: ${settings.events} OpenAI-shaped events fed in 16 KiB pieces, best of ${settings.parseRounds} interleaved runs, in this process.`,
+          "CPU per chunk: the proxy process's CPU time over the run divided by the SSE events it passed (tokens + 3 a stream).",
+          "Portkey gateway: npm @portkey-ai/gateway 1.15.2 on this Node; a failed stream is counted by its HTTP status, as measured."
         ],
         tables: [
           {
             title: "Time to first token and tokens/s",
-            columns: ["path", "TTFT p50 (ms)", "TTFT p99 (ms)", "added TTFT p50 (ms)", "tokens/s (median)"],
+            columns: [
+              "path",
+              "streams completed",
+              "failed",
+              "TTFT p50 (ms)",
+              "TTFT p99 (ms)",
+              "added TTFT p50 (ms)",
+              "tokens/s (median)",
+              "vs direct",
+              "proxy CPU per chunk (µs)",
+              "load average"
+            ],
             rows: Object.entries(results).map(([label, result]) => [
               label,
+              result.streams,
+              Object.entries(result.failures)
+                .map(([reason, count]) => `${count} × ${reason}`)
+                .join(", ") || 0,
               round(result.ttftP50, 2),
               round(result.ttftP99, 2),
-              round(result.ttftP50 - direct.ttftP50, 2),
-              round(result.tokensPerSecond, 1)
+              round(result.ttftP50 - base.ttftP50, 2),
+              round(result.tokensPerSecond, 1),
+              `${round(result.tokensPerSecond / base.tokensPerSecond, 2)}x`,
+              Number.isNaN(result.cpuMicrosPerChunk) ? "" : round(result.cpuMicrosPerChunk, 2),
+              result.load
             ])
           },
           {
@@ -190,13 +259,37 @@ export const scenario: Scenario = {
             ]
           }
         ],
-        goals: [],
+        goals: [
+          {
+            goal: `TTFT p50 through the gateway within 1 ms of direct, ${settings.concurrency} streams at once`,
+            value: round(through.ttftP50 - base.ttftP50, 2),
+            target: 1,
+            direction: "<=",
+            unit: "ms added"
+          },
+          {
+            goal: "token rate through the gateway at >= 0.8x direct",
+            value: round(through.tokensPerSecond / base.tokensPerSecond, 2),
+            target: 0.8,
+            direction: ">=",
+            unit: "x"
+          },
+          {
+            goal: "at most 2 µs of gateway CPU per chunk",
+            value: round(through.cpuMicrosPerChunk, 2),
+            target: 2,
+            direction: "<=",
+            unit: "µs"
+          }
+        ],
         charts: [
           barChart(
             "streaming-ttft.svg",
             "Time to first token, p50 (ms, lower is better)",
             "milliseconds",
-            Object.entries(results).map(([label, result]) => ({ label, value: round(result.ttftP50, 2) }))
+            Object.entries(results)
+              .filter(([, result]) => Number.isFinite(result.ttftP50))
+              .map(([label, result]) => ({ label, value: round(result.ttftP50, 2) }))
           ),
           barChart("sse-parse.svg", "SSE parse rate (events/s, higher is better)", "events per second", [
             { label: "effect/encoding Sse (callm)", value: Math.round(effectRate) },
@@ -208,7 +301,7 @@ export const scenario: Scenario = {
     } finally {
       await client.dispose()
       await agent.close()
-      await gateway.close()
+      await Promise.all([gateway.close(), proxy.close(), portkey.close()])
       await mock.close()
     }
   }
