@@ -9,3 +9,5 @@
 export * as OpenAiClient from "./OpenAiClient.ts"
 /** @since 0.1.0 */
 export * as OpenAiError from "./OpenAiError.ts"
+/** @since 0.2.0 */
+export * as OpenAiEmbeddings from "./OpenAiEmbeddings.ts"
