@@ -36,7 +36,44 @@ export interface ChatRequest {
   readonly stop: ReadonlyArray<string>
   readonly stream: boolean
   readonly includeUsage: boolean
+  /** The declared function tools (empty when none). */
+  readonly tools: ReadonlyArray<Tool>
+  /** `tool_choice`: `auto` (the default with tools), `none`, `required`, or one tool by name. */
+  readonly toolChoice: ToolChoice
+  /** `response_format`, when it asks for JSON. */
+  readonly responseFormat: ResponseFormat | undefined
 }
+
+/**
+ * A declared function tool: its name and its parameters' JSON schema.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Tool {
+  readonly name: string
+  readonly parameters: unknown
+}
+
+/**
+ * Which tool the model may call.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type ToolChoice =
+  | { readonly mode: "auto" | "none" | "required" }
+  | { readonly mode: "named"; readonly name: string }
+
+/**
+ * A JSON response format: any JSON object, or JSON valid against a schema.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type ResponseFormat =
+  | { readonly type: "json_object" }
+  | { readonly type: "json_schema"; readonly name: string; readonly schema: unknown; readonly strict: boolean }
 
 /**
  * The result of validation: the request, or the error to answer.
@@ -173,6 +210,11 @@ export const validate = (body: unknown): Validated => {
     includeUsage = include === true
   }
 
+  const tooling = validateTools(fields)
+  if ("status" in tooling) return fail(tooling)
+  const format = validateResponseFormat(fields.response_format)
+  if (format !== undefined && "status" in format) return fail(format)
+
   const maxCompletionTokens = fields.max_completion_tokens
   const maxTokens = fields.max_tokens
   return {
@@ -189,7 +231,10 @@ export const validate = (body: unknown): Validated => {
             : undefined,
       stop: stops,
       stream: stream === true,
-      includeUsage
+      includeUsage,
+      tools: tooling.tools,
+      toolChoice: tooling.toolChoice,
+      responseFormat: format
     }
   }
 }
@@ -254,4 +299,139 @@ const checkPositiveInteger = (fields: Record<string, unknown>, name: string): Ap
     return ApiError.invalidValue(name, `Invalid value for '${name}': expected an integer of at least 1, got ${value}.`)
   }
   return undefined
+}
+
+const toolNamePattern = /^[a-zA-Z0-9_-]{1,64}$/
+const autoChoice: ToolChoice = { mode: "auto" }
+const noneChoice: ToolChoice = { mode: "none" }
+const noTools: ReadonlyArray<Tool> = []
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+
+/** `tools` and `tool_choice`, checked as OpenAI checks them. */
+const validateTools = (
+  fields: Record<string, unknown>
+): { readonly tools: ReadonlyArray<Tool>; readonly toolChoice: ToolChoice } | ApiError.ApiError => {
+  const raw = fields.tools
+  const choice = fields.tool_choice
+  let tools = noTools
+  if (raw !== undefined && raw !== null) {
+    if (!Array.isArray(raw)) return ApiError.invalidType("tools", "an array", raw)
+    if (raw.length > 128) {
+      return ApiError.invalidValue(
+        "tools",
+        `Invalid 'tools': array too long. Expected an array with maximum length 128, but got an array with length ${raw.length} instead.`,
+        "array_above_max_length"
+      )
+    }
+    const list: Array<Tool> = []
+    for (let i = 0; i < raw.length; i++) {
+      const tool = raw[i] as unknown
+      const path = `tools[${i}]`
+      if (!isObject(tool)) return ApiError.invalidType(path, "an object", tool)
+      if (tool.type !== "function") {
+        return ApiError.invalidValue(
+          `${path}.type`,
+          `Invalid value: '${String(tool.type)}'. Supported values are: 'function'.`
+        )
+      }
+      const fn = tool.function
+      if (fn === undefined || fn === null) return ApiError.missingParameter(`${path}.function`)
+      if (!isObject(fn)) return ApiError.invalidType(`${path}.function`, "an object", fn)
+      if (fn.name === undefined || fn.name === null) return ApiError.missingParameter(`${path}.function.name`)
+      if (typeof fn.name !== "string" || !toolNamePattern.test(fn.name)) {
+        return ApiError.invalidValue(
+          `${path}.function.name`,
+          `Invalid '${path}.function.name': string does not match pattern. Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$' of at most 64 characters.`
+        )
+      }
+      if (fn.parameters !== undefined && fn.parameters !== null && !isObject(fn.parameters)) {
+        return ApiError.invalidType(`${path}.function.parameters`, "a JSON schema object", fn.parameters)
+      }
+      if (list.some((t) => t.name === fn.name)) {
+        return ApiError.invalidValue(
+          `${path}.function.name`,
+          `Invalid 'tools': the tool name '${fn.name}' appears twice.`
+        )
+      }
+      list.push({ name: fn.name, parameters: fn.parameters ?? { type: "object", properties: {} } })
+    }
+    tools = list
+  }
+  if (choice === undefined || choice === null) return { tools, toolChoice: tools.length > 0 ? autoChoice : noneChoice }
+  if (tools.length === 0) {
+    return ApiError.invalidValue(
+      "tool_choice",
+      "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified."
+    )
+  }
+  if (choice === "auto" || choice === "none" || choice === "required") return { tools, toolChoice: { mode: choice } }
+  if (typeof choice === "string") {
+    return ApiError.invalidValue(
+      "tool_choice",
+      `Invalid value: '${choice}'. Supported values are: 'none', 'auto', 'required', or an object naming a function.`
+    )
+  }
+  if (!isObject(choice)) return ApiError.invalidType("tool_choice", "a string or an object", choice)
+  const named = choice.function
+  if (choice.type !== "function" || !isObject(named) || typeof named.name !== "string") {
+    return ApiError.invalidValue(
+      "tool_choice",
+      "Invalid value for 'tool_choice': expected { type: 'function', function: { name } }."
+    )
+  }
+  if (!tools.some((tool) => tool.name === named.name)) {
+    return ApiError.invalidValue(
+      "tool_choice",
+      `Invalid value for 'tool_choice': function '${named.name}' is not one of the declared tools.`
+    )
+  }
+  return { tools, toolChoice: { mode: "named", name: named.name } }
+}
+
+/** `response_format`, checked as OpenAI checks it; `undefined` for plain text. */
+const validateResponseFormat = (format: unknown): ResponseFormat | ApiError.ApiError | undefined => {
+  if (format === undefined || format === null) return undefined
+  if (!isObject(format)) return ApiError.invalidType("response_format", "an object", format)
+  switch (format.type) {
+    case "text":
+      return undefined
+    case "json_object":
+      return { type: "json_object" }
+    case "json_schema": {
+      const spec = format.json_schema
+      if (spec === undefined || spec === null) return ApiError.missingParameter("response_format.json_schema")
+      if (!isObject(spec)) return ApiError.invalidType("response_format.json_schema", "an object", spec)
+      if (spec.name === undefined || spec.name === null) {
+        return ApiError.missingParameter("response_format.json_schema.name")
+      }
+      if (typeof spec.name !== "string" || !toolNamePattern.test(spec.name)) {
+        return ApiError.invalidValue(
+          "response_format.json_schema.name",
+          "Invalid 'response_format.json_schema.name': expected a string that matches the pattern '^[a-zA-Z0-9_-]+$' of at most 64 characters."
+        )
+      }
+      const schema = spec.schema
+      if (schema !== undefined && schema !== null && !isObject(schema)) {
+        return ApiError.invalidType("response_format.json_schema.schema", "a JSON schema object", schema)
+      }
+      const strict = spec.strict
+      if (strict !== undefined && strict !== null && typeof strict !== "boolean") {
+        return ApiError.invalidType("response_format.json_schema.strict", "a boolean", strict)
+      }
+      if (strict === true && isObject(schema) && schema.type === "object" && schema.additionalProperties !== false) {
+        return ApiError.invalidValue(
+          "response_format",
+          `Invalid schema for response_format '${spec.name}': In context=(), 'additionalProperties' is required to be supplied and to be false.`
+        )
+      }
+      return { type: "json_schema", name: spec.name, schema: schema ?? {}, strict: strict === true }
+    }
+    default:
+      return ApiError.invalidValue(
+        "response_format.type",
+        `Invalid value: '${String(format.type)}'. Supported values are: 'json_object', 'json_schema', and 'text'.`
+      )
+  }
 }

@@ -55,7 +55,7 @@ export const completionObject = (id: string, created: number, model: string, com
   choices: [
     {
       index: 0,
-      message: { role: "assistant", content: completion.content, refusal: null },
+      message: messageObject(completion),
       logprobs: null,
       finish_reason: completion.finishReason
     }
@@ -92,7 +92,11 @@ export const completionJsonWith = (id: string, created: number, rest: string): s
 export const completionJsonRest = (model: string, completion: Completion): string => {
   const promptTokens = completion.promptTokens
   const completionTokens = completion.tokens.length
-  return `,"model":${JSON.stringify(model)},"system_fingerprint":"${systemFingerprint}","choices":[{"index":0,"message":{"role":"assistant","content":${JSON.stringify(completion.content)},"refusal":null},"logprobs":null,"finish_reason":"${completion.finishReason}"}],"usage":{"prompt_tokens":${promptTokens},"completion_tokens":${completionTokens},"total_tokens":${promptTokens + completionTokens}}}`
+  const message =
+    completion.toolCall === undefined
+      ? `{"role":"assistant","content":${JSON.stringify(completion.content)},"refusal":null}`
+      : JSON.stringify(messageObject(completion))
+  return `,"model":${JSON.stringify(model)},"system_fingerprint":"${systemFingerprint}","choices":[{"index":0,"message":${message},"logprobs":null,"finish_reason":"${completion.finishReason}"}],"usage":{"prompt_tokens":${promptTokens},"completion_tokens":${completionTokens},"total_tokens":${promptTokens + completionTokens}}}`
 }
 
 /**
@@ -152,13 +156,38 @@ export const streamEvents = (
     ? `,"logprobs":null,"finish_reason":null}],"usage":null}\n\n`
     : `,"logprobs":null,"finish_reason":null}]}\n\n`
   const tokens = new Array<string>(completion.tokens.length)
+  const call = completion.toolCall
   for (let i = 0; i < tokens.length; i++) {
-    tokens[i] = `${prefix}{"content":${JSON.stringify(completion.tokens[i])}}${suffix}`
+    tokens[i] =
+      call === undefined
+        ? `${prefix}{"content":${JSON.stringify(completion.tokens[i])}}${suffix}`
+        : `${prefix}{"tool_calls":[{"index":0,"function":{"arguments":${JSON.stringify(completion.tokens[i])}}}]}${suffix}`
   }
   let tail = `${prefix}{},"logprobs":null,"finish_reason":"${completion.finishReason}"}]${includeUsage ? ',"usage":null' : ""}}\n\n`
   if (includeUsage) {
     tail += `data: {"id":"${id}","object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(model)},"system_fingerprint":"${systemFingerprint}","choices":[],"usage":${JSON.stringify(usage(completion))}}\n\n`
   }
   tail += doneEvent
-  return { head: `${prefix}{"role":"assistant","content":""}${suffix}`, tokens, tail }
+  const head =
+    call === undefined
+      ? `${prefix}{"role":"assistant","content":""}${suffix}`
+      : `${prefix}{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"${call.id}","type":"function","function":{"name":${JSON.stringify(call.name)},"arguments":""}}],"refusal":null}${suffix}`
+  return { head, tokens, tail }
 }
+
+/** The assistant message of a JSON answer: text, or one tool call with `content: null`. */
+const messageObject = (completion: Completion) =>
+  completion.toolCall === undefined
+    ? { role: "assistant", content: completion.content, refusal: null }
+    : {
+        role: "assistant",
+        content: null,
+        tool_calls: [
+          {
+            id: completion.toolCall.id,
+            type: "function",
+            function: { name: completion.toolCall.name, arguments: completion.content }
+          }
+        ],
+        refusal: null
+      }

@@ -27,7 +27,7 @@ export const echoModel = "mock-echo"
  * @since 0.1.0
  * @category models
  */
-export type FinishReason = "stop" | "length"
+export type FinishReason = "stop" | "length" | "tool_calls"
 
 /**
  * A generated completion: its tokens (which concatenate to the content), why it ended, and the
@@ -41,6 +41,11 @@ export interface Completion {
   readonly content: string
   readonly finishReason: FinishReason
   readonly promptTokens: number
+  /**
+   * Set when the answer is a tool call: its id and the tool's name; `content` then holds the
+   * arguments (JSON) and `tokens` their pieces, as a stream sends them.
+   */
+  readonly toolCall?: { readonly id: string; readonly name: string } | undefined
 }
 
 /**

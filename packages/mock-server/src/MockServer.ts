@@ -31,6 +31,7 @@ import * as Latency from "./Latency.ts"
 import * as MockOptions from "./MockOptions.ts"
 import * as RateLimit from "./RateLimit.ts"
 import { Capacity } from "./internal/Capacity.ts"
+import * as Model from "./internal/Model.ts"
 import * as Stats from "./Stats.ts"
 
 /**
@@ -752,7 +753,11 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
     const { extra, mode } = admitted
 
     if (known === undefined) {
-      known = { request, completion: Generate.generate(request, profile.tokens), jsonRest: undefined }
+      known = {
+        request,
+        completion: Model.answer(request, Model.openAiIntent(request), profile.tokens),
+        jsonRest: undefined
+      }
       if (reusable) {
         if (prepared.size >= maxPreparedAnswers) prepared.clear()
         prepared.set(text, known)
@@ -882,7 +887,7 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
         results[index] = { index, status: item.status, error: ApiError.toBody(item) }
         continue
       }
-      const completion = Generate.generate(item, profile.tokens)
+      const completion = Model.answer(item, Model.openAiIntent(item), profile.tokens)
       batchTokens += completion.promptTokens + completion.tokens.length
       if (mode === modeNormal) {
         counters.promptTokens += completion.promptTokens

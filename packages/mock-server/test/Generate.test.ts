@@ -10,6 +10,9 @@ const request = (overrides: Partial<ChatRequest> = {}): ChatRequest => ({
   stop: [],
   stream: false,
   includeUsage: false,
+  tools: [],
+  toolChoice: { mode: "none" },
+  responseFormat: undefined,
   ...overrides
 })
 
