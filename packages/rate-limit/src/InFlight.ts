@@ -18,6 +18,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redis from "effect/persistence/Redis"
+import * as RedisFallback from "./internal/redisFallback.ts"
 
 /**
  * The store could not be reached.
@@ -125,35 +126,68 @@ return 1
 )
 
 /**
+ * Options of the Redis store.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface RedisOptions {
+  /** Default `"callm:inflight:"`. */
+  readonly prefix?: string | undefined
+  /** The longest a Redis call may take before this process's own slots answer. Default 100 ms. */
+  readonly timeout?: Duration.Input | undefined
+}
+
+/**
  * Slots in Redis, shared by every process pointing at it. Time is Redis's own (`TIME`), so processes
  * with skewed clocks agree on when a lease ends.
+ *
+ * When Redis does not answer within `timeout` (or fails), slots are taken in this process's memory
+ * instead: the cap holds per process during an outage (counted in
+ * `callm_redis_fallback_total{store="in_flight"}`, logged once). A slot taken in Redis before the
+ * outage and released during it is freed when its lease ends.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const makeRedis = Effect.fnUntraced(function* (options: { readonly prefix?: string | undefined } = {}) {
+export const makeRedis = Effect.fnUntraced(function* (options: RedisOptions = {}) {
   const redis = yield* Redis.Redis
   const prefix = options.prefix ?? "callm:inflight:"
+  const local = yield* makeMemory
+  const fallback = RedisFallback.make("in_flight", Duration.fromInputUnsafe(options.timeout ?? "100 millis"))
   const acquire = redis.eval(acquireScript)
   const renew = redis.eval(renewScript)
   const now = Effect.map(
     redis.send<[string, string]>("TIME"),
     ([seconds, micros]) => Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
   )
-  const fail = Effect.mapError((cause: unknown) => new InFlightStoreError({ cause }))
   return InFlightStore.of({
     acquire: (key, member, limit, lease) =>
-      Effect.flatMap(now, (at) =>
-        Effect.map(
-          acquire(`${prefix}${key}`, member, limit, at, Duration.toMillis(lease)),
-          (reply) => Number(reply) === 1
-        )
-      ).pipe(fail),
-    renew: (key, member, lease) =>
-      Effect.flatMap(now, (at) => Effect.asVoid(renew(`${prefix}${key}`, member, at, Duration.toMillis(lease)))).pipe(
-        fail
+      fallback(
+        "acquire",
+        Effect.flatMap(now, (at) =>
+          Effect.map(
+            acquire(`${prefix}${key}`, member, limit, at, Duration.toMillis(lease)),
+            (reply) => Number(reply) === 1
+          )
+        ),
+        local.acquire(key, member, limit, lease)
       ),
-    release: (key, member) => Effect.asVoid(redis.send("ZREM", `${prefix}${key}`, member)).pipe(fail)
+    renew: (key, member, lease) =>
+      Effect.andThen(
+        local.renew(key, member, lease),
+        fallback(
+          "renew",
+          Effect.flatMap(now, (at) => Effect.asVoid(renew(`${prefix}${key}`, member, at, Duration.toMillis(lease)))),
+          Effect.void
+        )
+      ),
+    // Released on both sides: a slot taken locally during an outage must not outlive it.
+    release: (key, member) =>
+      Effect.andThen(
+        local.release(key, member),
+        fallback("release", Effect.asVoid(redis.send("ZREM", `${prefix}${key}`, member)), Effect.void)
+      )
   })
 })
 
@@ -168,5 +202,5 @@ export const layerMemory: Layer.Layer<InFlightStore> = Layer.effect(InFlightStor
  * @category layers
  */
 export const layerRedis = (
-  options: { readonly prefix?: string | undefined } = {}
+  options: RedisOptions = {}
 ): Layer.Layer<InFlightStore, never, Redis.Redis> => Layer.effect(InFlightStore, makeRedis(options))

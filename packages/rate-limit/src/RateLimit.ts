@@ -33,6 +33,7 @@ import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as InFlight from "./InFlight.ts"
+import * as RateLimitStore from "./RateLimitStore.ts"
 
 /**
  * Options of the rate limiter.
@@ -311,7 +312,8 @@ export const layer = (options: Options): Layer.Layer<LlmClient.LlmClient, never,
 
 /**
  * The rate limiter with its budgets in Redis, shared by every process using the same `prefix`, on the
- * `Redis` service you provide once for every plugin.
+ * `Redis` service you provide once for every plugin. While Redis does not answer (within 100 ms), the
+ * limits hold in this process's memory instead (see `RateLimitStore` and `InFlight.makeRedis`).
  *
  * @since 0.1.0
  * @category layers
@@ -323,7 +325,7 @@ export const layerRedis = (
     Layer.provide(
       Layer.merge(
         RateLimiter.layer.pipe(
-          Layer.provide(RateLimiter.layerStoreRedis({ prefix: `${options.prefix ?? "callm:ratelimit"}:` }))
+          Layer.provide(RateLimitStore.layerRedis({ prefix: `${options.prefix ?? "callm:ratelimit"}:` }))
         ),
         InFlight.layerRedis({ prefix: `${options.prefix ?? "callm:ratelimit"}:inflight:` })
       )

@@ -1,0 +1,243 @@
+/**
+ * One Redis connection for every callm store (cache, rate limits, in-flight slots, budgets, circuit
+ * breakers), made so that losing Redis degrades callm instead of stalling it:
+ *
+ * - The layer never fails and never waits: a process started while Redis is down starts at once, and
+ *   the client keeps reconnecting in the background (backoff up to 1 s) for as long as it runs.
+ * - While Redis is unreachable, every command fails at once (no offline queue), and while it is slow
+ *   (three commands in a row without an answer within `commandTimeout`) commands fail at once for a
+ *   second before Redis is tried again. Each store then answers from local state (see
+ *   `callm_redis_fallback_total`): the caller never waits on a Redis that is not there.
+ * - One log line when Redis is lost, one when it is back; `callm_redis_up` is 1 while it answers.
+ *
+ * Use it instead of `@effect/platform-node`'s `NodeRedis.layer`, which fails the layer (and so the
+ * process) when Redis is down at start, waits for the first connection, and queues commands while
+ * disconnected. Hand-written for those three reasons; the `Redis` service it provides is
+ * `effect/persistence`'s own (`Redis.make`: scripts, pooled reserved connections, pub/sub).
+ *
+ * @since 0.2.0
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Redis from "effect/persistence/Redis"
+import { createClient } from "redis"
+
+/**
+ * Options of the connection.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Options {
+  /** `redis://host:port/db` (or `rediss://` for TLS). */
+  readonly url: string
+  /** The longest a command may take before it fails (and the store falls back). Default 100 ms. */
+  readonly commandTimeout?: Duration.Input | undefined
+  /** How long commands fail at once after Redis stopped answering, before it is tried again. Default 1 s. */
+  readonly retryAfter?: Duration.Input | undefined
+  /**
+   * At start, how long to wait for the first connection attempt to succeed or fail (a refused
+   * connection fails at once; an unreachable host can take this long). The layer never fails: past
+   * this, the process starts with the stores on local state. Default 2 s.
+   */
+  readonly startupWait?: Duration.Input | undefined
+}
+
+/**
+ * 1 while Redis is connected and answering, 0 otherwise.
+ *
+ * @since 0.2.0
+ * @category metrics
+ */
+export const upGauge = Metric.gauge("callm_redis_up", {
+  description: "1 while the Redis connection is up and answering, 0 while callm's stores use local state."
+})
+
+/**
+ * Store calls answered from local state because Redis failed, by `store` and `op`. The stores of
+ * `@callm/cache`, `@callm/observability` and `@callm/resilience` count into the same family (same
+ * name and description).
+ *
+ * @since 0.2.0
+ * @category metrics
+ */
+export const fallbacksTotal = Metric.counter("callm_redis_fallback_total", {
+  description: "Store calls answered from local state because Redis was unreachable, slow or failing, by store and op.",
+  incremental: true
+})
+
+/** Consecutive timeouts after which Redis counts as not answering. */
+const timeoutsBeforeUnresponsive = 3
+
+const causeText = (cause: unknown): string => {
+  let current: unknown = cause
+  let text = ""
+  for (let depth = 0; depth < 4 && current !== undefined && current !== null; depth++) {
+    if (current instanceof Error && current.message !== "") text = current.message
+    current = (current as { cause?: unknown }).cause
+  }
+  return text || String(cause)
+}
+
+/**
+ * Builds the connection and the `Redis` service on it; the client is closed when the scope ends.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function* (options: Options) {
+  const commandTimeout = Duration.fromInputUnsafe(options.commandTimeout ?? "100 millis")
+  const retryAfterMs = Duration.toMillis(Duration.fromInputUnsafe(options.retryAfter ?? "1 second"))
+  const runSync = Effect.runSyncWith(yield* Effect.context<never>())
+
+  // Node-redis' own reconnection, with a strategy that never gives up (its default, and NodeRedis',
+  // stop on the first failure before the client was ever ready).
+  const reconnectStrategy = (retries: number) => Math.min(2 ** retries * 50, 1000) + Math.floor(Math.random() * 100)
+  const client = createClient({ url: options.url, disableOfflineQueue: true, socket: { reconnectStrategy } })
+
+  let up = false
+  let lastProblem = ""
+  let consecutiveTimeouts = 0
+  let unresponsiveUntil = 0
+  // undefined until the first state is known, so the first failure at start is logged once.
+  let logged: "up" | "down" | undefined
+  const report = (next: "up" | "down", detail: string) => {
+    if (logged === next) return
+    logged = next
+    runSync(
+      Effect.andThen(
+        Metric.update(upGauge, next === "up" ? 1 : 0),
+        next === "up"
+          ? Effect.logInfo(`callm redis: ${options.url.replace(/\/\/[^@/]*@/, "//")} answers; stores use Redis again`)
+          : Effect.logWarning(`callm redis: unavailable (${detail}); stores use local state until it answers`)
+      )
+    )
+  }
+  client.on("ready", () => {
+    up = true
+    consecutiveTimeouts = 0
+    unresponsiveUntil = 0
+    report("up", "")
+  })
+  // Emitted on every failed attempt: only a change of state is logged.
+  client.on("error", (cause: unknown) => {
+    up = client.isReady
+    lastProblem = causeText(cause)
+    if (!up) report("down", lastProblem)
+  })
+  client.on("end", () => {
+    up = false
+  })
+  yield* Metric.update(upGauge, 0)
+  // Not awaited: the first connection may come much later, and the process serves meanwhile. Only
+  // the first attempt is waited for (up to `startupWait`), so that a process started next to a
+  // running Redis uses it from its first call.
+  const firstAttempt = Effect.callback<void>((resume) => {
+    const done = () => resume(Effect.void)
+    client.once("ready", done)
+    client.once("error", done)
+    return Effect.sync(() => {
+      client.off("ready", done)
+      client.off("error", done)
+    })
+  })
+  client.connect().catch(() => undefined)
+  const startupWait = Duration.fromInputUnsafe(options.startupWait ?? "2 seconds")
+  yield* Effect.timeoutOrElse(firstAttempt, {
+    duration: startupWait,
+    orElse: () => Effect.sync(() => report("down", `no connection within ${Duration.format(startupWait)}`))
+  })
+  yield* Effect.addFinalizer(() => Effect.promise(() => (client.isOpen ? client.close() : Promise.resolve())))
+
+  const unavailable = (why: string) =>
+    Effect.fail(new Redis.RedisError({ cause: new Error(`Redis ${why}`) }))
+
+  const send = <A = unknown>(command: string, ...args: ReadonlyArray<string>): Effect.Effect<A, Redis.RedisError> =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      if (!up || !client.isReady) return unavailable(`not connected${lastProblem === "" ? "" : ` (${lastProblem})`}`)
+      if (now < unresponsiveUntil) return unavailable("not answering")
+      return Effect.tryPromise({
+        try: () => client.sendCommand([command, ...args]) as Promise<A>,
+        catch: (cause) => new Redis.RedisError({ cause })
+      }).pipe(
+        Effect.timeoutOrElse({
+          duration: commandTimeout,
+          orElse: () =>
+            Effect.suspend(() => {
+              consecutiveTimeouts++
+              if (consecutiveTimeouts >= timeoutsBeforeUnresponsive) {
+                unresponsiveUntil = now + retryAfterMs
+                report("down", `no answer within ${Duration.format(commandTimeout)}`)
+              }
+              return unavailable(`gave no answer within ${Duration.format(commandTimeout)}`)
+            })
+        }),
+        Effect.tap(() =>
+          Effect.sync(() => {
+            consecutiveTimeouts = 0
+            if (logged !== "up") report("up", "")
+          })
+        )
+      )
+    })
+
+  return yield* Redis.make({
+    send,
+    // Reserved connections (blocking commands) and subscriptions get their own sockets, which do not
+    // reconnect: a dropped one fails, as in `NodeRedis`.
+    connect: Effect.tryPromise({
+      try: async () => {
+        const connection = client.duplicate({ socket: { reconnectStrategy: false } })
+        connection.on("error", () => undefined)
+        await connection.connect()
+        return connection
+      },
+      catch: (cause) => new Redis.RedisError({ cause })
+    }).pipe(
+      Effect.map((connection) => ({
+        send: <A = unknown>(command: string, ...args: ReadonlyArray<string>) =>
+          Effect.tryPromise({
+            try: () => connection.sendCommand([command, ...args]) as Promise<A>,
+            catch: (cause) => new Redis.RedisError({ cause })
+          }),
+        close: Effect.sync(() => {
+          if (connection.isOpen) connection.destroy()
+        })
+      }))
+    ),
+    subscribe: (channel, onMessage) =>
+      Effect.gen(function* () {
+        const subscriber = yield* Effect.acquireRelease(
+          Effect.tryPromise({
+            try: async () => {
+              const subscriber = client.duplicate({ socket: { reconnectStrategy: false } })
+              subscriber.on("error", () => undefined)
+              await subscriber.connect()
+              await subscriber.subscribe(channel, (message, channel) => onMessage({ channel, message }))
+              return subscriber
+            },
+            catch: (cause) => new Redis.RedisError({ cause })
+          }),
+          (subscriber) =>
+            Effect.sync(() => {
+              if (subscriber.isOpen) subscriber.destroy()
+            })
+        )
+        return Effect.callback<void, Redis.RedisError>((resume) => {
+          subscriber.once("end", () => resume(Effect.fail(new Redis.RedisError({ cause: new Error("subscriber closed") }))))
+        })
+      })
+  })
+})
+
+/**
+ * The connection as a layer providing `effect/persistence`'s `Redis`: it never fails, even when
+ * Redis is down at start.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<Redis.Redis> => Layer.effect(Redis.Redis, make(options))
