@@ -171,11 +171,12 @@ export const ChatRequest = Schema.Struct({
   parallel_tool_calls: Schema.optionalKey(Schema.Boolean),
   response_format: Schema.optionalKey(
     Schema.Union([
-      Schema.Struct({ type: Schema.Literals(["text", "json_object"]) }),
+      Schema.Struct({ type: Schema.Literal("text") }),
+      Schema.Struct({ type: Schema.Literal("json_object") }),
       Schema.Struct({
         type: Schema.Literal("json_schema"),
         json_schema: Schema.Struct({
-          name: Schema.String,
+          name: Schema.String.check(Schema.isPattern(/^[a-zA-Z0-9_-]{1,64}$/)),
           description: Schema.optionalKey(Schema.String),
           schema: Schema.optionalKey(Schema.Record(Schema.String, Schema.Json)),
           strict: Schema.optionalKey(Schema.NullOr(Schema.Boolean))
@@ -191,7 +192,40 @@ export const ChatRequest = Schema.Struct({
   stream_options: Schema.optionalKey(Schema.Struct({ include_usage: Schema.optionalKey(Schema.Boolean) })),
   /** Provider-specific fields, merged into the wire body as they are (vLLM `top_k`, Qwen `enable_thinking`). */
   extra_body: Schema.optionalKey(Schema.Record(Schema.String, Schema.Json))
-})
+}).check(Schema.makeFilter((request) => toolsAndFormatIssue(request), { title: "tools and response_format" }))
+
+/**
+ * What the field-by-field schema cannot see about tools and structured output, checked as OpenAI does:
+ * tool names are unique; `tool_choice` `required` or a named function needs `tools`, and a named
+ * function must be one of them; a `strict` JSON schema needs its `schema`.
+ */
+function toolsAndFormatIssue(request: {
+  readonly tools?: ReadonlyArray<{ readonly function: { readonly name: string } }>
+  readonly tool_choice?: string | { readonly function: { readonly name: string } }
+  readonly response_format?: {
+    readonly type: string
+    readonly json_schema?: { readonly schema?: unknown; readonly strict?: boolean | null }
+  }
+}): { readonly path: ReadonlyArray<PropertyKey>; readonly issue: string } | undefined {
+  const names = new Set<string>()
+  for (const [index, tool] of (request.tools ?? []).entries()) {
+    if (names.has(tool.function.name))
+      return { path: ["tools", index, "function", "name"], issue: `Duplicate tool name ${tool.function.name}` }
+    names.add(tool.function.name)
+  }
+  const choice = request.tool_choice
+  if (choice !== undefined && choice !== "none" && choice !== "auto" && names.size === 0)
+    return { path: ["tool_choice"], issue: "tool_choice requires tools: declare the tools the model may call" }
+  if (typeof choice === "object" && !names.has(choice.function.name))
+    return {
+      path: ["tool_choice", "function", "name"],
+      issue: `tool_choice names ${choice.function.name}, which is not one of the declared tools (${[...names].join(", ")})`
+    }
+  const format = request.response_format
+  if (format?.type === "json_schema" && format.json_schema?.strict === true && format.json_schema.schema === undefined)
+    return { path: ["response_format", "json_schema", "schema"], issue: "A strict json_schema needs its schema" }
+  return undefined
+}
 
 /**
  * @since 0.1.0

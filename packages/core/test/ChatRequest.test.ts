@@ -194,3 +194,81 @@ describe("ChatRequest nesting", () => {
     assert.isTrue(Result.isSuccess(result))
   })
 })
+
+describe("ChatRequest tools and structured output", () => {
+  const weather = {
+    type: "function" as const,
+    function: {
+      name: "get_weather",
+      description: "The weather in a city",
+      parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+      strict: true
+    }
+  }
+
+  it("accepts tools, every tool_choice form, parallel_tool_calls and every response_format", () => {
+    for (const extra of [
+      { tools: [weather] },
+      { tools: [weather], tool_choice: "auto" },
+      { tools: [weather], tool_choice: "required", parallel_tool_calls: false },
+      { tools: [weather], tool_choice: { type: "function", function: { name: "get_weather" } } },
+      { tool_choice: "none" },
+      { response_format: { type: "text" } },
+      { response_format: { type: "json_object" } },
+      {
+        response_format: {
+          type: "json_schema",
+          json_schema: {
+            name: "person",
+            schema: { type: "object", properties: { name: { type: "string" } } },
+            strict: true
+          }
+        }
+      },
+      { response_format: { type: "json_schema", json_schema: { name: "loose" } } }
+    ]) {
+      const result = ChatRequest.validateResult({ ...valid, ...extra })
+      assert.isTrue(Result.isSuccess(result), JSON.stringify(extra))
+    }
+  })
+
+  const cases: ReadonlyArray<readonly [extra: Record<string, unknown>, param: string, says: string]> = [
+    [{ tools: [{ ...weather, type: "retrieval" }] }, "tools[0].type", "function"],
+    [{ tools: [{ type: "function", function: { name: "has spaces" } }] }, "tools[0].function.name", ""],
+    [
+      { tools: [{ type: "function", function: { name: "f", parameters: "object" } }] },
+      "tools[0].function.parameters",
+      ""
+    ],
+    [{ tools: [{ type: "function", function: {} }] }, "tools[0].function.name", ""],
+    [{ tools: [weather, weather] }, "tools[1].function.name", "Duplicate tool name get_weather"],
+    [{ tools: [weather], tool_choice: "sometimes" }, "tool_choice", ""],
+    [{ tool_choice: "required" }, "tool_choice", "requires tools"],
+    [{ tool_choice: { type: "function", function: { name: "get_weather" } } }, "tool_choice", "requires tools"],
+    [
+      { tools: [weather], tool_choice: { type: "function", function: { name: "get_time" } } },
+      "tool_choice.function.name",
+      "get_time, which is not one of the declared tools (get_weather)"
+    ],
+    [{ response_format: { type: "xml" } }, "response_format", '"type": "json_schema"'],
+    [{ response_format: { type: "json_schema" } }, "response_format.json_schema", ""],
+    [
+      { response_format: { type: "json_schema", json_schema: { name: "a b" } } },
+      "response_format.json_schema.name",
+      ""
+    ],
+    [
+      { response_format: { type: "json_schema", json_schema: { name: "x", strict: true } } },
+      "response_format.json_schema.schema",
+      "A strict json_schema needs its schema"
+    ],
+    [{ parallel_tool_calls: "yes" }, "parallel_tool_calls", ""]
+  ]
+  for (const [extra, param, says] of cases) {
+    it(`names ${param} for ${JSON.stringify(extra).slice(0, 90)}`, () => {
+      const error = badRequest({ ...valid, ...extra })
+      assert.strictEqual(error.param, param)
+      if (says !== "") assert.include(error.message, says)
+    })
+  }
+})
