@@ -9,7 +9,10 @@
  * `@effect/platform-node`'s `NodeRedis.layer`, and every plugin shares the connection). Its keys are
  * `<prefix>:v<version>:<namespace>:<key>`, the version changing whenever the stored format does, so a
  * new release never reads an old shape. Values above `compressAbove` bytes are deflated. Every command
- * has a timeout: a slow or unreachable Redis turns into a miss, never into a stuck call.
+ * has a deadline (`timeout`, default 100 ms): while Redis is slow or unreachable a read is a miss, a
+ * write is skipped and the single-flight locks are this process's own, never a stuck or failed call.
+ * Each fallback is counted in `callm_redis_fallback_total{store="cache",op}` and one log line says
+ * when the cache degrades and when Redis answers again.
  *
  * @since 0.1.0
  */
@@ -23,6 +26,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Redis from "effect/persistence/Redis"
+import * as RedisFallback from "./internal/redisFallback.ts"
 
 /**
  * A store failed (Redis unreachable, a timeout): the cache treats it as a miss.
@@ -217,7 +221,7 @@ export interface RedisOptions {
   readonly prefix?: string | undefined
   /** Values larger than this many bytes are deflated. Default 1,024. */
   readonly compressAbove?: number | undefined
-  /** The longest a Redis command may take before the cache treats it as a miss. Default 250 ms. */
+  /** The longest a Redis command may take before the cache treats it as a miss. Default 100 ms. */
   readonly timeout?: Duration.Input | undefined
 }
 
@@ -259,21 +263,12 @@ export const makeRedis = Effect.fnUntraced(function* (options: RedisOptions = {}
   const redis = yield* Redis.Redis
   const base = `${options.prefix ?? "callm:cache"}:v${formatVersion}:${options.namespace ?? "default"}:`
   const compressAbove = options.compressAbove ?? 1024
-  const timeout = Duration.fromInputUnsafe(options.timeout ?? "250 millis")
+  const timeout = Duration.fromInputUnsafe(options.timeout ?? "100 millis")
   const renew = redis.eval(renewScript)
   const unlock = redis.eval(unlockScript)
-
-  const run = <A>(operation: string, effect: Effect.Effect<A, Redis.RedisError>): Effect.Effect<A, CacheStoreError> =>
-    effect.pipe(
-      Effect.timeoutOrElse({
-        duration: timeout,
-        orElse: () =>
-          Effect.fail(
-            new CacheStoreError({ operation, cause: new Error(`no answer within ${Duration.format(timeout)}`) })
-          )
-      }),
-      Effect.mapError((cause) => (cause instanceof CacheStoreError ? cause : new CacheStoreError({ operation, cause })))
-    )
+  // While Redis is away: misses, skipped writes, and single-flight within this process only.
+  const local = yield* makeMemory({ maxEntries: 1, maxBytes: 1 })
+  const fallback = RedisFallback.make("cache", timeout)
 
   // "j" + JSON as it is, or "z" + base64 of the deflated JSON: node-redis commands carry strings.
   const encode = (value: string) =>
@@ -284,21 +279,23 @@ export const makeRedis = Effect.fnUntraced(function* (options: RedisOptions = {}
   return CacheStore.of({
     shared: true,
     get: (key) =>
-      run(
+      fallback(
         "get",
         Effect.map(redis.send<string | null>("GET", `${base}${key}`), (stored) =>
           stored === null ? undefined : decode(stored)
-        )
+        ),
+        Effect.succeed(undefined)
       ),
     set: (key, value, ttl) =>
-      run(
+      fallback(
         "set",
         Effect.asVoid(
           redis.send("SET", `${base}${key}`, encode(value), "PX", String(Math.max(1, Duration.toMillis(ttl))))
-        )
+        ),
+        Effect.void
       ),
     lock: (key, owner, lease) =>
-      run(
+      fallback(
         "lock",
         Effect.map(
           redis.send<string | null>(
@@ -310,21 +307,29 @@ export const makeRedis = Effect.fnUntraced(function* (options: RedisOptions = {}
             String(Math.max(1, Duration.toMillis(lease)))
           ),
           (reply) => reply === "OK"
-        )
+        ),
+        local.lock(key, owner, lease)
       ),
     renew: (key, owner, lease) =>
-      run(
+      fallback(
         "renew",
         Effect.map(
           renew(`${base}lock:${key}`, owner, Math.max(1, Duration.toMillis(lease))),
           (reply) => Number(reply) === 1
-        )
+        ),
+        local.renew(key, owner, lease)
       ),
-    unlock: (key, owner) => run("unlock", Effect.asVoid(unlock(`${base}lock:${key}`, owner))),
+    // Released on both sides: a lock taken locally during an outage must not outlive it.
+    unlock: (key, owner) =>
+      Effect.andThen(
+        local.unlock(key, owner),
+        fallback("unlock", Effect.asVoid(unlock(`${base}lock:${key}`, owner)), Effect.void)
+      ),
     isLocked: (key) =>
-      run(
+      fallback(
         "isLocked",
-        Effect.map(redis.send<number>("EXISTS", `${base}lock:${key}`), (count) => Number(count) > 0)
+        Effect.map(redis.send<number>("EXISTS", `${base}lock:${key}`), (count) => Number(count) > 0),
+        local.isLocked(key)
       )
   })
 })

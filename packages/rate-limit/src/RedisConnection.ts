@@ -104,14 +104,17 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   let unresponsiveUntil = 0
   // undefined until the first state is known, so the first failure at start is logged once.
   let logged: "up" | "down" | undefined
+  let wasUp = false
   const report = (next: "up" | "down", detail: string) => {
     if (logged === next) return
     logged = next
+    const again = wasUp ? " again" : ""
+    if (next === "up") wasUp = true
     runSync(
       Effect.andThen(
         Metric.update(upGauge, next === "up" ? 1 : 0),
         next === "up"
-          ? Effect.logInfo(`callm redis: ${options.url.replace(/\/\/[^@/]*@/, "//")} answers; stores use Redis again`)
+          ? Effect.logInfo(`callm redis: ${options.url.replace(/\/\/[^@/]*@/, "//")} answers${again}; stores use it`)
           : Effect.logWarning(`callm redis: unavailable (${detail}); stores use local state until it answers`)
       )
     )

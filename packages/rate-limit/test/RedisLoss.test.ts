@@ -1,9 +1,8 @@
 import { ChatRequest, type ChatResponse, LlmClient } from "@callm/core"
 import { RateLimit, RedisConnection } from "@callm/rate-limit"
-import { freePort, privateRedis } from "@callm/testing/Redis"
+import { freePort, privateRedis, redisKeys } from "@callm/testing/Redis"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Metric, Result, Scope, Stream } from "effect"
-import { createClient } from "redis"
 
 const answer = (request: ChatRequest.ChatRequest): ChatResponse.ChatResponse => ({
   id: "x",
@@ -23,14 +22,7 @@ const fallbacks = (store: string, op: string) =>
   )
 
 /** The keys under `prefix` in the Redis at `url`, read with a client of the test's own. */
-const keysIn = (url: string, prefix: string) =>
-  Effect.promise(async () => {
-    const client = createClient({ url })
-    await client.connect()
-    const keys = await client.keys(`${prefix}*`)
-    await client.close()
-    return keys
-  })
+const keysIn = (url: string, pattern: string) => Effect.promise(() => redisKeys(url, pattern))
 
 const limitedOn = (url: string, prefix: string, options: RateLimit.Options) =>
   Effect.gen(function* () {
@@ -58,7 +50,7 @@ describe("RateLimit when Redis goes away", () => {
         const prefix = "test:loss"
         const client = yield* limitedOn(redis.url, prefix, { requests: 3, window: "1 minute", onLimit: "fail" })
         yield* client.complete(ask)
-        assert.isAbove((yield* keysIn(redis.url, prefix)).length, 0, "the bucket lives in Redis")
+        assert.isAbove((yield* keysIn(redis.url, `${prefix}*`)).length, 0, "the bucket lives in Redis")
 
         yield* Effect.promise(() => redis.stop())
         const before = yield* fallbacks("rate_limit", "token_bucket")
@@ -79,7 +71,7 @@ describe("RateLimit when Redis goes away", () => {
         for (let attempt = 0; attempt < 100 && keys.length === 0; attempt++) {
           yield* Effect.sleep("100 millis")
           yield* Effect.exit(client.complete(ask))
-          keys = yield* keysIn(back.url, prefix)
+          keys = yield* keysIn(back.url, `${prefix}*`)
         }
         assert.isAbove(keys.length, 0, "the buckets are in Redis again")
       }).pipe(Effect.scoped),
@@ -106,7 +98,7 @@ describe("RateLimit when Redis goes away", () => {
         for (let attempt = 0; attempt < 100 && keys.length === 0; attempt++) {
           yield* Effect.sleep("100 millis")
           yield* client.complete(ask)
-          keys = yield* keysIn(redis.url, prefix)
+          keys = yield* keysIn(redis.url, `${prefix}*`)
         }
         assert.isAbove(keys.length, 0, "the process joined Redis without a restart")
       }).pipe(Effect.scoped),

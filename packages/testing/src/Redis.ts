@@ -2,7 +2,7 @@
  * Redis for tests: the shared one every test run uses (keys namespaced, never flushed) and private
  * servers on free ports for tests that stop and restart one.
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import { once } from "node:events"
 import { createServer } from "node:net"
@@ -52,3 +52,12 @@ export const privateRedis = async (port?: number) => {
     }
   }
 }
+
+/** The keys matching `pattern` in the Redis at `url` (with `redis-cli`, so a test needs no client of its own). */
+export const redisKeys = (url: string, pattern: string) =>
+  new Promise<Array<string>>((resolve, reject) => {
+    const { hostname, port } = new URL(url)
+    execFile("redis-cli", ["-h", hostname, "-p", port || "6379", "--scan", "--pattern", pattern], (error, stdout) =>
+      error === null ? resolve(stdout.split("\n").filter((line) => line !== "")) : reject(error)
+    )
+  })
