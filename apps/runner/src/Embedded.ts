@@ -8,12 +8,24 @@ import { type MockServerOptions as MockOptions, startMockServer } from "@callm/m
 import { Effect } from "effect"
 
 /**
- * The latency model of an embedded mock.
+ * The latency and capacity model of an embedded mock.
  *
  * @since 0.1.0
  * @category models
  */
-export type Latency = Pick<MockOptions, "overheadMs" | "ttftMs" | "itlMs" | "tokens" | "batchItemMs" | "jitter">
+export type Latency = Pick<
+  MockOptions,
+  | "overheadMs"
+  | "ttftMs"
+  | "itlMs"
+  | "tokens"
+  | "batchItemMs"
+  | "jitter"
+  | "requestCostMs"
+  | "tokenCostMs"
+  | "slots"
+  | "queue"
+>
 
 /**
  * Starts a mock on a free loopback port for the life of the scope.
