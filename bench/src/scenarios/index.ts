@@ -9,6 +9,8 @@ import { scenario as memory } from "./memory.ts"
 import { scenario as mockCapacity } from "./mockCapacity.ts"
 import { scenario as modes } from "./modes.ts"
 import { scenario as overload } from "./overload.ts"
+import { scenario as runnerMemory } from "./runnerMemory.ts"
+import { scenario as startup } from "./startup.ts"
 import { scenario as streaming } from "./streaming.ts"
 
 export const scenarios: ReadonlyArray<Scenario> = [
@@ -19,5 +21,7 @@ export const scenarios: ReadonlyArray<Scenario> = [
   overload,
   streaming,
   cache,
-  memory
+  memory,
+  runnerMemory,
+  startup
 ]
