@@ -185,7 +185,10 @@ export const accumulate = (state: Accumulator, chunk: ChatChunk): Accumulator =>
           current.toolCalls[call.index] = target
         }
         if (call.id) target.id = call.id
-        if (call.function?.name) target.function.name += call.function.name
+        // OpenAI sends the name once, on the call's first fragment; some servers repeat it on every
+        // fragment, which must not double it.
+        const name = call.function?.name
+        if (name && name !== target.function.name) target.function.name += name
         if (call.function?.arguments) target.function.arguments += call.function.arguments
       }
     }
@@ -215,7 +218,10 @@ export const toResponse = (state: Accumulator): ChatResponse => {
         role: choice.role,
         content: choice.content,
         refusal: choice.refusal,
-        ...(choice.toolCalls.length > 0 ? { tool_calls: choice.toolCalls as ReadonlyArray<ToolCall> } : {}),
+        // `filter` drops the holes a server that skips an index would leave.
+        ...(choice.toolCalls.length > 0
+          ? { tool_calls: choice.toolCalls.filter((call) => call !== undefined) as ReadonlyArray<ToolCall> }
+          : {}),
         ...(choice.reasoning === null ? {} : { reasoning_content: choice.reasoning })
       },
       finish_reason: choice.finishReason
@@ -232,8 +238,9 @@ export const toResponse = (state: Accumulator): ChatResponse => {
 }
 
 /**
- * The chunks a response would have streamed as: a role chunk, one content chunk, a finish chunk and a
- * usage chunk. Used to serve a cached or non-streaming answer to a caller who asked for a stream.
+ * The chunks a response would have streamed as: a role chunk, one content chunk, one chunk with the
+ * whole tool calls, a finish chunk and a usage chunk. Used to serve a cached or non-streaming answer to
+ * a caller who asked for a stream.
  *
  * @since 0.1.0
  * @category constructors
@@ -251,6 +258,24 @@ export const fromResponse = (response: ChatResponse): ReadonlyArray<ChatChunk> =
   for (const choice of response.choices) {
     const content = choice.message.content
     if (content) chunks.push({ ...base, choices: [{ index: choice.index, delta: { content } }] })
+    const calls = choice.message.tool_calls
+    if (calls && calls.length > 0)
+      chunks.push({
+        ...base,
+        choices: [
+          {
+            index: choice.index,
+            delta: {
+              tool_calls: calls.map((call, index) => ({
+                index,
+                id: call.id,
+                type: call.type,
+                function: { name: call.function.name, arguments: call.function.arguments }
+              }))
+            }
+          }
+        ]
+      })
   }
   chunks.push({
     ...base,

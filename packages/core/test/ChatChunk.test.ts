@@ -71,3 +71,68 @@ describe("ChatChunk", () => {
       })
   })
 })
+
+describe("ChatChunk tool call accumulation", () => {
+  const toolDelta = (
+    calls: NonNullable<ChatChunk.ChatChunk["choices"][number]["delta"]["tool_calls"]>
+  ): ChatChunk.ChatChunk => ({ ...base, choices: [{ index: 0, delta: { tool_calls: calls } }] })
+
+  it("joins interleaved argument fragments of parallel tool calls by index, as OpenAI streams them", () => {
+    const chunks: Array<ChatChunk.ChatChunk> = [
+      { ...base, choices: [{ index: 0, delta: { role: "assistant", content: null } }] },
+      toolDelta([{ index: 0, id: "call_a", type: "function", function: { name: "get_weather", arguments: "" } }]),
+      toolDelta([{ index: 0, function: { arguments: '{"ci' } }]),
+      toolDelta([{ index: 1, id: "call_b", type: "function", function: { name: "get_time", arguments: "" } }]),
+      toolDelta([{ index: 1, function: { arguments: '{"tz":"UTC"}' } }]),
+      toolDelta([{ index: 0, function: { arguments: 'ty":"Paris"}' } }]),
+      { ...base, choices: [{ index: 0, delta: {}, finish_reason: "tool_calls" }] }
+    ]
+    const response = ChatChunk.toResponse(chunks.reduce(ChatChunk.accumulate, ChatChunk.accumulator()))
+    assert.isNull(response.choices[0]!.message.content)
+    assert.deepStrictEqual(response.choices[0]!.message.tool_calls, [
+      { id: "call_a", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris"}' } },
+      { id: "call_b", type: "function", function: { name: "get_time", arguments: '{"tz":"UTC"}' } }
+    ])
+    const args = response.choices[0]!.message.tool_calls!.map((call) => JSON.parse(call.function.arguments))
+    assert.deepStrictEqual(args, [{ city: "Paris" }, { tz: "UTC" }])
+  })
+
+  it("does not double a name a server repeats on every fragment, and drops holes in the indexes", () => {
+    const chunks = [
+      toolDelta([{ index: 1, id: "call_x", type: "function", function: { name: "lookup", arguments: '{"q":' } }]),
+      toolDelta([{ index: 1, id: "call_x", type: "function", function: { name: "lookup", arguments: '"cats"}' } }])
+    ]
+    const response = ChatChunk.toResponse(chunks.reduce(ChatChunk.accumulate, ChatChunk.accumulator()))
+    assert.deepStrictEqual(response.choices[0]!.message.tool_calls, [
+      { id: "call_x", type: "function", function: { name: "lookup", arguments: '{"q":"cats"}' } }
+    ])
+  })
+
+  it("replays a response's tool calls through fromResponse, so a cached tool call streams whole", () => {
+    const response: ChatResponse.ChatResponse = {
+      id: "c3",
+      object: "chat.completion",
+      created: 9,
+      model: "m",
+      choices: [
+        {
+          index: 0,
+          message: {
+            role: "assistant",
+            content: null,
+            refusal: null,
+            tool_calls: [
+              { id: "call_1", type: "function", function: { name: "get_weather", arguments: '{"city":"Oslo"}' } },
+              { id: "call_2", type: "function", function: { name: "get_time", arguments: "{}" } }
+            ]
+          },
+          finish_reason: "tool_calls"
+        }
+      ]
+    }
+    const replayed = ChatChunk.toResponse(
+      ChatChunk.fromResponse(response).reduce(ChatChunk.accumulate, ChatChunk.accumulator())
+    )
+    assert.deepStrictEqual(replayed, response)
+  })
+})
