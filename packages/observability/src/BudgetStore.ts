@@ -6,13 +6,21 @@
  * reservation checks every budget of a call and takes from all of them or none, atomically (one Lua
  * script in Redis). Counters of periodic budgets expire a day after their period ends.
  *
+ * The Redis store gives every call a deadline (`timeout`, default 100 ms). While Redis is slow or
+ * away, budgets are kept in this process's memory, starting from what Redis last said each had spent
+ * (a local estimate: never an unlimited budget); what was spent meanwhile is added to Redis once it
+ * answers again. Each fallback is counted in `callm_redis_fallback_total{store="budget",op}`, and one
+ * log line says when the store degrades and when it recovers.
+ *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redis from "effect/persistence/Redis"
+import * as RedisFallback from "./internal/redisFallback.ts"
 
 /**
  * One budget a call draws from.
@@ -152,21 +160,39 @@ return {0, after[1], after[2]}
 )
 
 /**
+ * Options of the Redis store.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface RedisOptions {
+  readonly namespace?: string | undefined
+  /** Default `"callm:budget"`. */
+  readonly prefix?: string | undefined
+  /** The longest a Redis call may take before the local estimate answers. Default 100 ms. */
+  readonly timeout?: Duration.Input | undefined
+  /**
+   * `true` (default): while Redis fails, budgets are kept in memory (see above). `false`: the store
+   * fails, and `Budget`'s `onStoreError` decides.
+   */
+  readonly localFallback?: boolean | undefined
+}
+
+/**
  * A store in Redis, shared by every process that points at it. Keys are
  * `<prefix>:v1:<namespace>:<id>`.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const makeRedis = Effect.fnUntraced(function* (
-  options: { readonly namespace?: string | undefined; readonly prefix?: string | undefined } = {}
-) {
+export const makeRedis = Effect.fnUntraced(function* (options: RedisOptions = {}) {
   const redis = yield* Redis.Redis
   const base = `${options.prefix ?? "callm:budget"}:v1:${options.namespace ?? "default"}:`
+  const timeout = Duration.fromInputUnsafe(options.timeout ?? "100 millis")
   const reserve = redis.eval(reserveScript)
   const fail = Effect.mapError((cause: unknown) => new BudgetStoreError({ cause }))
   const expireOf = (entry: Entry | undefined) => (entry?.expiresAt === undefined ? 0 : entry.expiresAt + 86_400_000)
-  return BudgetStore.of({
+  const shared = BudgetStore.of({
     reserve: (entries, amount) => {
       if (entries.length > 2) return Effect.die(new Error("BudgetStore.layerRedis: at most two budgets a call"))
       const [a, b] = entries
@@ -186,14 +212,97 @@ export const makeRedis = Effect.fnUntraced(function* (
             ? { ok: true, spent: entries.map((_, position) => Number(position === 0 ? first : second)) }
             : { ok: false, index: Number(index) - 1, spent: Number(first) }
         }
-      ).pipe(fail)
+      ).pipe(Effect.timeout(timeout), fail)
     },
     adjust: (entries, delta) =>
       Effect.forEach(entries, (entry) => redis.send("INCRBY", `${base}${entry.id}`, String(Math.round(delta))), {
         discard: true
-      }).pipe(fail),
+      }).pipe(Effect.timeout(timeout), fail),
     spent: (id) =>
-      Effect.map(redis.send<string | null>("GET", `${base}${id}`), (value) => Number(value ?? 0)).pipe(fail)
+      Effect.map(redis.send<string | null>("GET", `${base}${id}`), (value) => Number(value ?? 0)).pipe(
+        Effect.timeout(timeout),
+        fail
+      )
+  })
+  if (options.localFallback === false) return shared
+
+  const fallback = RedisFallback.make("budget", timeout)
+  let local = makeMemory()
+  /** What Redis last said each counter had spent: where a local counter starts. */
+  const lastSpent = new Map<string, number>()
+  /** Local counters started since Redis last answered. */
+  const seeded = new Set<string>()
+  /** Spent locally while Redis was away, to add to Redis when it is back. */
+  const owed = new Map<string, { entry: Entry; amount: number }>()
+  const remember = (entries: ReadonlyArray<Entry>, spent: ReadonlyArray<number>) => {
+    entries.forEach((entry, index) => {
+      // A bound on memory, whatever ids callers make up.
+      if (lastSpent.size < 100_000 || lastSpent.has(entry.id)) lastSpent.set(entry.id, spent[index]!)
+    })
+  }
+  const seed = (entries: ReadonlyArray<Entry>) =>
+    Effect.forEach(
+      entries.filter((entry) => !seeded.has(entry.id)),
+      (entry) => {
+        seeded.add(entry.id)
+        return local.adjust([entry], lastSpent.get(entry.id) ?? 0)
+      },
+      { discard: true }
+    )
+  const owe = (entries: ReadonlyArray<Entry>, amount: number) => {
+    for (const entry of entries) {
+      const before = owed.get(entry.id)?.amount ?? 0
+      owed.set(entry.id, { entry, amount: before + amount })
+    }
+  }
+  // Once Redis answers again: what was spent locally goes to Redis, and local counters start afresh
+  // from Redis's figures at the next outage.
+  const settle = Effect.suspend(() => {
+    if (owed.size === 0 && seeded.size === 0) return Effect.void
+    const debts = [...owed.values()]
+    owed.clear()
+    seeded.clear()
+    local = makeMemory()
+    return Effect.forEach(
+      debts,
+      ({ entry, amount }) =>
+        Effect.catch(shared.adjust([entry], amount), () => Effect.sync(() => owe([entry], amount))),
+      { discard: true }
+    )
+  })
+  return BudgetStore.of({
+    reserve: (entries, amount) =>
+      fallback(
+        "reserve",
+        Effect.tap(shared.reserve(entries, amount), (reservation) =>
+          Effect.andThen(settle, Effect.sync(() => reservation.ok && remember(entries, reservation.spent)))
+        ),
+        Effect.suspend(() =>
+          Effect.andThen(
+            seed(entries),
+            Effect.tap(local.reserve(entries, amount), (reservation) =>
+              Effect.sync(() => reservation.ok && owe(entries, amount))
+            )
+          )
+        )
+      ),
+    adjust: (entries, delta) =>
+      fallback(
+        "adjust",
+        Effect.andThen(shared.adjust(entries, delta), settle),
+        Effect.suspend(() =>
+          Effect.andThen(
+            seed(entries),
+            Effect.andThen(local.adjust(entries, delta), Effect.sync(() => owe(entries, delta)))
+          )
+        )
+      ),
+    spent: (id) =>
+      fallback(
+        "spent",
+        Effect.tap(shared.spent(id), (spent) => Effect.sync(() => lastSpent.set(id, spent))),
+        Effect.suspend(() => (seeded.has(id) ? local.spent(id) : Effect.succeed(lastSpent.get(id) ?? 0)))
+      )
   })
 })
 
@@ -204,5 +313,5 @@ export const makeRedis = Effect.fnUntraced(function* (
  * @category layers
  */
 export const layerRedis = (
-  options: { readonly namespace?: string | undefined; readonly prefix?: string | undefined } = {}
+  options: RedisOptions = {}
 ): Layer.Layer<BudgetStore, never, Redis.Redis> => Layer.effect(BudgetStore, makeRedis(options))

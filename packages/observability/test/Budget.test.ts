@@ -93,7 +93,7 @@ describe("Budget", () => {
     }).pipe(Effect.scoped)
   )
 
-  it.live("when the store is down, calls go ahead by default, or are refused under onStoreError refuse", () =>
+  it.live("when a store without a local fallback is down, calls go ahead by default, or are refused under onStoreError refuse", () =>
     Effect.gen(function* () {
       const mock = yield* mockServer({ tokens: 16 })
       const redis = yield* Effect.acquireRelease(
@@ -104,7 +104,7 @@ describe("Budget", () => {
         build(
           Budget.layer({ perKey: { usd: limit }, onStoreError }).pipe(
             Layer.provide(provider(mock)),
-            Layer.provide(BudgetStore.layerRedis({ namespace: uniqueNamespace() })),
+            Layer.provide(BudgetStore.layerRedis({ namespace: uniqueNamespace(), localFallback: false })),
             Layer.provide(NodeRedis.layer({ url: redis.url, disableOfflineQueue: true }))
           )
         )
