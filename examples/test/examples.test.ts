@@ -84,7 +84,7 @@ describe("example pipelines against the mock", () => {
 
   it("each example runs as a script against the embedded mock", async () => {
     const run = promisify(execFile)
-    for (const name of ["summarize", "classify", "chain", "hello"]) {
+    for (const name of ["summarize", "classify", "chain", "hello", "tools", "extract"]) {
       const script = fileURLToPath(new URL(`../src/${name}.ts`, import.meta.url))
       const { stdout } = await run(process.execPath, [script, "--mock"], { env: { ...process.env, CALLM_MODEL: "" } })
       assert.isAbove(stdout.length, 0, name)
