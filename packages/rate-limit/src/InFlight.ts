@@ -201,6 +201,5 @@ export const layerMemory: Layer.Layer<InFlightStore> = Layer.effect(InFlightStor
  * @since 0.1.0
  * @category layers
  */
-export const layerRedis = (
-  options: RedisOptions = {}
-): Layer.Layer<InFlightStore, never, Redis.Redis> => Layer.effect(InFlightStore, makeRedis(options))
+export const layerRedis = (options: RedisOptions = {}): Layer.Layer<InFlightStore, never, Redis.Redis> =>
+  Layer.effect(InFlightStore, makeRedis(options))

@@ -57,7 +57,9 @@ export const makeRedis = Effect.fnUntraced(function* (options: RedisOptions = {}
       if (seeded.has(call.key) || remaining === undefined) return Effect.void
       seeded.add(call.key)
       const taken = Math.min(call.limit, call.limit - remaining)
-      return taken <= 0 ? Effect.void : Effect.ignore(local.tokenBucket({ ...call, tokens: taken, allowOverflow: true }))
+      return taken <= 0
+        ? Effect.void
+        : Effect.ignore(local.tokenBucket({ ...call, tokens: taken, allowOverflow: true }))
     })
   return RateLimiter.RateLimiterStore.of({
     fixedWindow: (call) => fallback("fixed_window", shared.fixedWindow(call), local.fixedWindow(call)),
@@ -84,7 +86,5 @@ export const makeRedis = Effect.fnUntraced(function* (options: RedisOptions = {}
  * @since 0.2.0
  * @category layers
  */
-export const layerRedis = (
-  options: RedisOptions = {}
-): Layer.Layer<RateLimiter.RateLimiterStore, never, Redis.Redis> =>
+export const layerRedis = (options: RedisOptions = {}): Layer.Layer<RateLimiter.RateLimiterStore, never, Redis.Redis> =>
   Layer.effect(RateLimiter.RateLimiterStore, makeRedis(options))

@@ -155,8 +155,7 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   })
   yield* Effect.addFinalizer(() => Effect.promise(() => (client.isOpen ? client.close() : Promise.resolve())))
 
-  const unavailable = (why: string) =>
-    Effect.fail(new Redis.RedisError({ cause: new Error(`Redis ${why}`) }))
+  const unavailable = (why: string) => Effect.fail(new Redis.RedisError({ cause: new Error(`Redis ${why}`) }))
 
   const send = <A = unknown>(command: string, ...args: ReadonlyArray<string>): Effect.Effect<A, Redis.RedisError> =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
@@ -230,7 +229,9 @@ export const make = Effect.fnUntraced(function* (options: Options) {
             })
         )
         return Effect.callback<void, Redis.RedisError>((resume) => {
-          subscriber.once("end", () => resume(Effect.fail(new Redis.RedisError({ cause: new Error("subscriber closed") }))))
+          subscriber.once("end", () =>
+            resume(Effect.fail(new Redis.RedisError({ cause: new Error("subscriber closed") })))
+          )
         })
       })
   })

@@ -12,14 +12,14 @@ const answer = (request: ChatRequest.ChatRequest): ChatResponse.ChatResponse => 
   choices: [{ index: 0, message: { role: "assistant", content: "ok" }, finish_reason: "stop" }],
   usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }
 })
-const upstream = LlmClient.make({ complete: (request) => Effect.succeed(answer(request)), stream: () => Stream.die("unused") })
+const upstream = LlmClient.make({
+  complete: (request) => Effect.succeed(answer(request)),
+  stream: () => Stream.die("unused")
+})
 const ask = ChatRequest.fromPrompt("m", "q", { max_tokens: 10 })
 
 const fallbacks = (store: string, op: string) =>
-  Effect.map(
-    Metric.value(Metric.withAttributes(RedisConnection.fallbacksTotal, { store, op })),
-    (state) => state.count
-  )
+  Effect.map(Metric.value(Metric.withAttributes(RedisConnection.fallbacksTotal, { store, op })), (state) => state.count)
 
 /** The keys under `prefix` in the Redis at `url`, read with a client of the test's own. */
 const keysIn = (url: string, pattern: string) => Effect.promise(() => redisKeys(url, pattern))
@@ -60,7 +60,11 @@ describe("RateLimit when Redis goes away", () => {
           outcomes.map((result) => (Result.isSuccess(result) ? "answered" : result.failure.reason._tag)),
           ["answered", "answered", "RateLimited", "RateLimited"]
         )
-        assert.isAtLeast((yield* fallbacks("rate_limit", "token_bucket")) - before, 4, "each admission fell back, and was counted")
+        assert.isAtLeast(
+          (yield* fallbacks("rate_limit", "token_bucket")) - before,
+          4,
+          "each admission fell back, and was counted"
+        )
 
         const back = yield* Effect.acquireRelease(
           Effect.promise(() => privateRedis(redis.port)),

@@ -7,6 +7,8 @@
 
 /** @since 0.1.0 */
 export * as CircuitBreaker from "./CircuitBreaker.ts"
+/** @since 0.2.0 */
+export * as CircuitBreakerStore from "./CircuitBreakerStore.ts"
 /** @since 0.1.0 */
 export * as Fallback from "./Fallback.ts"
 /** @since 0.1.0 */

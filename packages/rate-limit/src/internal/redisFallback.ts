@@ -44,7 +44,9 @@ export const make = (store: string, timeout: Duration.Duration) => {
       }
       return Effect.andThen(
         count(op),
-        Effect.logWarning(`callm ${store}: Redis unavailable (${reason || "unknown error"}); using local state until it answers`)
+        Effect.logWarning(
+          `callm ${store}: Redis unavailable (${reason || "unknown error"}); using local state until it answers`
+        )
       )
     })
   const recovered = Effect.suspend(() => {
@@ -63,10 +65,11 @@ export const make = (store: string, timeout: Duration.Duration) => {
     redis.pipe(
       Effect.timeoutOrElse({ duration: timeout, orElse: () => Effect.fail(timedOut) }),
       Effect.tap(() => recovered),
-      Effect.catch((error: E | Error): Effect.Effect<A | A2, E | E2, R2> =>
-        error === timedOut || isStoreFailure(error as E)
-          ? Effect.andThen(degrade(op, error), local)
-          : Effect.fail(error as E)
+      Effect.catch(
+        (error: E | Error): Effect.Effect<A | A2, E | E2, R2> =>
+          error === timedOut || isStoreFailure(error as E)
+            ? Effect.andThen(degrade(op, error), local)
+            : Effect.fail(error as E)
       )
     )
   return Object.assign(
