@@ -38,9 +38,8 @@ import type { GatewayConfig } from "@callm/gateway"
 import { Audit, AuditSink, Budget, BudgetStore, Metrics, Router, Tracing } from "@callm/observability"
 import { RateLimit } from "@callm/rate-limit"
 import { Redact } from "@callm/redact"
-import { CircuitBreaker, Fallback, Hedge, Retry, Timeout } from "@callm/resilience"
+import { CircuitBreaker, CircuitBreakerStore, Fallback, Hedge, Retry, Timeout } from "@callm/resilience"
 import { type Context, Effect, Layer, Result, Schema } from "effect"
-import * as BreakerStore from "effect/persistence/CircuitBreaker"
 import type * as Redis from "effect/persistence/Redis"
 import { UserError } from "./UserError.ts"
 
@@ -135,7 +134,7 @@ export const registry = {
     shared?.redis === undefined
       ? CircuitBreaker.layer(options)
       : CircuitBreaker.layerWithStore(options).pipe(
-          Layer.provide(BreakerStore.layerStoreRedis({ prefix: "callm:breaker:" })),
+          Layer.provide(CircuitBreakerStore.layerRedis({ prefix: "callm:breaker:" })),
           Layer.provide(Layer.succeedContext(shared.redis))
         ),
   fallback: (options: Fallback.Options) => Fallback.layer(options),

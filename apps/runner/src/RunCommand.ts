@@ -28,7 +28,7 @@ import { createInterface } from "node:readline"
 import { ChatRequest, type ChatResponse, Cost, LlmClient, type LlmError, Preset } from "@callm/core"
 import { Prometheus, Tracing } from "@callm/observability"
 import { OpenAiClient } from "@callm/openai"
-import { NodeRedis } from "@effect/platform-node"
+import { RedisConnection } from "@callm/rate-limit"
 import { Console, Duration, Effect, Fiber, Layer, Metric, Option, Redacted, Result, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Config from "./Config.ts"
@@ -294,7 +294,7 @@ export const command = Command.make(
         return yield* new UserError({ message: "run: --budget must be a positive number of US dollars" })
       // One Redis connection for every plugin that shares state with other processes.
       const redis = Option.isSome(flags.redisUrl)
-        ? yield* Layer.build(NodeRedis.layer({ url: flags.redisUrl.value }))
+        ? yield* Layer.build(RedisConnection.layer({ url: flags.redisUrl.value }))
         : undefined
       const client = Config.pluginStack(
         config,

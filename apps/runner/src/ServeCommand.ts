@@ -15,7 +15,8 @@
 import { Cost } from "@callm/core"
 import { Gateway, GatewayConfig } from "@callm/gateway"
 import { Tracing } from "@callm/observability"
-import { NodeHttpServer, NodeRedis } from "@effect/platform-node"
+import { RedisConnection } from "@callm/rate-limit"
+import { NodeHttpServer } from "@effect/platform-node"
 import { Console, Effect, Layer, Option, Result } from "effect"
 import { Command, Flag } from "effect/cli"
 import { HttpServer } from "effect/http"
@@ -98,7 +99,7 @@ export const command = Command.make(
       }
       // One Redis connection for every plugin that shares state, and for the keys' budgets and limits.
       const redis = Option.isSome(flags.redisUrl)
-        ? yield* Layer.build(NodeRedis.layer({ url: flags.redisUrl.value }))
+        ? yield* Layer.build(RedisConnection.layer({ url: flags.redisUrl.value }))
         : undefined
       // The preset plugin always leads the stack: a request picks a preset with `x-callm-preset`, and
       // `--preset` sets the one for requests that pick none.
