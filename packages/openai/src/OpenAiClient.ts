@@ -436,8 +436,9 @@ const sseChunks = (
 
       const loop: Pull.Pull<ReadonlyArray<ChatChunk.ChatChunk>, LlmError.LlmError> = Effect.suspend(() => {
         // Chunks that say nothing yet (the opening `role: "assistant"` one) wait for the first chunk
-        // that does, so a failure before any content fails as itself (retryable), not as an interruption.
-        if (buffer.length > 0 && (done || ended || buffer.some(isSubstantive))) {
+        // that does, so a failure (or a cut) before any content fails as itself (retryable), not as an
+        // interruption.
+        if (buffer.length > 0 && (done || buffer.some(isSubstantive))) {
           const out = buffer
           buffer = []
           for (const chunk of out) text += ChatChunk.text(chunk)

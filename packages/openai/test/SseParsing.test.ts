@@ -82,3 +82,24 @@ describe("OpenAiClient stream parsing", () => {
     })
   )
 })
+
+describe("OpenAiClient stream endings", () => {
+  it.live("a stream cut after the opening role chunk, before any content, fails with a retryable Transport", () =>
+    Effect.gen(function* () {
+      const server = yield* replayServer
+      const [roleChunk] = readFileSync(new URL("./fixtures/openai-text.chunks.txt", import.meta.url), "utf8").split(
+        "\n"
+      )
+      server.queue(Buffer.from(`data: ${roleChunk}\n\n`, "utf8"), [])
+      const chunks: Array<ChatChunk.ChatChunk> = []
+      const error = yield* Effect.flip(
+        Stream.runForEach(LlmClient.stream(ChatRequest.fromPrompt("m", "hi")), (chunk) =>
+          Effect.sync(() => chunks.push(chunk))
+        ).pipe(Effect.provide(OpenAiClient.layer({ baseUrl: server.url })))
+      )
+      assert.strictEqual(chunks.length, 0)
+      assert.strictEqual(error.reason._tag, "Transport")
+      assert.isTrue(error.retryable)
+    })
+  )
+})
