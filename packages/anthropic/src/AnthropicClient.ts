@@ -141,7 +141,11 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
       (valid) => {
         const body = AnthropicMessages.toWireBody(valid, { stream, defaultMaxTokens })
         return Result.isSuccess(body)
-          ? Effect.succeed({ model: valid.model, body: JSON.stringify(body.success) })
+          ? Effect.succeed({
+              model: valid.model,
+              body: JSON.stringify(body.success),
+              jsonTool: AnthropicMessages.structuredOutputTool(valid)?.name
+            })
           : fail(body.failure, valid.model)
       }
     )
@@ -173,7 +177,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     )
 
   const complete = (request: ChatRequest.ChatRequest): Effect.Effect<ChatResponse.ChatResponse, LlmError.LlmError> =>
-    Effect.flatMap(prepare(request, false), ({ body, model }) =>
+    Effect.flatMap(prepare(request, false), ({ body, jsonTool, model }) =>
       Effect.flatMap(send(HttpClientRequest.bodyText(messagesRequest, body, "application/json"), model), (response) =>
         response.status < 200 || response.status >= 300
           ? failFromResponse(response, model)
@@ -197,7 +201,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
                       }),
                       model
                     )
-                  const mapped = AnthropicMessages.fromWireBody(json.success, Math.floor(now / 1000))
+                  const mapped = AnthropicMessages.fromWireBody(json.success, Math.floor(now / 1000), { jsonTool })
                   return Result.isSuccess(mapped) ? Effect.succeed(mapped.success) : fail(mapped.failure, model)
                 })
             )
@@ -206,7 +210,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
 
   const stream = (request: ChatRequest.ChatRequest): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
     Stream.unwrap(
-      Effect.flatMap(prepare(request, true), ({ body, model }) =>
+      Effect.flatMap(prepare(request, true), ({ body, jsonTool, model }) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
           Effect.map(
             send(HttpClientRequest.bodyText(streamRequest, body, "application/json"), model),
@@ -217,7 +221,8 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
                     provider,
                     model,
                     created: Math.floor(now / 1000),
-                    includeUsage
+                    includeUsage,
+                    jsonTool
                   })
           )
         )
@@ -263,6 +268,8 @@ const sseChunks = (
     readonly model: string
     readonly created: number
     readonly includeUsage: boolean
+    /** The tool a JSON `response_format` was sent as: its input streams as content. */
+    readonly jsonTool: string | undefined
   }
 ): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
   Stream.transformPull(body, (pull) =>
@@ -279,6 +286,8 @@ const sseChunks = (
       let usage: AnthropicMessages.Usage = { input_tokens: 0, output_tokens: 0 }
       /** Content block index -> tool call index, for `input_json_delta`. */
       const toolOfBlock = new Map<number, number>()
+      /** Content blocks of the structured-output tool, whose input is the answer's text. */
+      const jsonBlocks = new Set<number>()
 
       const chunk = (
         delta: ChatChunk.ChatChunk["choices"][number]["delta"],
@@ -313,6 +322,8 @@ const sseChunks = (
             if (block === undefined) return invalid("content_block_start has no content_block")
             if (block.type === "text" && typeof block.text === "string" && block.text !== "")
               buffer.push(chunk({ content: block.text }))
+            else if (block.type === "tool_use" && context.jsonTool !== undefined && block.name === context.jsonTool)
+              jsonBlocks.add(index)
             else if (block.type === "tool_use") {
               const toolIndex = toolOfBlock.size
               toolOfBlock.set(index, toolIndex)
@@ -339,6 +350,10 @@ const sseChunks = (
             else if (delta.type === "thinking_delta" && typeof delta.thinking === "string")
               buffer.push(chunk({ reasoning_content: delta.thinking }))
             else if (delta.type === "input_json_delta" && typeof delta.partial_json === "string") {
+              if (jsonBlocks.has(typeof event.index === "number" ? event.index : -1)) {
+                if (delta.partial_json !== "") buffer.push(chunk({ content: delta.partial_json }))
+                return
+              }
               const toolIndex = toolOfBlock.get(typeof event.index === "number" ? event.index : -1)
               if (toolIndex === undefined) return invalid("input_json_delta for a block that is not a tool_use")
               if (delta.partial_json !== "")
@@ -351,7 +366,14 @@ const sseChunks = (
             const more = asRecord(event.usage)
             if (more !== undefined) usage = { ...usage, ...(more as Partial<AnthropicMessages.Usage>) }
             if (delta !== undefined && typeof delta.stop_reason === "string")
-              buffer.push(chunk({}, AnthropicMessages.finishReason(delta.stop_reason)))
+              buffer.push(
+                chunk(
+                  {},
+                  jsonBlocks.size > 0 && delta.stop_reason === "tool_use"
+                    ? "stop"
+                    : AnthropicMessages.finishReason(delta.stop_reason)
+                )
+              )
             return
           }
           case "message_stop":

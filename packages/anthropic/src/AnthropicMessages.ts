@@ -16,11 +16,14 @@
  *   `tool_choice` (`required` is `any`) and `parallel_tool_calls: false` (`disable_parallel_tool_use`)
  *   map to their Anthropic names; `user` becomes `metadata.user_id`; `extra_body` is merged in
  *   (`top_k`, `thinking`...).
+ * - A JSON `response_format` (`json_object`, or `json_schema` with its schema) is sent as one tool
+ *   whose `input_schema` is the schema, forced with `tool_choice`; the tool's input comes back as the
+ *   answer's text (`content`), with `finish_reason` `stop`, as OpenAI's structured output would.
  * - Fields the API has no equivalent for and that only tune sampling (`seed`, `presence_penalty`,
  *   `frequency_penalty`, `logit_bias`, `reasoning_effort`, `service_tier`, `store`, `metadata`) are
  *   left out, so presets written for OpenAI still work. Fields that would change the shape of the
- *   answer (`n` above 1, `logprobs`, a JSON `response_format`) and content the API cannot take (audio,
- *   files by id) fail with `BadRequest` naming the field.
+ *   answer (`n` above 1, `logprobs`, a JSON `response_format` together with `tools`) and content the API
+ *   cannot take (audio, files by id) fail with `BadRequest` naming the field.
  *
  * Responses: text blocks join into `content`, `tool_use` blocks become `tool_calls` (their `input` as a
  * JSON string), `thinking` blocks become `reasoning_content`; `stop_reason` maps to `finish_reason`
@@ -144,6 +147,30 @@ const toolChoice = (request: ChatRequest.ChatRequest): Record<string, unknown> |
 }
 
 /**
+ * The tool a JSON `response_format` is sent as, since the Messages API has no `response_format`: a tool
+ * whose `input_schema` is the schema (`json_schema`) or any object (`json_object`), forced with
+ * `tool_choice`, whose input then comes back as the answer's text (the way the Vercel AI SDK asks Claude
+ * for JSON). `undefined` for text answers.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const structuredOutputTool = (
+  request: ChatRequest.ChatRequest
+): { readonly name: string; readonly description: string; readonly input_schema: unknown } | undefined => {
+  const format = request.response_format
+  if (format === undefined || format.type === "text") return undefined
+  if (format.type === "json_object")
+    return { name: "json", description: "Answer with a JSON object.", input_schema: { type: "object" } }
+  return {
+    name: format.json_schema.name,
+    description:
+      format.json_schema.description ?? `Answer with JSON that follows the ${format.json_schema.name} schema.`,
+    input_schema: format.json_schema.schema ?? { type: "object" }
+  }
+}
+
+/**
  * The Messages API body for a (validated) request, or a `BadRequest` naming the field it cannot carry.
  *
  * @since 0.1.0
@@ -157,10 +184,11 @@ export const toWireBody = (
   if (request.logprobs === true) return badRequest("logprobs", "Anthropic's Messages API has no logprobs")
   if (request.temperature !== undefined && request.temperature > 1)
     return badRequest("temperature", `Anthropic accepts a temperature from 0 to 1, got ${request.temperature}`)
-  if (request.response_format !== undefined && request.response_format.type !== "text")
+  const forced = structuredOutputTool(request)
+  if (forced !== undefined && request.tools !== undefined && request.tools.length > 0)
     return badRequest(
       "response_format",
-      "Anthropic's Messages API has no response_format: declare a tool with the schema and force it with tool_choice"
+      "On Anthropic a JSON response_format is sent as a forced tool, so it cannot be combined with tools"
     )
 
   const system: Array<string> = []
@@ -222,6 +250,10 @@ export const toWireBody = (
     }))
   const choice = toolChoice(request)
   if (choice !== undefined) body.tool_choice = choice
+  if (forced !== undefined) {
+    body.tools = [forced]
+    body.tool_choice = { type: "tool", name: forced.name }
+  }
   if (request.user !== undefined) body.metadata = { user_id: request.user }
   if (options.stream === true) body.stream = true
   return Result.succeed(request.extra_body === undefined ? body : { ...request.extra_body, ...body })
@@ -330,7 +362,11 @@ const formatIssue = SchemaIssue.makeFormatterDefault()
  */
 export const fromWireBody = (
   input: unknown,
-  created: number
+  created: number,
+  options: {
+    /** The name of the tool a JSON `response_format` was sent as (`structuredOutputTool`): its input is the text. */
+    readonly jsonTool?: string | undefined
+  } = {}
 ): Result.Result<ChatResponse.ChatResponse, LlmError.InvalidResponse> => {
   const decoded = decodeMessage(input)
   if (Result.isFailure(decoded))
@@ -348,6 +384,8 @@ export const fromWireBody = (
     if (block.type === "text" && typeof block.text === "string") text = (text ?? "") + block.text
     else if (block.type === "thinking" && typeof block.thinking === "string")
       reasoning = (reasoning ?? "") + block.thinking
+    else if (block.type === "tool_use" && options.jsonTool !== undefined && block.name === options.jsonTool)
+      text = (text ?? "") + JSON.stringify(block.input ?? {})
     else if (block.type === "tool_use" && typeof block.id === "string" && typeof block.name === "string")
       toolCalls.push({
         id: block.id,
@@ -369,7 +407,10 @@ export const fromWireBody = (
           ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
           ...(reasoning === null ? {} : { reasoning_content: reasoning })
         },
-        finish_reason: finishReason(message.stop_reason)
+        finish_reason:
+          options.jsonTool !== undefined && message.stop_reason === "tool_use"
+            ? "stop"
+            : finishReason(message.stop_reason)
       }
     ],
     usage: toUsage(message.usage)

@@ -108,7 +108,7 @@ describe("AnthropicClient.complete", () => {
         [{ temperature: 3 }, "temperature"],
         [{ temperature: 1.5 }, "temperature"],
         [{ n: 2 }, "n"],
-        [{ response_format: { type: "json_object" } }, "response_format"]
+        [{ logprobs: true }, "logprobs"]
       ] as const) {
         const error = yield* Effect.flip(LlmClient.complete(ask("x", options)).pipe(Effect.provide(layer)))
         assert.strictEqual(error.reason._tag, "BadRequest")

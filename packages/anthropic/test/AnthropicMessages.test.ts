@@ -177,11 +177,11 @@ describe("AnthropicMessages.toWireBody", () => {
       [{ model: "m", messages: user, n: 2 }, "n"],
       [{ model: "m", messages: user, logprobs: true }, "logprobs"],
       [{ model: "m", messages: user, temperature: 1.5 }, "temperature"],
-      [{ model: "m", messages: user, response_format: { type: "json_object" } }, "response_format"],
       [
         {
           model: "m",
           messages: user,
+          tools: [{ type: "function", function: { name: "f" } }],
           response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object" } } }
         },
         "response_format"
@@ -222,6 +222,50 @@ describe("AnthropicMessages.toWireBody", () => {
       assert.isAbove(error.message.length, "Bad request: ".length, param)
     }
     assert.strictEqual(body({ model: "m", messages: user, response_format: { type: "text" } }).model, "m")
+  })
+})
+
+describe("AnthropicMessages structured output", () => {
+  const schema = { type: "object", properties: { name: { type: "string" } }, required: ["name"] }
+
+  it("sends a json_schema response_format as one forced tool whose input_schema is the schema", () => {
+    const wire = body({
+      model: "m",
+      messages: [{ role: "user", content: "Ada, 36" }],
+      response_format: { type: "json_schema", json_schema: { name: "person", schema, strict: true } }
+    })
+    assert.deepStrictEqual(wire.tools, [
+      { name: "person", description: "Answer with JSON that follows the person schema.", input_schema: schema }
+    ])
+    assert.deepStrictEqual(wire.tool_choice, { type: "tool", name: "person" })
+    const object = body({
+      model: "m",
+      messages: [{ role: "user", content: "x" }],
+      response_format: { type: "json_object" }
+    })
+    assert.deepStrictEqual(object.tools, [
+      { name: "json", description: "Answer with a JSON object.", input_schema: { type: "object" } }
+    ])
+    assert.deepStrictEqual(object.tool_choice, { type: "tool", name: "json" })
+  })
+
+  it("reads the forced tool's input back as the answer's text, with finish_reason stop", () => {
+    const response = Result.getOrThrow(
+      AnthropicMessages.fromWireBody(
+        {
+          id: "msg_2",
+          model: "claude",
+          content: [{ type: "tool_use", id: "toolu_1", name: "person", input: { name: "Ada" } }],
+          stop_reason: "tool_use",
+          usage: { input_tokens: 1, output_tokens: 2 }
+        },
+        0,
+        { jsonTool: "person" }
+      )
+    )
+    assert.strictEqual(ChatResponse.text(response), '{"name":"Ada"}')
+    assert.strictEqual(ChatResponse.finishReason(response), "stop")
+    assert.isUndefined(response.choices[0]?.message.tool_calls)
   })
 })
 
