@@ -13,7 +13,7 @@
  */
 
 import { Cost } from "@callm/core"
-import { Gateway, GatewayConfig } from "@callm/gateway"
+import { Admission, Gateway, GatewayConfig } from "@callm/gateway"
 import { Tracing } from "@callm/observability"
 import { RedisConnection } from "@callm/rate-limit"
 import { NodeHttpServer } from "@effect/platform-node"
@@ -107,11 +107,16 @@ export const command = Command.make(
       // Spans go to an OpenTelemetry collector when the standard variable names one.
       const otlpUrl = process.env.OTEL_EXPORTER_OTLP_ENDPOINT
       const tracer = otlpUrl === undefined || otlpUrl === "" ? Layer.empty : Tracing.layerOtlp({ url: otlpUrl })
-      const server = NodeHttpServer.layer(() => Gateway.createNodeServer(config.limits), {
+      // One admission for the Node server (refusals and /healthz before any Effect runs) and the gateway.
+      const admission = yield* Effect.acquireRelease(
+        Effect.sync(() => Admission.make(config.limits)),
+        (admission) => Effect.sync(admission.close)
+      )
+      const server = NodeHttpServer.layer(() => Gateway.createNodeServer(config.limits, admission), {
         port: flags.port,
         host: flags.host
       })
-      const gateway = Gateway.layer({ config, env: process.env, plugins, redis }).pipe(
+      const gateway = Gateway.layer({ config, env: process.env, plugins, redis, admission }).pipe(
         Layer.provideMerge(server),
         // Prices are read by each request's calls (costs, budgets): they go in the handlers' context.
         Layer.provide(Cost.layer(callm.prices ?? {})),

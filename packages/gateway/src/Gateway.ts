@@ -51,7 +51,7 @@ import type * as Redis from "effect/persistence/Redis"
 import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
-import * as EventLoopDelay from "./internal/EventLoopDelay.ts"
+import * as Admission from "./Admission.ts"
 import * as GatewayConfig from "./GatewayConfig.ts"
 import * as GatewayError from "./GatewayError.ts"
 
@@ -79,6 +79,11 @@ export interface Options {
    * this process.
    */
   readonly redis?: Context.Context<Redis.Redis> | undefined
+  /**
+   * The admission to share with `createNodeServer`, so refusals and `/healthz` are answered in Node's
+   * request event, before any Effect runs; default: the gateway's own, checked in its handler.
+   */
+  readonly admission?: Admission.Admission | undefined
 }
 
 /**
@@ -310,20 +315,16 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   const keys = new Map((config.keys ?? []).map((key) => [key.sha256, key]))
   const authEnabled = keys.size > 0
 
-  let inFlight = 0
-  let draining = false
-  const loop = yield* EventLoopDelay.monitor
-  /**
-   * Why a new request is refused now, if it is: too many in flight, or the process out of CPU (its
-   * event loop late while it has work in flight; with fewer than `minInFlightForDelay` requests in
-   * flight a late loop is a GC pause or a slow start, not load).
-   */
-  const refusal = (): GatewayError.ErrorAnswer | undefined =>
-    inFlight >= limits.maxInFlight
-      ? GatewayError.overloaded(limits.retryAfterSeconds)
-      : inFlight >= minInFlightForDelay && loop.delayMs() > limits.maxEventLoopDelayMs
-        ? GatewayError.busy(limits.retryAfterSeconds)
-        : undefined
+  // Admission: shared with the Node server when `createNodeServer` got the same one (it then refuses
+  // in Node's request event, before any of this runs), else the gateway's own.
+  const admission =
+    options.admission ??
+    (yield* Effect.acquireRelease(
+      Effect.sync(() => Admission.make(config.limits)),
+      (admission) => Effect.sync(admission.close)
+    ))
+  const refusal = admission.refusal
+  const { admit, release } = admission
   const keyOf = (header: string | undefined) => {
     // The scheme is case-insensitive (RFC 9110 section 11.1): `bearer` and `BEARER` are `Bearer`.
     const token = header !== undefined && /^bearer /i.test(header) ? header.slice(7).trim() : undefined
@@ -331,17 +332,11 @@ export const make = Effect.fnUntraced(function* (options: Options) {
     const key = keys.get(GatewayConfig.hashKey(token))
     return key === undefined ? ({ _tag: "Unknown" } as const) : ({ _tag: "Found", key } as const)
   }
-  const admit = () => {
-    inFlight++
-  }
-  const release = () => {
-    inFlight--
-  }
-
   const drain = Effect.gen(function* () {
-    draining = true
+    admission.drain()
     const deadline = (yield* Clock.currentTimeMillis) + limits.shutdownTimeoutMs
-    while (inFlight > 0 && (yield* Clock.currentTimeMillis) < deadline) yield* Effect.sleep(Duration.millis(20))
+    while (admission.inFlight() > 0 && (yield* Clock.currentTimeMillis) < deadline)
+      yield* Effect.sleep(Duration.millis(20))
   })
 
   const metricsBody = options.metrics ?? PrometheusMetrics.format()
@@ -350,7 +345,6 @@ export const make = Effect.fnUntraced(function* (options: Options) {
     const startNanos = yield* nanosNow
     const request = yield* HttpServerRequest.HttpServerRequest
     // Admission, first pass, before reading anything: refusing costs the least here.
-    if (draining) return errorResponse(GatewayError.shuttingDown)
     const refused = refusal()
     if (refused !== undefined) return errorResponse(refused)
     const requestId = request.headers["x-request-id"] ?? `req_${randomUUID().replaceAll("-", "")}`
@@ -400,7 +394,6 @@ export const make = Effect.fnUntraced(function* (options: Options) {
     }
 
     // Admission, second pass: the slot is taken only now that the request is whole.
-    if (draining) return errorResponse(GatewayError.shuttingDown, requestId)
     const late = refusal()
     if (late !== undefined) return errorResponse(late, requestId)
     admit()
@@ -503,7 +496,7 @@ export const make = Effect.fnUntraced(function* (options: Options) {
     Effect.tap((response) =>
       Effect.andThen(
         Metric.update(requestsByStatus(response.status), 1),
-        Effect.suspend(() => Metric.update(inFlightGauge, inFlight))
+        Effect.suspend(() => Metric.update(inFlightGauge, admission.inFlight()))
       )
     ),
     Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(limits.maxBodyBytes))
@@ -532,7 +525,11 @@ export const make = Effect.fnUntraced(function* (options: Options) {
       router.add(
         "GET",
         "/readyz",
-        Effect.sync(() => (draining ? json(503, { status: "draining" }) : json(200, { status: "ready", inFlight })))
+        Effect.sync(() =>
+          admission.draining()
+            ? json(503, { status: "draining" })
+            : json(200, { status: "ready", inFlight: admission.inFlight() })
+        )
       ),
       router.add(
         "*",
@@ -544,7 +541,7 @@ export const make = Effect.fnUntraced(function* (options: Options) {
     ])
   )
 
-  const state: State = { inFlight: () => inFlight, draining: () => draining, drain }
+  const state: State = { inFlight: admission.inFlight, draining: admission.draining, drain }
   return { routes: routesLayer, state, authEnabled }
 })
 
@@ -556,8 +553,6 @@ const buildClient = <E>(plugins: Layer.Layer<LlmClient.LlmClient, E, LlmClient.L
 
 const isDone = (u: unknown) =>
   typeof u === "object" && u !== null && "_tag" in u && (u as { _tag: unknown })._tag === "Done"
-
-const minInFlightForDelay = 16
 
 const timeoutSetting = { "first-token": "firstChunkTimeoutMs", idle: "idleTimeoutMs", total: "requestTimeoutMs" }
 
@@ -629,13 +624,23 @@ const encodeError = (answer: GatewayError.ErrorAnswer): string => `data: ${JSON.
  * @since 0.1.0
  * @category constructors
  */
-export const createNodeServer = (limits: GatewayConfig.Limits = {}): Http.Server => {
+export const createNodeServer = (limits: GatewayConfig.Limits = {}, admission?: Admission.Admission): Http.Server => {
   const readTimeoutMs = limits.readTimeoutMs ?? GatewayConfig.defaultLimits.readTimeoutMs
   const server = Http.createServer({
     requestTimeout: readTimeoutMs,
     headersTimeout: readTimeoutMs,
     connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(readTimeoutMs / 4)))
   })
+  if (admission !== undefined) {
+    // The cheap answers, in Node's request event before any Effect runs (the listener Effect adds
+    // never sees these requests): refusals of new chat requests and `/healthz`, so an overloaded
+    // gateway spends a few microseconds per refusal and its health check answers at any load.
+    const emit = server.emit.bind(server)
+    server.emit = ((event: string, ...args: Array<any>) => {
+      if (event === "request" && gate(admission, args[0], args[1])) return true
+      return emit(event, ...args)
+    }) as typeof server.emit
+  }
   server.on("clientError", (error: NodeJS.ErrnoException, socket) => {
     const response = (socket as { _httpMessage?: Http.ServerResponse })._httpMessage
     // As Node does by default: answer only when nothing was written yet; otherwise just close.
@@ -650,6 +655,29 @@ export const createNodeServer = (limits: GatewayConfig.Limits = {}): Http.Server
     )
   })
   return server
+}
+
+const healthBody = JSON.stringify({ status: "ok" })
+
+/** Answers a request Node just parsed when it is a refusal or `/healthz`; false to let it through. */
+const gate = (admission: Admission.Admission, request: Http.IncomingMessage, response: Http.ServerResponse) => {
+  if (request.method === "GET" && request.url === "/healthz") {
+    response.writeHead(200, { "content-type": "application/json", "content-length": healthBody.length })
+    response.end(healthBody)
+    return true
+  }
+  if (request.method !== "POST" || !request.url?.startsWith("/v1/chat/completions")) return false
+  const refused = admission.refusal()
+  if (refused === undefined) return false
+  const body = JSON.stringify(refused.body)
+  response.writeHead(refused.status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(body),
+    ...refused.headers
+  })
+  response.end(body)
+  requestsByStatus(refused.status).updateUnsafe(1, Context.empty())
+  return true
 }
 
 /**

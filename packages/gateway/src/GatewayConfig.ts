@@ -206,7 +206,15 @@ export const defaultLimits = {
  * @since 0.1.0
  * @category getters
  */
-export const limits = (config: GatewayConfig): Required<Limits> => ({ ...defaultLimits, ...config.limits })
+export const limits = (config: GatewayConfig): Required<Limits> => limitsOf(config.limits)
+
+/**
+ * Limits with their defaults.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const limitsOf = (limits: Limits | undefined): Required<Limits> => ({ ...defaultLimits, ...limits })
 
 /**
  * Hex SHA-256 of a bearer key, as `Key.sha256` stores it.

@@ -6,6 +6,8 @@
  */
 
 /** @since 0.1.0 */
+export * as Admission from "./Admission.ts"
+/** @since 0.1.0 */
 export * as Gateway from "./Gateway.ts"
 /** @since 0.1.0 */
 export * as GatewayConfig from "./GatewayConfig.ts"

@@ -1,4 +1,4 @@
-import { Gateway, type GatewayConfig } from "@callm/gateway"
+import { Admission, Gateway, type GatewayConfig } from "@callm/gateway"
 import { type MockServerHandle, type MockServerOptions, startMockServer } from "@callm/mock-server"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
@@ -27,10 +27,17 @@ export const proxyTo = (
  */
 export const gateway = (options: Gateway.Options) =>
   Effect.gen(function* () {
+    const admission = yield* Effect.acquireRelease(
+      Effect.sync(() => Admission.make(options.config.limits)),
+      (admission) => Effect.sync(admission.close)
+    )
     const context = yield* Layer.build(
-      Gateway.layer(options).pipe(
+      Gateway.layer({ admission, ...options }).pipe(
         Layer.provideMerge(
-          NodeHttpServer.layer(() => Gateway.createNodeServer(options.config.limits), { port: 0, host: "127.0.0.1" })
+          NodeHttpServer.layer(() => Gateway.createNodeServer(options.config.limits, admission), {
+            port: 0,
+            host: "127.0.0.1"
+          })
         )
       )
     )
