@@ -30,6 +30,7 @@ import { mulberry32 } from "./internal/prng.ts"
 import * as Latency from "./Latency.ts"
 import * as MockOptions from "./MockOptions.ts"
 import * as RateLimit from "./RateLimit.ts"
+import * as Anthropic from "./internal/Anthropic.ts"
 import { Capacity } from "./internal/Capacity.ts"
 import * as Model from "./internal/Model.ts"
 import * as Stats from "./Stats.ts"
@@ -181,6 +182,11 @@ export const layer = (options: MockOptions.MockOptions = {}): Layer.Layer<MockSe
 
 const routeChat = 1
 const routeBatch = 2
+const routeMessages = 3
+
+/** The wire format of errors: OpenAI's, or Anthropic's on `/v1/messages`. */
+const dialectOpenAi = 0
+const dialectAnthropic = 1
 
 const modeNormal = 0
 const modeMalformed = 1
@@ -199,6 +205,7 @@ const tricklePieces = 10
 
 const chatPath = "/v1/chat/completions"
 const batchPath = "/v1/batch"
+const messagesPath = "/v1/messages"
 const modelsPath = "/v1/models"
 const statsPath = "/v1/stats"
 const statsResetPath = "/v1/stats/reset"
@@ -240,6 +247,9 @@ class MockRequest extends http.IncomingMessage {
   tooLarge = false
   authorization: string | undefined = undefined
   declaredLength: string | undefined = undefined
+  /** `x-api-key` (Anthropic's auth header). */
+  apiKeyHeader: string | undefined = undefined
+  anthropicVersion: string | undefined = undefined
   overrides: RequestOverrides | undefined = undefined
 }
 
@@ -266,6 +276,8 @@ class MockResponse extends http.ServerResponse<MockRequest> {
   pendingCut = false
   /** The number of a `stall-after:N` or `trickle:MS` fault on this request. */
   faultParam = 0
+  /** `dialectOpenAi` or `dialectAnthropic`: the shape of error bodies. */
+  dialect = dialectOpenAi
 }
 
 interface Mock {
@@ -331,7 +343,8 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
 
   const sendError = (res: MockResponse, error: ApiError.ApiError, extra: ReadonlyArray<string> = noHeaders): void => {
     if (res.headersSent || res.destroyed) return
-    sendJson(res, error.status, ApiError.toJson(error), extra)
+    if (res.dialect === dialectAnthropic) sendJson(res, error.status, Anthropic.errorJson(error), extra)
+    else sendJson(res, error.status, ApiError.toJson(error), extra)
   }
 
   /** The 503 of a full queue (capacity model), with how long to wait. */
@@ -340,7 +353,8 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
     sendError(
       res,
       ApiError.make(
-        503,
+        // Anthropic's overload answer is a 529 `overloaded_error`.
+        res.dialect === dialectAnthropic ? 529 : 503,
         `The server is overloaded: all ${capacity!.settings.slots} slots are busy and ${capacity!.queued} requests are waiting. Please retry after ${seconds}s.`,
         "server_error",
         null,
@@ -464,9 +478,22 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
       res.requestId
     ]
     for (let i = 0; i < extra.length; i++) headers.push(extra[i]!)
-    const tokens = events.tokens
+    paceEvents(res, head, events.tokens, events.tail, profile, mode, cutAfter, headers)
+  }
+
+  /** Sends a stream's events (`head`, one per token, `tail`) as the latency model and the mode say. */
+  const paceEvents = (
+    res: MockResponse,
+    head: string,
+    tokens: ReadonlyArray<string>,
+    tail: string,
+    profile: Latency.Profile,
+    mode: number,
+    cutAfter: number | undefined,
+    headers: Array<string>
+  ): void => {
     if (mode === modeTrickle || mode === modeStallAfter) {
-      slowStream(res, head, tokens, events.tail, profile, mode, headers)
+      slowStream(res, head, tokens, tail, profile, mode, headers)
       return
     }
     const cut = mode === modeCut
@@ -475,7 +502,7 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
     if (!paced && !cut) {
       Stats.increment(counters.statuses, 200)
       res.writeHead(200, headers)
-      res.end(head + tokens.join("") + events.tail)
+      res.end(head + tokens.join("") + tail)
       return
     }
     const at: Array<number> = []
@@ -489,7 +516,7 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
       at.push(time)
       data.push(tokens[i]!)
     }
-    if (!cut) data[data.length - 1] += events.tail
+    if (!cut) data[data.length - 1] += tail
     startPaced(res, at, data, headers, cut ? endCut : endNormal, headersAt)
   }
 
@@ -821,6 +848,107 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
     sendLater(res, delay, json, extra, mode === modeCut)
   }
 
+  // Anthropic Messages -----------------------------------------------------------------------------
+
+  /** Prompt-cache prefixes seen (for `cache_read_input_tokens`); emptied when full. */
+  const cachedPrefixes = new Set<string>()
+
+  const answerMessages = (req: MockRequest, res: MockResponse, text: string): void => {
+    let body: unknown
+    try {
+      body = JSON.parse(text)
+    } catch {
+      sendError(res, ApiError.make(400, "Request body is not valid JSON", "invalid_request_error"))
+      return
+    }
+    if (typeof body === "object" && body !== null && (body as { stream?: unknown }).stream === true) counters.streams++
+    const validated = Anthropic.validate(body)
+    if ("status" in validated) {
+      sendError(res, validated)
+      return
+    }
+    const request = validated.chat
+    if (allowedModels !== undefined && !allowedModels.has(request.model)) {
+      sendError(res, ApiError.make(404, `model: ${request.model}`, "not_found_error"))
+      return
+    }
+    const profile = profileOf(req)
+    if ("status" in profile) {
+      sendError(res, profile)
+      return
+    }
+    const cutAfter = cutAfterOf(req)
+    if (typeof cutAfter === "object") {
+      sendError(res, cutAfter)
+      return
+    }
+    const cost =
+      limiter === undefined
+        ? 0
+        : Generate.estimatePromptTokens(request.messages) + (request.maxTokens ?? profile.tokens)
+    const admitted = admit(req, res, 1, cost, request.model)
+    if (admitted === undefined) return
+    const { extra, mode } = admitted
+    const completion = Model.answer(request, validated.intent, profile.tokens)
+    const respond = () => {
+      if (res.destroyed) return
+      const prefix = validated.cachePrefix
+      let cacheRead = 0
+      let cacheWrite = 0
+      if (prefix !== undefined) {
+        const cached = Math.min(prefix.tokens, completion.promptTokens)
+        if (cachedPrefixes.has(prefix.key)) cacheRead = cached
+        else {
+          if (cachedPrefixes.size >= maxPreparedAnswers) cachedPrefixes.clear()
+          cachedPrefixes.add(prefix.key)
+          cacheWrite = cached
+        }
+      }
+      const usage: Anthropic.Usage = {
+        input_tokens: completion.promptTokens - cacheRead - cacheWrite,
+        output_tokens: completion.tokens.length,
+        cache_creation_input_tokens: cacheWrite,
+        cache_read_input_tokens: cacheRead
+      }
+      if (mode === modeNormal) {
+        counters.promptTokens += completion.promptTokens
+        counters.completionTokens += completion.tokens.length
+      }
+      const id = `msg_mock${res.requestId}`
+      const headers = ["request-id", `req_mock${res.requestId}`, ...extra]
+      if (request.stream) {
+        const events = Anthropic.streamEvents(id, request.model, request, completion, usage)
+        const streamHeaders = [
+          "content-type",
+          "text/event-stream",
+          "cache-control",
+          "no-cache",
+          "x-mock-request-id",
+          res.requestId,
+          ...headers
+        ]
+        const head = mode === modeMalformed ? events.head + Anthropic.malformedEvent : events.head
+        paceEvents(res, head, events.tokens, events.tail, profile, mode, cutAfter, streamHeaders)
+        return
+      }
+      const json =
+        mode === modeMalformed
+          ? Anthropic.malformedJson(id)
+          : Anthropic.messageJson(id, request.model, request, completion, usage)
+      const delay =
+        profile.overheadMs === 0 && profile.ttftMs === 0 && profile.itlMs === 0
+          ? 0
+          : Latency.completionMs(profile, completion.tokens.length, jitter, jitterRandom)
+      if (mode === modeStallAfter || mode === modeTrickle) slowJson(res, delay, json, headers, mode)
+      else sendLater(res, delay, json, headers, mode === modeCut)
+    }
+    if (capacity === undefined) respond()
+    else {
+      const costMs = capacity.costMs(1, completion.promptTokens + completion.tokens.length)
+      if (!capacity.enter(costMs, respond, () => !res.destroyed)) sendOverloaded(res, extra)
+    }
+  }
+
   // Batch ------------------------------------------------------------------------------------------
 
   const answerBatch = (req: MockRequest, res: MockResponse, text: string): void => {
@@ -948,6 +1076,7 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
     this.bodyFirst = undefined
     this.bodyChunks = undefined
     if (this.route === routeChat) answerChat(this, res, text)
+    else if (this.route === routeMessages) answerMessages(this, res, text)
     else answerBatch(this, res, text)
   }
 
@@ -987,9 +1116,11 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
         if (name.length > 7) {
           const lower = name.toLowerCase()
           if (lower.startsWith("x-mock-")) setOverride(req, lower, raw[i + 1]!)
+          else if (lower === "x-api-key") req.apiKeyHeader = raw[i + 1]
         }
       } else if (first === 0x61 /* a */) {
         if (name.length === 13 && name.toLowerCase() === "authorization") req.authorization = raw[i + 1]
+        else if (name.length === 17 && name.toLowerCase() === "anthropic-version") req.anthropicVersion = raw[i + 1]
       } else if (first === 0x63 /* c */) {
         if (name.length === 14 && name.toLowerCase() === "content-length") req.declaredLength = raw[i + 1]
       }
@@ -1001,6 +1132,30 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
     const provided = req.authorization?.replace(/^Bearer\s+/i, "")
     sendError(res, ApiError.invalidApiKey(provided))
     return false
+  }
+
+  /** Anthropic's auth: `x-api-key` (or a bearer token), and the `anthropic-version` header. */
+  const isAnthropicAuthorized = (req: MockRequest, res: MockResponse): boolean => {
+    if (options.apiKey !== undefined) {
+      const bearer = req.authorization?.replace(/^Bearer\s+/i, "")
+      if (req.apiKeyHeader !== options.apiKey && bearer !== options.apiKey) {
+        const given = req.apiKeyHeader ?? bearer
+        sendError(
+          res,
+          ApiError.make(
+            401,
+            given === undefined ? "x-api-key header is required" : "invalid x-api-key",
+            "authentication_error"
+          )
+        )
+        return false
+      }
+    }
+    if (req.anthropicVersion === undefined || req.anthropicVersion.trim() === "") {
+      sendError(res, ApiError.make(400, "anthropic-version: header is required", "invalid_request_error"))
+      return false
+    }
+    return true
   }
 
   const notAllowed = (req: MockRequest, res: MockResponse, path: string, allowed: string): void =>
@@ -1063,6 +1218,17 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
       }
       counters.batches++
       readBody(req, res, routeBatch)
+      return
+    }
+    if (path === messagesPath) {
+      res.dialect = dialectAnthropic
+      if (!isAnthropicAuthorized(req, res)) return
+      if (method !== "POST") {
+        notAllowed(req, res, path, "POST")
+        return
+      }
+      counters.messages++
+      readBody(req, res, routeMessages)
       return
     }
     if (path === healthPath) {

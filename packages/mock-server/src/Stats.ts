@@ -44,6 +44,8 @@ export interface MockStats {
   readonly streams: number
   /** Requests to `POST /v1/batch`. */
   readonly batches: number
+  /** Requests to `POST /v1/messages` (Anthropic's Messages API), whatever their outcome. */
+  readonly messages: number
   /** Items in those batches. */
   readonly batchItems: number
   /** Requests whose response has not ended yet (stalled ones included). */
@@ -73,6 +75,7 @@ export interface Counters {
   completions: number
   streams: number
   batches: number
+  messages: number
   batchItems: number
   inFlight: number
   aborted: number
@@ -114,6 +117,7 @@ export const make = (): Counters => ({
   completions: 0,
   streams: 0,
   batches: 0,
+  messages: 0,
   batchItems: 0,
   inFlight: 0,
   aborted: 0,
@@ -137,6 +141,7 @@ export const reset = (counters: Counters): void => {
   counters.completions = 0
   counters.streams = 0
   counters.batches = 0
+  counters.messages = 0
   counters.batchItems = 0
   counters.aborted = 0
   counters.faults = {}
@@ -168,6 +173,7 @@ export const snapshot = (counters: Counters): MockStats => ({
   completions: counters.completions,
   streams: counters.streams,
   batches: counters.batches,
+  messages: counters.messages,
   batchItems: counters.batchItems,
   inFlight: counters.inFlight,
   aborted: counters.aborted,
