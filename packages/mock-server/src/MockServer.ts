@@ -31,6 +31,7 @@ import * as Latency from "./Latency.ts"
 import * as MockOptions from "./MockOptions.ts"
 import * as RateLimit from "./RateLimit.ts"
 import * as Anthropic from "./internal/Anthropic.ts"
+import * as Embeddings from "./internal/Embeddings.ts"
 import { Capacity } from "./internal/Capacity.ts"
 import * as Model from "./internal/Model.ts"
 import * as Stats from "./Stats.ts"
@@ -183,6 +184,7 @@ export const layer = (options: MockOptions.MockOptions = {}): Layer.Layer<MockSe
 const routeChat = 1
 const routeBatch = 2
 const routeMessages = 3
+const routeEmbeddings = 4
 
 /** The wire format of errors: OpenAI's, or Anthropic's on `/v1/messages`. */
 const dialectOpenAi = 0
@@ -206,6 +208,7 @@ const tricklePieces = 10
 const chatPath = "/v1/chat/completions"
 const batchPath = "/v1/batch"
 const messagesPath = "/v1/messages"
+const embeddingsPath = "/v1/embeddings"
 const modelsPath = "/v1/models"
 const statsPath = "/v1/stats"
 const statsResetPath = "/v1/stats/reset"
@@ -949,6 +952,54 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
     }
   }
 
+  // Embeddings -------------------------------------------------------------------------------------
+
+  const answerEmbeddings = (req: MockRequest, res: MockResponse, text: string): void => {
+    let body: unknown
+    try {
+      body = JSON.parse(text)
+    } catch {
+      sendError(res, ApiError.unparsableBody)
+      return
+    }
+    const request = Embeddings.validate(body)
+    if ("status" in request) {
+      sendError(res, request)
+      return
+    }
+    if (allowedModels !== undefined && !allowedModels.has(request.model)) {
+      sendError(res, ApiError.modelNotFound(request.model))
+      return
+    }
+    const profile = profileOf(req)
+    if ("status" in profile) {
+      sendError(res, profile)
+      return
+    }
+    let tokens = 0
+    for (const input of request.inputs) tokens += Embeddings.inputTokens(input)
+    const admitted = admit(req, res, 1, tokens, request.model)
+    if (admitted === undefined) return
+    const { extra, mode } = admitted
+    const respond = () => {
+      if (res.destroyed) return
+      const answer = Embeddings.answer(request)
+      if (mode === modeNormal) counters.promptTokens += answer.tokens
+      const json =
+        mode === modeMalformed ? '{"object":"list","data":[{"object":"embedding","embedding":[0.1,' : answer.json
+      // An embedding has no tokens to generate: it takes the overhead and the time to first token.
+      const delay =
+        profile.overheadMs === 0 && profile.ttftMs === 0
+          ? 0
+          : Latency.spread(profile.overheadMs, jitter, jitterRandom) +
+            Latency.spread(profile.ttftMs, jitter, jitterRandom)
+      if (mode === modeStallAfter || mode === modeTrickle) slowJson(res, delay, json, extra, mode)
+      else sendLater(res, delay, json, extra, mode === modeCut)
+    }
+    if (capacity === undefined) respond()
+    else if (!capacity.enter(capacity.costMs(1, tokens), respond, () => !res.destroyed)) sendOverloaded(res, extra)
+  }
+
   // Batch ------------------------------------------------------------------------------------------
 
   const answerBatch = (req: MockRequest, res: MockResponse, text: string): void => {
@@ -1077,6 +1128,7 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
     this.bodyChunks = undefined
     if (this.route === routeChat) answerChat(this, res, text)
     else if (this.route === routeMessages) answerMessages(this, res, text)
+    else if (this.route === routeEmbeddings) answerEmbeddings(this, res, text)
     else answerBatch(this, res, text)
   }
 
@@ -1218,6 +1270,16 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
       }
       counters.batches++
       readBody(req, res, routeBatch)
+      return
+    }
+    if (path === embeddingsPath) {
+      if (!isAuthorized(req, res)) return
+      if (method !== "POST") {
+        notAllowed(req, res, path, "POST")
+        return
+      }
+      counters.embeddings++
+      readBody(req, res, routeEmbeddings)
       return
     }
     if (path === messagesPath) {

@@ -46,6 +46,8 @@ export interface MockStats {
   readonly batches: number
   /** Requests to `POST /v1/messages` (Anthropic's Messages API), whatever their outcome. */
   readonly messages: number
+  /** Requests to `POST /v1/embeddings`, whatever their outcome. */
+  readonly embeddings: number
   /** Items in those batches. */
   readonly batchItems: number
   /** Requests whose response has not ended yet (stalled ones included). */
@@ -76,6 +78,7 @@ export interface Counters {
   streams: number
   batches: number
   messages: number
+  embeddings: number
   batchItems: number
   inFlight: number
   aborted: number
@@ -118,6 +121,7 @@ export const make = (): Counters => ({
   streams: 0,
   batches: 0,
   messages: 0,
+  embeddings: 0,
   batchItems: 0,
   inFlight: 0,
   aborted: 0,
@@ -142,6 +146,7 @@ export const reset = (counters: Counters): void => {
   counters.streams = 0
   counters.batches = 0
   counters.messages = 0
+  counters.embeddings = 0
   counters.batchItems = 0
   counters.aborted = 0
   counters.faults = {}
@@ -174,6 +179,7 @@ export const snapshot = (counters: Counters): MockStats => ({
   streams: counters.streams,
   batches: counters.batches,
   messages: counters.messages,
+  embeddings: counters.embeddings,
   batchItems: counters.batchItems,
   inFlight: counters.inFlight,
   aborted: counters.aborted,
