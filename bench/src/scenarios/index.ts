@@ -9,6 +9,7 @@ import { scenario as memory } from "./memory.ts"
 import { scenario as mockCapacity } from "./mockCapacity.ts"
 import { scenario as modes } from "./modes.ts"
 import { scenario as overload } from "./overload.ts"
+import { scenario as redisLoss } from "./redisLoss.ts"
 import { scenario as runnerMemory } from "./runnerMemory.ts"
 import { scenario as startup } from "./startup.ts"
 import { scenario as streaming } from "./streaming.ts"
@@ -19,6 +20,7 @@ export const scenarios: ReadonlyArray<Scenario> = [
   clientOverhead,
   gatewayOverhead,
   overload,
+  redisLoss,
   streaming,
   cache,
   memory,

@@ -9,7 +9,7 @@
  * `@effect/platform-node`'s `NodeRedis.layer`, and every plugin shares the connection). Its keys are
  * `<prefix>:v<version>:<namespace>:<key>`, the version changing whenever the stored format does, so a
  * new release never reads an old shape. Values above `compressAbove` bytes are deflated. Every command
- * has a deadline (`timeout`, default 100 ms): while Redis is slow or unreachable a read is a miss, a
+ * has a deadline (`timeout`, default 500 ms; `RedisConnection`'s own 250 ms deadline comes first): while Redis is slow or unreachable a read is a miss, a
  * write is skipped and the single-flight locks are this process's own, never a stuck or failed call.
  * Each fallback is counted in `callm_redis_fallback_total{store="cache",op}` and one log line says
  * when the cache degrades and when Redis answers again.
@@ -221,7 +221,7 @@ export interface RedisOptions {
   readonly prefix?: string | undefined
   /** Values larger than this many bytes are deflated. Default 1,024. */
   readonly compressAbove?: number | undefined
-  /** The longest a Redis command may take before the cache treats it as a miss. Default 100 ms. */
+  /** The longest a Redis command may take before the cache treats it as a miss. Default 500 ms (a backstop: with `RedisConnection` its 250 ms per command comes first). */
   readonly timeout?: Duration.Input | undefined
 }
 
@@ -263,7 +263,7 @@ export const makeRedis = Effect.fnUntraced(function* (options: RedisOptions = {}
   const redis = yield* Redis.Redis
   const base = `${options.prefix ?? "callm:cache"}:v${formatVersion}:${options.namespace ?? "default"}:`
   const compressAbove = options.compressAbove ?? 1024
-  const timeout = Duration.fromInputUnsafe(options.timeout ?? "100 millis")
+  const timeout = Duration.fromInputUnsafe(options.timeout ?? "500 millis")
   const renew = redis.eval(renewScript)
   const unlock = redis.eval(unlockScript)
   // While Redis is away: misses, skipped writes, and single-flight within this process only.

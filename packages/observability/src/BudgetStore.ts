@@ -6,7 +6,7 @@
  * reservation checks every budget of a call and takes from all of them or none, atomically (one Lua
  * script in Redis). Counters of periodic budgets expire a day after their period ends.
  *
- * The Redis store gives every call a deadline (`timeout`, default 100 ms). While Redis is slow or
+ * The Redis store gives every call a deadline (`timeout`, default 500 ms; `RedisConnection`'s own 250 ms deadline comes first). While Redis is slow or
  * away, budgets are kept in this process's memory, starting from what Redis last said each had spent
  * (a local estimate: never an unlimited budget); what was spent meanwhile is added to Redis once it
  * answers again. Each fallback is counted in `callm_redis_fallback_total{store="budget",op}`, and one
@@ -169,7 +169,7 @@ export interface RedisOptions {
   readonly namespace?: string | undefined
   /** Default `"callm:budget"`. */
   readonly prefix?: string | undefined
-  /** The longest a Redis call may take before the local estimate answers. Default 100 ms. */
+  /** The longest a Redis call may take before the local estimate answers. Default 500 ms (a backstop: with `RedisConnection` its 250 ms per command comes first). */
   readonly timeout?: Duration.Input | undefined
   /**
    * `true` (default): while Redis fails, budgets are kept in memory (see above). `false`: the store
@@ -188,7 +188,7 @@ export interface RedisOptions {
 export const makeRedis = Effect.fnUntraced(function* (options: RedisOptions = {}) {
   const redis = yield* Redis.Redis
   const base = `${options.prefix ?? "callm:budget"}:v1:${options.namespace ?? "default"}:`
-  const timeout = Duration.fromInputUnsafe(options.timeout ?? "100 millis")
+  const timeout = Duration.fromInputUnsafe(options.timeout ?? "500 millis")
   const reserve = redis.eval(reserveScript)
   const fail = Effect.mapError((cause: unknown) => new BudgetStoreError({ cause }))
   const expireOf = (entry: Entry | undefined) => (entry?.expiresAt === undefined ? 0 : entry.expiresAt + 86_400_000)
@@ -275,7 +275,10 @@ export const makeRedis = Effect.fnUntraced(function* (options: RedisOptions = {}
       fallback(
         "reserve",
         Effect.tap(shared.reserve(entries, amount), (reservation) =>
-          Effect.andThen(settle, Effect.sync(() => reservation.ok && remember(entries, reservation.spent)))
+          Effect.andThen(
+            settle,
+            Effect.sync(() => reservation.ok && remember(entries, reservation.spent))
+          )
         ),
         Effect.suspend(() =>
           Effect.andThen(
@@ -293,7 +296,10 @@ export const makeRedis = Effect.fnUntraced(function* (options: RedisOptions = {}
         Effect.suspend(() =>
           Effect.andThen(
             seed(entries),
-            Effect.andThen(local.adjust(entries, delta), Effect.sync(() => owe(entries, delta)))
+            Effect.andThen(
+              local.adjust(entries, delta),
+              Effect.sync(() => owe(entries, delta))
+            )
           )
         )
       ),
@@ -312,6 +318,5 @@ export const makeRedis = Effect.fnUntraced(function* (options: RedisOptions = {}
  * @since 0.1.0
  * @category layers
  */
-export const layerRedis = (
-  options: RedisOptions = {}
-): Layer.Layer<BudgetStore, never, Redis.Redis> => Layer.effect(BudgetStore, makeRedis(options))
+export const layerRedis = (options: RedisOptions = {}): Layer.Layer<BudgetStore, never, Redis.Redis> =>
+  Layer.effect(BudgetStore, makeRedis(options))

@@ -134,7 +134,7 @@ return 1
 export interface RedisOptions {
   /** Default `"callm:inflight:"`. */
   readonly prefix?: string | undefined
-  /** The longest a Redis call may take before this process's own slots answer. Default 100 ms. */
+  /** The longest a Redis call may take before this process's own slots answer. Default 500 ms (a backstop: with `RedisConnection` its 250 ms per command comes first). */
   readonly timeout?: Duration.Input | undefined
 }
 
@@ -154,7 +154,7 @@ export const makeRedis = Effect.fnUntraced(function* (options: RedisOptions = {}
   const redis = yield* Redis.Redis
   const prefix = options.prefix ?? "callm:inflight:"
   const local = yield* makeMemory
-  const fallback = RedisFallback.make("in_flight", Duration.fromInputUnsafe(options.timeout ?? "100 millis"))
+  const fallback = RedisFallback.make("in_flight", Duration.fromInputUnsafe(options.timeout ?? "500 millis"))
   const acquire = redis.eval(acquireScript)
   const renew = redis.eval(renewScript)
   const now = Effect.map(

@@ -312,7 +312,7 @@ export const layer = (options: Options): Layer.Layer<LlmClient.LlmClient, never,
 
 /**
  * The rate limiter with its budgets in Redis, shared by every process using the same `prefix`, on the
- * `Redis` service you provide once for every plugin. While Redis does not answer (within 100 ms), the
+ * `Redis` service you provide once for every plugin. While Redis does not answer (or is away), the
  * limits hold in this process's memory instead (see `RateLimitStore` and `InFlight.makeRedis`).
  *
  * @since 0.1.0

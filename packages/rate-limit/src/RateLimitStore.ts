@@ -1,7 +1,7 @@
 /**
  * The rate limiter's buckets in Redis, with this process's memory standing in while Redis is away.
  *
- * Every call to Redis has a deadline (`timeout`, default 100 ms). When Redis does not answer, or
+ * Every call to Redis has a deadline (`timeout`, default 500 ms; `RedisConnection`'s own 250 ms deadline comes first). When Redis does not answer, or
  * fails, the same call is made on a bucket in this process's memory: limits keep holding, per process
  * (so N processes may let up to N times the limit through during an outage, never an unlimited
  * number). A key's local bucket starts from what Redis last said was left in it, not from a full
@@ -30,7 +30,7 @@ import * as RedisFallback from "./internal/redisFallback.ts"
 export interface RedisOptions {
   /** Prefix of every key. Default `"ratelimiter:"` (Effect's). */
   readonly prefix?: string | undefined
-  /** The longest a Redis call may take before the local bucket answers. Default 100 ms. */
+  /** The longest a Redis call may take before the local bucket answers. Default 500 ms (a backstop: with `RedisConnection` its 250 ms per command comes first). */
   readonly timeout?: Duration.Input | undefined
 }
 
@@ -46,7 +46,7 @@ export const makeRedis = Effect.fnUntraced(function* (options: RedisOptions = {}
     RateLimiter.RateLimiterStore
   )
   const local = Context.get(yield* Layer.build(RateLimiter.layerStoreMemory), RateLimiter.RateLimiterStore)
-  const fallback = RedisFallback.make("rate_limit", Duration.fromInputUnsafe(options.timeout ?? "100 millis"))
+  const fallback = RedisFallback.make("rate_limit", Duration.fromInputUnsafe(options.timeout ?? "500 millis"))
   // What Redis last said was left in each bucket: a key's local bucket starts from there (not from a
   // full bucket), so a slow answer or an outage does not hand out a fresh burst.
   const lastRemaining = new Map<string, number>()

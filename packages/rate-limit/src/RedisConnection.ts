@@ -34,7 +34,10 @@ import { createClient } from "redis"
 export interface Options {
   /** `redis://host:port/db` (or `rediss://` for TLS). */
   readonly url: string
-  /** The longest a command may take before it fails (and the store falls back). Default 100 ms. */
+  /**
+   * The longest a command may take before it fails (and the store falls back). Default 250 ms: a
+   * process whose event loop lags (a busy 2-core machine) must not take its own lag for a slow Redis.
+   */
   readonly commandTimeout?: Duration.Input | undefined
   /** How long commands fail at once after Redis stopped answering, before it is tried again. Default 1 s. */
   readonly retryAfter?: Duration.Input | undefined
@@ -89,7 +92,7 @@ const causeText = (cause: unknown): string => {
  * @category constructors
  */
 export const make = Effect.fnUntraced(function* (options: Options) {
-  const commandTimeout = Duration.fromInputUnsafe(options.commandTimeout ?? "100 millis")
+  const commandTimeout = Duration.fromInputUnsafe(options.commandTimeout ?? "250 millis")
   const retryAfterMs = Duration.toMillis(Duration.fromInputUnsafe(options.retryAfter ?? "1 second"))
   const runSync = Effect.runSyncWith(yield* Effect.context<never>())
 
@@ -155,6 +158,42 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   })
   yield* Effect.addFinalizer(() => Effect.promise(() => (client.isOpen ? client.close() : Promise.resolve())))
 
+  const commandTimeoutMs = Duration.toMillis(commandTimeout)
+  const deadlinePassed = new Error(`Redis gave no answer within ${Duration.format(commandTimeout)}`)
+  /**
+   * `promise`, or `deadlinePassed` once `ms` have passed and Redis still has not answered. The check
+   * waits for one turn of the event loop after the timer: on a busy process the timer and the answer
+   * can be due together, and the timer runs first; the answer, already in the socket, is read before
+   * the check. Without this, a busy process mistakes its own lag for a slow Redis.
+   */
+  const withDeadline = <A>(promise: Promise<A>, ms: number): Promise<A> =>
+    new Promise<A>((resolve, reject) => {
+      let settled = false
+      const timer = setTimeout(
+        () =>
+          setImmediate(() => {
+            if (settled) return
+            settled = true
+            reject(deadlinePassed)
+          }),
+        ms
+      )
+      promise.then(
+        (value) => {
+          if (settled) return
+          settled = true
+          clearTimeout(timer)
+          resolve(value)
+        },
+        (error: unknown) => {
+          if (settled) return
+          settled = true
+          clearTimeout(timer)
+          reject(error)
+        }
+      )
+    })
+
   const unavailable = (why: string) => Effect.fail(new Redis.RedisError({ cause: new Error(`Redis ${why}`) }))
 
   const send = <A = unknown>(command: string, ...args: ReadonlyArray<string>): Effect.Effect<A, Redis.RedisError> =>
@@ -162,21 +201,19 @@ export const make = Effect.fnUntraced(function* (options: Options) {
       if (!up || !client.isReady) return unavailable(`not connected${lastProblem === "" ? "" : ` (${lastProblem})`}`)
       if (now < unresponsiveUntil) return unavailable("not answering")
       return Effect.tryPromise({
-        try: () => client.sendCommand([command, ...args]) as Promise<A>,
+        try: () => withDeadline(client.sendCommand([command, ...args]) as Promise<A>, commandTimeoutMs),
         catch: (cause) => new Redis.RedisError({ cause })
       }).pipe(
-        Effect.timeoutOrElse({
-          duration: commandTimeout,
-          orElse: () =>
-            Effect.suspend(() => {
-              consecutiveTimeouts++
-              if (consecutiveTimeouts >= timeoutsBeforeUnresponsive) {
-                unresponsiveUntil = now + retryAfterMs
-                report("down", `no answer within ${Duration.format(commandTimeout)}`)
-              }
-              return unavailable(`gave no answer within ${Duration.format(commandTimeout)}`)
-            })
-        }),
+        Effect.tapError((error) =>
+          Effect.sync(() => {
+            if (error.cause !== deadlinePassed) return
+            consecutiveTimeouts++
+            if (consecutiveTimeouts >= timeoutsBeforeUnresponsive) {
+              unresponsiveUntil = now + retryAfterMs
+              report("down", `no answer within ${Duration.format(commandTimeout)}`)
+            }
+          })
+        ),
         Effect.tap(() =>
           Effect.sync(() => {
             consecutiveTimeouts = 0

@@ -2,7 +2,7 @@
  * The circuit breakers' state in Redis, shared by every process pointing at it, with this process's
  * memory standing in while Redis is away.
  *
- * Every call to Redis has a deadline (`timeout`, default 100 ms). When Redis does not answer, or
+ * Every call to Redis has a deadline (`timeout`, default 500 ms; `RedisConnection`'s own 250 ms deadline comes first). When Redis does not answer, or
  * fails, the breaker runs on local state: a circuit per upstream in this process, which opens and
  * closes on this process's own calls, so a dead upstream is still cut off during a Redis outage. The
  * fallback is counted in `callm_redis_fallback_total{store="breaker"}` and logged once per outage;
@@ -31,7 +31,7 @@ import * as RedisFallback from "./internal/redisFallback.ts"
 export interface RedisOptions {
   /** Default `"callm:breaker:"`. */
   readonly prefix?: string | undefined
-  /** The longest a Redis call may take before local state answers. Default 100 ms. */
+  /** The longest a Redis call may take before local state answers. Default 500 ms (a backstop: with `RedisConnection` its 250 ms per command comes first). */
   readonly timeout?: Duration.Input | undefined
 }
 
@@ -49,7 +49,7 @@ export const makeRedis = Effect.fnUntraced(function* (options: RedisOptions = {}
     Breaker.CircuitBreakerStore
   )
   const local = Context.get(yield* Layer.build(Breaker.layerStoreMemory()), Breaker.CircuitBreakerStore)
-  const fallback = RedisFallback.make("breaker", Duration.fromInputUnsafe(options.timeout ?? "100 millis"))
+  const fallback = RedisFallback.make("breaker", Duration.fromInputUnsafe(options.timeout ?? "500 millis"))
   return Breaker.CircuitBreakerStore.of({
     admit: (key) => fallback.when("admit", shared.admit(key), local.admit(key), isStoreFailure),
     record: (outcome) => fallback.when("record", shared.record(outcome), local.record(outcome), isStoreFailure),
