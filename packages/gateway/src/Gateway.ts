@@ -32,6 +32,7 @@ import { CallContext, type ChatChunk, ChatRequest, LlmClient, LlmError, Plugin, 
 import { Budget, BudgetStore } from "@callm/observability"
 import { OpenAiClient } from "@callm/openai"
 import { RateLimit } from "@callm/rate-limit"
+import { CircuitBreaker, Fallback, LoadBalancer, Retry } from "@callm/resilience"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as ByteSize from "effect/ByteSize"
 import * as Clock from "effect/Clock"
@@ -123,6 +124,17 @@ export const requestsTotal = Metric.counter("callm_gateway_requests_total", {
 })
 
 /**
+ * Failed calls to each upstream, by the failure's reason (`ServerError`, `Transport`, `Timeout`...).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const upstreamFailuresTotal = Metric.counter("callm_gateway_upstream_failures_total", {
+  description: "Failed calls to each upstream, by reason.",
+  incremental: true
+})
+
+/**
  * Requests in flight at the gateway.
  *
  * @since 0.1.0
@@ -208,6 +220,23 @@ const timeUpstream = (client: LlmClient.Service): LlmClient.Service =>
       )
   })
 
+/** Counts each upstream's failures by reason (a bounded set: `LlmError`'s reason tags). */
+const countFailures = (upstream: string, client: LlmClient.Service): LlmClient.Service => {
+  const byReason = new Map<string, Metric.Metric<number, unknown>>()
+  const count = (error: LlmError.LlmError) => {
+    let metric = byReason.get(error.reason._tag)
+    if (metric === undefined) {
+      metric = Metric.withAttributes(upstreamFailuresTotal, { upstream, reason: error.reason._tag })
+      byReason.set(error.reason._tag, metric)
+    }
+    return Metric.update(metric, 1)
+  }
+  return Plugin.wrap(client, {
+    complete: (request, next) => Effect.tapError(next(request), count),
+    stream: (request, next) => Stream.tapError(next(request), count)
+  })
+}
+
 interface RouteClient {
   readonly client: LlmClient.Service
 }
@@ -236,7 +265,23 @@ export const make = Effect.fnUntraced(function* (options: Options) {
       ...(upstream.headers === undefined ? {} : { headers: upstream.headers }),
       ...(upstream.batch === undefined ? {} : { batch: upstream.batch })
     }).pipe(Effect.provide(httpContext))
-    providers.set(name, timeUpstream(provider))
+    // Innermost the timing and the failure count, then this upstream's own breaker: its state, its
+    // metrics (`callm_breaker_state{upstream}`) and its refusals are this upstream's alone.
+    const counted = countFailures(name, timeUpstream(provider))
+    const breaker = upstream.breaker ?? {}
+    providers.set(
+      name,
+      breaker === false
+        ? counted
+        : yield* buildClient(
+            CircuitBreaker.layer({
+              upstream: name,
+              trip: { consecutiveFailures: breaker.consecutiveFailures ?? 5 },
+              openDuration: Duration.millis(breaker.openDurationMs ?? 30_000)
+            }),
+            counted
+          )
+    )
   }
 
   // The keys' budgets: one store for every route (in Redis when given, so every gateway shares it),
@@ -254,28 +299,62 @@ export const make = Effect.fnUntraced(function* (options: Options) {
             : BudgetStore.layerRedis({ namespace: "gateway" }).pipe(Layer.provide(Layer.succeedContext(options.redis)))
         )
 
-  // One client per route: its targets (weighted), under the plugin stack.
+  // One client per route. Each target is its upstream with the model there, under the keys' budgets
+  // (so a call is priced by the model the upstream serves, not the alias the client asked for);
+  // several targets are spread by `LoadBalancer`; then the route's retries, then its fallbacks (other
+  // routes, built first).
+  const budgetLayer =
+    budgetStore === undefined
+      ? undefined
+      : Budget.layer({ keys: budgets }).pipe(Layer.provide(Layer.succeedContext(budgetStore)))
+  const bases = new Map<string, LlmClient.Service>()
+  for (const [model, route] of Object.entries(config.routes)) {
+    const names = route.targets.map((target) => target.upstream)
+    const deployments = yield* Effect.forEach(route.targets, (target) =>
+      Effect.gen(function* () {
+        const provider = providers.get(target.upstream)!
+        const retargeted =
+          target.model === undefined
+            ? provider
+            : Plugin.wrap(provider, {
+                transformRequest: (request) => Effect.succeed({ ...request, model: target.model! })
+              })
+        const client = budgetLayer === undefined ? retargeted : yield* buildClient(budgetLayer, retargeted)
+        const unique = names.filter((name) => name === target.upstream).length === 1
+        return {
+          name: unique ? target.upstream : `${target.upstream}/${target.model ?? model}`,
+          client,
+          weight: target.weight ?? 1
+        }
+      })
+    )
+    const spread =
+      deployments.length === 1
+        ? deployments[0]!.client
+        : (yield* LoadBalancer.make({ deployments, strategy: route.strategy ?? "weighted" })).client
+    bases.set(
+      model,
+      route.retry === undefined || route.retry.maxAttempts <= 1
+        ? spread
+        : yield* buildClient(Retry.layer({ maxAttempts: route.retry.maxAttempts }), spread)
+    )
+  }
   const routes = new Map<string, RouteClient>()
   for (const [model, route] of Object.entries(config.routes)) {
-    const targets = route.targets.map((target) => {
-      const provider = providers.get(target.upstream)!
-      const client =
-        target.model === undefined
-          ? provider
-          : Plugin.wrap(provider, {
-              transformRequest: (request) => Effect.succeed({ ...request, model: target.model! })
-            })
-      return { client, weight: target.weight ?? 1 }
+    const base = bases.get(model)!
+    const fallbacks = route.fallbacks ?? []
+    routes.set(model, {
+      client:
+        fallbacks.length === 0
+          ? base
+          : yield* buildClient(
+              Fallback.layer({
+                // The fallback route's name becomes the request's model, so its own targets rename it.
+                targets: fallbacks.map((name) => ({ name, model: name, client: bases.get(name)! }))
+              }),
+              base
+            )
     })
-    const spread = targets.length === 1 ? targets[0]!.client : weighted(targets)
-    const base =
-      budgetStore === undefined
-        ? spread
-        : yield* buildClient(
-            Budget.layer({ keys: budgets }).pipe(Layer.provide(Layer.succeedContext(budgetStore))),
-            spread
-          )
-    routes.set(model, { client: base })
   }
   const catchAll = routes.get("*")
 
@@ -565,26 +644,6 @@ const timeoutError = (phase: "first-token" | "idle" | "total", ms: number): LlmE
       description: `The gateway's ${timeoutSetting[phase]} (${ms} ms) ran out`
     })
   )
-
-/** Spreads calls over targets at random, in proportion to their weights. */
-const weighted = (
-  targets: ReadonlyArray<{ readonly client: LlmClient.Service; readonly weight: number }>
-): LlmClient.Service => {
-  const total = targets.reduce((sum, target) => sum + target.weight, 0)
-  const pick = () => {
-    let point = Math.random() * total
-    for (const target of targets) {
-      point -= target.weight
-      if (point < 0) return target.client
-    }
-    return targets[targets.length - 1]!.client
-  }
-  return LlmClient.make({
-    complete: (request) => Effect.suspend(() => pick().complete(request)),
-    stream: (request) => Stream.suspend(() => pick().stream(request)),
-    completeMany: (requests) => Effect.suspend(() => pick().completeMany(requests))
-  })
-}
 
 /** `callm_gateway_requests_total` per status class, made once (a metric per call would cost a lookup). */
 const requestsByStatusClass = new Map<number, Metric.Metric<number, unknown>>()

@@ -46,7 +46,20 @@ export const Upstream = Schema.Struct({
   /** How `completeMany` reaches it (see `OpenAiClient.Options.batch`). */
   batch: Schema.optionalKey(Schema.Literals(["auto", "endpoint", "concurrent"])),
   /** Connections per origin in its pool. */
-  connections: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)))
+  connections: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
+  /**
+   * This upstream's own circuit breaker (its state is this upstream's alone: one dead upstream never
+   * opens another's circuit). Default: opens after 5 consecutive failures, for 30 s; `false` for none.
+   */
+  breaker: Schema.optionalKey(
+    Schema.Union([
+      Schema.Literal(false),
+      Schema.Struct({
+        consecutiveFailures: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
+        openDurationMs: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)))
+      })
+    ])
+  )
 })
 
 /**
@@ -69,7 +82,16 @@ export const Route = Schema.Struct({
       model: Schema.optionalKey(Schema.String),
       weight: Schema.optionalKey(Schema.Number.check(Schema.isGreaterThan(0)))
     })
-  ).check(Schema.isMinLength(1))
+  ).check(Schema.isMinLength(1)),
+  /**
+   * How calls spread over several targets (`@callm/resilience`'s `LoadBalancer`): `weighted` at random
+   * (the default) or `least-in-flight`; a target that keeps failing sits out a cooldown.
+   */
+  strategy: Schema.optionalKey(Schema.Literals(["weighted", "least-in-flight"])),
+  /** Attempts in all for a call on this route (`Retry`); each attempt picks a target again. Default 1. */
+  retry: Schema.optionalKey(Schema.Struct({ maxAttempts: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)) })),
+  /** Other routes (by name) to try in order when this one fails with a retryable error (`Fallback`). */
+  fallbacks: Schema.optionalKey(Schema.Array(Schema.String))
 })
 
 /**
@@ -161,6 +183,18 @@ export const GatewayConfig = Schema.Struct({
   Schema.makeFilter(
     (config) => {
       for (const [model, route] of Object.entries(config.routes)) {
+        for (const [index, fallback] of (route.fallbacks ?? []).entries()) {
+          if (!Object.hasOwn(config.routes, fallback) || fallback === model) {
+            return {
+              path: ["routes", model, "fallbacks", index],
+              issue: `Unknown fallback route "${fallback}"; known: ${
+                Object.keys(config.routes)
+                  .filter((name) => name !== model)
+                  .join(", ") || "none"
+              }`
+            }
+          }
+        }
         for (const [index, target] of route.targets.entries()) {
           if (!Object.hasOwn(config.upstreams, target.upstream)) {
             return {
