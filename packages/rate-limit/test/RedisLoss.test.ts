@@ -108,4 +108,37 @@ describe("RateLimit when Redis goes away", () => {
       }).pipe(Effect.scoped),
     { timeout: 60_000 }
   )
+
+  it.live(
+    "keeps answering while Redis hangs (connected, answering nothing), says so in callm_redis_up, and uses it again once it answers",
+    () =>
+      Effect.gen(function* () {
+        const redis = yield* Effect.acquireRelease(
+          Effect.promise(() => privateRedis()),
+          (server) => Effect.promise(() => server.stop())
+        )
+        const prefix = "test:hang"
+        const client = yield* limitedOn(redis.url, prefix, { requests: 1_000 })
+        const up = Effect.map(Metric.value(RedisConnection.upGauge), (state) => state.value)
+        yield* client.complete(ask)
+        assert.strictEqual(yield* up, 1)
+
+        redis.pause()
+        const before = yield* fallbacks("rate_limit", "token_bucket")
+        const answered = yield* Effect.forEach([1, 2, 3, 4, 5, 6], () => client.complete(ask))
+        assert.strictEqual(answered.length, 6, "every call answered while Redis hung")
+        assert.isAtLeast((yield* fallbacks("rate_limit", "token_bucket")) - before, 6)
+        assert.strictEqual(yield* up, 0, "three commands without an answer: Redis counts as down")
+
+        redis.resume()
+        let back = false
+        for (let attempt = 0; attempt < 100 && !back; attempt++) {
+          yield* Effect.sleep("100 millis")
+          yield* client.complete(ask)
+          back = (yield* up) === 1
+        }
+        assert.isTrue(back, "Redis is used again once it answers")
+      }).pipe(Effect.scoped),
+    { timeout: 60_000 }
+  )
 })

@@ -45,8 +45,17 @@ export const privateRedis = async (port?: number) => {
   return {
     port: chosen,
     url: `redis://127.0.0.1:${chosen}`,
+    /** Freezes the server (SIGSTOP): connections stay open, nothing is answered. */
+    pause: () => {
+      child.kill("SIGSTOP")
+    },
+    /** Lets a paused server run again (SIGCONT). */
+    resume: () => {
+      child.kill("SIGCONT")
+    },
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return
+      child.kill("SIGCONT")
       child.kill("SIGKILL")
       await once(child, "exit")
     }
