@@ -33,7 +33,7 @@ import { resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import { Batch } from "@callm/batch"
 import { Cache, CacheStore } from "@callm/cache"
-import { type Cost, type LlmClient, Plugin, Preset } from "@callm/core"
+import { type Cost, type LlmClient, Plugin, PluginOptions, Preset } from "@callm/core"
 import type { GatewayConfig } from "@callm/gateway"
 import { Audit, AuditSink, Budget, BudgetStore, Metrics, Router, Tracing } from "@callm/observability"
 import { RateLimit } from "@callm/rate-limit"
@@ -55,26 +55,120 @@ export type PluginLayer = Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmC
  * Where the `audit` plugin writes: a file rotating by size (`path`), or standard output (no `path`).
  *
  * @since 0.1.0
+ * @category schemas
+ */
+export const AuditOptionsSchema = Schema.Struct({
+  ...Audit.OptionsSchema.fields,
+  path: Schema.optionalKey(Schema.String),
+  maxBytes: Schema.optionalKey(PluginOptions.IntAtLeast(1)),
+  maxFiles: Schema.optionalKey(PluginOptions.IntAtLeast(1))
+})
+
+/**
+ * What plugins may share with other processes: with a Redis connection, `cache`, `rate-limit`,
+ * `budget` and `circuit-breaker` keep their state in it (`callm serve --redis-url`), one connection
+ * for all of them.
+ *
+ * @since 0.1.0
  * @category models
  */
-export interface AuditOptions extends Omit<Audit.Options, "sink"> {
-  readonly path?: string | undefined
-  readonly maxBytes?: number | undefined
-  readonly maxFiles?: number | undefined
+export interface Shared {
+  readonly redis?: Context.Context<Redis.Redis> | undefined
 }
 
 /**
- * A plugin named by configuration, with that plugin's own options.
+ * One plugin a configuration can name: the schema of its options (the plugin's own) and how it is
+ * built from them.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Entry<S extends Schema.Top> {
+  readonly schema: S
+  readonly make: (options: S["Type"], shared: Shared) => PluginLayer
+}
+
+const entry = <S extends Schema.Top>(
+  schema: S,
+  make: (options: S["Type"], shared: Shared) => PluginLayer
+): Entry<S> => ({ schema, make })
+
+/**
+ * The plugins a configuration can name: each with its options' schema and how it is built.
+ *
+ * @since 0.1.0
+ * @category registry
+ */
+export const registry = {
+  retry: entry(Retry.OptionsSchema, (options) => Retry.layer(options)),
+  timeout: entry(Timeout.OptionsSchema, (options) => Timeout.layer(options)),
+  "circuit-breaker": entry(CircuitBreaker.OptionsSchema, (options, shared) =>
+    shared.redis === undefined
+      ? CircuitBreaker.layer(options)
+      : CircuitBreaker.layerWithStore(options).pipe(
+          Layer.provide(CircuitBreakerStore.layerRedis({ prefix: "callm:breaker:" })),
+          Layer.provide(Layer.succeedContext(shared.redis))
+        )
+  ),
+  fallback: entry(Fallback.OptionsSchema, (options) => Fallback.layer(options)),
+  hedge: entry(Hedge.OptionsSchema, (options) => Hedge.layer(options)),
+  cache: entry(Cache.OptionsSchema, (options, shared) =>
+    shared.redis === undefined
+      ? Cache.layer(options)
+      : Cache.layerWithStore(options).pipe(
+          Layer.provide(CacheStore.layerRedis(options)),
+          Layer.provide(Layer.succeedContext(shared.redis))
+        )
+  ),
+  "rate-limit": entry(RateLimit.OptionsSchema, (options, shared) =>
+    shared.redis === undefined
+      ? RateLimit.layer(options)
+      : RateLimit.layerRedis(options).pipe(Layer.provide(Layer.succeedContext(shared.redis)))
+  ),
+  batch: entry(Batch.OptionsSchema, (options) => Batch.layer(options)),
+  redact: entry(Redact.OptionsSchema, (options) => Redact.layer(options)),
+  metrics: entry(Metrics.OptionsSchema, (options) => Metrics.layer(options)),
+  tracing: entry(Tracing.OptionsSchema, (options) => Tracing.layer(options)),
+  audit: entry(AuditOptionsSchema, ({ path, maxBytes, maxFiles, ...options }) =>
+    Audit.layer({
+      ...options,
+      sink: path === undefined ? AuditSink.stdout() : AuditSink.file({ path, maxBytes, maxFiles })
+    })
+  ),
+  budget: entry(Budget.OptionsSchema, (options, shared) =>
+    shared.redis === undefined
+      ? Budget.layerMemory(options)
+      : Budget.layer(options).pipe(
+          Layer.provide(BudgetStore.layerRedis()),
+          Layer.provide(Layer.succeedContext(shared.redis))
+        )
+  ),
+  // JSON has no `undefined`: `"alias": null` routes every call, as `alias: undefined` does in code.
+  router: entry(Router.OptionsSchema, ({ alias, ...options }) =>
+    Router.layer({ rule: Router.bySize(options), ...(alias === undefined ? {} : { alias: alias ?? undefined }) })
+  )
+}
+
+/**
+ * The name of a plugin a configuration can name.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type PluginName = keyof typeof registry
+
+/**
+ * A plugin named by configuration, with that plugin's own options (checked by its schema on load).
  *
  * @since 0.1.0
  * @category models
  */
 export type PluginSpec = {
-  readonly [Name in keyof typeof registry]: {
+  readonly [Name in PluginName]: {
     readonly use: Name
-    readonly options?: Parameters<(typeof registry)[Name]>[0] | undefined
+    readonly options?: (typeof registry)[Name]["schema"]["Type"] | undefined
   }
-}[keyof typeof registry]
+}[PluginName]
 
 /**
  * The configuration.
@@ -109,71 +203,30 @@ export interface CallmConfig {
  */
 export const defineConfig = (config: CallmConfig): CallmConfig => config
 
-/**
- * What plugins may share with other processes: with a Redis connection, `cache`, `rate-limit`,
- * `budget` and `circuit-breaker` keep their state in it (`callm serve --redis-url`), one connection
- * for all of them.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Shared {
-  readonly redis?: Context.Context<Redis.Redis> | undefined
-}
-
-/**
- * The plugins a configuration can name, and how each is built from its options.
- *
- * @since 0.1.0
- * @category registry
- */
-export const registry = {
-  retry: (options: Retry.Options) => Retry.layer(options),
-  timeout: (options: Timeout.Options) => Timeout.layer(options),
-  "circuit-breaker": (options: CircuitBreaker.Options, shared?: Shared) =>
-    shared?.redis === undefined
-      ? CircuitBreaker.layer(options)
-      : CircuitBreaker.layerWithStore(options).pipe(
-          Layer.provide(CircuitBreakerStore.layerRedis({ prefix: "callm:breaker:" })),
-          Layer.provide(Layer.succeedContext(shared.redis))
-        ),
-  fallback: (options: Fallback.Options) => Fallback.layer(options),
-  hedge: (options: Hedge.Options) => Hedge.layer(options),
-  cache: (options: Cache.Options & CacheStore.MemoryOptions & CacheStore.RedisOptions, shared?: Shared) =>
-    shared?.redis === undefined
-      ? Cache.layer(options)
-      : Cache.layerWithStore(options).pipe(
-          Layer.provide(CacheStore.layerRedis(options)),
-          Layer.provide(Layer.succeedContext(shared.redis))
-        ),
-  "rate-limit": (options: RateLimit.Options, shared?: Shared) =>
-    shared?.redis === undefined
-      ? RateLimit.layer(options)
-      : RateLimit.layerRedis(options).pipe(Layer.provide(Layer.succeedContext(shared.redis))),
-  batch: (options: Batch.Options) => Batch.layer(options),
-  redact: (options: Redact.Options) => Redact.layer(options),
-  metrics: (options: Metrics.Options) => Metrics.layer(options),
-  tracing: (options: Tracing.Options) => Tracing.layer(options),
-  audit: ({ path, maxBytes, maxFiles, ...options }: AuditOptions) =>
-    Audit.layer({
-      ...options,
-      sink: path === undefined ? AuditSink.stdout() : AuditSink.file({ path, maxBytes, maxFiles })
-    }),
-  budget: (options: Budget.Options, shared?: Shared) =>
-    shared?.redis === undefined
-      ? Budget.layerMemory(options)
-      : Budget.layer(options).pipe(
-          Layer.provide(BudgetStore.layerRedis()),
-          Layer.provide(Layer.succeedContext(shared.redis))
-        ),
-  // JSON has no `undefined`: `"alias": null` routes every call, as `alias: undefined` does in code.
-  router: (options: Router.BySizeOptions & { readonly alias?: string | null | undefined }) =>
-    Router.layer({ rule: Router.bySize(options), ...("alias" in options ? { alias: options.alias ?? undefined } : {}) })
-} satisfies Record<string, (options: any, shared?: Shared) => PluginLayer>
-
-const PluginSpecSchema = Schema.Struct({
-  use: Schema.Literals(Object.keys(registry) as [keyof typeof registry, ...Array<keyof typeof registry>]),
-  options: Schema.optionalKey(Schema.Record(Schema.String, Schema.Unknown))
+/** The fields of a configuration other than its plugins (checked as a whole, unknown fields refused). */
+const ConfigSchema = Schema.Struct({
+  provider: Schema.optionalKey(
+    Schema.Struct({
+      baseUrl: Schema.optionalKey(Schema.String),
+      apiKeyEnv: Schema.optionalKey(Schema.String),
+      headers: Schema.optionalKey(Schema.Record(Schema.String, Schema.String))
+    })
+  ),
+  model: Schema.optionalKey(Schema.String),
+  presets: Schema.optionalKey(Schema.Record(Schema.String, Preset.Preset)),
+  prices: Schema.optionalKey(
+    Schema.Record(
+      Schema.String,
+      Schema.Struct({
+        input: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)),
+        output: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)),
+        cachedInput: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)))
+      })
+    )
+  ),
+  plugins: Schema.optionalKey(Schema.Array(Schema.Unknown)),
+  // Checked by `callm serve` with the gateway's own schema.
+  gateway: Schema.optionalKey(Schema.Unknown)
 })
 
 /**
@@ -186,20 +239,28 @@ export const pluginStack = (
   config: CallmConfig,
   defaultPreset?: string,
   runBudgetUsd?: number,
-  shared: Shared = {}
+  shared: Shared = {},
+  extra: {
+    /** The plugins used when the configuration names none (`callm run`'s retries and timeout). */
+    readonly defaults?: ReadonlyArray<PluginLayer> | undefined
+    /** Plugins always innermost, next to the provider (they see every attempt). */
+    readonly inner?: ReadonlyArray<PluginLayer> | undefined
+  } = {}
 ): PluginLayer => {
   const plugins: Array<PluginLayer> = [Preset.layer({ presets: config.presets, default: defaultPreset })]
   // A run's budget sits just inside the presets, outside the configured plugins: it prices each call
   // by the model it names (list a `budget` plugin after a `router` to price by the routed model).
   if (runBudgetUsd !== undefined) plugins.push(Budget.layerMemory({ total: { usd: runBudgetUsd } }))
+  if (config.plugins === undefined) plugins.push(...(extra.defaults ?? []))
   for (const plugin of config.plugins ?? []) {
     if (Layer.isLayer(plugin)) plugins.push(plugin as PluginLayer)
     else {
       const spec = plugin as PluginSpec
-      const make = registry[spec.use] as (options: object, shared: Shared) => PluginLayer
+      const { make } = registry[spec.use] as unknown as Entry<Schema.Top>
       plugins.push(make(spec.options ?? {}, shared))
     }
   }
+  plugins.push(...(extra.inner ?? []))
   return Plugin.stack(plugins[0]!, ...plugins.slice(1))
 }
 
@@ -226,15 +287,34 @@ export const load = (path: string): Effect.Effect<CallmConfig, UserError> =>
     if (typeof loaded !== "object" || loaded === null) {
       return yield* new UserError({ message: `the config ${path} does not hold (or export by default) an object` })
     }
+    const where = `the config ${path}`
+    const { plugins: _plugins, ...fields } = loaded as Record<string, unknown>
+    // A bare gateway configuration (`upstreams`, `routes`... at the top) is checked by `callm serve`
+    // with the gateway's own schema.
+    const bareGateway = "upstreams" in fields && !("gateway" in fields)
+    const checked = bareGateway ? Result.succeed(fields) : PluginOptions.decode(ConfigSchema, fields, "config")
+    if (Result.isFailure(checked)) return yield* new UserError({ message: `${where}: ${checked.failure}` })
     const config = loaded as CallmConfig
+    if (config.plugins !== undefined && !Array.isArray(config.plugins))
+      return yield* new UserError({ message: `${where}: plugins must be a list` })
     for (const [index, plugin] of (config.plugins ?? []).entries()) {
       if (Layer.isLayer(plugin)) continue
-      const checked = Schema.decodeUnknownResult(PluginSpecSchema)(plugin)
-      if (Result.isFailure(checked)) {
-        return yield* new UserError({
-          message: `the config ${path}: plugins[${index}] must be a layer or { use, options } with use one of ${Object.keys(registry).join(", ")}`
-        })
-      }
+      const problem = checkPlugin(plugin)
+      if (problem !== undefined) return yield* new UserError({ message: `${where}: plugins[${index}]${problem}` })
     }
     return config
   })
+
+/** What is wrong with one `{ use, options }` entry, or `undefined`. */
+const checkPlugin = (plugin: unknown): string | undefined => {
+  const names = Object.keys(registry).join(", ")
+  if (typeof plugin !== "object" || plugin === null || Array.isArray(plugin))
+    return ` must be a layer or { "use": name, "options": {...} } with a name among ${names}`
+  const { use, options, ...rest } = plugin as { use?: unknown; options?: unknown }
+  const extra = Object.keys(rest)
+  if (extra.length > 0) return `: unknown field ${JSON.stringify(extra[0])} (a plugin has "use" and "options")`
+  if (typeof use !== "string" || !Object.hasOwn(registry, use))
+    return `: "use" must name a plugin among ${names}, got ${JSON.stringify(use)}`
+  const checked = PluginOptions.decode(registry[use as PluginName].schema, options ?? {})
+  return Result.isFailure(checked) ? ` (${use}): ${checked.failure}` : undefined
+}

@@ -3,12 +3,22 @@
  * client and its plugins, and writes one JSON line per input line.
  *
  * - Input: one JSON object a line, `{ "id", "messages" | "prompt", ...params }` (`model`, `preset` and
- *   any chat parameter may be set per line), read as a stream: memory does not grow with the file.
+ *   any chat parameter may be set per line), read once, as a stream (Effect's `FileSystem` and
+ *   `Stream.splitLines`): a file of any length starts at once and memory does not grow with it.
  * - Output: `{ id, line, model, text, finish_reason, usage, latency_ms, response }`, or
  *   `{ id, line, error: { reason, message, param, retryable }, latency_ms }`, appended and flushed a line
  *   at a time (`--fsync` to also force each to disk).
- * - Resume: a rerun skips the ids already written; a torn last line (killed mid-write) is repaired
- *   first. An id is never written twice.
+ * - Defaults that keep work: with no `plugins` in a config, every call is retried on transient failures
+ *   (`--retries`, default 10, exponential backoff with full jitter, `Retry-After` honoured) and every
+ *   attempt is bounded (`--timeout`, default 5 minutes). A config's `plugins` replace that stack.
+ * - Resume: a rerun skips the ids already answered and sends again the lines whose recorded error was
+ *   retryable (`--retry-failed`: every failed line; `--skip-failed`: none); their old error line is taken
+ *   out first, so the output holds one line per id. A torn last line (killed mid-write) is repaired.
+ * - Fail fast: when the first calls all fail alike for a cause no line can fix (a refused key, an unknown
+ *   model, no server at the base URL), the run stops with one sentence saying what to fix.
+ * - Exit status: 0 when every line was answered; 2 when the run finished with failed or bad lines (the
+ *   summary counts them by reason); 1 when it could not run or was stopped (a mistake in the flags, the
+ *   config or the files, or a fail-fast stop); 130 when interrupted.
  * - Modes: `sync` (one call at a time), `async` (`--concurrency` calls in flight), `batch` (groups of
  *   `--batch-size` sent with `completeMany`, `--concurrency` items in flight).
  * - Bad lines (invalid JSON, no id, a duplicate id, no messages, invalid parameters) are reported with
@@ -16,24 +26,25 @@
  * - Ctrl-C or SIGTERM stop admitting lines; calls in flight finish and are written
  *   (`--on-interrupt finish`, the default) or are cancelled (`cancel`); a summary is printed either way,
  *   and the exit code is 130. A second Ctrl-C exits at once.
- * - Progress: a bar on a terminal (done/total, rate, ETA, errors, cache hits, retries), plain lines
- *   every few seconds otherwise, JSON lines with `--json`, nothing but the summary with `--quiet`.
+ * - Progress: a bar redrawn in place on a terminal, a plain line every `--progress-interval` seconds
+ *   otherwise, NDJSON events with `--json`, nothing but the summary with `--quiet`.
  *
  * @since 0.1.0
  */
 
-import { createReadStream } from "node:fs"
+import { accessSync, constants, statSync } from "node:fs"
+import { dirname } from "node:path"
 import { performance } from "node:perf_hooks"
-import { createInterface } from "node:readline"
 import { ChatRequest, type ChatResponse, Cost, LlmClient, type LlmError, Preset } from "@callm/core"
 import { Prometheus, Tracing } from "@callm/observability"
-import { OpenAiClient } from "@callm/openai"
 import { RedisConnection } from "@callm/rate-limit"
-import { Console, Duration, Effect, Fiber, Layer, Metric, Option, Redacted, Result, Stream } from "effect"
+import { Deferred, Effect, Fiber, FileSystem, Layer, Metric, Option, Result, Schedule, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Config from "./Config.ts"
-import * as Embedded from "./Embedded.ts"
+import * as FailFast from "./FailFast.ts"
+import * as Provider from "./Provider.ts"
 import * as RunOutput from "./RunOutput.ts"
+import * as RunProgress from "./RunProgress.ts"
 import { UserError } from "./UserError.ts"
 
 /** One input line, parsed. */
@@ -131,35 +142,31 @@ const successRecord = (item: Item, response: ChatResponse.ChatResponse, latency:
 
 const round = (value: number) => Math.round(value * 100) / 100
 
-/** Counts input lines as a stream (for the progress total). */
-const countLines = (path: string) =>
-  Effect.promise(async () => {
-    let count = 0
-    for await (const line of createInterface({
-      input: createReadStream(path, { encoding: "utf8" }),
-      crlfDelay: Number.POSITIVE_INFINITY
-    })) {
-      if (line.trim() !== "") count++
-    }
-    return count
-  })
-
-/** The input's non-empty lines with their line numbers, read as a stream. */
-const inputLines = (path: string): Stream.Stream<readonly [string, number], UserError> =>
-  Stream.fromAsyncIterable(
-    (async function* () {
-      let number = 0
-      for await (const line of createInterface({
-        input: createReadStream(path, { encoding: "utf8" }),
-        crlfDelay: Number.POSITIVE_INFINITY
-      })) {
-        number++
-        if (line.trim() !== "") yield [line, number] as const
-      }
-    })(),
-    (cause) =>
-      new UserError({ message: `cannot read ${path}: ${cause instanceof Error ? cause.message : String(cause)}` })
+/** The input's non-empty lines with their line numbers, read once as a stream. */
+const inputLines = (
+  path: string,
+  counts: RunProgress.Counts
+): Stream.Stream<readonly [string, number], UserError, FileSystem.FileSystem> => {
+  let number = 0
+  const bytes = Stream.unwrap(
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      return fs.stream(path, { chunkSize: 64 * 1024 })
+    })
   )
+  return bytes.pipe(
+    (stream) => Stream.decodeText(stream),
+    Stream.splitLines,
+    Stream.map((text) => [text, ++number] as const),
+    Stream.filter(([text]) => text.trim() !== ""),
+    Stream.onEnd(
+      Effect.sync(() => {
+        counts.inputEnded = true
+      })
+    ),
+    Stream.mapError((error) => new UserError({ message: `run: cannot read ${path}: ${error.message}` }))
+  )
+}
 
 /** A metric's total across its attribute sets, for the progress line. */
 const metricTotal = (name: string, attributes?: Readonly<Record<string, string>>) =>
@@ -175,11 +182,22 @@ const metricTotal = (name: string, attributes?: Readonly<Record<string, string>>
     return total
   })
 
-const formatDuration = (seconds: number) => {
-  if (!Number.isFinite(seconds)) return "?"
-  const whole = Math.round(seconds)
-  const minutes = Math.floor(whole / 60)
-  return `${minutes}:${String(whole % 60).padStart(2, "0")}`
+/** One sentence for a file the run cannot use, or `undefined`. */
+const checkFiles = (input: string, output: string): string | undefined => {
+  const inputStat = Result.try(() => statSync(input))
+  if (Result.isFailure(inputStat)) return `run: cannot read --input ${input}: there is no such file`
+  if (!inputStat.success.isFile()) return `run: --input ${input} is not a file`
+  if (Result.isFailure(Result.try(() => accessSync(input, constants.R_OK))))
+    return `run: cannot read --input ${input}: permission denied`
+  const folder = dirname(output)
+  const folderStat = Result.try(() => statSync(folder))
+  if (Result.isFailure(folderStat) || !folderStat.success.isDirectory())
+    return `run: cannot write --output ${output}: the folder ${folder} does not exist`
+  const outputStat = Result.try(() => statSync(output))
+  if (Result.isSuccess(outputStat) && !outputStat.success.isFile()) return `run: --output ${output} is not a file`
+  if (Result.isFailure(Result.try(() => accessSync(Result.isSuccess(outputStat) ? output : folder, constants.W_OK))))
+    return `run: cannot write --output ${output}: permission denied`
+  return undefined
 }
 
 /**
@@ -197,7 +215,7 @@ export const command = Command.make(
     ),
     output: Flag.String("output").pipe(
       Flag.withAlias("o"),
-      Flag.withDescription("JSONL output, appended; rerun to resume")
+      Flag.withDescription("JSONL output, appended; rerun the same command to resume")
     ),
     mode: Flag.Literals("mode", ["sync", "async", "batch"]).pipe(
       Flag.withDefault("async" as const),
@@ -223,8 +241,30 @@ export const command = Command.make(
       Flag.optional
     ),
     config: Flag.String("config").pipe(
-      Flag.withDescription("callm.config.ts or .json: provider, model, presets, plugins"),
+      Flag.withDescription(
+        "callm.config.ts or .json: provider, model, presets, plugins (its plugins replace the default retries and timeout)"
+      ),
       Flag.optional
+    ),
+    retries: Flag.Int("retries").pipe(
+      Flag.withDefault(Provider.defaultRetries),
+      Flag.withDescription(
+        `Retries of a call that failed for a passing reason (rate limit, overload, 5xx, dropped connection, timeout), with exponential backoff and jitter, Retry-After honoured; 0 turns them off (default ${Provider.defaultRetries}; a config's plugins replace this)`
+      )
+    ),
+    timeout: Flag.String("timeout").pipe(
+      Flag.withDefault(Provider.defaultTimeout),
+      Flag.withDescription(
+        `Longest time one attempt may take: seconds, or 30s, 5m, "2 minutes" (default ${Provider.defaultTimeout}; a config's plugins replace this)`
+      )
+    ),
+    retryFailed: Flag.Boolean("retry-failed").pipe(
+      Flag.withDefault(false),
+      Flag.withDescription("On a rerun, send again every line that failed, not only those whose error was passing")
+    ),
+    skipFailed: Flag.Boolean("skip-failed").pipe(
+      Flag.withDefault(false),
+      Flag.withDescription("On a rerun, keep every recorded failure (send none again)")
     ),
     mock: Flag.Boolean("mock").pipe(
       Flag.withDefault(false),
@@ -245,7 +285,11 @@ export const command = Command.make(
     ),
     json: Flag.Boolean("json").pipe(
       Flag.withDefault(false),
-      Flag.withDescription("Progress and summary as JSON lines on stderr")
+      Flag.withDescription("Progress events and the summary as JSON lines on stderr")
+    ),
+    progressInterval: Flag.Finite("progress-interval").pipe(
+      Flag.withDefault(2),
+      Flag.withDescription("Seconds between progress lines when stderr is not a terminal, and between --json events")
     ),
     budget: Flag.Finite("budget").pipe(
       Flag.withDescription("Refuse calls once the run has spent this many US dollars (prices: the config's)"),
@@ -264,44 +308,81 @@ export const command = Command.make(
   },
   (flags) =>
     Effect.gen(function* () {
+      if (flags.concurrency < 1) return yield* new UserError({ message: "run: --concurrency must be at least 1" })
+      if (flags.batchSize < 1) return yield* new UserError({ message: "run: --batch-size must be at least 1" })
+      if (flags.retries < 0) return yield* new UserError({ message: "run: --retries must be 0 or more" })
+      if (!(flags.progressInterval > 0))
+        return yield* new UserError({ message: "run: --progress-interval must be a positive number of seconds" })
+      if (flags.retryFailed && flags.skipFailed)
+        return yield* new UserError({ message: "run: --retry-failed and --skip-failed exclude each other: pick one" })
+      if (Option.isSome(flags.budget) && !(flags.budget.value > 0))
+        return yield* new UserError({ message: "run: --budget must be a positive number of US dollars" })
+      const timeout = yield* Provider.parseTimeout(flags.timeout).pipe(
+        Effect.mapError((error) => new UserError({ message: `run: ${error.message}` }))
+      )
+      const fileProblem = checkFiles(flags.input, flags.output)
+      if (fileProblem !== undefined) return yield* new UserError({ message: fileProblem })
       const config = Option.isSome(flags.config) ? yield* Config.load(flags.config.value) : ({} as Config.CallmConfig)
       const model = Option.getOrElse(
         flags.model,
         () => config.model ?? (flags.mock ? "mock-small" : (process.env.CALLM_MODEL ?? "gpt-4o-mini"))
       )
-      if (flags.concurrency < 1) return yield* new UserError({ message: "run: --concurrency must be at least 1" })
-      if (flags.batchSize < 1) return yield* new UserError({ message: "run: --batch-size must be at least 1" })
+      const style: RunProgress.Style = flags.quiet
+        ? "quiet"
+        : flags.json
+          ? "json"
+          : process.stderr.isTTY
+            ? "bar"
+            : "lines"
+      // Messages that interrupt the bar start on a line of their own.
+      const say = (message: string) =>
+        process.stderr.write(`${style === "bar" ? "\r\x1b[2K" : ""}callm run: ${message}\n`)
 
-      const provider = flags.mock
-        ? Layer.unwrap(
-            Effect.map(Embedded.mockUrl({ ttftMs: 20, itlMs: 1, tokens: 24 }), (url) =>
-              OpenAiClient.layer({ baseUrl: `${url}/v1` })
-            )
+      const baseUrl = flags.mock
+        ? "the embedded mock"
+        : Option.getOrElse(
+            flags.baseUrl,
+            () => config.provider?.baseUrl ?? process.env.OPENAI_BASE_URL ?? "https://api.openai.com/v1"
           )
-        : OpenAiClient.layerConfig({
-            ...(Option.isSome(flags.baseUrl)
-              ? { baseUrl: flags.baseUrl.value }
-              : config.provider?.baseUrl === undefined
-                ? {}
-                : { baseUrl: config.provider.baseUrl }),
-            ...(config.provider?.apiKeyEnv !== undefined && process.env[config.provider.apiKeyEnv] !== undefined
-              ? { apiKey: Redacted.make(process.env[config.provider.apiKeyEnv]!) }
-              : {}),
-            ...(config.provider?.headers === undefined ? {} : { headers: config.provider.headers }),
-            concurrency: flags.concurrency
-          })
-      if (Option.isSome(flags.budget) && !(flags.budget.value > 0))
-        return yield* new UserError({ message: "run: --budget must be a positive number of US dollars" })
+      if (!flags.mock && !/^https?:\/\/[^/]/.test(baseUrl))
+        return yield* new UserError({
+          message: `run: the base URL must start with http:// or https://, got ${JSON.stringify(baseUrl)} (from ${Option.isSome(flags.baseUrl) ? "--base-url" : config.provider?.baseUrl !== undefined ? "the config's provider.baseUrl" : "OPENAI_BASE_URL"})`
+        })
+      const provider = Provider.provider({
+        mock: flags.mock ? { ttftMs: 20, itlMs: 1, tokens: 24 } : false,
+        baseUrl: flags.baseUrl,
+        config,
+        concurrency: flags.concurrency,
+        env: process.env,
+        warn: (message) => say(`warning: ${message}`)
+      })
       // One Redis connection for every plugin that shares state with other processes.
       const redis = Option.isSome(flags.redisUrl)
-        ? yield* Layer.build(RedisConnection.layer({ url: flags.redisUrl.value }))
+        ? yield* Layer.build(RedisConnection.layer({ url: flags.redisUrl.value })).pipe(
+            Effect.mapError(
+              (error) =>
+                new UserError({
+                  message: `run: cannot use Redis at --redis-url ${flags.redisUrl.pipe(Option.getOrElse(() => ""))}: ${String((error as { message?: unknown }).message ?? error)}`
+                })
+            )
+          )
         : undefined
+
+      const trip = yield* Deferred.make<string>()
+      const failFast = FailFast.make({
+        baseUrl,
+        onTrip: (sentence) => Deferred.doneUnsafe(trip, Effect.succeed(sentence))
+      })
       const client = Config.pluginStack(
         config,
         Option.getOrUndefined(flags.preset),
         Option.getOrUndefined(flags.budget),
         {
           redis
+        },
+        {
+          defaults: Provider.defaultPlugins({ retries: flags.retries, timeout }),
+          inner: [failFast.layer]
         }
       ).pipe(Layer.provide(provider))
 
@@ -309,7 +390,7 @@ export const command = Command.make(
         const url = yield* Prometheus.serve({ port: flags.metricsPort.value }).pipe(
           Effect.mapError((error) => new UserError({ message: `run: cannot serve metrics: ${error.message}` }))
         )
-        process.stderr.write(`callm run: metrics at ${url}\n`)
+        say(`metrics at ${url}`)
       }
       // Spans go to an OpenTelemetry collector when the standard variable names one (the edge of the
       // app is where the environment is read).
@@ -317,10 +398,12 @@ export const command = Command.make(
       const tracer = otlpUrl === undefined || otlpUrl === "" ? Layer.empty : Tracing.layerOtlp({ url: otlpUrl })
 
       const repaired = RunOutput.repair(flags.output)
-      const done = yield* Effect.promise(() => RunOutput.doneKeys(flags.output))
-      const total = yield* countLines(flags.input)
+      const resumed = yield* Effect.promise(() =>
+        RunOutput.resume(flags.output, flags.retryFailed ? "all" : flags.skipFailed ? "none" : "retryable")
+      )
+      const totalBytes = statSync(flags.input).size
       const writer = RunOutput.open(flags.output, { fsync: flags.fsync })
-      const counts = { written: 0, ok: 0, errors: 0, badLines: 0, skipped: 0 }
+      const counts = RunProgress.counts()
       const started = performance.now()
       let stopping = false
       let signals = 0
@@ -329,83 +412,106 @@ export const command = Command.make(
         stopping = true
         process.exitCode = 130
         if (signals > 1) process.exit(130)
-        if (!flags.quiet && !flags.json)
-          process.stderr.write(
-            `\ncallm run: stopping: no new lines; ${flags.onInterrupt === "finish" ? "finishing" : "cancelling"} the calls in flight (Ctrl-C again to quit now)\n`
+        if (style !== "quiet" && style !== "json")
+          say(
+            `stopping: no new lines; ${flags.onInterrupt === "finish" ? "finishing" : "cancelling"} the calls in flight (Ctrl-C again to quit now)`
           )
       }
       process.on("SIGINT", onSignal)
       process.on("SIGTERM", onSignal)
 
-      const report = (final: boolean) =>
-        Effect.gen(function* () {
-          const elapsed = (performance.now() - started) / 1000
-          const processed = counts.written + counts.skipped
-          const rate = counts.written / Math.max(elapsed, 1e-9)
-          const remaining = Math.max(0, total - processed)
-          const cacheHits = yield* metricTotal("callm_cache_requests_total", { result: "hit" })
-          const retries = yield* metricTotal("callm_retries_total")
-          if (flags.json) {
-            process.stderr.write(
-              `${JSON.stringify({ event: final ? "summary" : "progress", total, done: processed, written: counts.written, ok: counts.ok, errors: counts.errors, bad_lines: counts.badLines, skipped: counts.skipped, rate: round(rate), elapsed_s: round(elapsed), cache_hits: cacheHits, retries, interrupted: stopping })}\n`
-            )
-            return
-          }
-          const line = `${processed}/${total} ${rate.toFixed(1)}/s ETA ${formatDuration(remaining / rate)} errors ${counts.errors + counts.badLines} cache hits ${cacheHits} retries ${retries}`
-          if (final) {
-            if (process.stderr.isTTY && !flags.quiet) process.stderr.write("\n")
-            process.stderr.write(
-              `callm run: ${stopping ? "interrupted" : "done"} in ${elapsed.toFixed(1)} s: ${counts.ok} answered, ${counts.errors} failed, ${counts.badLines} bad lines, ${counts.skipped} already done (skipped); ${rate.toFixed(1)}/s; cache hits ${cacheHits}, retries ${retries}${repaired > 0 ? `; repaired a torn last line (${repaired} bytes)` : ""}${stopping ? `; rerun the same command to resume` : ""}\n`
-            )
-          } else if (!flags.quiet) {
-            if (process.stderr.isTTY) {
-              const width = 24
-              const filled = total === 0 ? width : Math.min(width, Math.round((processed / total) * width))
-              process.stderr.write(`\r[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${line}   `)
-            } else process.stderr.write(`callm run: ${line}\n`)
-          }
-        })
+      const snapshot = Effect.gen(function* () {
+        return {
+          counts,
+          totalBytes,
+          elapsedSeconds: (performance.now() - started) / 1000,
+          retries: yield* metricTotal("callm_retries_total"),
+          cacheHits: yield* metricTotal("callm_cache_requests_total", { result: "hit" }),
+          resent: resumed.retried
+        } satisfies RunProgress.Snapshot
+      })
       const progress = yield* Effect.forkDetach(
-        Effect.repeat(report(false), { schedule: Duration.millis(process.stderr.isTTY ? 100 : 2_000) } as never).pipe(
-          Effect.delay(process.stderr.isTTY ? "100 millis" : "2 seconds")
-        )
+        Effect.repeat(
+          Effect.flatMap(snapshot, (now) =>
+            Effect.sync(() => {
+              const text = RunProgress.render(style, now, process.stderr.columns ?? 100)
+              if (text !== undefined) process.stderr.write(text)
+            })
+          ),
+          Schedule.spaced(style === "bar" ? 200 : flags.progressInterval * 1000)
+        ).pipe(Effect.delay(style === "bar" ? 200 : flags.progressInterval * 1000))
       )
 
       const seen = new RunOutput.KeySet()
-      const items = inputLines(flags.input).pipe(
+      // The input bytes of each line in flight, added to the progress when the line is written.
+      const lineBytes = new WeakMap<Item, number>()
+      const items = inputLines(flags.input, counts).pipe(
         Stream.takeWhile(() => !stopping),
-        Stream.map(([text, line]) => parseLine(text, line, { model }, seen)),
-        Stream.filter((item) => {
-          if (!done.has(item.key)) return true
+        Stream.map(([text, line]) => ({ item: parseLine(text, line, { model }, seen), bytes: Buffer.byteLength(text) + 1 })),
+        Stream.filter(({ item, bytes }) => {
+          if (!resumed.done.has(item.key)) return true
           counts.skipped++
+          counts.bytesDone += bytes
           return false
+        }),
+        Stream.map(({ item, bytes }) => {
+          lineBytes.set(item, bytes)
+          return item
         })
       )
-      const write = (record: object, item: Item, kind: "ok" | "error" | "bad") => {
+      const write = (record: object, item: Item, kind: "ok" | "error" | "bad", reason?: string) => {
         writer.write(record)
-        counts.written++
-        if (kind === "ok") counts.ok++
-        else if (kind === "error") counts.errors++
-        else {
+        counts.bytesDone += lineBytes.get(item) ?? 0
+        if (kind === "ok") counts.answered++
+        else if (kind === "error") {
+          counts.failed++
+          counts.failedByReason.set(reason!, (counts.failedByReason.get(reason!) ?? 0) + 1)
+        } else {
           counts.badLines++
+          counts.failedByReason.set(item.problem!.reason, (counts.failedByReason.get(item.problem!.reason) ?? 0) + 1)
           // Bad lines are always reported, --quiet or not: they are the input's problems, not progress.
-          if (flags.json)
+          if (style === "json")
             process.stderr.write(`${JSON.stringify({ event: "bad_line", line: item.line, ...item.problem })}\n`)
-          else
-            process.stderr.write(
-              `${process.stderr.isTTY && !flags.quiet ? "\n" : ""}callm run: ${item.problem!.message}\n`
-            )
+          else say(item.problem!.message)
         }
       }
+      // Failures that no line can fix (a refused key...), met before any call succeeded, wait here: if
+      // the run stops for that cause they are not written (the rerun, with the cause fixed, sends them);
+      // once a call succeeds they are written like any failure.
+      const held: Array<{ readonly item: Item; readonly error: LlmError.LlmError; readonly latency: number }> = []
+      const flushHeld = () => {
+        for (const { item, error, latency } of held.splice(0))
+          write(errorRecord(item, error, latency), item, "error", error.reason._tag)
+      }
+      const record = (
+        item: Item,
+        result: Result.Result<ChatResponse.ChatResponse, LlmError.LlmError>,
+        latency: number
+      ) => {
+        if (failFast.reason() !== undefined) return
+        if (Result.isSuccess(result)) {
+          flushHeld()
+          write(successRecord(item, result.success, latency), item, "ok")
+        } else if (!failFast.succeeded() && FailFast.fatalCause(result.failure, baseUrl) !== undefined)
+          held.push({ item, error: result.failure, latency })
+        else write(errorRecord(item, result.failure, latency), item, "error", result.failure.reason._tag)
+      }
+      // Calls stay interruptible even when the run finishes its calls on Ctrl-C, so that a fail-fast
+      // stop cancels the calls in flight (and their pending retries) at once.
+      const unlessTripped = <A, R>(call: Effect.Effect<A, never, R>): Effect.Effect<Option.Option<A>, never, R> =>
+        Effect.raceFirst(
+          Effect.interruptible(Effect.map(call, Option.some)),
+          Effect.as(Deferred.await(trip), Option.none<A>())
+        )
       const callOne = (item: Item) =>
         Effect.gen(function* () {
           if (item.request === undefined) return write(errorRecord(item, undefined), item, "bad")
           const start = performance.now()
           const call = LlmClient.complete(item.request)
-          const result = yield* Effect.result(item.preset === undefined ? call : Preset.withPreset(call, item.preset))
-          const latency = performance.now() - start
-          if (Result.isSuccess(result)) write(successRecord(item, result.success, latency), item, "ok")
-          else write(errorRecord(item, result.failure, latency), item, "error")
+          const result = yield* unlessTripped(
+            Effect.result(item.preset === undefined ? call : Preset.withPreset(call, item.preset))
+          )
+          if (Option.isSome(result)) record(item, result.value, performance.now() - start)
         })
       const callBatch = (batch: ReadonlyArray<Item>) =>
         Effect.gen(function* () {
@@ -413,13 +519,10 @@ export const command = Command.make(
           const good = batch.filter((item) => item.request !== undefined)
           if (good.length === 0) return
           const start = performance.now()
-          const results = yield* LlmClient.completeMany(good.map((item) => item.request!))
+          const results = yield* unlessTripped(LlmClient.completeMany(good.map((item) => item.request!)))
+          if (Option.isNone(results)) return
           const latency = performance.now() - start
-          good.forEach((item, index) => {
-            const result = results[index]!
-            if (Result.isSuccess(result)) write(successRecord(item, result.success, latency), item, "ok")
-            else write(errorRecord(item, result.failure, latency), item, "error")
-          })
+          for (const [index, item] of good.entries()) record(item, results.value[index]!, latency)
         })
 
       const processing =
@@ -435,6 +538,15 @@ export const command = Command.make(
               Stream.mapEffect(callOne, { concurrency: flags.mode === "sync" ? 1 : flags.concurrency }),
               Stream.runDrain
             )
+      // A fail-fast stop admits no new line.
+      yield* Effect.forkDetach(
+        Effect.andThen(
+          Deferred.await(trip),
+          Effect.sync(() => {
+            stopping = true
+          })
+        )
+      )
       // Finishing calls in flight on Ctrl-C means the run must not be interrupted: it stops reading new
       // lines instead, and ends once the calls in flight are written.
       const guarded = flags.onInterrupt === "finish" ? Effect.uninterruptible(processing) : processing
@@ -445,15 +557,39 @@ export const command = Command.make(
         Effect.provide(Cost.layer(config.prices ?? {})),
         Effect.ensuring(
           Effect.gen(function* () {
+            // A run too short to reach the fail-fast threshold, whose every call failed for one cause
+            // no line can fix, stops for it too.
+            const first = held[0]
+            if (first !== undefined && !failFast.succeeded()) failFast.stopFor(first.error)
+            if (failFast.reason() === undefined) flushHeld()
             yield* Fiber.interrupt(progress)
             writer.close()
             process.off("SIGINT", onSignal)
             process.off("SIGTERM", onSignal)
-            yield* report(true)
+            const stopped = failFast.reason()
+            const interrupted = signals > 0
+            const exitCode = stopped !== undefined ? 1 : interrupted ? 130 : counts.failed + counts.badLines > 0 ? 2 : 0
+            if (style === "bar") process.stderr.write("\r\x1b[2K")
+            process.stderr.write(
+              RunProgress.summary(yield* snapshot, {
+                json: style === "json",
+                interrupted,
+                stopped,
+                repairedBytes: repaired,
+                exitCode
+              })
+            )
+            if (exitCode !== 0) process.exitCode = exitCode
           })
         )
       )
-      if (counts.written === 0 && counts.skipped === 0 && total === 0)
-        yield* Console.error(`callm run: ${flags.input} has no lines`)
+      if (counts.answered + counts.failed + counts.badLines + counts.skipped === 0 && failFast.reason() === undefined)
+        say(`${flags.input} has no lines`)
+      const stopped = failFast.reason()
+      if (stopped !== undefined) return yield* new UserError({ message: `run stopped: ${stopped}` })
     }).pipe(Effect.scoped)
-).pipe(Command.withDescription("Run a JSONL file of prompts through the client; rerun to resume"))
+).pipe(
+  Command.withDescription(
+    "Run a JSONL file of prompts through the client. Retries passing failures by default; exit status 0 only when every line was answered (2: some failed, 1: could not run, 130: interrupted); rerun the same command to resume"
+  )
+)

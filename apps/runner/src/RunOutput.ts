@@ -3,8 +3,9 @@
  *
  * - Each record is one JSON line written with one `write` to a file opened for appending, so a record
  *   is either wholly in the file or (killed mid-write) a torn last line.
- * - On start, a torn last line is cut off (`repair`), and the keys already written are read back
- *   (`doneKeys`) so the run skips them: an id is never written twice.
+ * - On start, a torn last line is cut off (`repair`), and the records already written are read back
+ *   (`resume`): answered lines are skipped, failed lines the retry policy sends again are taken out of
+ *   the file first, so an id is never in the file twice.
  * - `fsync` after each line makes records survive a machine crash too (slower); without it they
  *   survive the process being killed, since the kernel holds what was written.
  *
@@ -18,6 +19,7 @@ import {
   ftruncateSync,
   openSync,
   readSync,
+  renameSync,
   statSync,
   writeSync
 } from "node:fs"
@@ -139,27 +141,102 @@ export const repair = (path: string): number => {
 }
 
 /**
- * The keys of the records already in the file (after `repair`), read as a stream.
+ * Which recorded failures a rerun sends again:
  *
- * @since 0.1.0
+ * - `"retryable"` (the default): lines whose error was retryable (rate limits, overload, 5xx, dropped
+ *   connections, timeouts) and lines refused as `Unauthorized` (the key was at fault, not the line);
+ * - `"all"` (`--retry-failed`): every failed line, bad input lines included (after fixing the input);
+ * - `"none"` (`--skip-failed`): keep every recorded failure.
+ *
+ * @since 0.2.0
  * @category resuming
  */
-export const doneKeys = async (path: string): Promise<KeySet> => {
-  const keys = new KeySet()
-  if (!existsSync(path)) return keys
-  const lines = createInterface({
-    input: createReadStream(path, { encoding: "utf8" }),
-    crlfDelay: Number.POSITIVE_INFINITY
-  })
+export type RetryPolicy = "retryable" | "all" | "none"
+
+/**
+ * A record read back from an output file.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Recorded {
+  readonly id?: unknown
+  readonly line?: number
+  readonly error?: { readonly reason?: string; readonly retryable?: boolean }
+}
+
+/**
+ * Whether a rerun sends a recorded line again under a policy.
+ *
+ * @since 0.2.0
+ * @category resuming
+ */
+export const isRetried = (record: Recorded, policy: RetryPolicy): boolean => {
+  if (record.error === undefined || policy === "none") return false
+  if (policy === "all") return true
+  return record.error.retryable === true || record.error.reason === "Unauthorized"
+}
+
+/**
+ * What a rerun found in the output: the keys that are done, and how many failed lines it will send
+ * again.
+ *
+ * @since 0.2.0
+ * @category resuming
+ */
+export interface Resume {
+  readonly done: KeySet
+  readonly retried: number
+}
+
+/**
+ * Reads an output back (after `repair`) for a rerun. The lines the policy retries are taken out of the
+ * file, so that their new answer is the only line for their id: the kept lines are copied to a
+ * temporary file beside it, which then replaces it in one `rename` (a kill at any moment leaves either
+ * the old file or the new one, never half of each). The file is read as a stream: memory holds the keys
+ * only.
+ *
+ * @since 0.2.0
+ * @category resuming
+ */
+export const resume = async (path: string, policy: RetryPolicy): Promise<Resume> => {
+  const done = new KeySet()
+  if (!existsSync(path)) return { done, retried: 0 }
+  let retried = 0
   let number = 0
-  for await (const line of lines) {
+  // A first pass decides whether the file must be rewritten at all (the common rerun retries nothing).
+  for await (const line of readLines(path)) {
     number++
     if (line.trim() === "") continue
-    const record = JSON.parse(line) as { id?: unknown; line?: number }
-    keys.add(keyOf(record.id, record.line ?? -number))
+    const record = JSON.parse(line) as Recorded
+    if (isRetried(record, policy)) retried++
+    else done.add(keyOf(record.id, record.line ?? -number))
   }
-  return keys
+  if (retried > 0) {
+    const temporary = `${path}.${process.pid}.resume`
+    const fd = openSync(temporary, "w")
+    try {
+      let pending = ""
+      for await (const line of readLines(path)) {
+        if (line.trim() === "" || isRetried(JSON.parse(line) as Recorded, policy)) continue
+        pending += `${line}\n`
+        if (pending.length > 1 << 16) {
+          writeSync(fd, pending)
+          pending = ""
+        }
+      }
+      writeSync(fd, pending)
+      fsyncSync(fd)
+    } finally {
+      closeSync(fd)
+    }
+    renameSync(temporary, path)
+  }
+  return { done, retried }
 }
+
+const readLines = (path: string) =>
+  createInterface({ input: createReadStream(path, { encoding: "utf8" }), crlfDelay: Number.POSITIVE_INFINITY })
 
 /**
  * An append-only writer of records, one `write` per line.

@@ -79,7 +79,7 @@ describe("callm run with redaction, audit and metrics", () => {
       const lines = values.length + 2
       const args = ["--base-url", mock.baseUrl, "--config", config, "--metrics-port", "0", "--mode", "sync"]
       const run = await runAndScrape(["-i", input, "-o", output, ...args], { OPENAI_API_KEY: apiKey }, output, 3)
-      assert.strictEqual(run.code, 0, run.stderr)
+      assert.strictEqual(run.code, 2, "the bad line makes the exit status 2")
       const results = readFileSync(output, "utf8")
       const auditLog = readFileSync(audit, "utf8")
       assert.strictEqual(results.split("\n").filter((line) => line !== "").length, lines)
@@ -96,16 +96,17 @@ describe("callm run with redaction, audit and metrics", () => {
           assert.notInclude(text, value, `${value} is in ${where}`)
       }
 
-      // A wrong key: the 401 is reported, and the key is in no message.
+      // A wrong key: the run stops on it with one sentence, and the key is in no message.
       const wrongKey = "sk-callm-wrong-00112233445566778899aabbccdd"
       const failed = await runAndScrape(
         ["-i", input, "-o", join(dir, "out-401.jsonl"), ...args],
         { OPENAI_API_KEY: wrongKey },
         join(dir, "out-401.jsonl"),
-        lines + 1
+        0
       )
       const failedResults = readFileSync(join(dir, "out-401.jsonl"), "utf8")
-      assert.include(failedResults, '"reason":"Unauthorized"')
+      assert.strictEqual(failed.code, 1)
+      assert.include(failed.stderr, "refused the API key")
       for (const text of [failed.stdout, failed.stderr, failedResults, readFileSync(audit, "utf8"), failed.metrics]) {
         assert.notInclude(text, wrongKey)
         assert.notInclude(text, apiKey)

@@ -50,7 +50,7 @@ describe("callm run", () => {
       ].join("\n")
     )
     const { code, stderr } = await run(["-i", input, "-o", output, "--mock", "--quiet"])
-    assert.strictEqual(code, 0)
+    assert.strictEqual(code, 2, "bad lines make the exit status 2")
     const byLine = new Map(records(output).map((record) => [record.line, record]))
     const reasons = [2, 3, 4, 5, 6, 7, 8, 9].map((line) => byLine.get(line)?.error?.reason)
     assert.deepStrictEqual(reasons, [
@@ -92,7 +92,7 @@ describe("callm run", () => {
     assert.strictEqual(ids.length, 20)
     assert.strictEqual(new Set(ids).size, 20)
     const again = await run(["-i", input, "-o", output, "--mock", "--quiet"])
-    assert.include(again.stderr, "20 already done")
+    assert.include(again.stderr, "20 already answered")
     assert.strictEqual(records(output).length, 20)
   }, 90_000)
 
@@ -247,7 +247,8 @@ describe("callm run", () => {
     )
     // A mock-small call of ~7 prompt and 24 completion tokens costs about $0.00001.
     const { code, stderr } = await run(["-i", input, "-o", output, "--mock", "--quiet", "--budget", "0.0001"])
-    assert.strictEqual(code, 0, stderr)
+    assert.strictEqual(code, 2, "some lines failed")
+    assert.match(stderr, /failed \(BudgetExceeded \d+\)/)
     const written = records(output)
     assert.strictEqual(written.length, 30)
     const answered = written.filter((record) => record.text !== undefined).length

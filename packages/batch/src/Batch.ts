@@ -16,7 +16,15 @@
  *
  * @since 0.1.0
  */
-import { CallContext, type ChatRequest, type ChatResponse, LlmClient, type LlmError, Plugin } from "@callm/core"
+import {
+  CallContext,
+  type ChatRequest,
+  type ChatResponse,
+  LlmClient,
+  type LlmError,
+  Plugin,
+  PluginOptions
+} from "@callm/core"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -26,6 +34,7 @@ import * as Metric from "effect/Metric"
 import * as Request from "effect/Request"
 import * as RequestResolver from "effect/RequestResolver"
 import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
 
 /**
  * Options of the batching plugin.
@@ -39,6 +48,18 @@ export interface Options {
   /** A batch is sent as soon as it has this many calls. Default 32. */
   readonly maxBatchSize?: number | undefined
 }
+
+/**
+ * The batch plugin's options a configuration file can set (JSON: no functions), checked by `callm run` and
+ * `callm serve` before they start. Defaults are the ones `Options` documents.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const OptionsSchema = Schema.Struct({
+  window: Schema.optionalKey(PluginOptions.DurationInput),
+  maxBatchSize: Schema.optionalKey(PluginOptions.IntAtLeast(1))
+})
 
 /**
  * Sizes of the batches sent upstream.

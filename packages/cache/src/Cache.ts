@@ -27,7 +27,15 @@
  */
 
 import { randomUUID } from "node:crypto"
-import { type ChatChunk, type ChatRequest, ChatResponse, type LlmClient, type LlmError, Plugin } from "@callm/core"
+import {
+  type ChatChunk,
+  type ChatRequest,
+  ChatResponse,
+  type LlmClient,
+  type LlmError,
+  Plugin,
+  PluginOptions
+} from "@callm/core"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -42,6 +50,7 @@ import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as CacheKey from "./CacheKey.ts"
 import * as CacheStore from "./CacheStore.ts"
+import * as Schema from "effect/Schema"
 
 /**
  * What the cache does with a call.
@@ -98,6 +107,34 @@ export interface Options {
   /** Delay between replayed chunks of a cached stream. Default none. */
   readonly replayPacing?: Duration.Input | undefined
 }
+
+/**
+ * The cache plugin's (its store's options included) options a configuration file can set (JSON: no functions), checked by `callm run` and
+ * `callm serve` before they start. Defaults are the ones `Options` documents.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const OptionsSchema = Schema.Struct({
+  ttl: Schema.optionalKey(PluginOptions.DurationInput),
+  policy: Schema.optionalKey(Schema.Literals(["deterministic", "always", "bypass", "refresh"])),
+  singleFlight: Schema.optionalKey(
+    Schema.Union([
+      Schema.Literal(false),
+      Schema.Struct({
+        lease: Schema.optionalKey(PluginOptions.DurationInput),
+        poll: Schema.optionalKey(PluginOptions.DurationInput)
+      })
+    ])
+  ),
+  replayPacing: Schema.optionalKey(PluginOptions.DurationInput),
+  maxEntries: Schema.optionalKey(PluginOptions.IntAtLeast(1)),
+  maxBytes: Schema.optionalKey(PluginOptions.IntAtLeast(1)),
+  namespace: Schema.optionalKey(Schema.String),
+  prefix: Schema.optionalKey(Schema.String),
+  compressAbove: Schema.optionalKey(PluginOptions.IntAtLeast(0)),
+  timeout: Schema.optionalKey(PluginOptions.DurationInput)
+})
 
 /**
  * Lookups, by kind (`complete`, `stream`) and result (`hit`, `miss`, `bypass`).

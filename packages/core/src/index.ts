@@ -23,5 +23,7 @@ export * as LlmClient from "./LlmClient.ts"
 export * as LlmError from "./LlmError.ts"
 /** @since 0.1.0 */
 export * as Plugin from "./Plugin.ts"
+/** @since 0.2.0 */
+export * as PluginOptions from "./PluginOptions.ts"
 /** @since 0.1.0 */
 export * as Preset from "./Preset.ts"

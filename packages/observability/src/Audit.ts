@@ -34,6 +34,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type * as AuditSink from "./AuditSink.ts"
 import * as Observe from "./internal/observe.ts"
@@ -60,6 +61,19 @@ export interface Options {
   /** Write the answer's text too. Default true. */
   readonly includeResponse?: boolean | undefined
 }
+
+/**
+ * The audit plugin's options a configuration file can set (where lines go is the runner's
+ * `path`/`maxBytes`/`maxFiles`), checked by `callm run` and `callm serve` before they start.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const OptionsSchema = Schema.Struct({
+  content: Schema.optionalKey(Schema.Literals(["redacted", "hashed", "omitted", "raw"])),
+  redact: Schema.optionalKey(Redact.OptionsSchema),
+  includeResponse: Schema.optionalKey(Schema.Boolean)
+})
 
 const paramNames = [
   "temperature",

@@ -25,7 +25,7 @@
  *
  * @since 0.1.0
  */
-import { CallContext, type ChatRequest, Cost, type LlmClient, LlmError, Plugin } from "@callm/core"
+import { CallContext, type ChatRequest, Cost, type LlmClient, LlmError, Plugin, PluginOptions } from "@callm/core"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
@@ -33,6 +33,7 @@ import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
 import * as BudgetStore from "./BudgetStore.ts"
 import * as Observe from "./internal/observe.ts"
+import * as Schema from "effect/Schema"
 
 /**
  * A limit in US dollars, per period.
@@ -66,6 +67,34 @@ export interface Options {
   /** Budgets labelled in `callm_budget_spent_usd` (the first seen); default 100, so keys cannot grow the registry without end. */
   readonly maxBudgetLabels?: number | undefined
 }
+
+/**
+ * A `Limit` in a configuration file.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const LimitSchema = Schema.Struct({
+  usd: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)),
+  period: Schema.optionalKey(Schema.Literals(["day", "month", "total"]))
+})
+
+/**
+ * The budget plugin's options a configuration file can set, checked by `callm run` and `callm serve`
+ * before they start.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const OptionsSchema = Schema.Struct({
+  perKey: Schema.optionalKey(LimitSchema),
+  keys: Schema.optionalKey(Schema.Record(Schema.String, LimitSchema)),
+  total: Schema.optionalKey(LimitSchema),
+  totalName: Schema.optionalKey(Schema.String),
+  completionTokensEstimate: Schema.optionalKey(PluginOptions.IntAtLeast(0)),
+  onStoreError: Schema.optionalKey(Schema.Literals(["allow", "refuse"])),
+  maxBudgetLabels: Schema.optionalKey(PluginOptions.IntAtLeast(1))
+})
 
 /**
  * Calls refused by a budget, by budget kind (`key`, `total`).

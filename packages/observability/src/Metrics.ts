@@ -28,13 +28,14 @@
  *
  * @since 0.1.0
  */
-import { CallContext, Cost, type LlmClient, Plugin } from "@callm/core"
+import { CallContext, Cost, type LlmClient, Plugin, PluginOptions } from "@callm/core"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Stream from "effect/Stream"
 import * as Observe from "./internal/observe.ts"
+import * as Schema from "effect/Schema"
 
 /**
  * @since 0.1.0
@@ -50,6 +51,20 @@ export interface Options {
   /** Key ids labelled on `callm_cost_usd_total` (the first seen; then `other`). Default 100. */
   readonly maxKeys?: number | undefined
 }
+
+/**
+ * The metrics plugin's options a configuration file can set (JSON: no functions), checked by `callm run` and
+ * `callm serve` before they start. Defaults are the ones `Options` documents.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const OptionsSchema = Schema.Struct({
+  upstream: Schema.optionalKey(Schema.String),
+  models: Schema.optionalKey(Schema.Array(Schema.String)),
+  maxModels: Schema.optionalKey(PluginOptions.IntAtLeast(1)),
+  maxKeys: Schema.optionalKey(PluginOptions.IntAtLeast(1))
+})
 
 const latencyBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
 const tokenGapBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]

@@ -15,10 +15,11 @@
  *
  * @since 0.1.0
  */
-import { type ChatRequest, Cost, type LlmClient, Plugin } from "@callm/core"
+import { type ChatRequest, Cost, type LlmClient, Plugin, PluginOptions } from "@callm/core"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as Schema from "effect/Schema"
 
 /**
  * A routing rule.
@@ -63,6 +64,21 @@ export interface BySizeOptions {
   /** Largest answer (`max_tokens`) a small task may ask for. Default 1,000. */
   readonly maxCompletionTokens?: number | undefined
 }
+
+/**
+ * The router's options a configuration file can set (`bySize`, and the alias it routes; `null`
+ * routes every call), checked by `callm run` and `callm serve` before they start.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const OptionsSchema = Schema.Struct({
+  small: Schema.String,
+  large: Schema.String,
+  maxPromptTokens: Schema.optionalKey(PluginOptions.IntAtLeast(0)),
+  maxCompletionTokens: Schema.optionalKey(PluginOptions.IntAtLeast(0)),
+  alias: Schema.optionalKey(Schema.NullOr(Schema.String))
+})
 
 /**
  * The built-in rule: a task is small when its estimated prompt and its `max_tokens` are under the

@@ -31,6 +31,7 @@ import type * as OtlpExporter from "effect/observability/OtlpExporter"
 import * as Stream from "effect/Stream"
 import type * as Tracer from "effect/Tracer"
 import * as Observe from "./internal/observe.ts"
+import * as Schema from "effect/Schema"
 
 /**
  * @since 0.1.0
@@ -42,6 +43,18 @@ export interface Options {
   /** Record prompts and answers as span attributes: `true` (redacted), `"raw"`, or `false` (default). */
   readonly captureContent?: boolean | "raw" | undefined
 }
+
+/**
+ * The tracing plugin's options a configuration file can set (JSON: no functions), checked by `callm run` and
+ * `callm serve` before they start. Defaults are the ones `Options` documents.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const OptionsSchema = Schema.Struct({
+  provider: Schema.optionalKey(Schema.String),
+  captureContent: Schema.optionalKey(Schema.Union([Schema.Boolean, Schema.Literal("raw")]))
+})
 
 const requestAttributes = (request: ChatRequest.ChatRequest, provider: string, stream: boolean) => {
   const attributes: Record<string, unknown> = {

@@ -20,7 +20,7 @@
  */
 
 import { randomUUID } from "node:crypto"
-import { CallContext, type ChatRequest, Cost, type LlmClient, LlmError, Plugin } from "@callm/core"
+import { CallContext, type ChatRequest, Cost, type LlmClient, LlmError, Plugin, PluginOptions } from "@callm/core"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -34,6 +34,7 @@ import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as InFlight from "./InFlight.ts"
 import * as RateLimitStore from "./RateLimitStore.ts"
+import * as Schema from "effect/Schema"
 
 /**
  * Options of the rate limiter.
@@ -70,6 +71,29 @@ export interface Options {
   /** How long an in-flight slot outlives a process that died holding it. Default 2 minutes. */
   readonly inFlightLease?: Duration.Input | undefined
 }
+
+/**
+ * The rate-limit plugin's options a configuration file can set (JSON: no functions), checked by `callm run` and
+ * `callm serve` before they start. Defaults are the ones `Options` documents.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const OptionsSchema = Schema.Struct({
+  requests: Schema.optionalKey(PluginOptions.IntAtLeast(1)),
+  tokens: Schema.optionalKey(PluginOptions.IntAtLeast(1)),
+  window: Schema.optionalKey(PluginOptions.DurationInput),
+  burst: Schema.optionalKey(
+    Schema.Struct({
+      requests: Schema.optionalKey(PluginOptions.IntAtLeast(1)),
+      tokens: Schema.optionalKey(PluginOptions.IntAtLeast(1))
+    })
+  ),
+  maxInFlight: Schema.optionalKey(PluginOptions.IntAtLeast(1)),
+  onLimit: Schema.optionalKey(Schema.Literals(["wait", "fail"])),
+  maxWait: Schema.optionalKey(PluginOptions.DurationInput),
+  inFlightLease: Schema.optionalKey(PluginOptions.DurationInput)
+})
 
 /**
  * The default estimate: prompt characters / 4, 4 tokens a message, plus the answer's `max_tokens`
@@ -283,7 +307,8 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
       Effect.gen(function* () {
         if (requests.length === 0) return []
         const key = yield* keyFor(requests[0]!)
-        const estimated = bucketsOf(key).tokens === undefined ? 0 : requests.reduce((sum, request) => sum + estimate(request), 0)
+        const estimated =
+          bucketsOf(key).tokens === undefined ? 0 : requests.reduce((sum, request) => sum + estimate(request), 0)
         const admitted = yield* Effect.result(admit(key, requests.length, estimated))
         if (Result.isFailure(admitted)) return requests.map(() => Result.fail(admitted.failure))
         const results = yield* next(requests).pipe(Effect.ensuring(admitted.success ?? Effect.void))

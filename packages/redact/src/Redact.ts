@@ -22,6 +22,7 @@ import * as Metric from "effect/Metric"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
 import * as Detect from "./Detect.ts"
+import * as Schema from "effect/Schema"
 
 /**
  * What to detect.
@@ -37,6 +38,18 @@ export interface Options {
   /** Put the original values back in answers. Default true. */
   readonly restore?: boolean | undefined
 }
+
+/**
+ * The redaction plugin's (built-in kinds; your own patterns go in code) options a configuration file can set (JSON: no functions), checked by `callm run` and
+ * `callm serve` before they start. Defaults are the ones `Options` documents.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const OptionsSchema = Schema.Struct({
+  kinds: Schema.optionalKey(Schema.Array(Schema.Literals(Detect.kinds))),
+  restore: Schema.optionalKey(Schema.Boolean)
+})
 
 /**
  * The placeholders of one call, both ways.

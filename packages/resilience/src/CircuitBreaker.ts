@@ -16,7 +16,7 @@
  *
  * @since 0.1.0
  */
-import { type ChatChunk, type ChatRequest, type LlmClient, LlmError, Plugin } from "@callm/core"
+import { type ChatChunk, type ChatRequest, type LlmClient, LlmError, Plugin, PluginOptions } from "@callm/core"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -27,6 +27,7 @@ import * as Breaker from "effect/persistence/CircuitBreaker"
 import * as Result from "effect/Result"
 import type * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
+import * as Schema from "effect/Schema"
 
 /**
  * Options of the breaker.
@@ -47,6 +48,28 @@ export interface Options {
   /** Which errors count as the upstream failing. */
   readonly isFailure?: ((error: LlmError.LlmError) => boolean) | undefined
 }
+
+/**
+ * The circuit breaker's options a configuration file can set (JSON: no functions), checked by `callm run` and
+ * `callm serve` before they start. Defaults are the ones `Options` documents.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const OptionsSchema = Schema.Struct({
+  upstream: Schema.optionalKey(Schema.String),
+  trip: Schema.optionalKey(
+    Schema.Union([
+      Schema.Struct({ consecutiveFailures: PluginOptions.IntAtLeast(1) }),
+      Schema.Struct({
+        ratio: PluginOptions.Between(0, 1),
+        calls: PluginOptions.IntAtLeast(1),
+        minimumCalls: Schema.optionalKey(PluginOptions.IntAtLeast(1))
+      })
+    ])
+  ),
+  openDuration: Schema.optionalKey(PluginOptions.DurationInput)
+})
 
 const unwell = new Set<LlmError.ReasonTag>(["ServerError", "Overloaded", "Timeout", "Transport", "InvalidResponse"])
 

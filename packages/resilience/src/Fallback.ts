@@ -32,6 +32,7 @@ import * as Metric from "effect/Metric"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
 import { recoverBeforeFirstChunk } from "./internal/stream.ts"
+import * as Schema from "effect/Schema"
 
 /**
  * One step of the chain.
@@ -60,6 +61,19 @@ export interface Options {
   /** Which errors move a call on. Default: retryable ones and `NotFound`. */
   readonly on?: ((error: LlmError.LlmError) => boolean) | undefined
 }
+
+/**
+ * The fallback plugin's (targets by model name) options a configuration file can set (JSON: no functions), checked by `callm run` and
+ * `callm serve` before they start. Defaults are the ones `Options` documents.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const OptionsSchema = Schema.Struct({
+  targets: Schema.Array(
+    Schema.Struct({ name: Schema.optionalKey(Schema.String), model: Schema.optionalKey(Schema.String) })
+  )
+})
 
 /**
  * The default choice of errors that move a call to the next target.

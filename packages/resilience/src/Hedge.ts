@@ -12,11 +12,13 @@
  * @since 0.1.0
  */
 import type { LlmClient, LlmError } from "@callm/core"
+import { PluginOptions } from "@callm/core"
 import { Plugin } from "@callm/core"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as Schema from "effect/Schema"
 
 /**
  * Options of the hedging plugin.
@@ -28,6 +30,17 @@ export interface Options {
   /** How long to wait for the first answer before sending the hedge. */
   readonly delay: Duration.Input
 }
+
+/**
+ * The hedging plugin's options a configuration file can set (JSON: no functions), checked by `callm run` and
+ * `callm serve` before they start. Defaults are the ones `Options` documents.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const OptionsSchema = Schema.Struct({
+  delay: PluginOptions.DurationInput
+})
 
 /**
  * Hedges sent, by whether they won.

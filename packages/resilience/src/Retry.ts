@@ -27,7 +27,15 @@
  *
  * @since 0.1.0
  */
-import { CallContext, type ChatChunk, type ChatRequest, type LlmClient, type LlmError, Plugin } from "@callm/core"
+import {
+  CallContext,
+  type ChatChunk,
+  type ChatRequest,
+  type LlmClient,
+  type LlmError,
+  Plugin,
+  PluginOptions
+} from "@callm/core"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -39,6 +47,7 @@ import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
 import { recoverBeforeFirstChunk } from "./internal/stream.ts"
 import * as RetryBudget from "./RetryBudget.ts"
+import * as Schema from "effect/Schema"
 
 /**
  * Options of the retry plugin.
@@ -60,6 +69,30 @@ export interface Options {
   /** Which errors to retry. Default: `error.retryable`. */
   readonly retryOn?: ((error: LlmError.LlmError) => boolean) | undefined
 }
+
+/**
+ * The retry plugin's options a configuration file can set (JSON: no functions), checked by `callm run` and
+ * `callm serve` before they start. Defaults are the ones `Options` documents.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const OptionsSchema = Schema.Struct({
+  maxAttempts: Schema.optionalKey(PluginOptions.IntAtLeast(1)),
+  baseDelay: Schema.optionalKey(PluginOptions.DurationInput),
+  maxDelay: Schema.optionalKey(PluginOptions.DurationInput),
+  maxRetryAfter: Schema.optionalKey(PluginOptions.DurationInput),
+  budget: Schema.optionalKey(
+    Schema.Union([
+      Schema.Literal(false),
+      Schema.Struct({
+        ratio: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))),
+        minPerSecond: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))),
+        window: Schema.optionalKey(PluginOptions.DurationInput)
+      })
+    ])
+  )
+})
 
 /**
  * Retries made, by the reason that caused them.

@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import { CallContext, type ChatChunk, type LlmClient, LlmError, Plugin } from "@callm/core"
+import { CallContext, type ChatChunk, type LlmClient, LlmError, Plugin, PluginOptions } from "@callm/core"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -18,6 +18,7 @@ import type * as Layer from "effect/Layer"
 import type * as Pull from "effect/Pull"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
+import * as Schema from "effect/Schema"
 
 /**
  * Options of the timeout plugin. Each limit is optional.
@@ -33,6 +34,19 @@ export interface Options {
   /** Time between two chunks of a stream. */
   readonly idle?: Duration.Input | undefined
 }
+
+/**
+ * The timeout plugin's options a configuration file can set (JSON: no functions), checked by `callm run` and
+ * `callm serve` before they start. Defaults are the ones `Options` documents.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const OptionsSchema = Schema.Struct({
+  total: Schema.optionalKey(PluginOptions.DurationInput),
+  firstToken: Schema.optionalKey(PluginOptions.DurationInput),
+  idle: Schema.optionalKey(PluginOptions.DurationInput)
+})
 
 const millis = (input: Duration.Input | undefined) =>
   input === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(input))

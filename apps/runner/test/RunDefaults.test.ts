@@ -1,0 +1,380 @@
+/**
+ * `callm run` as people use it: no config, a provider that misbehaves, reruns. Every test talks to a
+ * real mock server over loopback HTTP and runs the real binary.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { startMockServer } from "@callm/mock-server"
+import { assert, describe, it } from "@effect/vitest"
+import * as Callm from "./Callm.ts"
+
+const workdir = () => mkdtempSync(join(tmpdir(), "callm-run-defaults-"))
+interface Written {
+  readonly id: string | number | null
+  readonly line: number
+  readonly text?: string
+  readonly error?: { readonly reason: string; readonly retryable: boolean }
+}
+const records = (path: string): Array<Written> =>
+  readFileSync(path, "utf8")
+    .split("\n")
+    .filter((line) => line.length > 0)
+    .map((line) => JSON.parse(line) as Written)
+const prompts = (count: number, extra: (index: number) => object = () => ({})) =>
+  Array.from({ length: count }, (_, index) =>
+    JSON.stringify({ id: `p${index}`, prompt: `prompt number ${index}`, ...extra(index) })
+  ).join("\n")
+const faultCount = (faults: Readonly<Record<string, number>>) => Object.values(faults).reduce((a, b) => a + b, 0)
+
+describe("callm run defaults", () => {
+  it("with no config retries transient failures: every line answered once, and the mock saw calls plus retries", async () => {
+    const mock = await startMockServer({
+      port: 0,
+      ttftMs: 1,
+      itlMs: 0,
+      tokens: 4,
+      faults: "429:0.15,503:0.1,reset:0.05",
+      retryAfterSeconds: 0
+    })
+    try {
+      const dir = workdir()
+      const input = join(dir, "in.jsonl")
+      const output = join(dir, "out.jsonl")
+      writeFileSync(input, prompts(300))
+      const { code, stderr } = await Callm.run([
+        "run",
+        "-i",
+        input,
+        "-o",
+        output,
+        "--base-url",
+        mock.baseUrl,
+        "-m",
+        "mock-small",
+        "--json"
+      ])
+      assert.strictEqual(code, 0, stderr)
+      const written = records(output)
+      assert.strictEqual(written.length, 300)
+      assert.strictEqual(new Set(written.map((record) => record.id)).size, 300)
+      assert.isTrue(written.every((record) => typeof record.text === "string"))
+      const stats = mock.stats()
+      const faults = faultCount(stats.faults)
+      assert.isAbove(faults, 30, "the mock injected faults")
+      assert.strictEqual(stats.completions, 300 + faults, "every fault was retried once, nothing more")
+      const summary = JSON.parse(stderr.trim().split("\n").at(-1)!) as {
+        event: string
+        retries: number
+        exit_code: number
+      }
+      assert.strictEqual(summary.event, "summary")
+      assert.strictEqual(summary.retries, faults)
+      assert.strictEqual(summary.exit_code, 0)
+    } finally {
+      await mock.close()
+    }
+  }, 120_000)
+
+  it("exits 2 with failures counted by reason; a rerun sends the retryable ones again and leaves one line per id", async () => {
+    const mock = await startMockServer({
+      port: 0,
+      ttftMs: 1,
+      itlMs: 0,
+      tokens: 4,
+      faults: "503:0.3",
+      retryAfterSeconds: 0
+    })
+    try {
+      const dir = workdir()
+      const input = join(dir, "in.jsonl")
+      const output = join(dir, "out.jsonl")
+      writeFileSync(input, prompts(100))
+      const args = ["run", "-i", input, "-o", output, "--base-url", mock.baseUrl, "-m", "mock-small"]
+      const first = await Callm.run([...args, "--retries", "0", "--json"])
+      assert.strictEqual(first.code, 2, first.stderr)
+      const summary = JSON.parse(first.stderr.trim().split("\n").at(-1)!) as {
+        failed: number
+        failed_by_reason: Record<string, number>
+        exit_code: number
+      }
+      const failed = records(output).filter((record) => record.error !== undefined)
+      assert.isAbove(failed.length, 10)
+      assert.strictEqual(summary.failed, failed.length)
+      assert.deepStrictEqual(summary.failed_by_reason, { Overloaded: failed.length })
+      assert.strictEqual(summary.exit_code, 2)
+      assert.isTrue(failed.every((record) => record.error!.retryable))
+
+      const second = await Callm.run([...args, "--quiet"])
+      assert.strictEqual(second.code, 0, second.stderr)
+      assert.include(second.stderr, `${failed.length} failed lines of the last run sent again`)
+      const final = records(output)
+      assert.strictEqual(final.length, 100)
+      assert.strictEqual(new Set(final.map((record) => record.id)).size, 100)
+      assert.isTrue(final.every((record) => typeof record.text === "string"))
+    } finally {
+      await mock.close()
+    }
+  }, 120_000)
+
+  it("keeps lines that failed for a reason no retry fixes; --retry-failed sends them again, --skip-failed keeps every failure", async () => {
+    const strict = await startMockServer({ port: 0, ttftMs: 1, itlMs: 0, tokens: 4, models: ["mock-small"] })
+    const open = await startMockServer({
+      port: 0,
+      ttftMs: 1,
+      itlMs: 0,
+      tokens: 4,
+      faults: "503:0.5",
+      retryAfterSeconds: 0
+    })
+    try {
+      const dir = workdir()
+      const input = join(dir, "in.jsonl")
+      const output = join(dir, "out.jsonl")
+      // Every fifth line asks for a model the strict mock does not have.
+      writeFileSync(
+        input,
+        prompts(20, (index) => (index % 5 === 0 ? { model: "mock-large" } : {}))
+      )
+      const run = (url: string, ...extra: Array<string>) =>
+        Callm.run(["run", "-i", input, "-o", output, "--base-url", url, "-m", "mock-small", "--quiet", ...extra])
+      const first = await run(strict.baseUrl, "--mode", "sync")
+      assert.strictEqual(first.code, 2, first.stderr)
+      assert.include(first.stderr, "NotFound 4")
+      const again = await run(strict.baseUrl)
+      assert.strictEqual(again.code, 0, "nothing was sent again: the run had nothing to do")
+      assert.include(again.stderr, "20 already answered")
+      assert.strictEqual(strict.stats().completions, 20)
+
+      // Failures of the last run kept: none sent, exit 0 for this run.
+      const skipped = await run(open.baseUrl, "--skip-failed", "--retries", "0")
+      assert.strictEqual(skipped.code, 0, skipped.stderr)
+      assert.strictEqual(open.stats().completions, 0)
+
+      const retried = await run(open.baseUrl, "--retry-failed")
+      assert.strictEqual(retried.code, 0, retried.stderr)
+      const final = records(output)
+      assert.strictEqual(final.length, 20)
+      assert.strictEqual(new Set(final.map((record) => record.id)).size, 20)
+      assert.isTrue(final.every((record) => typeof record.text === "string"))
+
+      const both = await run(open.baseUrl, "--retry-failed", "--skip-failed")
+      assert.strictEqual(both.code, 1)
+      assert.include(both.stderr, "exclude each other")
+    } finally {
+      await strict.close()
+      await open.close()
+    }
+  }, 120_000)
+
+  it("a wrong base URL for the first half (stopped), then the right one: every line answered, one line per id", async () => {
+    const mock = await startMockServer({ port: 0, ttftMs: 1, itlMs: 0, tokens: 4 })
+    const wrong = await startMockServer({
+      port: 0,
+      ttftMs: 1,
+      itlMs: 0,
+      tokens: 4,
+      faults: "503:1",
+      retryAfterSeconds: 0
+    })
+    try {
+      const dir = workdir()
+      const input = join(dir, "in.jsonl")
+      const output = join(dir, "out.jsonl")
+      writeFileSync(input, prompts(200))
+      // A server that answers every call with 503: retried, then written as retryable failures.
+      const first = await Callm.run([
+        "run",
+        "-i",
+        input,
+        "-o",
+        output,
+        "--base-url",
+        wrong.baseUrl,
+        "-m",
+        "mock-small",
+        "--retries",
+        "1",
+        "--quiet"
+      ])
+      assert.strictEqual(first.code, 2)
+      assert.strictEqual(records(output).filter((record) => record.error?.reason === "Overloaded").length, 200)
+      const second = await Callm.run([
+        "run",
+        "-i",
+        input,
+        "-o",
+        output,
+        "--base-url",
+        mock.baseUrl,
+        "-m",
+        "mock-small",
+        "--quiet"
+      ])
+      assert.strictEqual(second.code, 0, second.stderr)
+      const final = records(output)
+      assert.strictEqual(final.length, 200)
+      assert.strictEqual(new Set(final.map((record) => record.id)).size, 200)
+      assert.isTrue(final.every((record) => typeof record.text === "string"))
+      assert.strictEqual(mock.stats().completions, 200)
+    } finally {
+      await mock.close()
+      await wrong.close()
+    }
+  }, 120_000)
+})
+
+describe("callm run fails fast", () => {
+  it("on a wrong key: stops within the first calls, writes nothing, names the key as the cause; the rerun with the key does it all", async () => {
+    const mock = await startMockServer({ port: 0, ttftMs: 1, itlMs: 0, tokens: 4, apiKey: "sk-right" })
+    try {
+      const dir = workdir()
+      const input = join(dir, "in.jsonl")
+      const output = join(dir, "out.jsonl")
+      writeFileSync(input, prompts(500))
+      const args = ["run", "-i", input, "-o", output, "--base-url", mock.baseUrl, "-m", "mock-small", "--quiet"]
+      const wrong = await Callm.run(args, { OPENAI_API_KEY: "sk-wrong" })
+      assert.strictEqual(wrong.code, 1)
+      const last = wrong.stderr.trim().split("\n").at(-1)!
+      assert.match(last, /^callm: run stopped: .*refused the API key.*set OPENAI_API_KEY/)
+      assert.notInclude(wrong.stderr, "sk-wrong")
+      assert.notInclude(wrong.stderr, "    at ", "no stack trace")
+      assert.isAtMost(mock.stats().requests, 32, "stopped within the first calls (16 in flight at most, twice)")
+      assert.strictEqual(readFileSync(output, "utf8"), "")
+      const right = await Callm.run(args, { OPENAI_API_KEY: "sk-right" })
+      assert.strictEqual(right.code, 0, right.stderr)
+      assert.strictEqual(records(output).length, 500)
+    } finally {
+      await mock.close()
+    }
+  }, 120_000)
+
+  it("on an unknown model and on a base URL with no server: one sentence each, exit 1", async () => {
+    const mock = await startMockServer({ port: 0, ttftMs: 1, itlMs: 0, tokens: 4, models: ["mock-small"] })
+    try {
+      const dir = workdir()
+      const input = join(dir, "in.jsonl")
+      writeFileSync(input, prompts(100))
+      const model = await Callm.run([
+        "run",
+        "-i",
+        input,
+        "-o",
+        join(dir, "a.jsonl"),
+        "--base-url",
+        mock.baseUrl,
+        "-m",
+        "mock-huge",
+        "-q"
+      ])
+      assert.strictEqual(model.code, 1)
+      assert.match(
+        model.stderr.trim().split("\n").at(-1)!,
+        /^callm: run stopped: .*has no model "mock-huge".*check --model/
+      )
+      await mock.close()
+      // The same port, now closed: connections are refused.
+      const dead = await Callm.run([
+        "run",
+        "-i",
+        input,
+        "-o",
+        join(dir, "b.jsonl"),
+        "--base-url",
+        mock.baseUrl,
+        "-m",
+        "mock-small",
+        "-q"
+      ])
+      assert.strictEqual(dead.code, 1)
+      assert.match(dead.stderr.trim().split("\n").at(-1)!, /^callm: run stopped: cannot connect to .*check --base-url/)
+      assert.strictEqual(readFileSync(join(dir, "b.jsonl"), "utf8"), "")
+    } finally {
+      await mock.close().catch(() => undefined)
+    }
+  }, 120_000)
+})
+
+describe("callm run progress", () => {
+  it("--json emits progress events while the run is still going, then one summary", async () => {
+    const mock = await startMockServer({ port: 0, ttftMs: 150, itlMs: 0, tokens: 2 })
+    try {
+      const dir = workdir()
+      const input = join(dir, "in.jsonl")
+      writeFileSync(input, prompts(60))
+      const child = Callm.start([
+        "run",
+        "-i",
+        input,
+        "-o",
+        join(dir, "out.jsonl"),
+        "--base-url",
+        mock.baseUrl,
+        "-m",
+        "mock-small",
+        "-c",
+        "2",
+        "--json",
+        "--progress-interval",
+        "0.5"
+      ])
+      // Wait for a progress event with some lines done and some still to do, while the run goes on.
+      let seen: { done: number } | undefined
+      while (seen === undefined) {
+        if (child.child.exitCode !== null) assert.fail(`exited before any progress event: ${child.stderr()}`)
+        seen = child
+          .stderr()
+          .split("\n")
+          .filter((line) => line.startsWith("{"))
+          .map((line) => JSON.parse(line) as { event: string; done: number })
+          .find((event) => event.event === "progress" && event.done > 0 && event.done < 60)
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      assert.strictEqual(child.child.exitCode, null, "the run was still going")
+      const exit = await child.exited
+      assert.strictEqual(exit.code, 0)
+      const events = exit.stderr
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line) as { event: string })
+      assert.strictEqual(events.at(-1)!.event, "summary")
+      assert.strictEqual(events.filter((event) => event.event === "summary").length, 1)
+    } finally {
+      await mock.close()
+    }
+  }, 60_000)
+
+  it("without a terminal prints plain progress lines while it runs", async () => {
+    const mock = await startMockServer({ port: 0, ttftMs: 150, itlMs: 0, tokens: 2 })
+    try {
+      const dir = workdir()
+      const input = join(dir, "in.jsonl")
+      writeFileSync(input, prompts(40))
+      const child = Callm.start([
+        "run",
+        "-i",
+        input,
+        "-o",
+        join(dir, "out.jsonl"),
+        "--base-url",
+        mock.baseUrl,
+        "-m",
+        "mock-small",
+        "-c",
+        "2",
+        "--progress-interval",
+        "0.5"
+      ])
+      while (!/callm run: [1-9]\d* done \(\d+ % of the input\)/.test(child.stderr())) {
+        if (child.child.exitCode !== null) assert.fail(`exited before any progress line: ${child.stderr()}`)
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      assert.strictEqual(child.child.exitCode, null, "the run was still going")
+      const exit = await child.exited
+      assert.strictEqual(exit.code, 0)
+      assert.match(exit.stderr, /callm run: done in .* 40 answered/)
+    } finally {
+      await mock.close()
+    }
+  }, 60_000)
+})
