@@ -54,6 +54,14 @@ export const command = Command.make(
       "queue",
       "Capacity model: most requests waiting for a slot; beyond, 503 + Retry-After (default unbounded)"
     ),
+    batchStepMs: number(
+      "batch-step-ms",
+      "Batch API: one step of a batch's life, ms (validating, finalizing: one step; in_progress: one per 1,000 lines; default 1000)"
+    ),
+    batchExpireMs: number(
+      "batch-expire-ms",
+      "Batch API: a batch not done this long after creation expires, ms (default 24 h)"
+    ),
     config: text("config", "A JSON file with any of these options; flags win over it")
   },
   (flags) =>
@@ -72,7 +80,7 @@ export const command = Command.make(
       )
       yield* Console.log(server.url)
       yield* Console.error(
-        `callm mock: OpenAI-compatible mock on ${server.url}/v1 (POST /v1/chat/completions, POST /v1/batch, GET /v1/models, GET /v1/stats, GET /healthz); Ctrl-C stops it`
+        `callm mock: OpenAI-compatible mock on ${server.url}/v1 (POST /v1/chat/completions, /v1/messages, /v1/embeddings, /v1/batch, /v1/files, /v1/batches, GET /v1/models, /v1/stats, /healthz); Ctrl-C stops it`
       )
       return yield* Effect.never
     }).pipe(Effect.scoped)

@@ -63,6 +63,13 @@ export interface MockOptions {
   readonly slots?: number | undefined
   /** Capacity model: most requests waiting for a slot (`--queue`); beyond, a 503 with `Retry-After`. Default unbounded. */
   readonly queue?: number | undefined
+  /**
+   * Batch API: the length of one step of a batch's life, in ms (`--batch-step-ms`): `validating`,
+   * `finalizing` and `cancelling` last one step, `in_progress` one step per 1,000 lines. Default 1000.
+   */
+  readonly batchStepMs?: number | undefined
+  /** Batch API: a batch not done this many ms after its creation expires (`--batch-expire-ms`). Default 24 h. */
+  readonly batchExpireMs?: number | undefined
   /** A JSON file with any of these options (`--config`); the other options win over it. */
   readonly config?: string | undefined
 }
@@ -97,6 +104,8 @@ export interface ResolvedOptions {
   readonly slots: number | undefined
   /** `undefined`: unbounded. */
   readonly queue: number | undefined
+  readonly batchStepMs: number
+  readonly batchExpireMs: number
 }
 
 /**
@@ -117,7 +126,9 @@ export const defaults = {
   retryAfterSeconds: 1,
   maxBodyBytes: 16 * 1024 * 1024,
   requestCostMs: 0,
-  tokenCostMs: 0
+  tokenCostMs: 0,
+  batchStepMs: 1000,
+  batchExpireMs: 24 * 60 * 60 * 1000
 } as const
 
 /**
@@ -155,7 +166,9 @@ export const optionNames: ReadonlyArray<string> = [
   "requestCostMs",
   "tokenCostMs",
   "slots",
-  "queue"
+  "queue",
+  "batchStepMs",
+  "batchExpireMs"
 ]
 
 /**
@@ -206,7 +219,9 @@ export const resolve = (options: MockOptions = {}): ResolvedOptions => {
     requestCostMs: optionalNumber(options, "requestCostMs", { min: 0 }) ?? defaults.requestCostMs,
     tokenCostMs: optionalNumber(options, "tokenCostMs", { min: 0 }) ?? defaults.tokenCostMs,
     slots: optionalNumber(options, "slots", { min: 1, integer: true }),
-    queue: optionalNumber(options, "queue", { min: 0, integer: true })
+    queue: optionalNumber(options, "queue", { min: 0, integer: true }),
+    batchStepMs: optionalNumber(options, "batchStepMs", { min: 0 }) ?? defaults.batchStepMs,
+    batchExpireMs: optionalNumber(options, "batchExpireMs", { min: 0 }) ?? defaults.batchExpireMs
   }
 }
 

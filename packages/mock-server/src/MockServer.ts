@@ -32,6 +32,7 @@ import * as MockOptions from "./MockOptions.ts"
 import * as RateLimit from "./RateLimit.ts"
 import * as Anthropic from "./internal/Anthropic.ts"
 import * as Embeddings from "./internal/Embeddings.ts"
+import { BatchApi } from "./internal/BatchApi.ts"
 import { Capacity } from "./internal/Capacity.ts"
 import * as Model from "./internal/Model.ts"
 import * as Stats from "./Stats.ts"
@@ -185,6 +186,8 @@ const routeChat = 1
 const routeBatch = 2
 const routeMessages = 3
 const routeEmbeddings = 4
+/** `/v1/files` and `/v1/batches` (OpenAI's Batch API). */
+const routeBatchApi = 5
 
 /** The wire format of errors: OpenAI's, or Anthropic's on `/v1/messages`. */
 const dialectOpenAi = 0
@@ -1000,6 +1003,92 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
     else if (!capacity.enter(capacity.costMs(1, tokens), respond, () => !res.destroyed)) sendOverloaded(res, extra)
   }
 
+  // OpenAI's Batch API -----------------------------------------------------------------------------
+
+  /** One line of a provider batch, answered by the same model as the synchronous endpoints. */
+  const answerBatchLine = (url: string, body: unknown): { readonly status: number; readonly body: unknown } => {
+    const failure = (error: ApiError.ApiError) => ({ status: error.status, body: { error: ApiError.toBody(error) } })
+    if (url === embeddingsPath) {
+      const request = Embeddings.validate(body)
+      if ("status" in request) return failure(request)
+      if (allowedModels !== undefined && !allowedModels.has(request.model))
+        return failure(ApiError.modelNotFound(request.model))
+      const answer = Embeddings.answer(request)
+      counters.promptTokens += answer.tokens
+      return { status: 200, body: JSON.parse(answer.json) }
+    }
+    if (url !== chatPath) return failure(ApiError.unknownPath("POST", url))
+    const validated = ChatRequest.validate(body)
+    if (!validated.ok) return failure(validated.error)
+    const request = validated.request
+    if (request.stream) {
+      return failure(ApiError.invalidValue("stream", "Invalid value for 'stream': a batch request cannot stream."))
+    }
+    if (allowedModels !== undefined && !allowedModels.has(request.model))
+      return failure(ApiError.modelNotFound(request.model))
+    const fault = faults.pick()
+    if (fault !== undefined) {
+      Stats.increment(counters.faults, fault)
+      const status = /^\d{3}$/.test(fault) ? Number(fault) : 500
+      return failure(
+        fault === "insufficient_quota"
+          ? ApiError.insufficientQuota
+          : fault === "content_filter"
+            ? ApiError.contentFilter
+            : ApiError.fromStatus(status, request.model)
+      )
+    }
+    const completion = Model.answer(request, Model.openAiIntent(request), options.tokens)
+    counters.promptTokens += completion.promptTokens
+    counters.completionTokens += completion.tokens.length
+    const id = `chatcmpl-mockbatch${++nextRequestId}`
+    return {
+      status: 200,
+      body: ChatResponse.completionObject(id, Math.floor(Date.now() / 1000), request.model, completion)
+    }
+  }
+
+  const batchApi = new BatchApi({
+    answer: answerBatchLine,
+    stepMs: options.batchStepMs,
+    expireMs: options.batchExpireMs,
+    now: Date.now
+  })
+  counters.batchJobsCreated = () => batchApi.created
+
+  const answerBatchApi = (req: MockRequest, res: MockResponse, text: string): void => {
+    const url = req.url ?? "/"
+    const query = url.indexOf("?")
+    const path = query === -1 ? url : url.slice(0, query)
+    if (req.overrides?.fault !== undefined) {
+      // A fault forced by header applies to the Batch API's own calls too (by rate, only to lines).
+      const admitted = admit(req, res, 0, 0, "mock-batch")
+      if (admitted === undefined) return
+    }
+    batchApi
+      .handle(req.method ?? "", path, query === -1 ? "" : url.slice(query + 1), req.headers["content-type"] ?? "", text)
+      .then(
+        (reply) => {
+          if (res.destroyed) return
+          if ("error" in reply) sendError(res, reply.error)
+          else if ("raw" in reply) {
+            Stats.increment(counters.statuses, reply.status)
+            res.writeHead(reply.status, [
+              "content-type",
+              reply.contentType,
+              "content-length",
+              String(Buffer.byteLength(reply.raw)),
+              "x-mock-request-id",
+              res.requestId
+            ])
+            res.end(reply.raw)
+          } else sendJson(res, reply.status, JSON.stringify(reply.json), noHeaders)
+        },
+        (cause: unknown) =>
+          sendError(res, ApiError.make(500, `The mock server failed: ${String(cause)}`, "server_error"))
+      )
+  }
+
   // Batch ------------------------------------------------------------------------------------------
 
   const answerBatch = (req: MockRequest, res: MockResponse, text: string): void => {
@@ -1129,6 +1218,7 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
     if (this.route === routeChat) answerChat(this, res, text)
     else if (this.route === routeMessages) answerMessages(this, res, text)
     else if (this.route === routeEmbeddings) answerEmbeddings(this, res, text)
+    else if (this.route === routeBatchApi) answerBatchApi(this, res, text)
     else answerBatch(this, res, text)
   }
 
@@ -1270,6 +1360,18 @@ const createMock = (options: MockOptions.ResolvedOptions): Mock => {
       }
       counters.batches++
       readBody(req, res, routeBatch)
+      return
+    }
+    if (
+      path === "/v1/files" ||
+      path === "/v1/batches" ||
+      path.startsWith("/v1/files/") ||
+      path.startsWith("/v1/batches/")
+    ) {
+      if (!isAuthorized(req, res)) return
+      if (path.startsWith("/v1/files")) counters.fileRequests++
+      else counters.batchApiRequests++
+      readBody(req, res, routeBatchApi)
       return
     }
     if (path === embeddingsPath) {

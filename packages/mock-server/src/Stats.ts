@@ -48,6 +48,12 @@ export interface MockStats {
   readonly messages: number
   /** Requests to `POST /v1/embeddings`, whatever their outcome. */
   readonly embeddings: number
+  /** Requests to `/v1/files` and below (upload, metadata, content, delete, list). */
+  readonly fileRequests: number
+  /** Requests to `/v1/batches` and below (create, retrieve, cancel, list). */
+  readonly batchApiRequests: number
+  /** Batch jobs created on `/v1/batches` since the server started (not reset by `resetStats`). */
+  readonly batchJobsCreated: number
   /** Items in those batches. */
   readonly batchItems: number
   /** Requests whose response has not ended yet (stalled ones included). */
@@ -79,6 +85,10 @@ export interface Counters {
   batches: number
   messages: number
   embeddings: number
+  fileRequests: number
+  batchApiRequests: number
+  /** Reads the number of batch jobs created (set by the server). */
+  batchJobsCreated: () => number
   batchItems: number
   inFlight: number
   aborted: number
@@ -122,6 +132,9 @@ export const make = (): Counters => ({
   batches: 0,
   messages: 0,
   embeddings: 0,
+  fileRequests: 0,
+  batchApiRequests: 0,
+  batchJobsCreated: () => 0,
   batchItems: 0,
   inFlight: 0,
   aborted: 0,
@@ -147,6 +160,8 @@ export const reset = (counters: Counters): void => {
   counters.batches = 0
   counters.messages = 0
   counters.embeddings = 0
+  counters.fileRequests = 0
+  counters.batchApiRequests = 0
   counters.batchItems = 0
   counters.aborted = 0
   counters.faults = {}
@@ -180,6 +195,9 @@ export const snapshot = (counters: Counters): MockStats => ({
   batches: counters.batches,
   messages: counters.messages,
   embeddings: counters.embeddings,
+  fileRequests: counters.fileRequests,
+  batchApiRequests: counters.batchApiRequests,
+  batchJobsCreated: counters.batchJobsCreated(),
   batchItems: counters.batchItems,
   inFlight: counters.inFlight,
   aborted: counters.aborted,

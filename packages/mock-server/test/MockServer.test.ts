@@ -209,12 +209,12 @@ describe("MockServer other endpoints", () => {
   })
 
   it("answers an unknown path with a 404 in OpenAI's error shape", async () => {
-    const response = await fetch(`${mock.current.baseUrl}/embeddings`, { method: "POST", body: "{}" })
+    const response = await fetch(`${mock.current.baseUrl}/images/generations`, { method: "POST", body: "{}" })
     assert.strictEqual(response.status, 404)
     assert.strictEqual(response.headers.get("content-type"), "application/json")
     const body = await json(response)
     assert.strictEqual(body.error.type, "invalid_request_error")
-    assert.include(body.error.message, "/v1/embeddings")
+    assert.include(body.error.message, "/v1/images/generations")
     assert.isTrue("param" in body.error && "code" in body.error)
   })
 
