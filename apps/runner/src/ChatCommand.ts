@@ -2,15 +2,17 @@
  * `callm chat "prompt"`: one call, streamed to the terminal as it arrives.
  *
  * Talks to `--base-url` (or `OPENAI_BASE_URL`, default OpenAI) with `OPENAI_API_KEY`; `--mock` starts
- * the mock server in-process instead, so it works with no key and no network.
+ * the mock server in-process instead, so it works with no key and no network. Like `run`, it retries a
+ * call that fails for a passing reason before its first chunk arrives (`--retries`, default 10) and
+ * bounds the wait for the first chunk and each silence after it (`--timeout`, default 5 minutes).
  *
  * @since 0.1.0
  */
-import { ChatChunk, ChatRequest, ChatResponse, LlmClient, Preset } from "@callm/core"
-import { OpenAiClient } from "@callm/openai"
+import { ChatChunk, ChatRequest, ChatResponse, LlmClient, Plugin, Preset } from "@callm/core"
 import { Clock, Console, Effect, Layer, Option, Stream } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import * as Embedded from "./Embedded.ts"
+import * as Provider from "./Provider.ts"
+import { UserError } from "./UserError.ts"
 
 /**
  * The `chat` command.
@@ -38,6 +40,14 @@ export const command = Command.make(
     mock: Flag.Boolean("mock").pipe(
       Flag.withDefault(false),
       Flag.withDescription("Answer from an in-process mock server (no key, no network)")
+    ),
+    retries: Flag.Int("retries").pipe(
+      Flag.withDefault(Provider.defaultRetries),
+      Flag.withDescription("Retries of a call that failed for a passing reason before its first chunk; 0: none")
+    ),
+    timeout: Flag.String("timeout").pipe(
+      Flag.withDefault(Provider.defaultTimeout),
+      Flag.withDescription('Longest wait for the first chunk and between chunks: seconds, or 30s, 5m, "2 minutes"')
     )
   },
   (flags) =>
@@ -50,15 +60,20 @@ export const command = Command.make(
         ...Option.match(flags.temperature, { onNone: () => ({}), onSome: (temperature) => ({ temperature }) }),
         ...Option.match(flags.maxTokens, { onNone: () => ({}), onSome: (max_tokens) => ({ max_tokens }) })
       })
-      const provider = flags.mock
-        ? Layer.unwrap(
-            Effect.map(Embedded.mockUrl({ ttftMs: 150, itlMs: 25 }), (url) =>
-              OpenAiClient.layer({ baseUrl: `${url}/v1` })
-            )
-          )
-        : OpenAiClient.layerConfig(
-            Option.match(flags.baseUrl, { onNone: () => ({}), onSome: (baseUrl) => ({ baseUrl }) })
-          )
+      if (flags.retries < 0) return yield* new UserError({ message: "chat: --retries must be 0 or more" })
+      const timeout = yield* Provider.parseTimeout(flags.timeout).pipe(
+        Effect.mapError((error) => new UserError({ message: `chat: ${error.message}` }))
+      )
+      const provider = Provider.provider({
+        mock: flags.mock ? { ttftMs: 150, itlMs: 25 } : false,
+        baseUrl: flags.baseUrl,
+        config: {},
+        env: process.env,
+        warn: (message) => process.stderr.write(`callm chat: warning: ${message}\n`)
+      })
+      const client = Plugin.stack(Preset.layer(), ...Provider.defaultPlugins({ retries: flags.retries, timeout })).pipe(
+        Layer.provide(provider)
+      )
       const started = yield* Clock.currentTimeMillis
       const streamed = LlmClient.stream(request).pipe(
         Stream.tap((chunk) => Effect.sync(() => process.stdout.write(ChatChunk.text(chunk)))),
@@ -66,7 +81,7 @@ export const command = Command.make(
       )
       const state = yield* (
         Option.isSome(flags.preset) ? Preset.withPreset(streamed, flags.preset.value) : streamed
-      ).pipe(Effect.provide(Layer.provide(Preset.layer(), provider)), Effect.scoped)
+      ).pipe(Effect.provide(client), Effect.scoped)
       const elapsed = (yield* Clock.currentTimeMillis) - started
       const response = ChatChunk.toResponse(state)
       const usage = ChatResponse.usage(response)

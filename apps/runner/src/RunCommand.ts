@@ -447,7 +447,10 @@ export const command = Command.make(
       const lineBytes = new WeakMap<Item, number>()
       const items = inputLines(flags.input, counts).pipe(
         Stream.takeWhile(() => !stopping),
-        Stream.map(([text, line]) => ({ item: parseLine(text, line, { model }, seen), bytes: Buffer.byteLength(text) + 1 })),
+        Stream.map(([text, line]) => ({
+          item: parseLine(text, line, { model }, seen),
+          bytes: Buffer.byteLength(text) + 1
+        })),
         Stream.filter(({ item, bytes }) => {
           if (!resumed.done.has(item.key)) return true
           counts.skipped++

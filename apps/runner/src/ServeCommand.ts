@@ -58,6 +58,35 @@ export const loadConfig = (path: string): Effect.Effect<ServeConfig, UserError> 
   })
 
 /**
+ * Gives a `metrics` plugin that names no `models` the gateway's own model names (its routes and the
+ * models its targets ask for): any other name a client sends is labelled `other`, so random model
+ * names add no series.
+ *
+ * @since 0.2.0
+ * @category loading
+ */
+export const boundModelLabels = (
+  callm: Config.CallmConfig,
+  gateway: GatewayConfig.GatewayConfig
+): Config.CallmConfig => {
+  if (callm.plugins === undefined) return callm
+  const models = new Set<string>()
+  for (const [name, route] of Object.entries(gateway.routes)) {
+    if (name !== "*") models.add(name)
+    for (const target of route.targets) if (target.model !== undefined) models.add(target.model)
+  }
+  return {
+    ...callm,
+    plugins: callm.plugins.map((plugin) => {
+      const spec = plugin as { readonly use?: unknown; readonly options?: { readonly models?: unknown } }
+      return spec.use === "metrics" && spec.options?.models === undefined
+        ? ({ ...spec, options: { ...spec.options, models: [...models] } } as typeof plugin)
+        : plugin
+    })
+  }
+}
+
+/**
  * The `serve` command.
  *
  * @since 0.1.0
@@ -103,7 +132,14 @@ export const command = Command.make(
         : undefined
       // The preset plugin always leads the stack: a request picks a preset with `x-callm-preset`, and
       // `--preset` sets the one for requests that pick none.
-      const plugins = Config.pluginStack(callm, Option.getOrUndefined(flags.preset), undefined, { redis })
+      const plugins = Config.pluginStack(
+        boundModelLabels(callm, config),
+        Option.getOrUndefined(flags.preset),
+        undefined,
+        {
+          redis
+        }
+      )
       // Spans go to an OpenTelemetry collector when the standard variable names one.
       const otlpUrl = process.env.OTEL_EXPORTER_OTLP_ENDPOINT
       const tracer = otlpUrl === undefined || otlpUrl === "" ? Layer.empty : Tracing.layerOtlp({ url: otlpUrl })
