@@ -89,7 +89,9 @@ export const warmUp = async (
 }
 
 export const describeWarmUp = (label: string, warm: WarmUp): string =>
-  `${label}: warmed ${round(warm.seconds, 1)} s, CPU per request by step ${warm.steps.join(" → ")} µs${warm.settled ? " (settled within 10 %)" : " (time limit)"}`
+  warm.steps.length === 0
+    ? `${label}: no warm-up (smoke run)`
+    : `${label}: warmed ${round(warm.seconds, 1)} s, CPU per request by step ${warm.steps.join(" → ")} µs${warm.settled ? " (settled within 10 %)" : " (time limit)"}`
 
 /** One latency CDF chart: latency (ms, log scale) against percentile, a line per series. */
 export const cdfChart = (

@@ -33,9 +33,15 @@ export const markdown = (machine: Machine, size: string, reports: ReadonlyArray<
     "## Goals",
     "",
     markdownTable(
-      ["scenario", "goal", "measured", "met"],
+      ["scenario", "goal", "target", "measured", "met"],
       reports.flatMap((report) =>
-        report.goals.map((goal) => [report.name, goal.goal, `${goal.value} ${goal.unit}`, met(goal) ? "yes" : "**no**"])
+        report.goals.map((goal) => [
+          report.name,
+          goal.goal,
+          `${goal.direction} ${goal.target}`,
+          `${goal.value} ${goal.unit}`,
+          met(goal) ? "yes" : "**no**"
+        ])
       )
     )
   ]

@@ -3,6 +3,7 @@
  * `bench/results/latest/`; `--scenario <name>` (repeatable) picks scenarios; `--out <dir>` writes
  * elsewhere. Progress goes to stderr as it runs.
  */
+import { rmSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import * as Machine from "./Machine.ts"
@@ -56,6 +57,8 @@ for (const [index, scenario] of picked.entries()) {
   reports.push(await scenario.run(size, (line) => process.stderr.write(`    ${line}\n`)))
   process.stderr.write(`    done in ${((Date.now() - started) / 1000).toFixed(1)} s\n`)
 }
+// A full run replaces results/latest/ whole, so no chart of an older run is left next to the new ones.
+if (values.out === undefined && directory === `${root}latest`) rmSync(directory, { recursive: true, force: true })
 await Report.write(directory, machine, size, reports)
 process.stdout.write(Report.markdown(machine, size, reports))
 process.stderr.write(`\nwritten to ${directory}\n`)

@@ -11,6 +11,7 @@ import { ChatRequest, LlmClient } from "@callm/core"
 import { OpenAiClient } from "@callm/openai"
 import { NodeRedis } from "@effect/platform-node"
 import { Context, Effect, Layer } from "effect"
+import * as Measure from "../Measure.ts"
 import { barChart, type Report, type Scenario, type Size } from "../Scenario.ts"
 import * as Servers from "../Servers.ts"
 import { median, round, summarize } from "../Stats.ts"
@@ -59,9 +60,9 @@ export const scenario: Scenario = {
             return summarize(samples, 1)
           })
         const hit = ChatRequest.fromPrompt("mock-small", "a cached question", { temperature: 0 })
-        const results: Record<string, Array<{ p50: number; p99: number }>> = {}
+        const results: Record<string, Array<{ p50: number; p99: number; load: number }>> = {}
         const add = (name: string, summary: { p50: number; p99: number }) => {
-          results[name] = [...(results[name] ?? []), { p50: summary.p50, p99: summary.p99 }]
+          results[name] = [...(results[name] ?? []), { p50: summary.p50, p99: summary.p99, load: Measure.load() }]
         }
         for (let round_ = 0; round_ < rounds; round_++) {
           add("bare client (no cache)", yield* time(clients.bare, () => hit))
@@ -88,7 +89,16 @@ export const scenario: Scenario = {
         name,
         round(p(name, "p50"), 1),
         round(p(name, "p99"), 1),
-        round(p(name, "p50") - bare, 1)
+        round(p(name, "p50") - bare, 1),
+        `${round(p(name, "p50") / bare, 3)}x`,
+        Measure.spread(
+          results[name]!.map((run) => run.p50),
+          1
+        ),
+        Measure.spread(
+          results[name]!.map((run) => run.load),
+          2
+        )
       ])
       return {
         name: "cache",
@@ -97,7 +107,13 @@ export const scenario: Scenario = {
           `One call at a time, ${calls} calls per measure, ${rounds} interleaved round(s), median shown; the mock (zero latency) in its own process, Redis on loopback.`,
           "A miss carries the single-flight check, the store read, the upstream call and the store write; with Redis, also its lock."
         ],
-        tables: [{ title: "Latency per call (µs)", columns: ["call", "p50", "p99", "p50 vs bare"], rows }],
+        tables: [
+          {
+            title: "Latency per call (µs)",
+            columns: ["call", "p50", "p99", "p50 minus bare", "p50 vs bare", "p50 by round", "load average"],
+            rows
+          }
+        ],
         goals: [
           {
             goal: "a memory hit is faster than the bare call",

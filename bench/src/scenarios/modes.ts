@@ -30,7 +30,7 @@ const control = { ...capacity, requestCostMs: 0 }
 
 const plan = (size: Size) =>
   size === "smoke"
-    ? { prompts: 32, syncPrompts: 4, levels: [16], controlLevel: 16, gatewaySeconds: 1 }
+    ? { prompts: 16, syncPrompts: 4, levels: [16], controlLevel: 16, gatewaySeconds: 1 }
     : size === "quick"
       ? { prompts: 256, syncPrompts: 16, levels: [16, 64], controlLevel: 64, gatewaySeconds: 4 }
       : { prompts: 1024, syncPrompts: 48, levels: [16, 64, 256], controlLevel: 64, gatewaySeconds: 8 }
@@ -172,7 +172,7 @@ export const scenario: Scenario = {
           }
 
         await client.complete(prompts(1, "warm")[0]!) // open the pool
-        await concurrently(prompts(64, "warm"), 16)([]) // and warm the JIT
+        if (size !== "smoke") await concurrently(prompts(64, "warm"), 16)([]) // and warm the JIT
         if (model === "capacity model") {
           const sync = prompts(settings.syncPrompts, "sync")
           await measure("sync", 1, sync, 1, concurrently(sync, 1))
@@ -197,12 +197,14 @@ export const scenario: Scenario = {
           // request one upstream call (async), or coalesced by the Batch plugin (batch).
           const connections = settings.levels[settings.levels.length > 1 ? 1 : 0]!
           const coalesce = Math.max(2, connections / slots)
-          const plain = await Servers.gateway(`${mock.url}/v1`)
-          const coalescing = await Servers.gateway(
-            `${mock.url}/v1`,
-            { upstreams: { default: { baseUrl: `${mock.url}/v1`, batch: "endpoint" } } },
-            { batch: { window: "5 millis", maxBatchSize: coalesce } }
-          )
+          const [plain, coalescing] = await Promise.all([
+            Servers.gateway(`${mock.url}/v1`),
+            Servers.gateway(
+              `${mock.url}/v1`,
+              { upstreams: { default: { baseUrl: `${mock.url}/v1`, batch: "endpoint" } } },
+              { batch: { window: "5 millis", maxBatchSize: coalesce } }
+            )
+          ])
           try {
             const body = JSON.stringify({
               model: "mock-small",
@@ -212,7 +214,8 @@ export const scenario: Scenario = {
               [`async (${connections} connections)`, plain],
               [`batch (${connections} connections, coalesced up to ${coalesce})`, coalescing]
             ] as const) {
-              await autocannonRun({ url: `${target.url}/v1/chat/completions`, body, connections, seconds: 1 })
+              if (size !== "smoke")
+                await autocannonRun({ url: `${target.url}/v1/chat/completions`, body, connections, seconds: 1 })
               const before = await stats()
               const result = await autocannonRun({
                 url: `${target.url}/v1/chat/completions`,

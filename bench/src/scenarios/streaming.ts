@@ -65,9 +65,11 @@ export const scenario: Scenario = {
   run: async (size, progress): Promise<Report> => {
     const settings = plan(size)
     const mock = await Servers.mock({ ...latency, tokens: settings.tokens })
-    const gateway = await Servers.gateway(`${mock.url}/v1`)
-    const proxy = await Servers.minimalProxy(mock.url)
-    const portkey = await Servers.portkey()
+    const [gateway, proxy, portkey] = await Promise.all([
+      Servers.gateway(`${mock.url}/v1`),
+      Servers.minimalProxy(mock.url),
+      Servers.portkey()
+    ])
     const portkeyHeaders = Servers.portkeyHeaders(`${mock.url}/v1`)
     const agent = new Agent()
     const client = Clients.openai(`${mock.url}/v1`)
