@@ -1,6 +1,7 @@
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { Embeddings, type LlmError } from "@callm/core"
+import { startMockServer } from "@callm/mock-server"
 import { OpenAiEmbeddings } from "@callm/openai"
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Redacted } from "effect"
@@ -161,5 +162,102 @@ describe("OpenAiEmbeddings", () => {
       const short = yield* Effect.flip(Embeddings.embed({ model: "short", input: "x" }).pipe(Effect.provide(layer)))
       assert.strictEqual(short.reason._tag, "InvalidResponse")
     })
+  )
+})
+
+describe("OpenAiEmbeddings against the mock's /v1/embeddings", () => {
+  const mockServer = Effect.acquireRelease(
+    Effect.promise(() => startMockServer({ port: 0 })),
+    (mock) => Effect.promise(() => mock.close())
+  )
+  const norm = (vector: ReadonlyArray<number>) => Math.sqrt(vector.reduce((sum, x) => sum + x * x, 0))
+
+  it.live(
+    "embeds strings into unit vectors of the model's or the asked dimensions, the same input the same vector",
+    () =>
+      Effect.gen(function* () {
+        const mock = yield* mockServer
+        const layer = OpenAiEmbeddings.layer({ baseUrl: mock.baseUrl })
+        const response = yield* Embeddings.embed({
+          model: "text-embedding-3-small",
+          input: ["cat", "dog", "cat"]
+        }).pipe(Effect.provide(layer))
+        const [cat, dog, again] = Embeddings.vectors(response)
+        assert.strictEqual(cat!.length, 1536)
+        assert.closeTo(norm(cat!), 1, 1e-6)
+        assert.deepStrictEqual(again, cat)
+        assert.notDeepEqual(dog, cat)
+        assert.isAbove(response.usage!.prompt_tokens, 0)
+        const short = yield* Embeddings.embed({ model: "text-embedding-3-small", input: "cat", dimensions: 64 }).pipe(
+          Effect.provide(layer)
+        )
+        assert.strictEqual(Embeddings.vectors(short)[0]!.length, 64)
+        assert.strictEqual(mock.stats().embeddings, 2)
+      }).pipe(Effect.scoped)
+  )
+
+  it.live("decodes base64 answers to the same vectors as float answers", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer
+      const layer = OpenAiEmbeddings.layer({ baseUrl: mock.baseUrl })
+      const floats = yield* Embeddings.embed({ model: "m", input: ["a b c"], dimensions: 32 }).pipe(
+        Effect.provide(layer)
+      )
+      const base64 = yield* Embeddings.embed({
+        model: "m",
+        input: ["a b c"],
+        dimensions: 32,
+        encoding_format: "base64"
+      }).pipe(Effect.provide(layer))
+      assert.isString(base64.data[0]!.embedding)
+      const [expected] = Embeddings.vectors(floats)
+      const [decoded] = Embeddings.vectors(base64)
+      assert.strictEqual(decoded!.length, 32)
+      decoded!.forEach((value, index) => assert.closeTo(value, expected![index]!, 1e-6))
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("a split call gives the same vectors, in the same order, as one request, in ceil(n / max) requests", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer
+      const input = Array.from({ length: 25 }, (_, index) => `document number ${index}`)
+      const whole = yield* Embeddings.embed({ model: "m", input, dimensions: 8 }).pipe(
+        Effect.provide(OpenAiEmbeddings.layer({ baseUrl: mock.baseUrl }))
+      )
+      mock.resetStats()
+      const split = yield* Embeddings.embed({ model: "m", input, dimensions: 8 }).pipe(
+        Effect.provide(OpenAiEmbeddings.layer({ baseUrl: mock.baseUrl, maxInputsPerRequest: 10 }))
+      )
+      assert.strictEqual(mock.stats().embeddings, 3)
+      assert.deepStrictEqual(Embeddings.vectors(split), Embeddings.vectors(whole))
+      assert.deepStrictEqual(split.usage, whole.usage)
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("maps the mock's faults and its own 400s to LlmError reasons", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer
+      for (const [fault, tag] of [
+        ["429", "RateLimited"],
+        ["503", "Overloaded"],
+        ["500", "ServerError"],
+        ["reset", "Transport"],
+        ["malformed", "InvalidResponse"]
+      ] as const) {
+        const error = yield* Effect.flip(
+          Embeddings.embed({ model: "m", input: "x" }).pipe(
+            Effect.provide(OpenAiEmbeddings.layer({ baseUrl: mock.baseUrl, headers: { "x-mock-fault": fault } }))
+          )
+        )
+        assert.strictEqual(error.reason._tag, tag, fault)
+      }
+      const tooLong = yield* Effect.flip(
+        Embeddings.embed({ model: "m", input: "x", dimensions: 5000 }).pipe(
+          Effect.provide(OpenAiEmbeddings.layer({ baseUrl: mock.baseUrl }))
+        )
+      )
+      assert.strictEqual(tooLong.reason._tag, "BadRequest")
+      assert.strictEqual((tooLong.reason as LlmError.BadRequest).param, "dimensions")
+    }).pipe(Effect.scoped)
   )
 })

@@ -1,0 +1,373 @@
+/**
+ * The behaviour suite `@callm/openai` passes against the mock's `/v1/chat/completions`, run against the
+ * mock's Anthropic-compatible `/v1/messages` over real HTTP: answers, streams, errors, Retry-After, cut
+ * streams, interruption, auth, tool use and `completeMany`.
+ */
+import { inspect } from "node:util"
+import { AnthropicClient } from "@callm/anthropic"
+import { ChatChunk, ChatRequest, ChatResponse, LlmClient, type LlmError } from "@callm/core"
+import { type MockServerHandle, type MockServerOptions, startMockServer } from "@callm/mock-server"
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Effect, Fiber, Redacted, Result, Schedule, Schema, Stream } from "effect"
+
+const mockServer = (options: MockServerOptions = {}) =>
+  Effect.acquireRelease(
+    Effect.promise(() => startMockServer({ ...options, port: 0 })),
+    (server) => Effect.promise(() => server.close())
+  )
+
+const provider = (mock: MockServerHandle, options: AnthropicClient.Options = {}) =>
+  AnthropicClient.layer({ baseUrl: mock.url, ...options })
+
+const eventually = (check: () => boolean, what: string) =>
+  Effect.suspend(() => (check() ? Effect.void : Effect.fail(new Error(`still waiting for: ${what}`)))).pipe(
+    Effect.retry({ schedule: Schedule.spaced(Duration.millis(10)), times: 300 })
+  )
+
+const ask = (prompt: string, options: Parameters<typeof ChatRequest.fromPrompt>[2] = {}) =>
+  ChatRequest.fromPrompt("mock-small", prompt, options)
+
+const collect = (request: ChatRequest.ChatRequest) => Stream.runCollect(LlmClient.stream(request))
+
+const collectUntilFailure = (request: ChatRequest.ChatRequest) =>
+  Effect.gen(function* () {
+    const chunks: Array<ChatChunk.ChatChunk> = []
+    const exit = yield* Effect.result(
+      Stream.runForEach(LlmClient.stream(request), (chunk) => Effect.sync(() => chunks.push(chunk)))
+    )
+    return { chunks, error: Result.isFailure(exit) ? exit.failure : undefined }
+  })
+
+const whole = (chunks: ReadonlyArray<ChatChunk.ChatChunk>) =>
+  ChatChunk.toResponse(chunks.reduce(ChatChunk.accumulate, ChatChunk.accumulator()))
+
+describe("AnthropicClient against the mock's /v1/messages", () => {
+  it.live("completes a chat: text, finish reason and usage", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 12 })
+      const response = yield* LlmClient.complete(ask("Hello there", { system: "Be brief" })).pipe(
+        Effect.provide(provider(mock))
+      )
+      assert.strictEqual(response.object, "chat.completion")
+      assert.strictEqual(ChatResponse.finishReason(response), "stop")
+      assert.strictEqual(ChatResponse.usage(response).completion_tokens, 12)
+      assert.isAbove(ChatResponse.usage(response).prompt_tokens, 0)
+      assert.isAbove(ChatResponse.text(response).length, 0)
+      assert.strictEqual(mock.stats().messages, 1)
+    })
+  )
+
+  it.live("streams the same text the same request completes with, and ends with usage", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 20 })
+      const layer = provider(mock)
+      const answer = yield* LlmClient.complete(ask("same")).pipe(Effect.provide(layer))
+      const chunks = yield* collect(ask("same")).pipe(Effect.provide(layer))
+      assert.strictEqual(chunks.map(ChatChunk.text).join(""), ChatResponse.text(answer))
+      const last = chunks[chunks.length - 1]!
+      assert.deepStrictEqual(last.choices, [])
+      assert.strictEqual(last.usage?.completion_tokens, 20)
+      assert.strictEqual(ChatResponse.finishReason(whole(chunks)), "stop")
+      assert.strictEqual(mock.stats().messages, 2)
+    })
+  )
+
+  it.live("echoes multi-byte text through mock-echo, streamed and not", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const layer = provider(mock)
+      const text = "héllo 世界 👋🏽 — ok"
+      const request = ChatRequest.fromPrompt("mock-echo", text)
+      assert.strictEqual(ChatResponse.text(yield* LlmClient.complete(request).pipe(Effect.provide(layer))), text)
+      assert.strictEqual((yield* collect(request).pipe(Effect.provide(layer))).map(ChatChunk.text).join(""), text)
+    })
+  )
+
+  it.live("honours max_tokens with finish_reason length", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 50 })
+      const response = yield* LlmClient.complete(ask("long", { max_tokens: 5 })).pipe(Effect.provide(provider(mock)))
+      assert.strictEqual(ChatResponse.finishReason(response), "length")
+      assert.strictEqual(ChatResponse.usage(response).completion_tokens, 5)
+    })
+  )
+
+  it.live("rejects invalid parameters before anything is sent", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const layer = provider(mock)
+      for (const bad of [{ temperature: 3 }, { temperature: 1.2 }, { top_p: -1 }, { max_tokens: 0 }, { n: 3 }]) {
+        const error = yield* Effect.flip(LlmClient.complete(ask("x", bad)).pipe(Effect.provide(layer)))
+        assert.strictEqual(error.reason._tag, "BadRequest")
+        assert.strictEqual((error.reason as LlmError.BadRequest).param, Object.keys(bad)[0])
+      }
+      const streamed = yield* Effect.flip(collect(ask("x", { temperature: 9 })).pipe(Effect.provide(layer)))
+      assert.strictEqual(streamed.reason._tag, "BadRequest")
+      assert.strictEqual(mock.stats().requests, 0)
+    })
+  )
+
+  it.live("maps the server's own 400 to BadRequest", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const error = yield* Effect.flip(
+        LlmClient.complete(ask("x", { extra_body: { system: 42 } })).pipe(Effect.provide(provider(mock)))
+      )
+      assert.strictEqual(error.reason._tag, "BadRequest")
+      assert.include(error.message, "system")
+      assert.strictEqual(mock.stats().messages, 1)
+    })
+  )
+
+  const statusCases: ReadonlyArray<readonly [fault: string, tag: LlmError.ReasonTag, retryable: boolean]> = [
+    ["401", "Unauthorized", false],
+    ["403", "Unauthorized", false],
+    ["404", "NotFound", false],
+    ["413", "BadRequest", false],
+    ["429", "RateLimited", true],
+    ["500", "ServerError", true],
+    ["503", "Overloaded", true],
+    ["529", "Overloaded", true],
+    ["reset", "Transport", true],
+    ["malformed", "InvalidResponse", true]
+  ]
+
+  it.live("maps every status and failure the mock injects to its LlmError reason, for complete and stream", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      for (const [fault, tag, retryable] of statusCases) {
+        const layer = provider(mock, { headers: { "x-mock-fault": fault } })
+        const completed = yield* Effect.flip(LlmClient.complete(ask("x")).pipe(Effect.provide(layer)))
+        assert.strictEqual(completed.reason._tag, tag, `complete with fault ${fault}`)
+        assert.strictEqual(completed.retryable, retryable, `complete with fault ${fault}`)
+        const streamed = yield* Effect.flip(collect(ask("x")).pipe(Effect.provide(layer)))
+        assert.strictEqual(streamed.reason._tag, tag, `stream with fault ${fault}`)
+      }
+      assert.strictEqual(mock.stats().faults["500"], 2)
+    })
+  )
+
+  it.live("reads the retry-after of a 429", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const seconds = yield* Effect.flip(
+        LlmClient.complete(ask("x")).pipe(
+          Effect.provide(provider(mock, { headers: { "x-mock-fault": "429", "x-mock-retry-after": "3" } }))
+        )
+      )
+      assert.strictEqual(seconds.reason._tag, "RateLimited")
+      assert.strictEqual(Duration.toMillis(seconds.retryAfter!), 3000)
+    })
+  )
+
+  it.live("answers RateLimited with a retry-after once the mock's rpm budget is spent", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ rpm: 3 })
+      const results = yield* Effect.forEach([1, 2, 3, 4, 5], () => Effect.result(LlmClient.complete(ask("x")))).pipe(
+        Effect.provide(provider(mock))
+      )
+      const tags = results.map((result) => (Result.isSuccess(result) ? "ok" : result.failure.reason._tag))
+      assert.deepStrictEqual(tags, ["ok", "ok", "ok", "RateLimited", "RateLimited"])
+      const limited = results[3]!
+      if (Result.isFailure(limited)) assert.isAbove(Duration.toMillis(limited.failure.retryAfter!), 0)
+    })
+  )
+
+  it.live("a stream cut after N chunks delivers exactly those chunks, then StreamInterrupted with their text", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 10 })
+      const { chunks, error } = yield* collectUntilFailure(ask("cut me")).pipe(
+        Effect.provide(provider(mock, { headers: { "x-mock-fault": "cut", "x-mock-cut-after": "3" } }))
+      )
+      const content = chunks.filter((chunk) => ChatChunk.text(chunk) !== "")
+      assert.strictEqual(content.length, 3)
+      assert.strictEqual(error?.reason._tag, "StreamInterrupted")
+      const reason = error!.reason as LlmError.StreamInterrupted
+      assert.strictEqual(reason.text, chunks.map(ChatChunk.text).join(""))
+      assert.strictEqual(reason.chunks, chunks.length)
+      assert.isFalse(error!.retryable)
+    })
+  )
+
+  it.live("a stream that fails before its first content fails with a retryable reason, not StreamInterrupted", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      for (const [fault, tag] of [
+        ["cut", "Transport"],
+        ["malformed", "InvalidResponse"],
+        ["reset", "Transport"]
+      ] as const) {
+        const { chunks, error } = yield* collectUntilFailure(ask("x")).pipe(
+          Effect.provide(provider(mock, { headers: { "x-mock-fault": fault, "x-mock-cut-after": "0" } }))
+        )
+        assert.strictEqual(chunks.length, 0, fault)
+        assert.strictEqual(error?.reason._tag, tag, fault)
+        assert.isTrue(error?.retryable, fault)
+      }
+    })
+  )
+
+  it.live("interrupting a stream aborts the HTTP request: the mock sees the socket close", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 200, itlMs: 20 })
+      const taken = yield* Stream.runCollect(Stream.take(LlmClient.stream(ask("slow")), 3)).pipe(
+        Effect.provide(provider(mock))
+      )
+      assert.strictEqual(taken.length, 3)
+      yield* eventually(() => mock.stats().aborted === 1, "the mock to count one aborted request")
+      assert.strictEqual(mock.stats().inFlight, 0)
+    })
+  )
+
+  it.live("interrupting a complete call aborts its request: the mock sees the socket close", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ ttftMs: 5_000 })
+      const fiber = yield* Effect.forkChild(LlmClient.complete(ask("slow")).pipe(Effect.provide(provider(mock))))
+      yield* eventually(() => mock.stats().inFlight === 1, "the request to reach the mock")
+      yield* Fiber.interrupt(fiber)
+      yield* eventually(() => mock.stats().aborted === 1, "the mock to count one aborted request")
+    })
+  )
+
+  it.live("a stalled server is left by a timeout, and the socket is closed", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const result = yield* LlmClient.complete(ask("x")).pipe(
+        Effect.timeoutOption(Duration.millis(200)),
+        Effect.provide(provider(mock, { headers: { "x-mock-fault": "stall" } }))
+      )
+      assert.isTrue(result._tag === "None")
+      yield* eventually(() => mock.stats().aborted === 1, "the stalled request to be aborted")
+    })
+  )
+
+  it.live("an unknown model is NotFound", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ models: ["mock-small"] })
+      const error = yield* Effect.flip(
+        LlmClient.complete(ChatRequest.fromPrompt("claude-nope", "x")).pipe(Effect.provide(provider(mock)))
+      )
+      assert.strictEqual(error.reason._tag, "NotFound")
+    })
+  )
+
+  it.live("sends the API key as x-api-key and never shows it in an error", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ apiKey: "sk-ant-right-key-123456" })
+      const ok = yield* LlmClient.complete(ask("x")).pipe(
+        Effect.provide(provider(mock, { apiKey: Redacted.make("sk-ant-right-key-123456") }))
+      )
+      assert.strictEqual(ok.object, "chat.completion")
+      const secret = "sk-ant-wrong-SECRET-987654"
+      const error = yield* Effect.flip(
+        LlmClient.complete(ask("x")).pipe(Effect.provide(provider(mock, { apiKey: Redacted.make(secret) })))
+      )
+      assert.strictEqual(error.reason._tag, "Unauthorized")
+      for (const shown of [error.message, JSON.stringify(error), inspect(error, { depth: 10 }), String(error)]) {
+        assert.notInclude(shown, "SECRET")
+      }
+      const missing = yield* Effect.flip(LlmClient.complete(ask("x")).pipe(Effect.provide(provider(mock))))
+      assert.strictEqual(missing.reason._tag, "Unauthorized")
+    })
+  )
+
+  it.live("runs a tool round trip: tool_use in, tool_calls out (streamed and not), then text after the result", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const layer = provider(mock)
+      const tools: ChatRequest.ChatRequest["tools"] = [
+        {
+          type: "function",
+          function: {
+            name: "get_weather",
+            parameters: {
+              type: "object",
+              properties: { city: { type: "string" } },
+              required: ["city"],
+              additionalProperties: false
+            }
+          }
+        }
+      ]
+      const first = ask("What's the weather in Paris?", { tools })
+      const answered = yield* LlmClient.complete(first).pipe(Effect.provide(layer))
+      const streamed = whole(yield* collect(first).pipe(Effect.provide(layer)))
+      for (const response of [answered, streamed]) {
+        assert.strictEqual(ChatResponse.finishReason(response), "tool_calls")
+        const [call] = response.choices[0]!.message.tool_calls!
+        assert.strictEqual(call!.function.name, "get_weather")
+        assert.isString((JSON.parse(call!.function.arguments) as { city: unknown }).city)
+      }
+      assert.deepStrictEqual(streamed.choices[0]!.message.tool_calls, answered.choices[0]!.message.tool_calls)
+      const call = answered.choices[0]!.message.tool_calls![0]!
+      const final = yield* LlmClient.complete({
+        ...first,
+        messages: [
+          ...first.messages,
+          { role: "assistant", content: null, tool_calls: [call] },
+          { role: "tool", tool_call_id: call.id, content: '{"temperature":18}' }
+        ]
+      }).pipe(Effect.provide(layer))
+      assert.strictEqual(ChatResponse.finishReason(final), "stop")
+      assert.isAbove(ChatResponse.text(final).length, 0)
+    })
+  )
+
+  it.live("answers a json_schema response_format with JSON that follows the schema, streamed and not", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const layer = provider(mock)
+      const Person = Schema.Struct({
+        name: Schema.String,
+        age: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 150 })),
+        languages: Schema.Array(Schema.String)
+      })
+      const request = ask("Ada Lovelace, 36, speaks English and French", {
+        response_format: {
+          type: "json_schema",
+          json_schema: {
+            name: "person",
+            schema: {
+              type: "object",
+              properties: {
+                name: { type: "string" },
+                age: { type: "integer", minimum: 0, maximum: 150 },
+                languages: { type: "array", items: { type: "string" } }
+              },
+              required: ["name", "age", "languages"],
+              additionalProperties: false
+            },
+            strict: true
+          }
+        }
+      })
+      const answered = yield* LlmClient.complete(request).pipe(Effect.provide(layer))
+      const chunks = yield* collect(request).pipe(Effect.provide(layer))
+      const streamed = whole(chunks)
+      assert.isAbove(chunks.filter((chunk) => ChatChunk.text(chunk) !== "").length, 1)
+      for (const response of [answered, streamed]) {
+        assert.strictEqual(ChatResponse.finishReason(response), "stop")
+        assert.isUndefined(response.choices[0]!.message.tool_calls)
+        const person = Schema.decodeUnknownSync(Schema.fromJsonString(Person))(ChatResponse.text(response))
+        assert.isTrue(person.age >= 0 && person.age <= 150)
+      }
+      assert.strictEqual(ChatResponse.text(streamed), ChatResponse.text(answered))
+    })
+  )
+
+  it.live("completeMany runs the items concurrently, each with its own result, in order", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const items = Array.from({ length: 6 }, (_, index) => ChatRequest.fromPrompt("mock-echo", `item ${index}`))
+      items[2] = ask("bad", { temperature: 5 })
+      const results = yield* LlmClient.completeMany(items).pipe(Effect.provide(provider(mock)))
+      assert.deepStrictEqual(
+        results.map((result) =>
+          Result.isSuccess(result) ? ChatResponse.text(result.success) : result.failure.reason._tag
+        ),
+        ["item 0", "item 1", "BadRequest", "item 3", "item 4", "item 5"]
+      )
+      assert.strictEqual(mock.stats().messages, 5)
+    })
+  )
+})
