@@ -162,33 +162,66 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   const deadlinePassed = new Error(`Redis gave no answer within ${Duration.format(commandTimeout)}`)
   /**
    * `promise`, or `deadlinePassed` once `ms` have passed and Redis still has not answered. The check
-   * waits for one turn of the event loop after the timer: on a busy process the timer and the answer
-   * can be due together, and the timer runs first; the answer, already in the socket, is read before
-   * the check. Without this, a busy process mistakes its own lag for a slow Redis.
+   * waits for one turn of the event loop after the deadline: on a busy process the deadline and the
+   * answer can be due together, and timers run first; the answer, already in the socket, is read
+   * before the check. Without this, a busy process mistakes its own lag for a slow Redis.
+   *
+   * One sweeping interval for every command in flight rather than a timer each (a timer per command
+   * halved the commands per second): commands share one deadline length, so the oldest is always the
+   * first due, and the sweep stops at the first one that is not.
    */
+  interface Pending {
+    readonly deadline: number
+    settled: boolean
+    readonly fail: () => void
+  }
+  const pending = new Set<Pending>()
+  let sweeper: ReturnType<typeof setInterval> | undefined
+  const sweep = () => {
+    const now = performance.now()
+    const late: Array<Pending> = []
+    for (const entry of pending) {
+      if (entry.deadline > now) break
+      late.push(entry)
+    }
+    if (late.length > 0)
+      setImmediate(() => {
+        for (const entry of late) {
+          if (entry.settled) continue
+          entry.settled = true
+          pending.delete(entry)
+          entry.fail()
+        }
+      })
+    if (pending.size === 0 && sweeper !== undefined) {
+      clearInterval(sweeper)
+      sweeper = undefined
+    }
+  }
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      if (sweeper !== undefined) clearInterval(sweeper)
+    })
+  )
   const withDeadline = <A>(promise: Promise<A>, ms: number): Promise<A> =>
     new Promise<A>((resolve, reject) => {
-      let settled = false
-      const timer = setTimeout(
-        () =>
-          setImmediate(() => {
-            if (settled) return
-            settled = true
-            reject(deadlinePassed)
-          }),
-        ms
-      )
+      const entry: Pending = { deadline: performance.now() + ms, settled: false, fail: () => reject(deadlinePassed) }
+      pending.add(entry)
+      if (sweeper === undefined) {
+        sweeper = setInterval(sweep, Math.max(10, ms / 5))
+        sweeper.unref()
+      }
       promise.then(
         (value) => {
-          if (settled) return
-          settled = true
-          clearTimeout(timer)
+          if (entry.settled) return
+          entry.settled = true
+          pending.delete(entry)
           resolve(value)
         },
         (error: unknown) => {
-          if (settled) return
-          settled = true
-          clearTimeout(timer)
+          if (entry.settled) return
+          entry.settled = true
+          pending.delete(entry)
           reject(error)
         }
       )
