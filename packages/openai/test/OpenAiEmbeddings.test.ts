@@ -213,7 +213,7 @@ describe("OpenAiEmbeddings against the mock's /v1/embeddings", () => {
       const [expected] = Embeddings.vectors(floats)
       const [decoded] = Embeddings.vectors(base64)
       assert.strictEqual(decoded!.length, 32)
-      decoded!.forEach((value, index) => assert.closeTo(value, expected![index]!, 1e-6))
+      for (const [index, value] of decoded!.entries()) assert.closeTo(value, expected![index]!, 1e-6)
     }).pipe(Effect.scoped)
   )
 
