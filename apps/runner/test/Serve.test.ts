@@ -165,4 +165,49 @@ describe("callm serve", () => {
       await mock.close()
     }
   }, 60_000)
+
+  it("labels metrics by the configured models only: 1,000 random model names add no series", async () => {
+    const mock = await startMockServer({ port: 0 })
+    const dir = mkdtempSync(join(tmpdir(), "callm-serve-"))
+    const config = join(dir, "callm.json")
+    writeFileSync(
+      config,
+      JSON.stringify({
+        plugins: [{ use: "metrics" }],
+        gateway: {
+          upstreams: { mock: { baseUrl: mock.baseUrl } },
+          routes: {
+            fast: { targets: [{ upstream: "mock", model: "mock-small" }] },
+            "*": { targets: [{ upstream: "mock" }] }
+          }
+        }
+      })
+    )
+    const serve = startServe(["--config", config])
+    try {
+      const url = await serve.url
+      assert.strictEqual((await post(url, { ...chat, model: "fast" })).status, 200)
+      const series = (text: string) =>
+        text.split("\n").filter((line) => line.startsWith("callm_") && !line.startsWith("callm_gateway_"))
+      const before = series(await (await fetch(`${url}/metrics`)).text())
+      for (let i = 0; i < 1_000; i++) {
+        const response = await post(url, { ...chat, model: `random-${randomUUID()}` })
+        assert.strictEqual(response.status, 200)
+      }
+      const text = await (await fetch(`${url}/metrics`)).text()
+      assert.notInclude(text, "random-")
+      assert.include(text, 'model="other"')
+      assert.include(text, 'model="fast"')
+      // The calls under `other` made their series once: at most one new series per family and label set.
+      const added = series(text).length - before.length
+      assert.isAtMost(added, 30)
+      const again = series(text).length
+      for (let i = 0; i < 50; i++) await post(url, { ...chat, model: `random-${randomUUID()}` })
+      assert.strictEqual(series(await (await fetch(`${url}/metrics`)).text()).length, again)
+    } finally {
+      serve.child.kill("SIGTERM")
+      await serve.exited
+      await mock.close()
+    }
+  }, 120_000)
 })

@@ -4,11 +4,12 @@
  * Two bounds, checked before anything is read of a request (and again once its body is in):
  *
  * - a fixed cap, `maxInFlight`: past it, 429 with `Retry-After`;
- * - an adaptive cap that follows the event loop: while the loop runs later than
- *   `maxEventLoopDelayMs` (the process is out of CPU, and a request admitted now would only wait in
- *   a queue) the cap shrinks by 10 % of the requests in flight every 10 ms; while it is on time it
- *   grows back by 5 %. Past it, 503 with `Retry-After`. It never goes under 16, so a handful of
- *   requests are never refused for a GC pause or a slow start.
+ * - an adaptive cap that follows the event loop: once the loop has run later than
+ *   `maxEventLoopDelayMs` for 10 ticks in a row (the process is out of CPU, and a request admitted
+ *   now would only wait in a queue), the cap shrinks to 90 % of the requests in flight at every
+ *   further late tick; while the loop is on time it grows back by 5 % a tick. Past it, 503 with
+ *   `Retry-After`. It never goes under 16 and never shrinks with fewer than 16 in flight, so a
+ *   handful of requests, a GC pause, a burst of arrivals or a slow start are never refused.
  *
  * Requests still sending their body hold no slot: the gateway admits a request once it is whole.
  * The checks cost a comparison; `createNodeServer` runs them in Node's `request` event, before any
@@ -65,6 +66,7 @@ export const make = (initial: GatewayConfig.Limits = {}): Admission => {
   let draining = false
   let limit = limits.maxInFlight
   let delay = 0
+  let lateTicks = 0
   let expected = performance.now() + tickMs
   let overloaded = GatewayError.overloaded(limits.retryAfterSeconds)
   let busy = GatewayError.busy(limits.retryAfterSeconds)
@@ -73,8 +75,10 @@ export const make = (initial: GatewayConfig.Limits = {}): Admission => {
     const late = Math.max(0, now - expected)
     delay += (late - delay) * (1 - Math.exp(-(tickMs + late) / windowMs))
     expected = now + tickMs
-    if (delay > limits.maxEventLoopDelayMs) limit = Math.max(floor, Math.floor(Math.min(limit, inFlight) * 0.9))
-    else if (delay < limits.maxEventLoopDelayMs / 2) limit = Math.min(limits.maxInFlight, Math.ceil(limit * 1.05))
+    lateTicks = delay > limits.maxEventLoopDelayMs ? lateTicks + 1 : 0
+    if (lateTicks >= 10) {
+      if (inFlight >= floor) limit = Math.max(floor, Math.floor(Math.min(limit, inFlight) * 0.9))
+    } else if (delay < limits.maxEventLoopDelayMs / 2) limit = Math.min(limits.maxInFlight, Math.ceil(limit * 1.05))
   }, tickMs)
   timer.unref()
   return {

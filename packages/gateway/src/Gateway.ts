@@ -53,6 +53,7 @@ import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
 import * as Admission from "./Admission.ts"
+import * as ProcessMetrics from "./internal/ProcessMetrics.ts"
 import * as GatewayConfig from "./GatewayConfig.ts"
 import * as GatewayError from "./GatewayError.ts"
 
@@ -107,13 +108,17 @@ const CurrentTiming = Context.Reference<UpstreamTiming | undefined>("@callm/gate
  */
 export const overheadSeconds = Metric.histogram("callm_gateway_overhead_seconds", {
   description:
-    "Time the gateway adds to a request: total time minus time waiting on upstreams (streams: to first byte).",
-  // 10 µs to ~1.3 s in steps of x1.5: fine enough to read a sub-millisecond p50 off the histogram.
-  boundaries: Metric.exponentialBoundaries({ start: 0.00001, factor: 1.5, count: 30 })
+    "Time the gateway adds to a request: from its headers read to its last byte written, minus time in upstream calls.",
+  // 10 µs to 10 s, 1-2-5 per decade: fine enough to read a sub-millisecond p50 off the histogram, and
+  // bounds that print as written (exponential ones print as 0.000015000000000000002).
+  boundaries: [
+    1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000,
+    2_000_000, 5_000_000, 10_000_000
+  ].map((micros) => micros / 1_000_000)
 })
 
 /**
- * Requests the gateway answered, by status class and whether they streamed.
+ * Requests the gateway answered, by status code (`code`) and class (`status`, `2xx`...).
  *
  * @since 0.1.0
  * @category metrics
@@ -418,7 +423,21 @@ export const make = Effect.fnUntraced(function* (options: Options) {
       yield* Effect.sleep(Duration.millis(20))
   })
 
-  const metricsBody = options.metrics ?? PrometheusMetrics.format()
+  // Every family of the gateway's own is exposed from the start, at zero: Prometheus sees the series
+  // before the first request, so `rate()` starts right and `absent()` alerts do not misfire.
+  yield* Metric.value(overheadSeconds)
+  yield* Metric.value(requestsByStatus(200))
+  yield* Metric.update(inFlightGauge, 0)
+  for (const name of Object.keys(config.upstreams))
+    yield* Metric.value(Metric.withAttributes(upstreamFailuresTotal, { upstream: name }))
+  // The in-flight gauge is read at the scrape, from the admission `/readyz` reads too: the two agree.
+  const metricsBody = Effect.andThen(
+    Effect.suspend(() => Metric.update(inFlightGauge, admission.inFlight())),
+    Effect.map(
+      options.metrics ?? PrometheusMetrics.format(),
+      (text) => (text === "" || text.endsWith("\n") ? text : `${text}\n`) + ProcessMetrics.format()
+    )
+  )
 
   const chatCompletions = Effect.gen(function* () {
     const startNanos = yield* nanosNow
@@ -572,12 +591,7 @@ export const make = Effect.fnUntraced(function* (options: Options) {
         )
       )
     ),
-    Effect.tap((response) =>
-      Effect.andThen(
-        Metric.update(requestsByStatus(response.status), 1),
-        Effect.suspend(() => Metric.update(inFlightGauge, admission.inFlight()))
-      )
-    ),
+    Effect.tap((response) => Metric.update(requestsByStatus(response.status), 1)),
     Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(limits.maxBodyBytes))
   )
 
@@ -645,14 +659,16 @@ const timeoutError = (phase: "first-token" | "idle" | "total", ms: number): LlmE
     })
   )
 
-/** `callm_gateway_requests_total` per status class, made once (a metric per call would cost a lookup). */
-const requestsByStatusClass = new Map<number, Metric.Metric<number, unknown>>()
+/**
+ * `callm_gateway_requests_total` per status code, made once (a metric per call would cost a lookup).
+ * The codes are the gateway's own answers: a bounded set.
+ */
+const requestsByCode = new Map<number, Metric.Metric<number, unknown>>()
 const requestsByStatus = (status: number) => {
-  const statusClass = Math.floor(status / 100)
-  let metric = requestsByStatusClass.get(statusClass)
+  let metric = requestsByCode.get(status)
   if (metric === undefined) {
-    metric = Metric.withAttributes(requestsTotal, { status: `${statusClass}xx` })
-    requestsByStatusClass.set(statusClass, metric)
+    metric = Metric.withAttributes(requestsTotal, { code: String(status), status: `${Math.floor(status / 100)}xx` })
+    requestsByCode.set(status, metric)
   }
   return metric
 }

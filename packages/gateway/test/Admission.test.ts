@@ -22,7 +22,8 @@ describe("Gateway admission", () => {
       }).pipe(Effect.forkChild)
       while (state.inFlight() < 16) yield* Effect.sleep(Duration.millis(10))
       yield* blockLoop(400)
-      yield* Effect.sleep(Duration.millis(30))
+      // Ten late ticks in a row (100 ms and more) before the cap moves.
+      yield* Effect.sleep(Duration.millis(200))
       const refused = yield* post(url, chat)
       assert.strictEqual(refused.status, 503)
       assert.strictEqual(refused.headers.get("retry-after"), "2")

@@ -46,7 +46,13 @@ describe("Gateway resilience per upstream", () => {
         assert.match(metrics, /callm_breaker_state\{upstream="dead"\} 2/)
         assert.match(metrics, /callm_breaker_state\{upstream="healthy"\} 0/)
         assert.match(metrics, /callm_gateway_upstream_failures_total\{[^}]*upstream="dead"[^}]*\} 3/)
-        assert.notMatch(metrics, /callm_gateway_upstream_failures_total\{[^}]*upstream="healthy"/)
+        assert.include(metrics, 'callm_gateway_upstream_failures_total{upstream="healthy"} 0')
+        const healthyFailures = metrics
+          .split("\n")
+          .filter(
+            (line) => line.startsWith("callm_gateway_upstream_failures_total") && line.includes('upstream="healthy"')
+          )
+        assert.deepStrictEqual(healthyFailures, ['callm_gateway_upstream_failures_total{upstream="healthy"} 0'])
       })
   )
 

@@ -1,0 +1,53 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { chat, gateway, mockServer, post, proxyTo } from "./GatewayFixture.ts"
+
+const scrape = (url: string) => Effect.promise(() => fetch(`${url}/metrics`).then((response) => response.text()))
+
+describe("Gateway metrics", () => {
+  it.live(
+    "a fresh gateway exposes every family at zero, process metrics, clean bounds, and an in-flight gauge that agrees with /readyz",
+    () =>
+      Effect.gen(function* () {
+        const mock = yield* mockServer({ tokens: 3 })
+        const { url } = yield* gateway({ config: proxyTo(mock) })
+        const fresh = yield* scrape(url)
+        for (const family of [
+          "# TYPE callm_gateway_requests_total counter",
+          "# TYPE callm_gateway_overhead_seconds histogram",
+          "callm_gateway_in_flight 0",
+          'callm_gateway_upstream_failures_total{upstream="mock"} 0',
+          'callm_breaker_state{upstream="mock"} 0',
+          "# TYPE process_cpu_seconds_total counter",
+          "# TYPE process_resident_memory_bytes gauge",
+          "# TYPE process_start_time_seconds gauge",
+          "# TYPE nodejs_heap_size_used_bytes gauge",
+          "# TYPE nodejs_eventloop_lag_p99_seconds gauge"
+        ])
+          assert.include(fresh, family)
+        const bounds = [...fresh.matchAll(/callm_gateway_overhead_seconds_bucket\{le="([^"]+)"/g)].map(
+          (match) => match[1]!
+        )
+        assert.isAbove(bounds.length, 10)
+        for (const bound of bounds) assert.match(bound, /^(\+Inf|\d+(\.\d{1,6})?(e-\d+)?)$/, `bound ${bound}`)
+
+        // A stream in full, then a JSON call: both counted by code, and nothing left in flight.
+        const streamed = yield* post(url, { ...chat, stream: true })
+        yield* Effect.promise(() => streamed.text())
+        yield* Effect.promise(() =>
+          post(url, chat)
+            .pipe(Effect.runPromise)
+            .then((response) => response.text())
+        )
+        const after = yield* scrape(url)
+        assert.match(after, /callm_gateway_requests_total\{[^}]*code="200"[^}]*\} 2/)
+        assert.include(after, "callm_gateway_in_flight 0")
+        const ready = (yield* Effect.promise(() => fetch(`${url}/readyz`).then((response) => response.json()))) as {
+          inFlight: number
+        }
+        assert.strictEqual(ready.inFlight, 0)
+        const count = after.match(/callm_gateway_overhead_seconds_count(\{[^}]*\})? (\d+)/)
+        assert.strictEqual(count?.[2], "2")
+      })
+  )
+})
