@@ -595,12 +595,46 @@ export const make = Effect.fnUntraced(function* (options: Options) {
     Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(limits.maxBodyBytes))
   )
 
-  const models = Effect.sync(() => {
+  // `/v1/models`: the configured route names; with a `*` route, also what its first upstream lists
+  // (so the official SDK's `models.list()` through a gateway with no config lists the upstream's).
+  const catchAllUpstream = config.routes["*"]?.targets[0]?.upstream
+  const upstreamModels =
+    catchAllUpstream === undefined
+      ? Effect.succeed<ReadonlyArray<unknown>>([])
+      : Effect.tryPromise(async (signal) => {
+          const upstream = config.upstreams[catchAllUpstream]!
+          const key = upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv]
+          const response = await fetch(`${upstream.baseUrl.replace(/\/$/, "")}/models`, {
+            headers: {
+              ...upstream.headers,
+              ...(key === undefined || key === "" ? {} : { authorization: `Bearer ${key}` })
+            },
+            signal: AbortSignal.any([signal, AbortSignal.timeout(10_000)])
+          })
+          if (!response.ok) return []
+          const body = (await response.json()) as { data?: unknown }
+          return Array.isArray(body.data) ? (body.data as ReadonlyArray<unknown>) : []
+        }).pipe(Effect.orElseSucceed((): ReadonlyArray<unknown> => []))
+  const models = Effect.gen(function* () {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    // As OpenAI does: listing models needs a key when keys are configured.
+    if (authEnabled) {
+      const key = keyOf(request.headers.authorization)
+      if (key._tag !== "Found") return errorResponse(GatewayError.invalidApiKey(key._tag === "Unknown"))
+    }
     const created = 0
-    const data = [...routes.keys()]
+    const configured = [...routes.keys()]
       .filter((model) => model !== "*")
       .map((id) => ({ id, object: "model", created, owned_by: "callm-gateway" }))
-    return json(200, { object: "list", data })
+    const names = new Set(configured.map((model) => model.id))
+    const listed = (yield* upstreamModels).filter(
+      (model) =>
+        typeof model === "object" &&
+        model !== null &&
+        typeof (model as { id?: unknown }).id === "string" &&
+        !names.has((model as { id: string }).id)
+    )
+    return json(200, { object: "list", data: [...configured, ...listed] })
   })
 
   const routesLayer = HttpRouter.use((router) =>

@@ -195,6 +195,9 @@ const seconds = (duration: Duration.Duration | undefined) =>
  * | `Timeout` | 504 |
  * | `ServerError`, `Transport`, `InvalidResponse`, `StreamInterrupted` | 502 |
  *
+ * Upstream failures (502) say only what kind of failure it was: never the upstream's address, its
+ * own error text, or anything that could quote the gateway's key.
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -234,7 +237,8 @@ export const fromLlmError = (error: LlmError.LlmError): ErrorAnswer => {
     case "NotFound":
       return make(404, reason.description ?? message, "invalid_request_error", { code: "model_not_found" })
     case "Unauthorized":
-      return make(502, `The upstream refused the gateway's credentials: ${message}`, "upstream_error", {
+      // Never the upstream's own message: it can quote part of the gateway's key.
+      return make(502, "The upstream refused the gateway's credentials.", "upstream_error", {
         code: "upstream_unauthorized"
       })
     case "Overloaded": {
@@ -253,10 +257,19 @@ export const fromLlmError = (error: LlmError.LlmError): ErrorAnswer => {
     }
     case "Timeout":
       return make(504, message, "server_error", { code: "upstream_timeout" })
+    // Only the kind of failure: the details (a connection error, a URL, the upstream's own body) can
+    // name the upstream's address or quote its key.
     case "ServerError":
+      return make(502, "The upstream failed (it answered with a server error).", "upstream_error", {
+        code: "upstream_error"
+      })
     case "Transport":
+      return make(502, "The upstream failed (the connection to it failed).", "upstream_error", {
+        code: "upstream_error"
+      })
     case "InvalidResponse":
+      return make(502, "The upstream failed (its answer was not valid).", "upstream_error", { code: "upstream_error" })
     case "StreamInterrupted":
-      return make(502, `The upstream failed: ${message}`, "upstream_error", { code: "upstream_error" })
+      return make(502, "The upstream failed (its stream was cut).", "upstream_error", { code: "upstream_error" })
   }
 }
