@@ -8,7 +8,8 @@
  *   (three commands in a row without an answer within `commandTimeout`) commands fail at once for a
  *   second before Redis is tried again. Each store then answers from local state (see
  *   `callm_redis_fallback_total`): the caller never waits on a Redis that is not there.
- * - One log line when Redis is lost, one when it is back; `callm_redis_up` is 1 while it answers.
+ * - One log line when Redis is lost, one when it is back (none before the first command, so a
+ *   process's first line of output stays its own); `callm_redis_up` is 1 while it answers.
  *
  * Use it instead of `@effect/platform-node`'s `NodeRedis.layer`, which fails the layer (and so the
  * process) when Redis is down at start, waits for the first connection, and queues commands while
@@ -108,20 +109,29 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   // undefined until the first state is known, so the first failure at start is logged once.
   let logged: "up" | "down" | undefined
   let wasUp = false
+  // Nothing is logged before the first command: a process's first line of output may be a contract
+  // (`callm serve --port 0` prints its URL first), and the state at start is known by then anyway.
+  let used = false
+  let deferred: Effect.Effect<void> | undefined
   const report = (next: "up" | "down", detail: string) => {
     if (logged === next) return
     logged = next
     const again = wasUp ? " again" : ""
     if (next === "up") wasUp = true
-    runSync(
-      Effect.andThen(
-        Metric.update(upGauge, next === "up" ? 1 : 0),
-        next === "up"
-          ? Effect.logInfo(`callm redis: ${options.url.replace(/\/\/[^@/]*@/, "//")} answers${again}; stores use it`)
-          : Effect.logWarning(`callm redis: unavailable (${detail}); stores use local state until it answers`)
-      )
-    )
+    runSync(Metric.update(upGauge, next === "up" ? 1 : 0))
+    const line =
+      next === "up"
+        ? Effect.logInfo(`callm redis: ${options.url.replace(/\/\/[^@/]*@/, "//")} answers${again}; stores use it`)
+        : Effect.logWarning(`callm redis: unavailable (${detail}); stores use local state until it answers`)
+    if (used) runSync(line)
+    else deferred = line
   }
+  const firstUse = Effect.suspend(() => {
+    used = true
+    const line = deferred
+    deferred = undefined
+    return line ?? Effect.void
+  })
   client.on("ready", () => {
     up = true
     consecutiveTimeouts = 0
@@ -230,7 +240,7 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   const unavailable = (why: string) => Effect.fail(new Redis.RedisError({ cause: new Error(`Redis ${why}`) }))
 
   const send = <A = unknown>(command: string, ...args: ReadonlyArray<string>): Effect.Effect<A, Redis.RedisError> =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    Effect.flatMap(used ? Clock.currentTimeMillis : Effect.andThen(firstUse, Clock.currentTimeMillis), (now) => {
       if (!up || !client.isReady) return unavailable(`not connected${lastProblem === "" ? "" : ` (${lastProblem})`}`)
       if (now < unresponsiveUntil) return unavailable("not answering")
       return Effect.tryPromise({
