@@ -6,6 +6,7 @@
 import { Console, Effect } from "effect"
 import { Command } from "effect/cli"
 import * as ChatCommand from "./ChatCommand.ts"
+import * as KeysCommand from "./KeysCommand.ts"
 import * as MockCommand from "./MockCommand.ts"
 import * as RunCommand from "./RunCommand.ts"
 import * as ServeCommand from "./ServeCommand.ts"
@@ -18,7 +19,7 @@ import * as ServeCommand from "./ServeCommand.ts"
  */
 export const command = Command.make("callm").pipe(
   Command.withDescription("callm: typed, composable LLM calls. Run pipelines, serve a gateway, start the mock."),
-  Command.withSubcommands([ChatCommand.command, RunCommand.command, ServeCommand.command, MockCommand.command])
+  Command.withSubcommands([ChatCommand.command, RunCommand.command, ServeCommand.command, KeysCommand.command, MockCommand.command])
 )
 
 /**

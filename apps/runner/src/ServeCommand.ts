@@ -86,6 +86,21 @@ export const boundModelLabels = (
   }
 }
 
+const listenError = (host: string, port: number, cause: unknown) => {
+  const code = (cause as { code?: unknown } | undefined)?.code
+  const why =
+    code === "EADDRINUSE"
+      ? "the address is already in use"
+      : code === "EACCES"
+        ? "permission denied"
+        : code === "EADDRNOTAVAIL"
+          ? "the address is not available on this machine"
+          : cause instanceof Error
+            ? cause.message
+            : String(cause)
+  return new UserError({ message: `serve: cannot listen on ${host}:${port}: ${why}` })
+}
+
 /**
  * The `serve` command.
  *
@@ -166,6 +181,10 @@ export const command = Command.make(
           `callm serve: OpenAI-compatible gateway on http://${flags.host}:${port}/v1${redis === undefined ? "" : ", state shared through Redis"}; SIGTERM or Ctrl-C drains and stops it`
         )
         return yield* Effect.never
-      }).pipe(Effect.provide(gateway))
+      }).pipe(
+        Effect.provide(gateway),
+        // A port in use (or any listen failure) is the user's to fix: one line, no stack.
+        Effect.catchTag("ServeError", (error) => Effect.fail(listenError(flags.host, flags.port, error.cause)))
+      )
     }).pipe(Effect.scoped)
 ).pipe(Command.withDescription("Serve the OpenAI-compatible gateway"))

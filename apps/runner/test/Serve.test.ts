@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto"
+import { createServer } from "node:net"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -210,4 +211,19 @@ describe("callm serve", () => {
       await mock.close()
     }
   }, 120_000)
+
+  it("on a port in use, prints one line (no stack) and exits non-zero", async () => {
+    const taken = createServer()
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", () => resolve()))
+    const port = (taken.address() as { port: number }).port
+    try {
+      const { code, stdout, stderr } = await Callm.run(["serve", "--port", String(port)])
+      assert.notStrictEqual(code, 0)
+      assert.strictEqual(stdout, "")
+      const lines = stderr.split("\n").filter((line) => line.length > 0 && !line.includes("auth OFF"))
+      assert.deepStrictEqual(lines, [`callm: serve: cannot listen on 127.0.0.1:${port}: the address is already in use`])
+    } finally {
+      await new Promise((resolve) => taken.close(resolve))
+    }
+  })
 })
