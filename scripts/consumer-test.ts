@@ -39,11 +39,14 @@ const project = join(work, "project")
 mkdirSync(project)
 
 for (const name of packages) run("pnpm", ["pack", "--pack-destination", tarballs], join(root, "packages", name))
+const libraryFiles = readdirSync(tarballs)
+// The command line: @callm/runner (built JavaScript and its types) and `callm`, the short name for npx.
+for (const app of ["runner", "callm"]) run("pnpm", ["pack", "--pack-destination", tarballs], join(root, "apps", app))
 const files = readdirSync(tarballs)
 
 // What each tarball holds: exactly what `files` and the exports map promise (built `dist/`, the
 // sources its source maps point at, README, LICENSE, package.json), and nothing else.
-const contents = files.map((file) => {
+const contents = libraryFiles.map((file) => {
   const listed = run("tar", ["tzf", join(tarballs, file)], tarballs)
     .split("\n")
     .filter((line) => line !== "" && !line.endsWith("/"))
@@ -87,7 +90,16 @@ const versionOf = (name: string) => {
   throw new Error(`${name} is not installed in the workspace`)
 }
 
-const callm = Object.fromEntries(packages.map((name) => [`@callm/${name}`, tarballOf(name)]))
+const appTarball = (prefix: string) => {
+  const file = files.find((candidate) => new RegExp(`^${prefix}-\\d`).test(candidate))
+  if (file === undefined) throw new Error(`no tarball ${prefix}-<version> in ${files.join(", ")}`)
+  return `file:${join(tarballs, file)}`
+}
+const callm = {
+  ...Object.fromEntries(packages.map((name) => [`@callm/${name}`, tarballOf(name)])),
+  "@callm/runner": appTarball("callm-runner"),
+  callm: appTarball("callm")
+}
 writeFileSync(
   join(project, "package.json"),
   JSON.stringify(
@@ -127,9 +139,25 @@ writeFileSync(
       skipLibCheck: false,
       types: ["node"]
     },
-    include: ["main.ts"]
+    include: ["main.ts", "callm.config.ts"]
   })
 )
+// The documented way to configure the command line: a typed callm.config.ts.
+writeFileSync(
+  join(project, "callm.config.ts"),
+  `import { defineConfig } from "@callm/runner"
+
+export default defineConfig({
+  model: "mock-small",
+  presets: { terse: { max_tokens: 16, temperature: 0.2 } },
+  plugins: [
+    { use: "timeout", options: { total: "30 seconds" } },
+    { use: "retry", options: { maxAttempts: 5, baseDelay: "10 millis" } }
+  ]
+})
+`
+)
+writeFileSync(join(project, "prompts.jsonl"), '{"id": 1, "prompt": "one"}\n{"id": 2, "prompt": "two", "preset": "terse"}\n')
 writeFileSync(
   join(project, "main.ts"),
   `import { ChatChunk, ChatRequest, ChatResponse, LlmClient, Plugin, Preset } from "@callm/core"
@@ -180,6 +208,18 @@ try {
   process.stdout.write(output)
   const result = JSON.parse(output.trim().split("\n").at(-1)!) as { answer: string }
   if (result.answer !== "consumer says hi") throw new Error(`unexpected output: ${output}`)
+  // The installed binaries run the built JavaScript: `callm` (npx callm) and @callm/runner's own.
+  const version = run(join(project, "node_modules", ".bin", "callm"), ["--version"], project).trim()
+  if (!/\d+\.\d+\.\d+/.test(version)) throw new Error(`callm --version printed ${version}`)
+  run(
+    join(project, "node_modules", ".bin", "callm"),
+    ["run", "--mock", "-q", "--config", "callm.config.ts", "-i", "prompts.jsonl", "-o", "results.jsonl"],
+    project
+  )
+  const results = readFileSync(join(project, "results.jsonl"), "utf8").trim().split("\n")
+  if (results.length !== 2 || results.some((line) => !("text" in JSON.parse(line))))
+    throw new Error(`callm run from the tarball wrote ${JSON.stringify(results)}`)
+  process.stderr.write(`callm ${version} from its tarball: callm.config.ts type-checks with defineConfig; run answered 2 of 2\n`)
   process.stderr.write("consumer test passed\n")
 } finally {
   if (!keep) rmSync(work, { recursive: true, force: true })

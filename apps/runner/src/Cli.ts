@@ -3,13 +3,16 @@
  *
  * @since 0.1.0
  */
-import { Console, Effect } from "effect"
+import type { LlmError } from "@callm/core"
+import type { ServeError } from "effect/http/HttpServerError"
+import { type Config, Console, Effect, type FileSystem } from "effect"
 import { Command } from "effect/cli"
 import * as ChatCommand from "./ChatCommand.ts"
 import * as KeysCommand from "./KeysCommand.ts"
 import * as MockCommand from "./MockCommand.ts"
 import * as RunCommand from "./RunCommand.ts"
 import * as ServeCommand from "./ServeCommand.ts"
+import type { UserError } from "./UserError.ts"
 
 /**
  * The root command.
@@ -17,7 +20,13 @@ import * as ServeCommand from "./ServeCommand.ts"
  * @since 0.1.0
  * @category commands
  */
-export const command = Command.make("callm").pipe(
+export const command: Command.Command<
+  "callm",
+  {},
+  {},
+  LlmError.LlmError | Config.ConfigError | ServeError | UserError,
+  FileSystem.FileSystem
+> = Command.make("callm").pipe(
   Command.withDescription("callm: typed, composable LLM calls. Run pipelines, serve a gateway, start the mock."),
   Command.withSubcommands([ChatCommand.command, RunCommand.command, ServeCommand.command, KeysCommand.command, MockCommand.command])
 )

@@ -10,9 +10,10 @@
  *
  * @since 0.2.0
  */
+import type { LlmClient } from "@callm/core"
 import { OpenAiClient } from "@callm/openai"
 import { Retry, Timeout } from "@callm/resilience"
-import { Duration, Effect, Layer, Option, Redacted } from "effect"
+import { type Config as EffectConfig, Duration, Effect, Layer, Option, Redacted } from "effect"
 import type * as Config from "./Config.ts"
 import * as Embedded from "./Embedded.ts"
 import { UserError } from "./UserError.ts"
@@ -111,7 +112,7 @@ export const provider = (options: {
   readonly concurrency?: number | undefined
   readonly env: Readonly<Record<string, string | undefined>>
   readonly warn: (message: string) => void
-}) => {
+}): Layer.Layer<LlmClient.LlmClient, EffectConfig.ConfigError> => {
   if (options.mock !== false) {
     const latency = options.mock
     return Layer.unwrap(Effect.map(Embedded.mockUrl(latency), (url) => OpenAiClient.layer({ baseUrl: `${url}/v1` })))
