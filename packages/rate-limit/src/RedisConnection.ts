@@ -237,7 +237,17 @@ export const make = Effect.fnUntraced(function* (options: Options) {
       )
     })
 
-  const unavailable = (why: string) => Effect.fail(new Redis.RedisError({ cause: new Error(`Redis ${why}`) }))
+  // While Redis is away every store call fails here: one error per reason, not one (and its stack) per call.
+  const refusals = new Map<string, Effect.Effect<never, Redis.RedisError>>()
+  const unavailable = (why: string) => {
+    let refusal = refusals.get(why)
+    if (refusal === undefined) {
+      if (refusals.size > 100) refusals.clear()
+      refusal = Effect.fail(new Redis.RedisError({ cause: new Error(`Redis ${why}`) }))
+      refusals.set(why, refusal)
+    }
+    return refusal
+  }
 
   const send = <A = unknown>(command: string, ...args: ReadonlyArray<string>): Effect.Effect<A, Redis.RedisError> =>
     Effect.flatMap(used ? Clock.currentTimeMillis : Effect.andThen(firstUse, Clock.currentTimeMillis), (now) => {
