@@ -50,7 +50,9 @@ import * as Metric from "effect/Metric"
 import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
 import type * as Redis from "effect/persistence/Redis"
 import * as Redacted from "effect/Redacted"
+import * as Exit from "effect/Exit"
 import * as Result from "effect/Result"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Admission from "./Admission.ts"
 import * as ProcessMetrics from "./internal/ProcessMetrics.ts"
@@ -162,6 +164,14 @@ export interface State {
   readonly draining: () => boolean
   /** Stops admitting requests and waits (up to the shutdown timeout) for those in flight. */
   readonly drain: Effect.Effect<void>
+  /**
+   * Swaps in a new configuration (checked by the caller) and plugin stack without dropping a request:
+   * those in flight finish on the configuration they started with.
+   */
+  readonly reload: (
+    config: GatewayConfig.GatewayConfig,
+    plugins?: Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> | undefined
+  ) => Effect.Effect<void>
 }
 
 /**
@@ -254,171 +264,235 @@ interface RouteClient {
  * @category constructors
  */
 export const make = Effect.fnUntraced(function* (options: Options) {
-  const config = options.config
-  const limits = GatewayConfig.limits(config)
-  const env = options.env ?? {}
+  /**
+   * Everything a configuration makes: the upstreams, routes, keys, limits and the plugin stack over
+   * them, in the scope it runs in. A reload builds a new one and swaps it in; requests in flight keep
+   * the one they started with.
+   */
+  const build = Effect.fnUntraced(function* (
+    config: GatewayConfig.GatewayConfig,
+    plugins: Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> | undefined
+  ) {
+    const limits = GatewayConfig.limits(config)
 
-  // One provider per upstream, all on one undici dispatcher (a keep-alive pool per origin).
-  const providers = new Map<string, LlmClient.Service>()
-  const httpContext = yield* Layer.build(NodeHttpClient.layerUndiciOptions({ connect: { timeout: 10_000 } }))
-  for (const [name, upstream] of Object.entries(config.upstreams)) {
-    const key = upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv]
-    const provider = yield* OpenAiClient.make({
-      baseUrl: upstream.baseUrl,
-      name,
-      ...(key === undefined || key === "" ? {} : { apiKey: Redacted.make(key) }),
-      ...(upstream.headers === undefined ? {} : { headers: upstream.headers }),
-      ...(upstream.batch === undefined ? {} : { batch: upstream.batch })
-    }).pipe(Effect.provide(httpContext))
-    // Innermost the timing and the failure count, then this upstream's own breaker: its state, its
-    // metrics (`callm_breaker_state{upstream}`) and its refusals are this upstream's alone.
-    const counted = countFailures(name, timeUpstream(provider))
-    const breaker = upstream.breaker ?? {}
-    providers.set(
-      name,
-      breaker === false
-        ? counted
-        : yield* buildClient(
-            CircuitBreaker.layer({
-              upstream: name,
-              trip: { consecutiveFailures: breaker.consecutiveFailures ?? 5 },
-              openDuration: Duration.millis(breaker.openDurationMs ?? 30_000)
-            }),
-            counted
-          )
-    )
-  }
-
-  // The keys' budgets: one store for every route (in Redis when given, so every gateway shares it),
-  // checked right above the upstreams, so only calls that reach one are charged (a cache hit is free).
-  const keyConfigs = config.keys ?? []
-  const budgets: Record<string, Budget.Limit> = {}
-  for (const key of keyConfigs)
-    if (key.budgetUsd !== undefined) budgets[key.id] = { usd: key.budgetUsd, period: key.budgetPeriod ?? "total" }
-  const budgetStore =
-    Object.keys(budgets).length === 0
-      ? undefined
-      : yield* Layer.build(
-          options.redis === undefined
-            ? BudgetStore.layerMemory
-            : BudgetStore.layerRedis({ namespace: "gateway" }).pipe(Layer.provide(Layer.succeedContext(options.redis)))
-        )
-
-  // One client per route. Each target is its upstream with the model there, under the keys' budgets
-  // (so a call is priced by the model the upstream serves, not the alias the client asked for);
-  // several targets are spread by `LoadBalancer`; then the route's retries, then its fallbacks (other
-  // routes, built first).
-  const budgetLayer =
-    budgetStore === undefined
-      ? undefined
-      : Budget.layer({ keys: budgets }).pipe(Layer.provide(Layer.succeedContext(budgetStore)))
-  const bases = new Map<string, LlmClient.Service>()
-  for (const [model, route] of Object.entries(config.routes)) {
-    const names = route.targets.map((target) => target.upstream)
-    const deployments = yield* Effect.forEach(route.targets, (target) =>
-      Effect.gen(function* () {
-        const provider = providers.get(target.upstream)!
-        const retargeted =
-          target.model === undefined
-            ? provider
-            : Plugin.wrap(provider, {
-                transformRequest: (request) => Effect.succeed({ ...request, model: target.model! })
-              })
-        const client = budgetLayer === undefined ? retargeted : yield* buildClient(budgetLayer, retargeted)
-        const unique = names.filter((name) => name === target.upstream).length === 1
-        return {
-          name: unique ? target.upstream : `${target.upstream}/${target.model ?? model}`,
-          client,
-          weight: target.weight ?? 1
-        }
-      })
-    )
-    const spread =
-      deployments.length === 1
-        ? deployments[0]!.client
-        : (yield* LoadBalancer.make({ deployments, strategy: route.strategy ?? "weighted" })).client
-    bases.set(
-      model,
-      route.retry === undefined || route.retry.maxAttempts <= 1
-        ? spread
-        : yield* buildClient(Retry.layer({ maxAttempts: route.retry.maxAttempts }), spread)
-    )
-  }
-  const routes = new Map<string, RouteClient>()
-  for (const [model, route] of Object.entries(config.routes)) {
-    const base = bases.get(model)!
-    const fallbacks = route.fallbacks ?? []
-    routes.set(model, {
-      client:
-        fallbacks.length === 0
-          ? base
+    // One provider per upstream, all on one undici dispatcher (a keep-alive pool per origin).
+    const providers = new Map<string, LlmClient.Service>()
+    const httpContext = yield* Layer.build(NodeHttpClient.layerUndiciOptions({ connect: { timeout: 10_000 } }))
+    for (const [name, upstream] of Object.entries(config.upstreams)) {
+      const key = upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv]
+      const provider = yield* OpenAiClient.make({
+        baseUrl: upstream.baseUrl,
+        name,
+        ...(key === undefined || key === "" ? {} : { apiKey: Redacted.make(key) }),
+        ...(upstream.headers === undefined ? {} : { headers: upstream.headers }),
+        ...(upstream.batch === undefined ? {} : { batch: upstream.batch })
+      }).pipe(Effect.provide(httpContext))
+      // Innermost the timing and the failure count, then this upstream's own breaker: its state, its
+      // metrics (`callm_breaker_state{upstream}`) and its refusals are this upstream's alone.
+      const counted = countFailures(name, timeUpstream(provider))
+      const breaker = upstream.breaker ?? {}
+      providers.set(
+        name,
+        breaker === false
+          ? counted
           : yield* buildClient(
-              Fallback.layer({
-                // The fallback route's name becomes the request's model, so its own targets rename it.
-                targets: fallbacks.map((name) => ({ name, model: name, client: bases.get(name)! }))
+              CircuitBreaker.layer({
+                upstream: name,
+                trip: { consecutiveFailures: breaker.consecutiveFailures ?? 5 },
+                openDuration: Duration.millis(breaker.openDurationMs ?? 30_000)
               }),
-              base
+              counted
             )
+      )
+    }
+
+    // The keys' budgets: one store for every route (in Redis when given, so every gateway shares it),
+    // checked right above the upstreams, so only calls that reach one are charged (a cache hit is free).
+    const keyConfigs = config.keys ?? []
+    const budgets: Record<string, Budget.Limit> = {}
+    for (const key of keyConfigs)
+      if (key.budgetUsd !== undefined) budgets[key.id] = { usd: key.budgetUsd, period: key.budgetPeriod ?? "total" }
+    const budgetStore =
+      Object.keys(budgets).length === 0
+        ? undefined
+        : yield* Layer.build(
+            options.redis === undefined
+              ? BudgetStore.layerMemory
+              : BudgetStore.layerRedis({ namespace: "gateway" }).pipe(
+                  Layer.provide(Layer.succeedContext(options.redis))
+                )
+          )
+
+    // One client per route. Each target is its upstream with the model there, under the keys' budgets
+    // (so a call is priced by the model the upstream serves, not the alias the client asked for);
+    // several targets are spread by `LoadBalancer`; then the route's retries, then its fallbacks (other
+    // routes, built first).
+    const budgetLayer =
+      budgetStore === undefined
+        ? undefined
+        : Budget.layer({ keys: budgets }).pipe(Layer.provide(Layer.succeedContext(budgetStore)))
+    const bases = new Map<string, LlmClient.Service>()
+    for (const [model, route] of Object.entries(config.routes)) {
+      const names = route.targets.map((target) => target.upstream)
+      const deployments = yield* Effect.forEach(route.targets, (target) =>
+        Effect.gen(function* () {
+          const provider = providers.get(target.upstream)!
+          const retargeted =
+            target.model === undefined
+              ? provider
+              : Plugin.wrap(provider, {
+                  transformRequest: (request) => Effect.succeed({ ...request, model: target.model! })
+                })
+          const client = budgetLayer === undefined ? retargeted : yield* buildClient(budgetLayer, retargeted)
+          const unique = names.filter((name) => name === target.upstream).length === 1
+          return {
+            name: unique ? target.upstream : `${target.upstream}/${target.model ?? model}`,
+            client,
+            weight: target.weight ?? 1
+          }
+        })
+      )
+      const spread =
+        deployments.length === 1
+          ? deployments[0]!.client
+          : (yield* LoadBalancer.make({ deployments, strategy: route.strategy ?? "weighted" })).client
+      bases.set(
+        model,
+        route.retry === undefined || route.retry.maxAttempts <= 1
+          ? spread
+          : yield* buildClient(Retry.layer({ maxAttempts: route.retry.maxAttempts }), spread)
+      )
+    }
+    const routes = new Map<string, RouteClient>()
+    for (const [model, route] of Object.entries(config.routes)) {
+      const base = bases.get(model)!
+      const fallbacks = route.fallbacks ?? []
+      routes.set(model, {
+        client:
+          fallbacks.length === 0
+            ? base
+            : yield* buildClient(
+                Fallback.layer({
+                  // The fallback route's name becomes the request's model, so its own targets rename it.
+                  targets: fallbacks.map((name) => ({ name, model: name, client: bases.get(name)! }))
+                }),
+                base
+              )
+      })
+    }
+    const catchAll = routes.get("*")
+
+    // The keys' rate limits (rpm, tpm), outermost and shared by every route: a key's limit is the key's,
+    // whatever models it calls. A call over the limit is answered 429 with Retry-After, never queued.
+    const dispatch = LlmClient.make({
+      complete: (request) => Effect.suspend(() => (routes.get(request.model) ?? catchAll)!.client.complete(request)),
+      stream: (request) => Stream.suspend(() => (routes.get(request.model) ?? catchAll)!.client.stream(request)),
+      completeMany: (requests) =>
+        Effect.suspend(() => (routes.get(requests[0]?.model ?? "") ?? catchAll)!.client.completeMany(requests))
     })
-  }
-  const catchAll = routes.get("*")
+    const keyLimits = new Map(
+      keyConfigs
+        .filter((key) => key.rpm !== undefined || key.tpm !== undefined)
+        .map((key) => [key.id, { requests: key.rpm, tokens: key.tpm }] as const)
+    )
+    const rateLimitOptions: RateLimit.Options = {
+      window: "1 minute",
+      onLimit: "fail",
+      perKey: (key) => keyLimits.get(key)
+    }
+    // The plugin stack, built once over every route: one cache, one breaker, one set of buckets for the
+    // gateway, whether their state is in memory or in Redis.
+    const stacked = plugins === undefined ? dispatch : yield* buildClient(plugins, dispatch)
+    const limited =
+      keyLimits.size === 0
+        ? stacked
+        : yield* buildClient(
+            options.redis === undefined
+              ? RateLimit.layer(rateLimitOptions)
+              : RateLimit.layerRedis({ ...rateLimitOptions, prefix: "callm:gateway:ratelimit" }).pipe(
+                  Layer.provide(Layer.succeedContext(options.redis))
+                ),
+            stacked
+          )
 
-  // The keys' rate limits (rpm, tpm), outermost and shared by every route: a key's limit is the key's,
-  // whatever models it calls. A call over the limit is answered 429 with Retry-After, never queued.
-  const dispatch = LlmClient.make({
-    complete: (request) => Effect.suspend(() => (routes.get(request.model) ?? catchAll)!.client.complete(request)),
-    stream: (request) => Stream.suspend(() => (routes.get(request.model) ?? catchAll)!.client.stream(request)),
-    completeMany: (requests) =>
-      Effect.suspend(() => (routes.get(requests[0]?.model ?? "") ?? catchAll)!.client.completeMany(requests))
+    const keys = new Map((config.keys ?? []).map((key) => [key.sha256, key]))
+    const authEnabled = keys.size > 0
+    const keyOf = (header: string | undefined) => {
+      // The scheme is case-insensitive (RFC 9110 section 11.1): `bearer` and `BEARER` are `Bearer`.
+      const token = header !== undefined && /^bearer /i.test(header) ? header.slice(7).trim() : undefined
+      if (token === undefined || token === "") return { _tag: "Missing" } as const
+      const key = keys.get(GatewayConfig.hashKey(token))
+      return key === undefined ? ({ _tag: "Unknown" } as const) : ({ _tag: "Found", key } as const)
+    }
+    // `/v1/models`: the configured route names; with a `*` route, also what its first upstream lists
+    // (so the official SDK's `models.list()` through a gateway with no config lists the upstream's).
+    const catchAllUpstream = config.routes["*"]?.targets[0]?.upstream
+    const upstreamModels =
+      catchAllUpstream === undefined
+        ? Effect.succeed<ReadonlyArray<unknown>>([])
+        : Effect.tryPromise(async (signal) => {
+            const upstream = config.upstreams[catchAllUpstream]!
+            const key = upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv]
+            const response = await fetch(`${upstream.baseUrl.replace(/\/$/, "")}/models`, {
+              headers: {
+                ...upstream.headers,
+                ...(key === undefined || key === "" ? {} : { authorization: `Bearer ${key}` })
+              },
+              signal: AbortSignal.any([signal, AbortSignal.timeout(10_000)])
+            })
+            if (!response.ok) return []
+            const body = (await response.json()) as { data?: unknown }
+            return Array.isArray(body.data) ? (body.data as ReadonlyArray<unknown>) : []
+          }).pipe(Effect.orElseSucceed((): ReadonlyArray<unknown> => []))
+    for (const name of Object.keys(config.upstreams))
+      yield* Metric.value(Metric.withAttributes(upstreamFailuresTotal, { upstream: name }))
+    return { config, limits, routes, catchAll, limited, authEnabled, keyOf, upstreamModels, active: { count: 0 } }
   })
-  const keyLimits = new Map(
-    keyConfigs
-      .filter((key) => key.rpm !== undefined || key.tpm !== undefined)
-      .map((key) => [key.id, { requests: key.rpm, tokens: key.tpm }] as const)
-  )
-  const rateLimitOptions: RateLimit.Options = {
-    window: "1 minute",
-    onLimit: "fail",
-    perKey: (key) => keyLimits.get(key)
-  }
-  // The plugin stack, built once over every route: one cache, one breaker, one set of buckets for the
-  // gateway, whether their state is in memory or in Redis.
-  const stacked = options.plugins === undefined ? dispatch : yield* buildClient(options.plugins, dispatch)
-  const limited =
-    keyLimits.size === 0
-      ? stacked
-      : yield* buildClient(
-          options.redis === undefined
-            ? RateLimit.layer(rateLimitOptions)
-            : RateLimit.layerRedis({ ...rateLimitOptions, prefix: "callm:gateway:ratelimit" }).pipe(
-                Layer.provide(Layer.succeedContext(options.redis))
-              ),
-          stacked
-        )
-
-  const keys = new Map((config.keys ?? []).map((key) => [key.sha256, key]))
-  const authEnabled = keys.size > 0
+  const env = options.env ?? {}
+  // Each configuration in a scope of its own under the gateway's, closed once its requests are done.
+  const outer = yield* Effect.scope
+  const open = (config: GatewayConfig.GatewayConfig, plugins: Options["plugins"]) =>
+    Effect.flatMap(Scope.fork(outer, "sequential"), (scope) =>
+      build(config, plugins).pipe(
+        Scope.provide(scope),
+        Effect.map((built) => ({ built, scope }))
+      )
+    )
+  let { built: current, scope: currentScope } = yield* open(options.config, options.plugins)
 
   // Admission: shared with the Node server when `createNodeServer` got the same one (it then refuses
   // in Node's request event, before any of this runs), else the gateway's own.
   const admission =
     options.admission ??
     (yield* Effect.acquireRelease(
-      Effect.sync(() => Admission.make(config.limits)),
+      Effect.sync(() => Admission.make(options.config.limits)),
       (admission) => Effect.sync(admission.close)
     ))
   const refusal = admission.refusal
-  const { admit, release } = admission
-  const keyOf = (header: string | undefined) => {
-    // The scheme is case-insensitive (RFC 9110 section 11.1): `bearer` and `BEARER` are `Bearer`.
-    const token = header !== undefined && /^bearer /i.test(header) ? header.slice(7).trim() : undefined
-    if (token === undefined || token === "") return { _tag: "Missing" } as const
-    const key = keys.get(GatewayConfig.hashKey(token))
-    return key === undefined ? ({ _tag: "Unknown" } as const) : ({ _tag: "Found", key } as const)
-  }
+  const { admit } = admission
+  /**
+   * Swaps in a new configuration (already checked): new requests use it at once; the previous one
+   * serves the requests that started on it and closes (its connection pools, its plugins) once they
+   * are done, or after `shutdownTimeoutMs`.
+   */
+  const reload = (config: GatewayConfig.GatewayConfig, plugins?: Options["plugins"]) =>
+    Effect.gen(function* () {
+      const next = yield* open(config, plugins)
+      const previous = { built: current, scope: currentScope }
+      current = next.built
+      currentScope = next.scope
+      admission.setLimits(config.limits ?? {})
+      yield* Effect.gen(function* () {
+        const deadline = (yield* Clock.currentTimeMillis) + previous.built.limits.shutdownTimeoutMs
+        while (previous.built.active.count > 0 && (yield* Clock.currentTimeMillis) < deadline)
+          yield* Effect.sleep(Duration.millis(50))
+        yield* Scope.close(previous.scope, Exit.void)
+      }).pipe(Effect.forkIn(outer))
+    })
+
   const drain = Effect.gen(function* () {
     admission.drain()
-    const deadline = (yield* Clock.currentTimeMillis) + limits.shutdownTimeoutMs
+    const deadline = (yield* Clock.currentTimeMillis) + current.limits.shutdownTimeoutMs
     while (admission.inFlight() > 0 && (yield* Clock.currentTimeMillis) < deadline)
       yield* Effect.sleep(Duration.millis(20))
   })
@@ -428,8 +502,6 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   yield* Metric.value(overheadSeconds)
   yield* Metric.value(requestsByStatus(200))
   yield* Metric.update(inFlightGauge, 0)
-  for (const name of Object.keys(config.upstreams))
-    yield* Metric.value(Metric.withAttributes(upstreamFailuresTotal, { upstream: name }))
   // The in-flight gauge is read at the scrape, from the admission `/readyz` reads too: the two agree.
   const metricsBody = Effect.andThen(
     Effect.suspend(() => Metric.update(inFlightGauge, admission.inFlight())),
@@ -441,6 +513,8 @@ export const make = Effect.fnUntraced(function* (options: Options) {
 
   const chatCompletions = Effect.gen(function* () {
     const startNanos = yield* nanosNow
+    // This request's configuration, for its whole life (a reload swaps in the next one for later requests).
+    const { limits, routes, catchAll, limited, authEnabled, keyOf, active } = current
     const request = yield* HttpServerRequest.HttpServerRequest
     // Admission, first pass, before reading anything: refusing costs the least here.
     const refused = refusal()
@@ -495,6 +569,11 @@ export const make = Effect.fnUntraced(function* (options: Options) {
     const late = refusal()
     if (late !== undefined) return errorResponse(late, requestId)
     admit()
+    active.count++
+    const release = () => {
+      active.count--
+      admission.release()
+    }
     let transferred = false
     return yield* Effect.gen(function* () {
       const timing: UpstreamTiming = { nanos: 0n, firstChunkNanos: undefined }
@@ -592,31 +671,15 @@ export const make = Effect.fnUntraced(function* (options: Options) {
       )
     ),
     Effect.tap((response) => Metric.update(requestsByStatus(response.status), 1)),
-    Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(limits.maxBodyBytes))
+    (effect) =>
+      Effect.suspend(() =>
+        Effect.provideService(effect, HttpIncomingMessage.MaxBodySize, ByteSize.bytes(current.limits.maxBodyBytes))
+      )
   )
 
-  // `/v1/models`: the configured route names; with a `*` route, also what its first upstream lists
-  // (so the official SDK's `models.list()` through a gateway with no config lists the upstream's).
-  const catchAllUpstream = config.routes["*"]?.targets[0]?.upstream
-  const upstreamModels =
-    catchAllUpstream === undefined
-      ? Effect.succeed<ReadonlyArray<unknown>>([])
-      : Effect.tryPromise(async (signal) => {
-          const upstream = config.upstreams[catchAllUpstream]!
-          const key = upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv]
-          const response = await fetch(`${upstream.baseUrl.replace(/\/$/, "")}/models`, {
-            headers: {
-              ...upstream.headers,
-              ...(key === undefined || key === "" ? {} : { authorization: `Bearer ${key}` })
-            },
-            signal: AbortSignal.any([signal, AbortSignal.timeout(10_000)])
-          })
-          if (!response.ok) return []
-          const body = (await response.json()) as { data?: unknown }
-          return Array.isArray(body.data) ? (body.data as ReadonlyArray<unknown>) : []
-        }).pipe(Effect.orElseSucceed((): ReadonlyArray<unknown> => []))
   const models = Effect.gen(function* () {
     const request = yield* HttpServerRequest.HttpServerRequest
+    const { routes, authEnabled, keyOf, upstreamModels } = current
     // As OpenAI does: listing models needs a key when keys are configured.
     if (authEnabled) {
       const key = keyOf(request.headers.authorization)
@@ -668,8 +731,8 @@ export const make = Effect.fnUntraced(function* (options: Options) {
     ])
   )
 
-  const state: State = { inFlight: admission.inFlight, draining: admission.draining, drain }
-  return { routes: routesLayer, state, authEnabled }
+  const state: State = { inFlight: admission.inFlight, draining: admission.draining, drain, reload }
+  return { routes: routesLayer, state, authEnabled: current.authEnabled }
 })
 
 /** Builds a plugin stack over a client, in the gateway's scope. */
