@@ -318,3 +318,17 @@ const checkPlugin = (plugin: unknown): string | undefined => {
   const checked = PluginOptions.decode(registry[use as PluginName].schema, options ?? {})
   return Result.isFailure(checked) ? ` (${use}): ${checked.failure}` : undefined
 }
+
+/**
+ * One sentence for a `--redis-url` that is not a Redis URL, or `undefined`. (A Redis that does not
+ * answer is not an error: the stores fall back to local state until it does.)
+ *
+ * @since 0.2.0
+ * @category loading
+ */
+export const redisUrlProblem = (url: string): string | undefined => {
+  const parsed = Result.try(() => new URL(url))
+  return Result.isSuccess(parsed) && (parsed.success.protocol === "redis:" || parsed.success.protocol === "rediss:")
+    ? undefined
+    : `--redis-url must be a URL such as redis://127.0.0.1:6379 (or rediss:// for TLS), got ${JSON.stringify(url)}`
+}

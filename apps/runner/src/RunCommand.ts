@@ -356,16 +356,12 @@ export const command = Command.make(
         env: process.env,
         warn: (message) => say(`warning: ${message}`)
       })
-      // One Redis connection for every plugin that shares state with other processes.
+      // One Redis connection for every plugin that shares state with other processes. It never fails:
+      // while Redis does not answer, the stores use local state (and say so once).
+      const redisProblem = Option.isSome(flags.redisUrl) ? Config.redisUrlProblem(flags.redisUrl.value) : undefined
+      if (redisProblem !== undefined) return yield* new UserError({ message: `run: ${redisProblem}` })
       const redis = Option.isSome(flags.redisUrl)
-        ? yield* Layer.build(RedisConnection.layer({ url: flags.redisUrl.value })).pipe(
-            Effect.mapError(
-              (error) =>
-                new UserError({
-                  message: `run: cannot use Redis at --redis-url ${flags.redisUrl.pipe(Option.getOrElse(() => ""))}: ${String((error as { message?: unknown }).message ?? error)}`
-                })
-            )
-          )
+        ? yield* Layer.build(RedisConnection.layer({ url: flags.redisUrl.value }))
         : undefined
 
       const trip = yield* Deferred.make<string>()

@@ -142,6 +142,8 @@ export const command = Command.make(
         yield* Console.error("callm serve: the configuration has no keys: auth is OFF")
       }
       // One Redis connection for every plugin that shares state, and for the keys' budgets and limits.
+      const redisProblem = Option.isSome(flags.redisUrl) ? Config.redisUrlProblem(flags.redisUrl.value) : undefined
+      if (redisProblem !== undefined) return yield* new UserError({ message: `serve: ${redisProblem}` })
       const redis = Option.isSome(flags.redisUrl)
         ? yield* Layer.build(RedisConnection.layer({ url: flags.redisUrl.value }))
         : undefined
@@ -180,6 +182,38 @@ export const command = Command.make(
         yield* Console.error(
           `callm serve: OpenAI-compatible gateway on http://${flags.host}:${port}/v1${redis === undefined ? "" : ", state shared through Redis"}; SIGTERM or Ctrl-C drains and stops it`
         )
+        // SIGHUP reloads the configuration file (keys, routes, limits, plugins) without dropping a
+        // request; a file that does not check out is refused and the running configuration kept.
+        const state = yield* Gateway.GatewayState
+        const context = yield* Effect.context<never>()
+        const configPath = Option.getOrUndefined(flags.config)
+        const reload =
+          configPath === undefined
+            ? Console.error("callm serve: SIGHUP: no --config, nothing to reload")
+            : Effect.gen(function* () {
+                const path = configPath
+                const next = yield* loadConfig(path)
+                const nextPlugins = Config.pluginStack(
+                  boundModelLabels(next.callm, next.gateway),
+                  Option.getOrUndefined(flags.preset),
+                  undefined,
+                  { redis }
+                )
+                yield* state.reload(next.gateway, nextPlugins)
+                yield* Console.error(`callm serve: SIGHUP: reloaded ${path}`)
+              }).pipe(
+                Effect.catchTag("UserError", (error) =>
+                  Console.error(`callm serve: SIGHUP: kept the running configuration: ${error.message}`)
+                ),
+                Effect.catchDefect((defect) =>
+                  Console.error(`callm serve: SIGHUP: kept the running configuration: ${String(defect)}`)
+                )
+              )
+        const onHangUp = () => {
+          Effect.runForkWith(context)(reload)
+        }
+        process.on("SIGHUP", onHangUp)
+        yield* Effect.addFinalizer(() => Effect.sync(() => process.off("SIGHUP", onHangUp)))
         return yield* Effect.never
       }).pipe(
         Effect.provide(gateway),

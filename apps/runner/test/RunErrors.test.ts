@@ -139,6 +139,30 @@ describe("callm run mistakes", () => {
     )
   }, 120_000)
 
+  it("a --redis-url that is not a Redis URL is one line; a Redis that does not answer only degrades the run", async () => {
+    oneLine(
+      await Callm.run(["run", "-i", input, "-o", join(dir, "o.jsonl"), "--mock", "--redis-url", "localhost:6379"]),
+      /^callm: run: --redis-url must be a URL such as redis:\/\/127\.0\.0\.1:6379/
+    )
+    // Nothing listens on port 1: the stores use local state, and every line is answered.
+    const degraded = await Callm.run([
+      "run",
+      "-i",
+      input,
+      "-o",
+      join(dir, "r.jsonl"),
+      "--mock",
+      "-q",
+      "--redis-url",
+      "redis://127.0.0.1:1",
+      "--config",
+      config("cached.json", { plugins: [{ use: "cache" }] })
+    ])
+    assert.strictEqual(degraded.code, 0, degraded.stderr)
+    assert.include(degraded.stderr, "1 answered")
+    assert.notInclude(degraded.stderr, "    at ")
+  }, 120_000)
+
   it("warns when the config's apiKeyEnv names a variable that is not set, and still runs", async () => {
     const mock = await startMockServer({ port: 0, ttftMs: 1, itlMs: 0, tokens: 2 })
     try {
