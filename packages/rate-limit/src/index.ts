@@ -10,6 +10,6 @@ export * as InFlight from "./InFlight.ts"
 /** @since 0.1.0 */
 export * as RateLimit from "./RateLimit.ts"
 /** @since 0.2.0 */
-export * as RedisConnection from "./RedisConnection.ts"
-/** @since 0.2.0 */
 export * as RateLimitStore from "./RateLimitStore.ts"
+/** @since 0.2.0 */
+export * as RedisConnection from "./RedisConnection.ts"
