@@ -141,6 +141,14 @@ export const command = Command.make(
       } else if ((config.keys ?? []).length === 0) {
         yield* Console.error("callm serve: the configuration has no keys: auth is OFF")
       }
+      if (loaded !== undefined)
+        for (const [name, upstream] of Object.entries(config.upstreams)) {
+          const env = upstream.apiKeyEnv
+          if (env !== undefined && (process.env[env] ?? "") === "")
+            yield* Console.error(
+              `callm serve: warning: upstream ${name} names apiKeyEnv ${env}, but ${env} is not set: its calls go without a key`
+            )
+        }
       // One Redis connection for every plugin that shares state, and for the keys' budgets and limits.
       const redisProblem = Option.isSome(flags.redisUrl) ? Config.redisUrlProblem(flags.redisUrl.value) : undefined
       if (redisProblem !== undefined) return yield* new UserError({ message: `serve: ${redisProblem}` })
