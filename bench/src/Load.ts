@@ -54,8 +54,8 @@ export const autocannonRun = async (load: HttpLoad): Promise<HttpResult> => {
     .map(([key, ms]) => [Number(key.slice(1).replace("_", ".")), ms] as const)
     .sort((a, b) => a[0] - b[0])
   const statuses: Record<string, number> = {}
-  for (const [key, count] of Object.entries(result as unknown as Record<string, unknown>))
-    if (/^\d\d\d$/.test(key) && typeof count === "number" && count > 0) statuses[key] = count
+  const byStatus = (result as unknown as { statusCodeStats?: Record<string, { count: number }> }).statusCodeStats
+  for (const [status, { count }] of Object.entries(byStatus ?? {})) statuses[status] = count
   return {
     requests: result.requests.total,
     perSecond: result.requests.total / load.seconds,

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import * as Machine from "./Machine.ts"
 import * as Report from "./Report.ts"
-import { met, type Scenario, type Size } from "./Scenario.ts"
+import { met, type Report as ScenarioReport, type Scenario, type Size } from "./Scenario.ts"
 import { scenarios } from "./scenarios/index.ts"
 
 const { values } = parseArgs({
@@ -50,11 +50,27 @@ const machine = Machine.describe()
 process.stderr.write(
   `bench (${size}): ${picked.length} scenario(s) on ${machine.cpu} × ${machine.cores}, Node ${machine.node}\n`
 )
-const reports = []
+const reports: Array<ScenarioReport> = []
 for (const [index, scenario] of picked.entries()) {
   const started = Date.now()
   process.stderr.write(`[${index + 1}/${picked.length}] ${scenario.title}\n`)
-  reports.push(await scenario.run(size, (line) => process.stderr.write(`    ${line}\n`)))
+  try {
+    reports.push(await scenario.run(size, (line) => process.stderr.write(`    ${line}\n`)))
+  } catch (error) {
+    // One scenario failing (a server that did not start) must not lose the others' figures: it is
+    // reported as failed, with a goal missed, and the run goes on.
+    const message = error instanceof Error ? error.message : String(error)
+    process.stderr.write(`    FAILED: ${message}\n`)
+    reports.push({
+      name: scenario.name,
+      title: scenario.title,
+      notes: [`The scenario failed: ${message}`],
+      tables: [],
+      goals: [{ goal: "the scenario ran to the end", value: 0, target: 1, direction: ">=", unit: "" }],
+      charts: [],
+      data: { error: message }
+    })
+  }
   process.stderr.write(`    done in ${((Date.now() - started) / 1000).toFixed(1)} s\n`)
 }
 // A full run replaces results/latest/ whole, so no chart of an older run is left next to the new ones.

@@ -17,7 +17,7 @@ const client = fileURLToPath(new URL("../servers/streamClient.ts", import.meta.u
 
 const plan = (size: Size) =>
   size === "smoke"
-    ? { lengths: [2_000, 8_000] }
+    ? { lengths: [1_000, 4_000] }
     : size === "quick"
       ? { lengths: [20_000, 200_000] }
       : { lengths: [20_000, 200_000, 1_000_000] }

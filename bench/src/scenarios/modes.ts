@@ -33,7 +33,7 @@ const plan = (size: Size) =>
     ? { prompts: 16, syncPrompts: 4, levels: [16], controlLevel: 16, gatewaySeconds: 1 }
     : size === "quick"
       ? { prompts: 256, syncPrompts: 16, levels: [16, 64], controlLevel: 64, gatewaySeconds: 4 }
-      : { prompts: 1024, syncPrompts: 48, levels: [16, 64, 256], controlLevel: 64, gatewaySeconds: 8 }
+      : { prompts: 512, syncPrompts: 32, levels: [16, 64, 256], controlLevel: 64, gatewaySeconds: 8 }
 
 /** Batch sizes compared at `inFlight` prompts in flight: one batch per slot, fewer larger ones, one. */
 const batchSizes = (inFlight: number) =>
