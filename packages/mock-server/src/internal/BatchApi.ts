@@ -14,7 +14,9 @@
  * `errors`. Lines are answered by the same model as the synchronous endpoints: a line whose body is
  * invalid, or that draws a fault from the `faults` rates, fails with that status.
  *
- * Not on the hot path: plain objects and `JSON.stringify`.
+ * Not on the hot path: plain objects and `JSON.stringify`. Over 400 lines on purpose: the file store
+ * and the batch state machine share their state (a batch's files are written when its status is
+ * worked out), and splitting them would put that state behind an interface for no reader's gain.
  *
  * @internal
  */

@@ -13,8 +13,9 @@
  *
  * @internal
  */
-import { fnv1a, mulberry32, type Prng } from "./prng.ts"
+
 import { words } from "../Generate.ts"
+import { fnv1a, mulberry32, type Prng } from "./prng.ts"
 
 type Json = null | boolean | number | string | ReadonlyArray<Json> | { readonly [key: string]: Json }
 type Schema = Record<string, unknown>
