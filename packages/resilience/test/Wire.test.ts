@@ -178,8 +178,18 @@ describe("resilience against the mock", () => {
       const fiber = yield* Effect.forkChild(client.complete(ask(1)))
       yield* eventually(() => mock.stats().completions === 1, "the first attempt")
       yield* Fiber.interrupt(fiber)
-      yield* Effect.sleep("1500 millis")
-      assert.strictEqual(mock.stats().completions, 1)
+      // A control call, started later with the same Retry-After: its retry is due after the cancelled
+      // one would have been, so once the control has made both its attempts, a retry that was not
+      // cancelled would already have reached the mock. (No sleep stands in for "nothing happened".)
+      yield* Effect.sleep("100 millis")
+      const control = yield* build(
+        Retry.layer({ budget: false, maxAttempts: 2 }).pipe(
+          Layer.provide(provider(mock, { headers: { "x-mock-fault": "429", "x-mock-retry-after": "1" } }))
+        )
+      )
+      const controlled = yield* Effect.result(control.complete(ask(2)))
+      assert.isTrue(Result.isFailure(controlled), "the control gave up after its retry")
+      assert.strictEqual(mock.stats().completions, 3, "1 cancelled call + the control's 2 attempts")
     }).pipe(Effect.scoped)
   )
 
