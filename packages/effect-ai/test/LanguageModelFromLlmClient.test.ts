@@ -212,9 +212,13 @@ describe("LanguageModelFromLlmClient over the mock server", () => {
       const model = yield* modelOn(mock, "mock-echo")
       const Person = Schema.Struct({ name: Schema.String, age: Schema.Number })
 
-      const result = yield* model.generateObject({ prompt: '{"name":"Ada","age":36}', schema: Person })
+      const result = yield* model.generateObject({ prompt: "Who wrote the first program?", schema: Person })
 
-      assert.deepStrictEqual(result.value, { name: "Ada", age: 36 })
+      // The mock answers a json_schema request with JSON valid against the schema it was sent: the
+      // adapter sent the schema, and decoded the answer with it.
+      assert.isString(result.value.name)
+      assert.isNumber(result.value.age)
+      assert.deepStrictEqual(JSON.parse(result.text), result.value)
     }).pipe(Effect.scoped)
   )
 
