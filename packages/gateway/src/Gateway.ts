@@ -19,9 +19,8 @@
  *    chunk answers with an error status; after it, with an `error` event, as OpenAI does. A client
  *    that disconnects cancels the upstream call.
  *
- * The gateway measures its own overhead: total time minus time spent waiting on upstreams (for
- * streams: time to first byte minus the upstream's time to first chunk), in the histogram
- * `callm_gateway_overhead_seconds`.
+ * The gateway measures its own overhead: from the request's headers read to its last byte written,
+ * minus the time spent in upstream calls, in the histogram `callm_gateway_overhead_seconds`.
  *
  * @since 0.1.0
  */
@@ -593,10 +592,17 @@ export const make = Effect.fnUntraced(function* (options: Options) {
           Effect.provideService(Preset.CurrentPreset, preset === "" ? undefined : preset),
           CallContext.withContext(context)
         )
+      // With `createNodeServer`'s gate, the overhead is taken when the last byte is written (from the
+      // headers read, minus the time in upstream calls); without it, from here to the answer.
+      const stamp = (request.source as { [stampKey]?: Stamp })[stampKey]
       const recordOverhead = (upstreamNanos: bigint) =>
-        Effect.flatMap(nanosNow, (now) =>
-          Metric.update(overheadSeconds, Math.max(0, Number(now - startNanos - upstreamNanos) / 1e9))
-        )
+        stamp !== undefined
+          ? Effect.sync(() => {
+              stamp.timing = timing
+            })
+          : Effect.flatMap(nanosNow, (now) =>
+              Metric.update(overheadSeconds, Math.max(0, Number(now - startNanos - upstreamNanos) / 1e9))
+            )
       /** An effect under the phase's own limit or what is left of the total, whichever ends first. */
       const within = <A, E, R>(effect: Effect.Effect<A, E, R>, phase: "first-token" | "idle", phaseMs: number) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => {
@@ -831,6 +837,14 @@ export const createNodeServer = (limits: GatewayConfig.Limits = {}, admission?: 
 
 const healthBody = JSON.stringify({ status: "ok" })
 
+const stampKey: unique symbol = Symbol.for("@callm/gateway/Gateway/stamp")
+
+/** When a request's headers were read, and the upstream time its handler measured. */
+interface Stamp {
+  readonly arrival: bigint
+  timing: UpstreamTiming | undefined
+}
+
 /** Answers a request Node just parsed when it is a refusal or `/healthz`; false to let it through. */
 const gate = (admission: Admission.Admission, request: Http.IncomingMessage, response: Http.ServerResponse) => {
   if (request.method === "GET" && request.url === "/healthz") {
@@ -840,7 +854,18 @@ const gate = (admission: Admission.Admission, request: Http.IncomingMessage, res
   }
   if (request.method !== "POST" || !request.url?.startsWith("/v1/chat/completions")) return false
   const refused = admission.refusal()
-  if (refused === undefined) return false
+  if (refused === undefined) {
+    // The overhead histogram: from here (the headers read) to the last byte written, minus the time
+    // in upstream calls, which the handler hands over in `timing` once the request reached one.
+    const stamp: Stamp = { arrival: process.hrtime.bigint(), timing: undefined }
+    ;(request as { [stampKey]?: Stamp })[stampKey] = stamp
+    response.once("finish", () => {
+      if (stamp.timing === undefined) return
+      const nanos = process.hrtime.bigint() - stamp.arrival - stamp.timing.nanos
+      overheadSeconds.updateUnsafe(Math.max(0, Number(nanos) / 1e9), Context.empty())
+    })
+    return false
+  }
   const body = JSON.stringify(refused.body)
   response.writeHead(refused.status, {
     "content-type": "application/json",
