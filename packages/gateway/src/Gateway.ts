@@ -8,15 +8,18 @@
  *
  * What happens to a chat request, in order:
  *
- * 1. Load shedding: past `maxInFlight` requests in flight the answer is 429 with `Retry-After`, before
- *    the body is read; while draining for shutdown, 503.
- * 2. Auth: with keys configured, `Authorization: Bearer <key>` must hash to a known key (401), and the
- *    key must be allowed the model (403). The key itself is never logged or stored.
- * 3. The body: at most `maxBodyBytes` (413), JSON (400), a valid `ChatRequest` (400 naming the field).
- * 4. The route for the model (404 for none), then the plugin stack and the upstream, with the caller in
- *    `CallContext` (request id, key id, user, deadline) and the request timeout (504).
+ * 1. Admission (see `Admission`): 429 past `maxInFlight`, 503 past the adaptive cap or while draining,
+ *    each with `Retry-After`, before anything is read (in Node's request event with `createNodeServer`).
+ * 2. Auth: with keys configured, `Authorization: Bearer <key>` (any case of the scheme) must hash to a
+ *    known key (401), and the key must be allowed the model (403). The key is never logged or stored.
+ * 3. The body, within `readTimeoutMs` (408, from Node): at most `maxBodyBytes` (413), JSON (400), a
+ *    valid `ChatRequest` (400 naming the field). A request still sending holds no admission slot.
+ * 4. The route for the model (404 for none); admission again, now taking a slot; then the plugin
+ *    stack and the route's upstreams, with the caller in `CallContext` (request id, key id, user,
+ *    deadline), under `requestTimeoutMs` (504).
  * 5. The answer: JSON, or SSE (`data: {chunk}` ... `data: [DONE]`). A stream failing before its first
- *    chunk answers with an error status; after it, with an `error` event, as OpenAI does. A client
+ *    chunk (or past `firstChunkTimeoutMs`) answers with an error status; after it (or past
+ *    `idleTimeoutMs` between chunks, or the total), with an `error` event and no `[DONE]`. A client
  *    that disconnects cancels the upstream call.
  *
  * The gateway measures its own overhead: from the request's headers read to its last byte written,
