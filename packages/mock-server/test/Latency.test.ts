@@ -4,8 +4,10 @@ import * as Latency from "../src/Latency.ts"
 import { startMockServer } from "../src/MockServer.ts"
 import { chat, json, post, sseData, useMock } from "./fixtures.ts"
 
-// Timers never fire early by more than a millisecond, but machines are busy: assert lower bounds
-// only, at 90 % of the requested time, and never an upper bound.
+// These check that a delay is applied at all, as lower bounds (at 90 % of the requested time): a
+// timer never fires early, so load can only make them pass more easily. Nothing here asserts how fast
+// anything is, an upper bound, or how a stream is split into reads: pacing and speed are measured in
+// bench/ (mock-capacity, streaming), not asserted in tests.
 const atLeast = (elapsed: number, requested: number) => assert.isAtLeast(elapsed, requested * 0.9)
 
 describe("Latency by header", () => {
@@ -46,14 +48,12 @@ describe("Latency by header", () => {
     const reader = response.body!.getReader()
     const decoder = new TextDecoder()
     let text = ""
-    let writes = 0
     // when each content token arrived (a read may hold several events, or part of one)
     const tokenArrivals: Array<number> = []
     for (;;) {
       const { done, value } = await reader.read()
       if (done) break
       const at = performance.now() - start
-      writes++
       text += decoder.decode(value, { stream: true })
       const complete = text.slice(0, text.lastIndexOf("\n\n") + 2)
       const tokens = sseData(complete).filter((data) => /"delta":\{"content":"[^"]/.test(data)).length
@@ -65,8 +65,8 @@ describe("Latency by header", () => {
     // robust bound; a gap between two client-side arrivals shrinks whenever the first read ran late.
     atLeast(tokenArrivals[4]!, 30 + 70 + 4 * 25)
     assert.isBelow(tokenArrivals[0]!, tokenArrivals[4]!)
-    // each token arrives in a write of its own
-    assert.isAtLeast(writes, 5)
+    // (How the tokens are split into reads is the network's business, not the mock's: a busy client
+    // reads several at once, so the count of reads is not asserted.)
     assert.strictEqual(sseData(text).at(-1), "[DONE]")
   })
 
