@@ -28,7 +28,7 @@ const plan = (size: Size) =>
   size === "smoke"
     ? { seconds: 1, rounds: 1, warmSeconds: 0, warmStep: 0.5 }
     : size === "quick"
-      ? { seconds: 3, rounds: 2, warmSeconds: 3, warmStep: 1 }
+      ? { seconds: 2, rounds: 2, warmSeconds: 2, warmStep: 1 }
       : { seconds: 5, rounds: 3, warmSeconds: 8, warmStep: 2 }
 
 interface Run {

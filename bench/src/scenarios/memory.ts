@@ -19,7 +19,7 @@ const plan = (size: Size) =>
   size === "smoke"
     ? { lengths: [1_000, 4_000] }
     : size === "quick"
-      ? { lengths: [20_000, 200_000] }
+      ? { lengths: [20_000, 100_000] }
       : { lengths: [20_000, 200_000, 1_000_000] }
 
 const mib = (bytes: number) => round(bytes / 1024 / 1024, 1)

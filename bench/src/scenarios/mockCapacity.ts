@@ -16,7 +16,7 @@ const plan = (size: Size) =>
   size === "smoke"
     ? { seconds: 1, rounds: 1, warmSeconds: 0, warmStep: 1 }
     : size === "quick"
-      ? { seconds: 4, rounds: 2, warmSeconds: 3, warmStep: 1 }
+      ? { seconds: 3, rounds: 2, warmSeconds: 2, warmStep: 1 }
       : { seconds: 5, rounds: 3, warmSeconds: 15, warmStep: 2 }
 
 type Run = HttpResult & { readonly cpuMicros: number }

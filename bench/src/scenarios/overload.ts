@@ -1,7 +1,7 @@
 /**
  * Overload: the gateway at twice its capacity. Its in-flight cap is 64 in front of a mock that takes
  * 50 ms a request, so its capacity is about 64 / 0.05 s = 1,280 requests/s (measured first, closed loop
- * at 64 connections). Then an open loop at twice the measured capacity: the excess must be answered 429
+ * at 64 connections). Then an open loop at twice the measured capacity: the excess must be answered 429 or 503
  * with Retry-After (not queued), nothing may crash or answer 5xx, memory must stay flat, and the
  * admitted requests' latency bounded (about the upstream's 50 ms, not growing with the queue).
  */
@@ -27,7 +27,7 @@ const mib = (bytes: number) => round(bytes / 1024 / 1024, 1)
 
 export const scenario: Scenario = {
   name: "overload",
-  title: "Gateway overload: twice its capacity, excess shed with 429",
+  title: "Gateway overload: twice its capacity, excess shed with 429 or 503",
   run: async (size, progress): Promise<Report> => {
     const settings = plan(size)
     const mock = await Servers.mock({ overheadMs: upstreamMs, tokens: 16 })
@@ -44,7 +44,8 @@ export const scenario: Scenario = {
       })
       await response.body.text()
       statuses.set(response.statusCode, (statuses.get(response.statusCode) ?? 0) + 1)
-      if (response.statusCode === 429 && response.headers["retry-after"] === undefined) retryAfterMissing++
+      if ((response.statusCode === 429 || response.statusCode === 503) && response.headers["retry-after"] === undefined)
+        retryAfterMissing++
       if (response.statusCode !== 200) throw new Error(String(response.statusCode))
     }
     try {
@@ -68,18 +69,19 @@ export const scenario: Scenario = {
       )
       const ok = statuses.get(200) ?? 0
       const shed = statuses.get(429) ?? 0
-      const other = [...statuses.entries()].filter(([status]) => status !== 200 && status !== 429)
+      const unavailable = statuses.get(503) ?? 0
+      const other = [...statuses.entries()].filter(([status]) => status !== 200 && status !== 429 && status !== 503)
       const otherCount = other.reduce((sum, [, count]) => sum + count, 0)
       const half = Math.floor(rss.length / 2)
       const rssStart = Math.max(...rss.slice(0, 4))
       const rssMiddle = Math.max(...rss.slice(Math.max(0, half - 2), half + 2))
       const rssEnd = Math.max(...rss.slice(-4))
       progress(
-        `offered ${rate} req/s for ${settings.seconds} s: ${ok} answered 200, ${shed} shed 429, ${otherCount} other; admitted p99 ${round(overload.p99, 1)} ms; RSS ${mib(rssStart)} -> ${mib(rssMiddle)} -> ${mib(rssEnd)} MiB`
+        `offered ${rate} req/s for ${settings.seconds} s: ${ok} answered 200, ${shed} shed 429, ${unavailable} shed 503, ${otherCount} other; admitted p99 ${round(overload.p99, 1)} ms; RSS ${mib(rssStart)} -> ${mib(rssMiddle)} -> ${mib(rssEnd)} MiB`
       )
       return {
         name: "overload",
-        title: "Gateway overload: twice its capacity, excess shed with 429",
+        title: "Gateway overload: twice its capacity, excess shed with 429 or 503",
         notes: [
           `Gateway maxInFlight ${maxInFlight} in front of the mock at ${upstreamMs} ms a request: capacity about ${Math.round((maxInFlight * 1000) / upstreamMs)} req/s.`,
           "Capacity measured first (closed loop, 64 connections); then an open loop at twice it, each request timed from its intended send time. Latency shown is the admitted (200) requests'.",
@@ -94,8 +96,9 @@ export const scenario: Scenario = {
               "seconds",
               "200",
               "429",
+              "503",
               "other",
-              "429 without Retry-After",
+              "429 or 503 without Retry-After",
               "admitted p50 (ms)",
               "admitted p99 (ms)",
               "admitted p99.9 (ms)",
@@ -113,6 +116,7 @@ export const scenario: Scenario = {
                 settings.seconds,
                 ok,
                 shed,
+                unavailable,
                 otherCount,
                 retryAfterMissing,
                 round(overload.p50, 1),
@@ -130,14 +134,14 @@ export const scenario: Scenario = {
         ],
         goals: [
           {
-            goal: "no answer other than 200 or 429 under overload",
+            goal: "no answer other than 200, 429 or 503 under overload",
             value: otherCount,
             target: 0,
             direction: "<=",
             unit: "answers"
           },
           {
-            goal: "every 429 carries Retry-After",
+            goal: "every 429 and 503 carries Retry-After",
             value: retryAfterMissing,
             target: 0,
             direction: "<=",
@@ -162,6 +166,7 @@ export const scenario: Scenario = {
           barChart("overload.svg", `Answers at twice capacity (${rate} req/s offered)`, "requests", [
             { label: "200 answered", value: ok },
             { label: "429 shed", value: shed },
+            { label: "503 shed", value: unavailable },
             { label: "other", value: otherCount }
           ]),
           Measure.cdfChart("overload-cdf.svg", "Latency CDF: admitted requests at twice capacity vs at capacity", [
