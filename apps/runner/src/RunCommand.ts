@@ -43,12 +43,18 @@ import { Command, Flag } from "effect/cli"
 import * as Config from "./Config.ts"
 import * as FailFast from "./FailFast.ts"
 import * as Provider from "./Provider.ts"
+import * as ProviderBatch from "./ProviderBatch.ts"
 import * as RunOutput from "./RunOutput.ts"
 import * as RunProgress from "./RunProgress.ts"
 import { UserError } from "./UserError.ts"
 
-/** One input line, parsed. */
-interface Item {
+/**
+ * One input line, parsed.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface Item {
   readonly line: number
   readonly key: string
   readonly id: string | number | undefined
@@ -122,14 +128,26 @@ const describeError = (error: LlmError.LlmError) => ({
   ...(error.reason._tag === "BadRequest" && error.reason.param !== undefined ? { param: error.reason.param } : {})
 })
 
-const errorRecord = (item: Item, error: LlmError.LlmError | undefined, latency?: number) => ({
+/**
+ * The output record of a failed or bad line.
+ *
+ * @since 0.3.0
+ * @category records
+ */
+export const errorRecord = (item: Item, error: LlmError.LlmError | undefined, latency?: number) => ({
   id: item.id ?? null,
   line: item.line,
   error: error === undefined ? { ...item.problem!, retryable: false } : describeError(error),
   ...(latency === undefined ? {} : { latency_ms: round(latency) })
 })
 
-const successRecord = (item: Item, response: ChatResponse.ChatResponse, latency: number) => ({
+/**
+ * The output record of an answered line.
+ *
+ * @since 0.3.0
+ * @category records
+ */
+export const successRecord = (item: Item, response: ChatResponse.ChatResponse, latency: number) => ({
   id: item.id,
   line: item.line,
   model: response.model,
@@ -217,9 +235,9 @@ export const command = Command.make(
       Flag.withAlias("o"),
       Flag.withDescription("JSONL output, appended; rerun the same command to resume")
     ),
-    mode: Flag.Literals("mode", ["sync", "async", "batch"]).pipe(
+    mode: Flag.Literals("mode", ["sync", "async", "batch", "provider-batch"]).pipe(
       Flag.withDefault("async" as const),
-      Flag.withDescription("sync, async or batch")
+      Flag.withDescription("sync, async, batch, or provider-batch (the provider's Batch API, half price)")
     ),
     concurrency: Flag.Int("concurrency").pipe(
       Flag.withAlias("c"),
@@ -348,6 +366,8 @@ export const command = Command.make(
         return yield* new UserError({
           message: `run: the base URL must start with http:// or https://, got ${JSON.stringify(baseUrl)} (from ${Option.isSome(flags.baseUrl) ? "--base-url" : config.provider?.baseUrl !== undefined ? "the config's provider.baseUrl" : "OPENAI_BASE_URL"})`
         })
+      if (flags.mode === "provider-batch")
+        return yield* ProviderBatch.fromFlags({ ...flags, model, config, baseUrl, style, say })
       const provider = Provider.provider({
         mock: flags.mock ? { ttftMs: 20, itlMs: 1, tokens: 24 } : false,
         baseUrl: flags.baseUrl,
