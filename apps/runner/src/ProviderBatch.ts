@@ -132,6 +132,24 @@ const loadState = (path: string): Result.Result<State | undefined, string> => {
   return Result.succeed(parsed.success)
 }
 
+/**
+ * What a run did: its exit status (0, or 2 when lines failed), its counts, and its cost in US dollars
+ * at the batch price.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface Outcome {
+  readonly exitCode: number
+  readonly answered: number
+  readonly failed: number
+  readonly badLines: number
+  readonly skipped: number
+  readonly jobsCreated: number
+  readonly cost: number
+  readonly unpriced: number
+}
+
 interface Pending {
   readonly line: number
   readonly id: string | number | undefined
@@ -144,7 +162,7 @@ interface Pending {
  * @since 0.3.0
  * @category running
  */
-export const run = (options: Options): Effect.Effect<{ readonly exitCode: number }, UserError, HttpClient.HttpClient> =>
+export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpClient.HttpClient> =>
   Effect.gen(function* () {
     const started = performance.now()
     const maxRequests = Math.min(options.maxRequests ?? limits.requests, limits.requests)
@@ -426,7 +444,7 @@ export const run = (options: Options): Effect.Effect<{ readonly exitCode: number
           })}\n`
         : `callm run: done in ${elapsed.toFixed(1)} s: ${counts.answered} answered, ${counts.failed} failed${reasons.length === 0 ? "" : ` (${reasons.map(([reason, count]) => `${reason} ${count}`).join(", ")})`}, ${counts.badLines} bad lines, ${counts.skipped} already answered (skipped); ${counts.jobsCreated} batch jobs created; cost ${costText}${counts.failed > 0 ? "; rerun the same command to send the lines that failed for a passing reason again" : ""}\n`
     )
-    return { exitCode }
+    return { exitCode, ...counts, cost, unpriced }
   })
 
 /**
