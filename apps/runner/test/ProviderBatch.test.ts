@@ -32,7 +32,7 @@ const records = (path: string) =>
           id: unknown
           line: number
           text?: string
-          usage?: { prompt_tokens: number; completion_tokens: number }
+          usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number }
           error?: { reason: string; retryable: boolean }
         }
     )
