@@ -44,10 +44,12 @@ export const scenario: Scenario = {
       const overTime: Array<{ label: string; samples: ReadonlyArray<readonly [number, number]> }> = []
       const chart: Array<{ label: string; series: string; value: number }> = []
       // One stream through the gateway first, so its first measured peak is not its cold start.
-      const warm = spawn(process.execPath, [client, `${gateway.url}/v1`, String(lengths[0]), "llm"], {
-        stdio: ["ignore", "ignore", "inherit"]
-      })
-      await once(warm, "exit")
+      if (size !== "smoke") {
+        const warm = spawn(process.execPath, [client, `${gateway.url}/v1`, String(lengths[0]), "llm"], {
+          stdio: ["ignore", "ignore", "inherit"]
+        })
+        await once(warm, "exit")
+      }
       for (const tokens of lengths) {
         for (const [label, mode, viaGateway] of paths) {
           const baseUrl = viaGateway ? `${gateway.url}/v1` : `${mock.url}/v1`

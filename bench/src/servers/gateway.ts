@@ -1,13 +1,14 @@
 /**
- * A gateway in its own process, proxying every model to one upstream.
+ * A gateway in its own process, proxying every model to one upstream, on the server `callm serve`
+ * runs (`Gateway.createNodeServer` sharing one admission with the gateway, so refusals are answered in
+ * Node's request event and the overhead histogram runs from the headers read to the last byte written).
  * Usage: node gateway.ts <upstream base URL> '<extra GatewayConfig fields as JSON>' ['<plugins as JSON>'];
  * prints `READY <url>`. Plugins: `{ "batch": { "window": "5 millis", "maxBatchSize": 64 } }` coalesces
  * requests into the upstream's batch endpoint.
  */
 
-import { createServer } from "node:http"
 import { Batch } from "@callm/batch"
-import { Gateway, GatewayConfig } from "@callm/gateway"
+import { Admission, Gateway, GatewayConfig } from "@callm/gateway"
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { HttpServer } from "effect/http"
@@ -16,6 +17,7 @@ const upstream = process.argv[2]!
 const extra = JSON.parse(process.argv[3] ?? "{}") as Partial<GatewayConfig.GatewayConfig>
 const plugins = JSON.parse(process.argv[4] ?? "{}") as { readonly batch?: Batch.Options }
 const config: GatewayConfig.GatewayConfig = { ...GatewayConfig.proxyAll(upstream, undefined), ...extra }
+const admission = Admission.make(config.limits)
 
 const program = Effect.gen(function* () {
   const address = (yield* HttpServer.HttpServer).address
@@ -24,8 +26,14 @@ const program = Effect.gen(function* () {
   return yield* Effect.never
 }).pipe(
   Effect.provide(
-    Gateway.layer({ config, ...(plugins.batch === undefined ? {} : { plugins: Batch.layer(plugins.batch) }) }).pipe(
-      Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
+    Gateway.layer({
+      config,
+      admission,
+      ...(plugins.batch === undefined ? {} : { plugins: Batch.layer(plugins.batch) })
+    }).pipe(
+      Layer.provideMerge(
+        NodeHttpServer.layer(() => Gateway.createNodeServer(config.limits, admission), { port: 0, host: "127.0.0.1" })
+      )
     )
   )
 )
