@@ -28,7 +28,13 @@ export const command: Command.Command<
   FileSystem.FileSystem
 > = Command.make("callm").pipe(
   Command.withDescription("callm: typed, composable LLM calls. Run pipelines, serve a gateway, start the mock."),
-  Command.withSubcommands([ChatCommand.command, RunCommand.command, ServeCommand.command, KeysCommand.command, MockCommand.command])
+  Command.withSubcommands([
+    ChatCommand.command,
+    RunCommand.command,
+    ServeCommand.command,
+    KeysCommand.command,
+    MockCommand.command
+  ])
 )
 
 /**
