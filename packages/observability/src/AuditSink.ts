@@ -16,6 +16,7 @@
 import { mkdir, open, rename, rm, stat } from "node:fs/promises"
 import { dirname } from "node:path"
 import type * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -101,8 +102,8 @@ export const make = (
     let droppedSinceWarning = 0
     let lastWarning = 0
 
-    const warnDropped = Effect.suspend(() => {
-      const now = Date.now()
+    const warnDropped = Clock.clockWith((clock) => {
+      const now = clock.currentTimeMillisUnsafe()
       if (droppedSinceWarning === 0 || now - lastWarning < 10_000) return Effect.void
       const count = droppedSinceWarning
       droppedSinceWarning = 0

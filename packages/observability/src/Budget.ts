@@ -26,6 +26,7 @@
  * @since 0.1.0
  */
 import { CallContext, type ChatRequest, Cost, type LlmClient, LlmError, Plugin, PluginOptions } from "@callm/core"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
@@ -142,7 +143,11 @@ export const storeErrorsTotal = Metric.counter("callm_budget_store_errors_total"
 
 const nano = (usd: number) => Math.round(usd * 1e9)
 
-const periodOf = (limit: Limit, now: Date): { readonly suffix: string; readonly resetsAt: number | undefined } => {
+const periodOf = (
+  limit: Limit,
+  nowMillis: number
+): { readonly suffix: string; readonly resetsAt: number | undefined } => {
+  const now = new Date(nowMillis)
   const year = now.getUTCFullYear()
   const month = now.getUTCMonth()
   switch (limit.period ?? "total") {
@@ -176,12 +181,12 @@ export interface Drawn {
 }
 
 /**
- * The budgets a call draws on, given who makes it.
+ * The budgets a call draws on, given who makes it and when (epoch milliseconds, from `Clock`).
  *
  * @since 0.1.0
  * @category budgets
  */
-export const budgetsOf = (options: Options, keyId: string | undefined, now = new Date()): ReadonlyArray<Drawn> => {
+export const budgetsOf = (options: Options, keyId: string | undefined, now: number): ReadonlyArray<Drawn> => {
   const drawn: Array<Drawn> = []
   const key = keyId ?? "anonymous"
   const keyLimit = options.keys?.[key] ?? options.perKey
@@ -221,7 +226,7 @@ export const spentByKey = (
 ): Effect.Effect<number, BudgetStore.BudgetStoreError, BudgetStore.BudgetStore> =>
   Effect.gen(function* () {
     const store = yield* BudgetStore.BudgetStore
-    const drawn = budgetsOf(options, keyId).find((budget) => budget.kind === "key")
+    const drawn = budgetsOf(options, keyId, yield* Clock.currentTimeMillis).find((budget) => budget.kind === "key")
     if (drawn === undefined) return 0
     return (yield* store.spent(drawn.entry.id)) / 1e9
   })
@@ -276,7 +281,7 @@ const make = (options: Options) =>
       Effect.gen(function* () {
         const context = yield* CallContext.Current
         const prices = yield* Cost.Prices
-        const drawn = budgetsOf(options, context.keyId)
+        const drawn = budgetsOf(options, context.keyId, yield* Clock.currentTimeMillis)
         const price = Cost.priceOf(prices, request.model)
         const amount = price === undefined ? 0 : nano(Cost.estimate(request, price, fallbackTokens))
         if (drawn.length === 0) return { settle: (_: Observe.Finished) => Effect.void, price }

@@ -14,6 +14,7 @@
  *
  * @since 0.1.0
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -83,33 +84,36 @@ export class BudgetStore extends Context.Service<
  */
 export const makeMemory = (): BudgetStore["Service"] => {
   const counters = new Map<string, { value: number; expiresAt: number | undefined }>()
-  const get = (id: string) => {
+  // `now` (epoch milliseconds) comes from the calling fiber's Clock, so TestClock moves expiry too.
+  const get = (id: string, now: number) => {
     const counter = counters.get(id)
     if (counter === undefined) return 0
-    if (counter.expiresAt !== undefined && counter.expiresAt <= Date.now()) {
+    if (counter.expiresAt !== undefined && counter.expiresAt <= now) {
       counters.delete(id)
       return 0
     }
     return counter.value
   }
-  const add = (entry: Entry, delta: number) => {
-    counters.set(entry.id, { value: get(entry.id) + delta, expiresAt: entry.expiresAt })
+  const add = (entry: Entry, delta: number, now: number) => {
+    counters.set(entry.id, { value: get(entry.id, now) + delta, expiresAt: entry.expiresAt })
   }
+  const withNow = <A>(f: (now: number) => A): Effect.Effect<A> =>
+    Clock.clockWith((clock) => Effect.sync(() => f(clock.currentTimeMillisUnsafe())))
   return BudgetStore.of({
     reserve: (entries, amount) =>
-      Effect.sync((): Reservation => {
+      withNow((now): Reservation => {
         for (let index = 0; index < entries.length; index++) {
-          const spent = get(entries[index]!.id)
+          const spent = get(entries[index]!.id, now)
           if (spent + amount > entries[index]!.limit) return { ok: false, index, spent }
         }
-        for (const entry of entries) add(entry, amount)
-        return { ok: true, spent: entries.map((entry) => get(entry.id)) }
+        for (const entry of entries) add(entry, amount, now)
+        return { ok: true, spent: entries.map((entry) => get(entry.id, now)) }
       }),
     adjust: (entries, delta) =>
-      Effect.sync(() => {
-        for (const entry of entries) add(entry, delta)
+      withNow((now) => {
+        for (const entry of entries) add(entry, delta, now)
       }),
-    spent: (id) => Effect.sync(() => get(id))
+    spent: (id) => withNow((now) => get(id, now))
   })
 }
 

@@ -188,6 +188,8 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   const pending = new Set<Pending>()
   let sweeper: ReturnType<typeof setInterval> | undefined
   const sweep = () => {
+    // Real time on purpose (issue 15): these deadlines live on Promises swept by a real setInterval,
+    // outside any fiber; a TestClock could not move that timer, so both must read the same real clock.
     const now = performance.now()
     const late: Array<Pending> = []
     for (const entry of pending) {
@@ -215,6 +217,7 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   )
   const withDeadline = <A>(promise: Promise<A>, ms: number): Promise<A> =>
     new Promise<A>((resolve, reject) => {
+      // Real time on purpose (issue 15): see `sweep`.
       const entry: Pending = { deadline: performance.now() + ms, settled: false, fail: () => reject(deadlinePassed) }
       pending.add(entry)
       if (sweeper === undefined) {

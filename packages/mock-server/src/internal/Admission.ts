@@ -123,6 +123,7 @@ export const makeAdmission = (ctx: MockContext, sending: ReturnType<typeof makeS
   ): { readonly extra: ReadonlyArray<string>; readonly mode: number } | undefined => {
     let extra = noHeaders
     if (limiter !== undefined) {
+      // Real time on purpose (issue 15): mock hot path, plain callbacks with no Effect runtime per request.
       const decision = limiter.take(requests, tokens, performance.now())
       if (!decision.ok) {
         counters.rateLimited++

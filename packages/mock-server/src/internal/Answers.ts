@@ -150,6 +150,7 @@ export const makeAnswers = (
     else {
       if (known.jsonRest === undefined) known.jsonRest = ChatResponse.completionJsonRest(request.model, completion)
       const rest = known.jsonRest
+      // Wall clock on purpose (issue 15): mock hot path, plain callbacks with no Effect runtime per request.
       json = ChatResponse.completionJsonWith(id, Math.floor(Date.now() / 1000), rest)
     }
     const delay =
@@ -217,6 +218,7 @@ export const makeAnswers = (
     if (admitted === undefined) return
     const { extra, mode } = admitted
 
+    // Wall clock on purpose (issue 15): mock hot path, plain callbacks with no Effect runtime per request.
     const created = Math.floor(Date.now() / 1000)
     const requestId = res.requestId
     const paced = profile.overheadMs > 0 || profile.ttftMs > 0 || profile.itlMs > 0 || profile.batchItemMs > 0

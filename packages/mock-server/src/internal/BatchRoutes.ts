@@ -68,6 +68,7 @@ export const makeBatchRoutes = (
     const id = `chatcmpl-mockbatch${++ctx.nextRequestId}`
     return {
       status: 200,
+      // Wall clock on purpose (issue 15): mock hot path, plain callbacks with no Effect runtime per request.
       body: ChatResponse.completionObject(id, Math.floor(Date.now() / 1000), request.model, completion)
     }
   }
@@ -76,6 +77,7 @@ export const makeBatchRoutes = (
     answer: answerBatchLine,
     stepMs: options.batchStepMs,
     expireMs: options.batchExpireMs,
+    // Wall clock on purpose (issue 15): mock hot path, plain callbacks with no Effect runtime per request.
     now: Date.now
   })
   counters.batchJobsCreated = () => batchApi.created

@@ -210,6 +210,7 @@ export const makeContext = (options: MockOptions.ResolvedOptions): MockContext =
   // Jitter draws from its own stream so that turning jitter on does not change the faults drawn.
   const jitterRandom = mulberry32((options.faultSeed ^ 0x9e3779b9) >>> 0)
   const jitter = options.jitter
+  // Real time on purpose (issue 15): the limiter is read on the mock hot path (no Effect runtime per request).
   const limiter =
     options.rpm === undefined && options.tpm === undefined
       ? undefined
@@ -233,6 +234,7 @@ export const makeContext = (options: MockOptions.ResolvedOptions): MockContext =
   }
   const allowedModels = options.models === undefined ? undefined : new Set(options.models)
   const listedModels = options.models ?? MockOptions.defaultModels
+  // Wall clock on purpose (issue 15): mock hot path, plain callbacks with no Effect runtime per request.
   const startedAt = Math.floor(Date.now() / 1000)
   const modelObject = (id: string) => ({ id, object: "model", created: startedAt, owned_by: "callm-mock" })
   const modelsBody = JSON.stringify({ object: "list", data: listedModels.map(modelObject) })

@@ -129,6 +129,7 @@ export const makeSending = (ctx: MockContext) => {
     res.timer = undefined
     const job = res.stream
     if (job === undefined || res.destroyed) return
+    // Real time on purpose (issue 15): mock hot path, plain callbacks with no Effect runtime per request.
     const elapsed = performance.now() - job.start
     let headersNow = false
     if (!res.headersSent) {
@@ -173,6 +174,7 @@ export const makeSending = (ctx: MockContext) => {
   ): void => {
     const events = ChatResponse.streamEvents(
       ChatResponse.completionId(requestId),
+      // Wall clock on purpose (issue 15): mock hot path, plain callbacks with no Effect runtime per request.
       Math.floor(Date.now() / 1000),
       request.model,
       completion,
@@ -238,6 +240,7 @@ export const makeSending = (ctx: MockContext) => {
     end: number,
     headersAt: number
   ): void => {
+    // Real time on purpose (issue 15): mock hot path, plain callbacks with no Effect runtime per request.
     res.stream = { start: performance.now(), at, data, headers, end, index: 0 }
     if (headersAt <= 0) streamStep(res)
     else res.timer = setTimeout(streamStep, headersAt, res)

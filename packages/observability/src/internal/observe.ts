@@ -2,9 +2,13 @@
  * One place that watches a call from start to end, shared by the metrics, audit, budget and router
  * plugins: when it started, how long it took, its outcome, the response (accumulated for streams),
  * its usage, and for streams when the first token came and the gaps between tokens.
+ *
+ * Time comes from the fiber's `Clock` (wall time for `startedAt`, monotonic time for durations), so
+ * `TestClock` controls it in tests.
  */
 import { ChatChunk, type ChatRequest, type ChatResponse, type LlmError } from "@callm/core"
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import * as Stream from "effect/Stream"
@@ -41,6 +45,9 @@ export const errorOf = (cause: Cause.Cause<LlmError.LlmError>): LlmError.LlmErro
   return found._tag === "Success" ? found.success : undefined
 }
 
+/** Milliseconds since `start`, a reading of the same clock's monotonic time. */
+const sinceMs = (clock: Clock.Clock, start: bigint): number => Number(clock.monotonicTimeNanosUnsafe() - start) / 1e6
+
 const outcomeOf = (exit: Exit.Exit<unknown, LlmError.LlmError>): Outcome =>
   exit._tag === "Success" ? "ok" : Cause.hasInterruptsOnly(exit.cause) ? "cancelled" : "error"
 
@@ -49,16 +56,16 @@ export const complete = (
   call: Effect.Effect<ChatResponse.ChatResponse, LlmError.LlmError>,
   observer: Observer
 ): Effect.Effect<ChatResponse.ChatResponse, LlmError.LlmError> =>
-  Effect.suspend(() => {
-    const startedAt = Date.now()
-    const start = performance.now()
+  Clock.clockWith((clock) => {
+    const startedAt = clock.currentTimeMillisUnsafe()
+    const start = clock.monotonicTimeNanosUnsafe()
     return Effect.onExit(call, (exit) => {
       const response = exit._tag === "Success" ? exit.value : undefined
       return observer.onEnd({
         operation: "complete",
         request,
         startedAt,
-        durationMs: performance.now() - start,
+        durationMs: sinceMs(clock, start),
         outcome: outcomeOf(exit),
         error: exit._tag === "Failure" ? errorOf(exit.cause) : undefined,
         response,
@@ -81,57 +88,64 @@ export const stream = (
   call: Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError>,
   observer: Observer
 ): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
-  Stream.suspend(() => {
-    const startedAt = Date.now()
-    const start = performance.now()
-    let last = start
-    let firstTokenMs: number | undefined
-    let finished = false
-    let usage: ChatResponse.Usage | undefined
-    const state = observer.accumulate === true ? ChatChunk.accumulator() : undefined
-    const onToken = observer.onToken
-    return call.pipe(
-      Stream.map((chunk) => {
-        if (state !== undefined) ChatChunk.accumulate(state, chunk)
-        if (chunk.usage != null) usage = chunk.usage
-        for (const choice of chunk.choices) if (choice.finish_reason != null) finished = true
-        if (hasContent(chunk)) {
-          const now = performance.now()
-          if (firstTokenMs === undefined) {
-            firstTokenMs = now - start
-            onToken?.(firstTokenMs, true)
-          } else onToken?.(now - last, false)
-          last = now
-        }
-        return chunk
-      }),
-      Stream.onExit((exit) =>
-        observer.onEnd({
-          operation: "stream",
-          request,
-          startedAt,
-          durationMs: performance.now() - start,
-          // A stream that ended without a finish reason was stopped by its reader.
-          outcome: exit._tag === "Success" ? (finished ? "ok" : "cancelled") : outcomeOf(exit),
-          error: exit._tag === "Failure" ? errorOf(exit.cause) : undefined,
-          response: state !== undefined && state.first !== undefined ? ChatChunk.toResponse(state) : undefined,
-          usage,
-          firstTokenMs
-        })
-      )
+  Stream.unwrap(Clock.clockWith((clock) => Effect.sync(() => observed(request, call, observer, clock))))
+
+const observed = (
+  request: ChatRequest.ChatRequest,
+  call: Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError>,
+  observer: Observer,
+  clock: Clock.Clock
+): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> => {
+  const startedAt = clock.currentTimeMillisUnsafe()
+  const start = clock.monotonicTimeNanosUnsafe()
+  let last = start
+  let firstTokenMs: number | undefined
+  let finished = false
+  let usage: ChatResponse.Usage | undefined
+  const state = observer.accumulate === true ? ChatChunk.accumulator() : undefined
+  const onToken = observer.onToken
+  return call.pipe(
+    Stream.map((chunk) => {
+      if (state !== undefined) ChatChunk.accumulate(state, chunk)
+      if (chunk.usage != null) usage = chunk.usage
+      for (const choice of chunk.choices) if (choice.finish_reason != null) finished = true
+      if (hasContent(chunk)) {
+        const now = clock.monotonicTimeNanosUnsafe()
+        if (firstTokenMs === undefined) {
+          firstTokenMs = Number(now - start) / 1e6
+          onToken?.(firstTokenMs, true)
+        } else onToken?.(Number(now - last) / 1e6, false)
+        last = now
+      }
+      return chunk
+    }),
+    Stream.onExit((exit) =>
+      observer.onEnd({
+        operation: "stream",
+        request,
+        startedAt,
+        durationMs: sinceMs(clock, start),
+        // A stream that ended without a finish reason was stopped by its reader.
+        outcome: exit._tag === "Success" ? (finished ? "ok" : "cancelled") : outcomeOf(exit),
+        error: exit._tag === "Failure" ? errorOf(exit.cause) : undefined,
+        response: state !== undefined && state.first !== undefined ? ChatChunk.toResponse(state) : undefined,
+        usage,
+        firstTokenMs
+      })
     )
-  })
+  )
+}
 
 export const completeMany = (
   requests: ReadonlyArray<ChatRequest.ChatRequest>,
   call: Effect.Effect<ReadonlyArray<import("@callm/core").LlmClient.ItemResult>>,
   observer: Observer
 ): Effect.Effect<ReadonlyArray<import("@callm/core").LlmClient.ItemResult>> =>
-  Effect.suspend(() => {
-    const startedAt = Date.now()
-    const start = performance.now()
+  Clock.clockWith((clock) => {
+    const startedAt = clock.currentTimeMillisUnsafe()
+    const start = clock.monotonicTimeNanosUnsafe()
     return Effect.onExit(call, (exit) => {
-      const durationMs = performance.now() - start
+      const durationMs = sinceMs(clock, start)
       return Effect.forEach(
         requests,
         (request, index) => {
