@@ -249,7 +249,9 @@ export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpCli
         }
         save(state)
         if (options.progress)
-          options.say(`created batch job ${batch.id} for ${requests} requests (lines ${range.firstLine}-${range.lastLine})`)
+          options.say(
+            `created batch job ${batch.id} for ${requests} requests (lines ${range.firstLine}-${range.lastLine})`
+          )
       })
     })
 
@@ -314,9 +316,7 @@ export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpCli
             : 0
         for (const fileId of [batch.output_file_id, batch.error_file_id]) {
           if (fileId == null) continue
-          const content = yield* retrying(api.fileContent(fileId)).pipe(
-            Effect.mapError(fatal(`downloading ${fileId}`))
-          )
+          const content = yield* retrying(api.fileContent(fileId)).pipe(Effect.mapError(fatal(`downloading ${fileId}`)))
           for (const text of content.split("\n")) {
             if (text.trim() === "") continue
             const parsed = Result.try(() => JSON.parse(text) as BatchLine)
@@ -329,7 +329,10 @@ export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpCli
         // Lines the job did not run (expired, cancelled, a failed job) are retryable errors.
         const ended =
           batch.status === "expired"
-            ? new LlmError.Timeout({ phase: "total", description: `batch job ${batch.id} expired before this request ran` })
+            ? new LlmError.Timeout({
+                phase: "total",
+                description: `batch job ${batch.id} expired before this request ran`
+              })
             : new LlmError.ServerError({
                 status: 500,
                 description: `batch job ${batch.id} ended ${batch.status} without running this request${batch.errors?.data?.[0]?.message === undefined ? "" : `: ${batch.errors.data[0].message}`}`

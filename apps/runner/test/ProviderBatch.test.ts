@@ -17,7 +17,9 @@ const folder = () => mkdtempSync(join(tmpdir(), "callm-provider-batch-"))
 
 const writeInput = (dir: string, count: number, extra: ReadonlyArray<string> = []) => {
   const path = join(dir, "in.jsonl")
-  const lines = Array.from({ length: count }, (_, index) => JSON.stringify({ id: `q${index}`, prompt: `hello ${index}` }))
+  const lines = Array.from({ length: count }, (_, index) =>
+    JSON.stringify({ id: `q${index}`, prompt: `hello ${index}` })
+  )
   writeFileSync(path, `${[...lines, ...extra].join("\n")}\n`)
   return path
 }
@@ -74,7 +76,10 @@ describe("provider-batch", () => {
       assert.strictEqual(answered.length, 10)
       assert.strictEqual(written.find((record) => record.id === "bad")?.error?.reason, "MissingMessages")
       assert.strictEqual(outcome.exitCode, 2)
-      const full = answered.reduce((sum, record) => sum + Cost.ofUsage(record.usage!, Cost.mockPrices["mock-small"]!), 0)
+      const full = answered.reduce(
+        (sum, record) => sum + Cost.ofUsage(record.usage!, Cost.mockPrices["mock-small"]!),
+        0
+      )
       assert.isAbove(full, 0)
       assert.closeTo(outcome.cost, full / 2, 1e-12)
       assert.isFalse(existsSync(ProviderBatch.statePath(output)))
@@ -161,7 +166,19 @@ describe("provider-batch", () => {
         const input = writeInput(dir, 25)
         const output = join(dir, "out.jsonl")
         const state = ProviderBatch.statePath(output)
-        const args = ["run", "--mode", "provider-batch", "-i", input, "-o", output, "--base-url", server.baseUrl, "-m", "mock-small"]
+        const args = [
+          "run",
+          "--mode",
+          "provider-batch",
+          "-i",
+          input,
+          "-o",
+          output,
+          "--base-url",
+          server.baseUrl,
+          "-m",
+          "mock-small"
+        ]
         const first = Callm.start(args, { OPENAI_API_KEY: "" })
         yield* Effect.promise(async () => {
           while (!existsSync(state)) await new Promise((resolve) => setTimeout(resolve, 20))

@@ -115,10 +115,7 @@ export const isFinal = (batch: Batch): boolean =>
  */
 export interface OpenAiBatches {
   /** Uploads a JSONL file (multipart, purpose `batch`). */
-  readonly uploadFile: (
-    content: string | Uint8Array,
-    filename?: string
-  ) => Effect.Effect<FileObject, LlmError.LlmError>
+  readonly uploadFile: (content: string | Uint8Array, filename?: string) => Effect.Effect<FileObject, LlmError.LlmError>
   /** Creates a batch over an uploaded file. Endpoint default `/v1/chat/completions`, window `24h`. */
   readonly createBatch: (options: {
     readonly inputFileId: string
