@@ -34,10 +34,13 @@ export interface Admission {
   readonly delayMs: () => number
   /** Whether it refuses everything (shutdown). */
   readonly draining: () => boolean
+  /** Starts refusing every new request (shutdown); those in flight go on. */
   readonly drain: () => void
   /** Why a new request is refused now, if it is. */
   readonly refusal: () => GatewayError.ErrorAnswer | undefined
+  /** Counts a request in flight (after its body was read). */
   readonly admit: () => void
+  /** Counts a request in flight as done. */
   readonly release: () => void
   /** New limits (a configuration reload). */
   readonly setLimits: (limits: GatewayConfig.Limits) => void
