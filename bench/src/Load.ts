@@ -20,8 +20,12 @@ export interface HttpLoad {
 }
 
 export interface HttpResult {
+  /** Every answer, whatever its status. */
   readonly requests: number
   readonly perSecond: number
+  /** Answers with a 2xx status: what a server really served (a gateway sheds with 429/503). */
+  readonly ok: number
+  readonly okPerSecond: number
   readonly p50: number
   readonly p90: number
   readonly p99: number
@@ -56,9 +60,14 @@ export const autocannonRun = async (load: HttpLoad): Promise<HttpResult> => {
   const statuses: Record<string, number> = {}
   const byStatus = (result as unknown as { statusCodeStats?: Record<string, { count: number }> }).statusCodeStats
   for (const [status, { count }] of Object.entries(byStatus ?? {})) statuses[status] = count
+  const ok = Object.entries(statuses)
+    .filter(([status]) => status.startsWith("2"))
+    .reduce((sum, [, count]) => sum + count, 0)
   return {
     requests: result.requests.total,
     perSecond: result.requests.total / load.seconds,
+    ok,
+    okPerSecond: ok / load.seconds,
     p50: latency.p50 ?? Number.NaN,
     p90: latency.p90 ?? Number.NaN,
     p99: latency.p99 ?? Number.NaN,

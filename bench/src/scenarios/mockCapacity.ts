@@ -74,8 +74,8 @@ export const scenario: Scenario = {
         for (const [label, server, stream] of targets) {
           const cpu = server.cpuSeconds()
           const result = await load(server, stream, seconds)
-          const cpuMicros = ((server.cpuSeconds() - cpu) * 1e6) / Math.max(1, result.requests)
-          results[label] = [...(results[label] ?? []), { ...result, cpuMicros }]
+          const cpuMicros = ((server.cpuSeconds() - cpu) * 1e6) / Math.max(1, result.ok)
+          results[label] = [...(results[label] ?? []), { ...result, perSecond: result.okPerSecond, cpuMicros }]
           progress(`${label}: ${Math.round(result.perSecond)} req/s, ${round(cpuMicros, 1)} µs CPU/request`)
         }
       }
