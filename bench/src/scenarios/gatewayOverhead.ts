@@ -27,7 +27,7 @@ const plan = (size: Size) =>
     ? { seconds: 1, rates: [200], rounds: 1, closedSeconds: 1, warmSeconds: 0, warmStep: 1 }
     : size === "quick"
       ? { seconds: 3, rates: [500, 1000], rounds: 2, closedSeconds: 3, warmSeconds: 3, warmStep: 1 }
-      : { seconds: 8, rates: [500, 1000], rounds: 3, closedSeconds: 6, warmSeconds: 15, warmStep: 2 }
+      : { seconds: 6, rates: [500, 1000], rounds: 3, closedSeconds: 6, warmSeconds: 15, warmStep: 2 }
 
 const mib = (bytes: number) => round(bytes / 1048576, 1)
 
