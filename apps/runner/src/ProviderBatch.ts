@@ -481,6 +481,22 @@ export const fromFlags = (flags: {
           (server) => server.baseUrl
         )
       : flags.baseUrl
+    // Ctrl-C or SIGTERM interrupt the run (the jobs keep running at the provider): exit 130, work left.
+    const onSignal = () => {
+      process.exitCode = 130
+      flags.say(`stopping: the batch jobs keep running at the provider; rerun the same command to resume them`)
+    }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        process.on("SIGINT", onSignal)
+        process.on("SIGTERM", onSignal)
+      }),
+      () =>
+        Effect.sync(() => {
+          process.off("SIGINT", onSignal)
+          process.off("SIGTERM", onSignal)
+        })
+    )
     const keyEnv = flags.config.provider?.apiKeyEnv ?? "OPENAI_API_KEY"
     const key = flags.mock ? undefined : process.env[keyEnv]
     const { exitCode } = yield* run({

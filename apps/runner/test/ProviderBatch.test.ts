@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Cost } from "@callm/core"
+import { OpenAiBatches } from "@callm/openai"
 import { type MockServerOptions, startMockServer } from "@callm/mock-server"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, it } from "@effect/vitest"
@@ -155,6 +156,98 @@ describe("provider-batch", () => {
       assert.include(elsewhere.message, "records jobs at http://127.0.0.1:1/v1")
       assert.strictEqual(server.stats().batchJobsCreated, 0)
     }).pipe(Effect.scoped)
+  )
+
+  it.live("a rerun after a stop while jobs were being created keeps the recorded jobs and creates the rest", () =>
+    Effect.gen(function* () {
+      const server = yield* mock({ batchStepMs: 10, tokens: 3 })
+      const dir = folder()
+      const input = writeInput(dir, 6)
+      const output = join(dir, "out.jsonl")
+      // The state a run leaves when stopped after creating the job of lines 1-2 and before the others.
+      const api = yield* OpenAiBatches.make({ baseUrl: server.baseUrl })
+      const content = [0, 1]
+        .map((index) =>
+          JSON.stringify({
+            custom_id: `id:q${index}`,
+            method: "POST",
+            url: "/v1/chat/completions",
+            body: { model: "mock-small", messages: [{ role: "user", content: `hello ${index}` }] }
+          })
+        )
+        .join("\n")
+      const file = yield* api.uploadFile(`${content}\n`)
+      const batch = yield* api.createBatch({ inputFileId: file.id })
+      ProviderBatch.saveState(ProviderBatch.statePath(output), {
+        version: 1,
+        baseUrl: server.baseUrl,
+        chunkedThrough: 2,
+        complete: false,
+        chunks: [{ fileId: file.id, batchId: batch.id, requests: 2, firstLine: 1, lastLine: 2, written: false }]
+      })
+      const outcome = yield* runIn({ input, output, baseUrl: server.baseUrl, maxRequests: 2 })
+      assert.strictEqual(outcome.jobsCreated, 2)
+      assert.strictEqual(server.stats().batchJobsCreated, 3)
+      const written = records(output)
+      assert.deepStrictEqual(written.map((record) => record.id).sort(), ["q0", "q1", "q2", "q3", "q4", "q5"])
+      assert.isTrue(written.every((record) => record.error === undefined))
+    }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici))
+  )
+
+  it.live(
+    "--mock runs the batch on the embedded mock and keeps no state file",
+    () =>
+      Effect.gen(function* () {
+        const dir = folder()
+        const input = writeInput(dir, 5)
+        const output = join(dir, "out.jsonl")
+        const result = yield* Effect.promise(() =>
+          Callm.run(["run", "--mode", "provider-batch", "--mock", "-i", input, "-o", output])
+        )
+        assert.strictEqual(result.code, 0, result.stderr)
+        assert.include(result.stderr, "1 batch jobs created")
+        assert.strictEqual(records(output).length, 5)
+        assert.isFalse(existsSync(ProviderBatch.statePath(output)))
+      }),
+    60_000
+  )
+
+  it.live(
+    "Ctrl-C mid-poll exits 130 and keeps the state file; the rerun resumes the same job",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* mock({ batchStepMs: 1500, tokens: 3 })
+        const dir = folder()
+        const input = writeInput(dir, 5)
+        const output = join(dir, "out.jsonl")
+        const state = ProviderBatch.statePath(output)
+        const args = [
+          "run",
+          "--mode",
+          "provider-batch",
+          "-i",
+          input,
+          "-o",
+          output,
+          "--base-url",
+          server.baseUrl,
+          "-m",
+          "mock-small"
+        ]
+        const first = Callm.start(args, { OPENAI_API_KEY: "" })
+        yield* Effect.promise(async () => {
+          while (!existsSync(state)) await new Promise((resolve) => setTimeout(resolve, 20))
+        })
+        first.child.kill("SIGINT")
+        const exit = yield* Effect.promise(() => first.exited)
+        assert.strictEqual(exit.code, 130, exit.stderr)
+        assert.isTrue(existsSync(state))
+        const second = yield* Effect.promise(() => Callm.run(args, { OPENAI_API_KEY: "" }))
+        assert.strictEqual(second.code, 0, second.stderr)
+        assert.strictEqual(server.stats().batchJobsCreated, 1)
+        assert.strictEqual(records(output).length, 5)
+      }).pipe(Effect.scoped),
+    120_000
   )
 
   it.live(
