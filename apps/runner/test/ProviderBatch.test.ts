@@ -195,17 +195,27 @@ describe("provider-batch", () => {
   )
 
   it.live(
-    "--mock runs the batch on the embedded mock and keeps no state file",
+    "--mock runs the batch on the embedded mock, keeps no state file, and --json prints progress events and the summary",
     () =>
       Effect.gen(function* () {
         const dir = folder()
         const input = writeInput(dir, 5)
         const output = join(dir, "out.jsonl")
         const result = yield* Effect.promise(() =>
-          Callm.run(["run", "--mode", "provider-batch", "--mock", "-i", input, "-o", output])
+          Callm.run(["run", "--mode", "provider-batch", "--mock", "--json", "-i", input, "-o", output])
         )
         assert.strictEqual(result.code, 0, result.stderr)
-        assert.include(result.stderr, "1 batch jobs created")
+        const events = result.stderr
+          .trim()
+          .split("\n")
+          .filter((line) => line.startsWith("{"))
+          .map((line) => JSON.parse(line) as Record<string, unknown>)
+        assert.isTrue(events.some((event) => event.event === "batch_progress" && event.requests === 5))
+        const summary = events.find((event) => event.event === "summary")!
+        assert.strictEqual(summary.mode, "provider-batch")
+        assert.strictEqual(summary.batch_jobs_created, 1)
+        assert.strictEqual(summary.answered, 5)
+        assert.isAbove(summary.cost_usd as number, 0)
         assert.strictEqual(records(output).length, 5)
         assert.isFalse(existsSync(ProviderBatch.statePath(output)))
       }),
