@@ -12,6 +12,15 @@ import * as Machine from "../src/Machine.ts"
 import * as Report from "../src/Report.ts"
 import { scenarios } from "../src/scenarios/index.ts"
 
+/** The peers and baselines each scenario must measure side by side with callm (a row each). */
+const sideBySide: Record<string, ReadonlyArray<string>> = {
+  "mock-capacity": ["minimal node:http", "bare node:http", "mock-llm"],
+  "client-overhead": ["raw undici", "global fetch", "openai SDK"],
+  "gateway-overhead": ["minimal proxy", "Portkey gateway"],
+  streaming: ["minimal proxy", "Portkey gateway", "eventsource-parser"],
+  modes: ["control (requestCostMs 0)"]
+}
+
 describe("bench smoke", () => {
   for (const scenario of scenarios) {
     it(`${scenario.name} runs at smoke size and reports its tables, goals and charts`, async () => {
@@ -23,7 +32,14 @@ describe("bench smoke", () => {
         assert.isAbove(table.rows.length, 0, table.title)
         for (const row of table.rows) assert.strictEqual(row.length, table.columns.length, table.title)
       }
+      assert.isAbove(report.goals.length, 0, "every scenario states goals")
       for (const goal of report.goals) assert.isTrue(Number.isFinite(goal.value), goal.goal)
+      const labels = report.tables.flatMap((table) => table.rows.flatMap((row) => row.map(String)))
+      for (const peer of sideBySide[scenario.name] ?? [])
+        assert.isTrue(
+          labels.some((label) => label.includes(peer)),
+          `${scenario.name} has a row for ${peer}`
+        )
       assert.isAbove(lines.length, 0, "progress was reported")
       const directory = mkdtempSync(join(tmpdir(), "callm-bench-"))
       await Report.write(directory, Machine.describe(), "smoke", [report])
