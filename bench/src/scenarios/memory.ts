@@ -37,7 +37,10 @@ export const scenario: Scenario = {
     const { lengths } = plan(size)
     // Paced a little (5 µs a token) so the mock writes as it goes rather than one huge body.
     const mock = await Servers.mock({ tokens: 10_000_000, itlMs: 0.005 })
-    const gateway = await Servers.gateway(`${mock.url}/v1`)
+    const gateway = await Servers.gateway(`${mock.url}/v1`).catch(async (error: unknown) => {
+      await mock.close()
+      throw error
+    })
     try {
       const rows: Array<Array<string | number>> = []
       const peaks: Record<string, Record<number, { client: number; gateway: number }>> = {}

@@ -31,7 +31,12 @@ export const scenario: Scenario = {
   run: async (size, progress): Promise<Report> => {
     const settings = plan(size)
     const mock = await Servers.mock({ overheadMs: upstreamMs, tokens: 16 })
-    const gateway = await Servers.gateway(`${mock.url}/v1`, { limits: { maxInFlight, retryAfterSeconds: 1 } })
+    const gateway = await Servers.gateway(`${mock.url}/v1`, { limits: { maxInFlight, retryAfterSeconds: 1 } }).catch(
+      async (error: unknown) => {
+        await mock.close()
+        throw error
+      }
+    )
     const agent = new Agent({ connections: 1024, pipelining: 1 })
     const statuses = new Map<number, number>()
     let retryAfterMissing = 0

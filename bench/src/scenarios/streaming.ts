@@ -65,11 +65,21 @@ export const scenario: Scenario = {
   run: async (size, progress): Promise<Report> => {
     const settings = plan(size)
     const mock = await Servers.mock({ ...latency, tokens: settings.tokens })
-    const [gateway, proxy, portkey] = await Promise.all([
+    const started = await Promise.allSettled([
       Servers.gateway(`${mock.url}/v1`),
       Servers.minimalProxy(mock.url),
       Servers.portkey()
     ])
+    const failed = started.find((result) => result.status === "rejected")
+    if (failed !== undefined) {
+      // Stop whatever did start before reporting the failure.
+      for (const result of started) if (result.status === "fulfilled") await result.value.close()
+      await mock.close()
+      throw failed.reason
+    }
+    const [gateway, proxy, portkey] = started.map(
+      (result) => (result as PromiseFulfilledResult<Servers.Server>).value
+    ) as [Servers.Server, Servers.Server, Servers.Server]
     const portkeyHeaders = Servers.portkeyHeaders(`${mock.url}/v1`)
     const agent = new Agent()
     const client = Clients.openai(`${mock.url}/v1`)
