@@ -16,7 +16,7 @@
  * - Cost: each answer's usage at half the model's price (the Batch API's discount).
  * - Plugins and presets do not apply: the provider runs the requests.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import { createReadStream, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { basename } from "node:path"
@@ -36,7 +36,7 @@ import { UserError } from "./UserError.ts"
 /**
  * The Batch API's limits per input file.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constants
  */
 export const limits = { requests: 50_000, bytes: 200 * 1024 * 1024 } as const
@@ -44,7 +44,7 @@ export const limits = { requests: 50_000, bytes: 200 * 1024 * 1024 } as const
 /**
  * Options of a provider-batch run.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface Options {
@@ -76,7 +76,7 @@ export interface Options {
 /**
  * One uploaded file and its job, in the state file.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface Chunk {
@@ -91,7 +91,7 @@ export interface Chunk {
 /**
  * The state file `<output>.batches.json`.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface State {
@@ -107,7 +107,7 @@ export interface State {
 /**
  * The state file's path for an output.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category state
  */
 export const statePath = (output: string): string => `${output}.batches.json`
@@ -115,7 +115,7 @@ export const statePath = (output: string): string => `${output}.batches.json`
 /**
  * Writes the state file atomically: a temporary file beside it, then one `rename`.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category state
  */
 export const saveState = (path: string, state: State): void => {
@@ -136,7 +136,7 @@ const loadState = (path: string): Result.Result<State | undefined, string> => {
  * What a run did: its exit status (0, or 2 when lines failed), its counts, and its cost in US dollars
  * at the batch price.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface Outcome {
@@ -159,7 +159,7 @@ interface Pending {
 /**
  * Runs the input through the Batch API; see the module's description.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category running
  */
 export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpClient.HttpClient> =>
@@ -454,7 +454,7 @@ export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpCli
  * The `run` command's hand-over: the key and headers from the environment and config (as the other
  * modes read them), prices from the config, the embedded mock for `--mock`, the exit status set.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category running
  */
 export const fromFlags = (flags: {

@@ -20,7 +20,7 @@
  * }).pipe(Effect.provide(NodeHttpClient.layerUndici))
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import { LlmError } from "@callm/core"
 import * as Clock from "effect/Clock"
@@ -35,7 +35,7 @@ import * as OpenAiError from "./OpenAiError.ts"
 /**
  * Where the API is and how to authenticate (the same fields as `OpenAiClient.Options`).
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface Options {
@@ -52,7 +52,7 @@ export interface Options {
 /**
  * A file object of `/v1/files`.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface FileObject {
@@ -65,7 +65,7 @@ export interface FileObject {
 /**
  * The statuses of a batch; the last five are final.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export type Status =
@@ -81,7 +81,7 @@ export type Status =
 /**
  * A batch object of `/v1/batches` (the fields callm reads; the rest are kept as sent).
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface Batch {
@@ -98,7 +98,7 @@ export interface Batch {
 /**
  * Whether a batch will change no more.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category predicates
  */
 export const isFinal = (batch: Batch): boolean =>
@@ -110,7 +110,7 @@ export const isFinal = (batch: Batch): boolean =>
 /**
  * The Batch API's calls.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface OpenAiBatches {
@@ -123,7 +123,9 @@ export interface OpenAiBatches {
     readonly completionWindow?: string | undefined
     readonly metadata?: Readonly<Record<string, string>> | undefined
   }) => Effect.Effect<Batch, LlmError.LlmError>
+  /** A batch as it is now: its status and its request counts. */
   readonly retrieveBatch: (id: string) => Effect.Effect<Batch, LlmError.LlmError>
+  /** Asks the provider to stop a batch; requests already run stay in its output file. */
   readonly cancelBatch: (id: string) => Effect.Effect<Batch, LlmError.LlmError>
   /** A file's content as text (a batch's output or error file is JSONL). */
   readonly fileContent: (id: string) => Effect.Effect<string, LlmError.LlmError>
@@ -134,7 +136,7 @@ const defaultBaseUrl = "https://api.openai.com/v1"
 /**
  * Builds the calls on the `HttpClient` in context.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constructors
  */
 export const make = Effect.fnUntraced(function* (options: Options = {}) {
@@ -223,7 +225,8 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
   const fileContent = (id: string) =>
     send(HttpClientRequest.get(url(`/files/${encodeURIComponent(id)}/content`), { headers }))
 
-  return { uploadFile, createBatch, retrieveBatch, cancelBatch, fileContent } satisfies OpenAiBatches
+  const api: OpenAiBatches = { uploadFile, createBatch, retrieveBatch, cancelBatch, fileContent }
+  return api
 })
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null

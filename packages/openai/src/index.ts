@@ -11,5 +11,5 @@ export * as OpenAiClient from "./OpenAiClient.ts"
 export * as OpenAiError from "./OpenAiError.ts"
 /** @since 0.2.0 */
 export * as OpenAiEmbeddings from "./OpenAiEmbeddings.ts"
-/** @since 0.3.0 */
+/** @since 0.2.0 */
 export * as OpenAiBatches from "./OpenAiBatches.ts"
