@@ -48,71 +48,30 @@ describe("callm run mistakes", () => {
   }, 120_000)
 
   it("a plugin option of the wrong type, a misspelt option, an unknown plugin, an unknown config field", async () => {
-    oneLine(
-      await Callm.run([
-        "run",
-        "-i",
-        input,
-        "-o",
-        join(dir, "o.jsonl"),
-        "--mock",
-        "--config",
-        config("type.json", { plugins: [{ use: "retry", options: { maxAttempts: "five" } }] })
-      ]),
-      /^callm: the config .*type\.json: plugins\[0\] \(retry\): options\.maxAttempts: Expected number$/
-    )
-    oneLine(
-      await Callm.run([
-        "run",
-        "-i",
-        input,
-        "-o",
-        join(dir, "o.jsonl"),
-        "--mock",
-        "--config",
-        config("typo.json", { plugins: [{ use: "retry", options: { maxAtempts: 5 } }] })
-      ]),
-      /plugins\[0\] \(retry\): options\.maxAtempts: Expected no excess property/
-    )
-    oneLine(
-      await Callm.run([
-        "run",
-        "-i",
-        input,
-        "-o",
-        join(dir, "o.jsonl"),
-        "--mock",
-        "--config",
-        config("duration.json", { plugins: [{ use: "timeout", options: { total: "5 parsecs" } }] })
-      ]),
-      /plugins\[0\] \(timeout\): options\.total: Expected a duration such as "5 seconds"/
-    )
-    oneLine(
-      await Callm.run([
-        "run",
-        "-i",
-        input,
-        "-o",
-        join(dir, "o.jsonl"),
-        "--mock",
-        "--config",
-        config("name.json", { plugins: [{ use: "teleport" }] })
-      ]),
-      /plugins\[0\]: "use" must name a plugin among retry, timeout/
-    )
-    oneLine(
-      await Callm.run([
-        "run",
-        "-i",
-        input,
-        "-o",
-        join(dir, "o.jsonl"),
-        "--mock",
-        "--config",
-        config("field.json", { modle: "gpt-4o" })
-      ]),
-      /the config .*field\.json: config\.modle: Expected no excess property/
-    )
+    const cases: ReadonlyArray<readonly [string, unknown, RegExp]> = [
+      [
+        "type.json",
+        { plugins: [{ use: "retry", options: { maxAttempts: "five" } }] },
+        /^callm: the config .*type\.json: plugins\[0\] \(retry\): options\.maxAttempts: Expected number$/
+      ],
+      [
+        "typo.json",
+        { plugins: [{ use: "retry", options: { maxAtempts: 5 } }] },
+        /plugins\[0\] \(retry\): options\.maxAtempts: Expected no excess property/
+      ],
+      [
+        "duration.json",
+        { plugins: [{ use: "timeout", options: { total: "5 parsecs" } }] },
+        /plugins\[0\] \(timeout\): options\.total: Expected a duration such as "5 seconds"/
+      ],
+      ["name.json", { plugins: [{ use: "teleport" }] }, /plugins\[0\]: "use" must name a plugin among retry, timeout/],
+      ["field.json", { modle: "gpt-4o" }, /the config .*field\.json: config\.modle: Expected no excess property/]
+    ]
+    for (const [name, value, expected] of cases)
+      oneLine(
+        await Callm.run(["run", "-i", input, "-o", join(dir, "o.jsonl"), "--mock", "--config", config(name, value)]),
+        expected
+      )
   }, 120_000)
 
   it("a config that is not JSON", async () => {
