@@ -11,3 +11,5 @@ export * as Cache from "./Cache.ts"
 export * as CacheKey from "./CacheKey.ts"
 /** @since 0.1.0 */
 export * as CacheStore from "./CacheStore.ts"
+/** @since 0.2.0 */
+export * as EmbeddingsCache from "./EmbeddingsCache.ts"
