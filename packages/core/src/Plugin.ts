@@ -104,6 +104,41 @@ export const wrap: {
 })
 
 /**
+ * Whether a value is an `LlmClient` service (has `complete`, `stream` and `completeMany`). A plugin's
+ * dual `withX` whose options are optional tells its two forms apart with it:
+ * `dual((args) => Plugin.isClient(args[0]), ...)`.
+ *
+ * @since 0.2.0
+ * @category guards
+ */
+export const isClient = (u: unknown): u is Service =>
+  typeof u === "object" &&
+  u !== null &&
+  typeof (u as Service).complete === "function" &&
+  typeof (u as Service).stream === "function" &&
+  typeof (u as Service).completeMany === "function"
+
+/**
+ * Wraps a client with hooks built by an effect (a plugin that makes state, reads a store or needs a
+ * scope), without a layer: what `layer` does, for one client. While the effect runs, `LlmClient` is
+ * the client being wrapped (a plugin that reads it, as `Fallback` does, gets this one). Dual.
+ *
+ * A plugin's `withX(client, options)` combinator is this over its hooks, so its `layer` and its
+ * `withX` cannot drift apart.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const wrapEffect: {
+  <E, R>(hooks: Effect.Effect<Hooks, E, R>): (client: Service) => Effect.Effect<Service, E, Exclude<R, LlmClient>>
+  <E, R>(client: Service, hooks: Effect.Effect<Hooks, E, R>): Effect.Effect<Service, E, Exclude<R, LlmClient>>
+} = dual(
+  2,
+  <E, R>(client: Service, hooks: Effect.Effect<Hooks, E, R>): Effect.Effect<Service, E, Exclude<R, LlmClient>> =>
+    Effect.map(Effect.provideService(hooks, LlmClient, client), (resolved) => wrap(client, resolved))
+)
+
+/**
  * Transforms each item; items whose transform fails get that failure as their result, the rest go on
  * as one batch, and results come back in the original order.
  */

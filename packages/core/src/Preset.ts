@@ -10,13 +10,14 @@
  *
  * @since 0.1.0
  */
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
-import type * as Layer from "effect/Layer"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { ChatRequest } from "./ChatRequest.ts"
-import type { LlmClient } from "./LlmClient.ts"
+import type { LlmClient, Service } from "./LlmClient.ts"
 import * as LlmError from "./LlmError.ts"
 import * as Plugin from "./Plugin.ts"
 
@@ -144,6 +145,18 @@ export interface Options {
 }
 
 /**
+ * The preset plugin's options as a configuration file says them, checked by `callm run` and
+ * `callm serve` before they start.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const OptionsSchema = Schema.Struct({
+  presets: Schema.optionalKey(Schema.Record(Schema.String, Preset)),
+  default: Schema.optionalKey(Schema.String)
+})
+
+/**
  * Resolves a preset by name among the built-in and user-defined ones; an unknown name is a `BadRequest`
  * that lists the known ones.
  *
@@ -168,6 +181,31 @@ export const resolve = (
     : Effect.succeed(preset)
 }
 
+const hooks = (options: Options): Plugin.Hooks => ({
+  transformRequest: (request) =>
+    Effect.flatMap(CurrentPreset, (name) => {
+      const picked = name ?? options.default
+      return picked === undefined
+        ? Effect.succeed(request)
+        : Effect.map(resolve(picked, options.presets), (preset) => apply(request, preset))
+    })
+})
+
+/**
+ * Applies the preset picked with `withPreset` (or the default) to every request of a client. Dual.
+ * Named `withPresets` because `withPreset` picks a preset for the calls of an effect.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const withPresets: {
+  (options?: Options): (client: Service) => Service
+  (client: Service, options?: Options): Service
+} = dual(
+  (args) => Plugin.isClient(args[0]),
+  (client: Service, options: Options = {}): Service => Plugin.wrap(client, hooks(options))
+)
+
 /**
  * The preset plugin: applies the preset picked with `withPreset` (or the default) to every request.
  * Stack it outside caching and retries, so the cache key and every attempt see the final parameters.
@@ -175,13 +213,14 @@ export const resolve = (
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options = {}): Layer.Layer<LlmClient, never, LlmClient> =>
-  Plugin.layer({
-    transformRequest: (request) =>
-      Effect.flatMap(CurrentPreset, (name) => {
-        const picked = name ?? options.default
-        return picked === undefined
-          ? Effect.succeed(request)
-          : Effect.map(resolve(picked, options.presets), (preset) => apply(request, preset))
-      })
-  })
+export const layer = (options: Options = {}): Layer.Layer<LlmClient, never, LlmClient> => Plugin.layer(hooks(options))
+
+/**
+ * The preset plugin with its options from `Config`: a `Config` of the whole options (e.g.
+ * `Config.schema(Preset.OptionsSchema, "presets")`) or one per field.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (options: Config.Wrap<Options>): Layer.Layer<LlmClient, Config.ConfigError, LlmClient> =>
+  Layer.unwrap(Effect.map(Config.unwrap(options), layer))

@@ -27,3 +27,5 @@ export * as Plugin from "./Plugin.ts"
 export * as PluginOptions from "./PluginOptions.ts"
 /** @since 0.1.0 */
 export * as Preset from "./Preset.ts"
+/** @since 0.2.0 */
+export * as RequestFields from "./RequestFields.ts"
