@@ -29,6 +29,7 @@
  *
  * @since 0.1.0
  */
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
@@ -119,23 +120,33 @@ export const isClient = (u: unknown): u is Service =>
   typeof (u as Service).completeMany === "function"
 
 /**
- * Wraps a client with hooks built by an effect (a plugin that makes state, reads a store or needs a
- * scope), without a layer: what `layer` does, for one client. While the effect runs, `LlmClient` is
- * the client being wrapped (a plugin that reads it, as `Fallback` does, gets this one). Dual.
+ * Applies a plugin's layer to one client you hold, without providing it as a layer: the layer is built
+ * in the current scope with `client` as the `LlmClient` it wraps, and the wrapped client is returned.
+ * Its state (a memory store, a breaker, a sink) lives as long as that scope. Dual.
  *
- * A plugin's `withX(client, options)` combinator is this over its hooks, so its `layer` and its
- * `withX` cannot drift apart.
+ * A plugin's `withX(client, options)` is this over its `layer(options)` when the plugin makes state,
+ * so the combinator and the layer cannot drift apart.
  *
  * @since 0.2.0
  * @category combinators
  */
-export const wrapEffect: {
-  <E, R>(hooks: Effect.Effect<Hooks, E, R>): (client: Service) => Effect.Effect<Service, E, Exclude<R, LlmClient>>
-  <E, R>(client: Service, hooks: Effect.Effect<Hooks, E, R>): Effect.Effect<Service, E, Exclude<R, LlmClient>>
+export const wrapLayer: {
+  <E, R>(
+    layer: Layer.Layer<LlmClient, E, R>
+  ): (client: Service) => Effect.Effect<Service, E, Scope.Scope | Exclude<R, LlmClient>>
+  <E, R>(
+    client: Service,
+    layer: Layer.Layer<LlmClient, E, R>
+  ): Effect.Effect<Service, E, Scope.Scope | Exclude<R, LlmClient>>
 } = dual(
   2,
-  <E, R>(client: Service, hooks: Effect.Effect<Hooks, E, R>): Effect.Effect<Service, E, Exclude<R, LlmClient>> =>
-    Effect.map(Effect.provideService(hooks, LlmClient, client), (resolved) => wrap(client, resolved))
+  <E, R>(
+    client: Service,
+    layer: Layer.Layer<LlmClient, E, R>
+  ): Effect.Effect<Service, E, Scope.Scope | Exclude<R, LlmClient>> =>
+    Effect.map(Layer.build(Layer.provide(layer, Layer.succeed(LlmClient, client))), (context) =>
+      Context.get(context, LlmClient)
+    )
 )
 
 /**

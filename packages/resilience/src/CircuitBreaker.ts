@@ -9,25 +9,31 @@
  * key or an unknown model says nothing about it. A stream counts as a success once its first chunk
  * arrives.
  *
- * The state lives in a store: in memory by default (`layer`), or shared by many processes in Redis
- * (`layerWithStore` with `effect/persistence`'s `CircuitBreaker.layerStoreRedis`).
+ * The state lives in a store: in memory (`layer`), shared by many processes in Redis (`layerRedis`, on
+ * the `Redis` service you provide once for every plugin), or in a `CircuitBreakerStore` of your own
+ * (`layerWithStore`).
  *
  * Metrics: `callm_breaker_state{upstream}` (0 closed, 1 half-open, 2 open), `callm_breaker_rejections_total{upstream}`.
  *
  * @since 0.1.0
  */
 import { type ChatChunk, type ChatRequest, type LlmClient, LlmError, Plugin, PluginOptions } from "@callm/core"
+import * as Config from "effect/Config"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import type * as Pull from "effect/Pull"
 import * as Breaker from "effect/persistence/CircuitBreaker"
+import type * as Redis from "effect/persistence/Redis"
 import * as Result from "effect/Result"
 import type * as Schedule from "effect/Schedule"
-import * as Stream from "effect/Stream"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as CircuitBreakerStore from "./CircuitBreakerStore.ts"
 
 /**
  * Options of the breaker.
@@ -227,3 +233,43 @@ export const layerWithStore = (
  */
 export const layer = (options: Options = {}): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> =>
   layerWithStore(options).pipe(Layer.provide(Breaker.layerStoreMemory()))
+
+/**
+ * The breaker with its state in Redis, shared by every process using the same `prefix`, on the `Redis`
+ * service you provide once for every plugin. While Redis does not answer, each process's own memory
+ * stands in (see `CircuitBreakerStore`).
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerRedis = (
+  options: Options & CircuitBreakerStore.RedisOptions = {}
+): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient | Redis.Redis> =>
+  layerWithStore(options).pipe(Layer.provide(CircuitBreakerStore.layerRedis(options)))
+
+/**
+ * Puts a breaker in front of a client you hold, with its state in memory for as long as the scope.
+ * Dual.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const withCircuitBreaker: {
+  (options?: Options): (client: LlmClient.Service) => Effect.Effect<LlmClient.Service, never, Scope.Scope>
+  (client: LlmClient.Service, options?: Options): Effect.Effect<LlmClient.Service, never, Scope.Scope>
+} = dual(
+  (args) => Plugin.isClient(args[0]),
+  (client: LlmClient.Service, options: Options = {}) => Plugin.wrapLayer(client, layer(options))
+)
+
+/**
+ * The breaker, state in memory, with its options from `Config`: a `Config` of the whole options (e.g.
+ * `Config.schema(CircuitBreaker.OptionsSchema, "breaker")`) or one `Config` per field.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<Options>
+): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
+  Layer.unwrap(Effect.map(Config.unwrap(options), layer))

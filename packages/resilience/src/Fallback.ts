@@ -25,14 +25,17 @@
  * @since 0.1.0
  */
 import { type ChatChunk, type ChatRequest, LlmClient, type LlmError, Plugin } from "@callm/core"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { recoverBeforeFirstChunk } from "./internal/stream.ts"
-import * as Schema from "effect/Schema"
 
 /**
  * One step of the chain.
@@ -181,3 +184,27 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
  */
 export const layer = (options: Options): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> =>
   Plugin.layer(hooks(options))
+
+/**
+ * Moves the failed calls of a client you hold on to the targets; target layers are built in the
+ * scope. Dual.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const withFallback: {
+  (options: Options): (client: LlmClient.Service) => Effect.Effect<LlmClient.Service, never, Scope.Scope>
+  (client: LlmClient.Service, options: Options): Effect.Effect<LlmClient.Service, never, Scope.Scope>
+} = dual(2, (client: LlmClient.Service, options: Options) => Plugin.wrapLayer(client, layer(options)))
+
+/**
+ * The fallback plugin with its options from `Config`: a `Config` of the whole options (e.g.
+ * `Config.schema(Fallback.OptionsSchema, "fallback")`) or one `Config` per field.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<Options>
+): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
+  Layer.unwrap(Effect.map(Config.unwrap(options), layer))

@@ -12,11 +12,12 @@
  * @since 0.1.0
  */
 import type { LlmClient, LlmError } from "@callm/core"
-import { PluginOptions } from "@callm/core"
-import { Plugin } from "@callm/core"
+import { Plugin, PluginOptions } from "@callm/core"
+import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Layer from "effect/Layer"
+import { dual } from "effect/Function"
+import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
 
@@ -56,15 +57,9 @@ export const hedgesTotal = Metric.counter("callm_hedges_total", {
 const won = Metric.withAttributes(hedgesTotal, { outcome: "won" })
 const lost = Metric.withAttributes(hedgesTotal, { outcome: "lost" })
 
-/**
- * The hedging plugin as a layer.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layer = (options: Options): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> => {
+const hooks = (options: Options): Plugin.Hooks => {
   const delay = Duration.fromInputUnsafe(options.delay)
-  return Plugin.layer({
+  return {
     complete: (request, next) =>
       Effect.suspend(() => {
         // Hand-written over `Effect.race` (first success wins), which would wait out the delay and send
@@ -92,5 +87,37 @@ export const layer = (options: Options): Layer.Layer<LlmClient.LlmClient, never,
           Effect.map(({ response }) => response)
         )
       })
-  })
+  }
 }
+
+/**
+ * Hedges the `complete` calls of a client. Dual.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const withHedge: {
+  (options: Options): (client: LlmClient.Service) => LlmClient.Service
+  (client: LlmClient.Service, options: Options): LlmClient.Service
+} = dual(2, (client: LlmClient.Service, options: Options): LlmClient.Service => Plugin.wrap(client, hooks(options)))
+
+/**
+ * The hedging plugin as a layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> =>
+  Plugin.layer(hooks(options))
+
+/**
+ * The hedging plugin with its options from `Config`: a `Config` of the whole options (e.g.
+ * `Config.schema(Hedge.OptionsSchema, "hedge")`) or one `Config` per field.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<Options>
+): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
+  Layer.unwrap(Effect.map(Config.unwrap(options), layer))

@@ -12,20 +12,27 @@
  * - When every deployment is cooling down, the call fails at once with `Overloaded` and a `retryAfter`
  *   of the earliest cooldown's end.
  * - Stack `Retry` outside it: each retry picks again, and a failing deployment soon drops out.
+ * - `withLoadBalancer(client, options)` balances over deployments reached through a client you hold
+ *   (deployments without a `client` of their own use it, each with its `model`: several deployments
+ *   behind one gateway).
  *
  * Metrics: `callm_lb_requests_total{deployment}`, `callm_lb_cooldowns_total{deployment}`.
  *
  * @since 0.1.0
  */
-import { type ChatChunk, type ChatRequest, LlmClient, LlmError } from "@callm/core"
+import { type ChatChunk, type ChatRequest, LlmClient, LlmError, PluginOptions } from "@callm/core"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Random from "effect/Random"
 import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { isUpstreamFailure } from "./CircuitBreaker.ts"
 
@@ -62,6 +69,41 @@ export interface Options {
   readonly cooldown?: Duration.Input | undefined
   /** Which errors count against a deployment. Default: those that say the upstream is unwell. */
   readonly isFailure?: ((error: LlmError.LlmError) => boolean) | undefined
+}
+
+/**
+ * The load balancer's options a configuration file can set (JSON: no clients or functions): its
+ * deployments by model name, reached through the client `withLoadBalancer` wraps. Defaults are the
+ * ones `Options` documents.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const OptionsSchema = Schema.Struct({
+  deployments: Schema.Array(
+    Schema.Struct({
+      name: Schema.String,
+      weight: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThan(0))),
+      model: Schema.optionalKey(Schema.String)
+    })
+  ).check(Schema.isMinLength(1)),
+  strategy: Schema.optionalKey(Schema.Literals(["weighted", "least-in-flight"])),
+  allowedFailures: Schema.optionalKey(PluginOptions.IntAtLeast(1)),
+  window: Schema.optionalKey(PluginOptions.DurationInput),
+  cooldown: Schema.optionalKey(PluginOptions.DurationInput)
+})
+
+/**
+ * Options of `withLoadBalancer`: as `Options`, but a deployment without a `client` is reached through
+ * the client the balancer wraps.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface WrapOptions extends Omit<Options, "deployments"> {
+  readonly deployments: ReadonlyArray<
+    Omit<Deployment, "client"> & { readonly client?: Deployment["client"] | undefined }
+  >
 }
 
 /**
@@ -293,3 +335,35 @@ export const layer = (options: Options): Layer.Layer<LlmClient.LlmClient | LoadB
       Context.make(LlmClient.LlmClient, client).pipe(Context.add(LoadBalancer, balancer))
     )
   )
+
+/**
+ * Balances calls over deployments reached through a client you hold (those without a `client` of
+ * their own use it); the deployments' layers are built in the scope. Dual.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const withLoadBalancer: {
+  (options: WrapOptions): (client: LlmClient.Service) => Effect.Effect<LlmClient.Service, never, Scope.Scope>
+  (client: LlmClient.Service, options: WrapOptions): Effect.Effect<LlmClient.Service, never, Scope.Scope>
+} = dual(2, (client: LlmClient.Service, options: WrapOptions) =>
+  Effect.map(
+    make({
+      ...options,
+      deployments: options.deployments.map((deployment) => ({ ...deployment, client: deployment.client ?? client }))
+    }),
+    (balancer) => balancer.client
+  )
+)
+
+/**
+ * The balancer with its options from `Config`: a `Config` of the whole options or one `Config` per
+ * field (the deployments' clients are values, e.g. `Config.succeed(deployments)`).
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<Options>
+): Layer.Layer<LlmClient.LlmClient | LoadBalancer, Config.ConfigError> =>
+  Layer.unwrap(Effect.map(Config.unwrap(options), layer))

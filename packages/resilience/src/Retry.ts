@@ -37,17 +37,18 @@ import {
   PluginOptions
 } from "@callm/core"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
-import type * as Layer from "effect/Layer"
+import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Random from "effect/Random"
 import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { recoverBeforeFirstChunk } from "./internal/stream.ts"
 import * as RetryBudget from "./RetryBudget.ts"
-import * as Schema from "effect/Schema"
 
 /**
  * Options of the retry plugin.
@@ -208,7 +209,7 @@ export const withRetry: {
   (options?: Options): (client: LlmClient.Service) => LlmClient.Service
   (client: LlmClient.Service, options?: Options): LlmClient.Service
 } = dual(
-  (args) => args.length >= 1 && typeof args[0] === "object" && args[0] !== null && "complete" in args[0],
+  (args) => Plugin.isClient(args[0]),
   (client: LlmClient.Service, options: Options = {}): LlmClient.Service => Plugin.wrap(client, hooks(options))
 )
 
@@ -292,3 +293,15 @@ type ChatResponse = Effect.Success<ReturnType<LlmClient.Service["complete"]>>
  */
 export const layer = (options: Options = {}): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> =>
   Plugin.layer(Effect.sync(() => hooks(options)))
+
+/**
+ * The retry plugin with its options from `Config`: a `Config` of the whole options (e.g.
+ * `Config.schema(Retry.OptionsSchema, "retry")`) or one `Config` per field.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<Options>
+): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
+  Layer.unwrap(Effect.map(Config.unwrap(options), layer))

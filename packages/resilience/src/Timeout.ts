@@ -11,14 +11,15 @@
  */
 import { CallContext, type ChatChunk, type LlmClient, LlmError, Plugin, PluginOptions } from "@callm/core"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
-import type * as Layer from "effect/Layer"
+import * as Layer from "effect/Layer"
 import type * as Pull from "effect/Pull"
 import * as Result from "effect/Result"
-import * as Stream from "effect/Stream"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 
 /**
  * Options of the timeout plugin. Each limit is optional.
@@ -159,3 +160,15 @@ const hooks = (options: Options): Plugin.Hooks => {
  */
 export const layer = (options: Options): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> =>
   Plugin.layer(hooks(options))
+
+/**
+ * The timeout plugin with its options from `Config`: a `Config` of the whole options (e.g.
+ * `Config.schema(Timeout.OptionsSchema, "timeout")`) or one `Config` per field.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<Options>
+): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
+  Layer.unwrap(Effect.map(Config.unwrap(options), layer))
