@@ -36,6 +36,7 @@ import {
   Plugin,
   PluginOptions
 } from "@callm/core"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -45,12 +46,14 @@ import * as Fiber from "effect/Fiber"
 import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import type * as Redis from "effect/persistence/Redis"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as CacheKey from "./CacheKey.ts"
 import * as CacheStore from "./CacheStore.ts"
-import * as Schema from "effect/Schema"
 
 /**
  * What the cache does with a call.
@@ -387,7 +390,8 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
 })
 
 /**
- * The cache plugin on the `CacheStore` in context.
+ * The cache plugin on the `CacheStore` in context: a store of your own, or one shared by several
+ * plugins. `layer` (memory) and `layerRedis` are this with their store.
  *
  * @since 0.1.0
  * @category layers
@@ -406,3 +410,48 @@ export const layer = (
   options: Options & CacheStore.MemoryOptions = {}
 ): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> =>
   layerWithStore(options).pipe(Layer.provide(CacheStore.layerMemory(options)))
+
+/**
+ * The cache plugin with its answers in Redis, shared by every process using the same `namespace`, on
+ * the `Redis` service you provide once for every plugin. A Redis that fails or is slow is a miss,
+ * never a failed call (see `CacheStore.makeRedis`).
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerRedis = (
+  options: Options & CacheStore.RedisOptions = {}
+): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient | Redis.Redis> =>
+  layerWithStore(options).pipe(Layer.provide(CacheStore.layerRedis(options)))
+
+/**
+ * Caches the answers of a client you hold, in a memory store that lives as long as the scope. Dual.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const withCache: {
+  (
+    options?: Options & CacheStore.MemoryOptions
+  ): (client: LlmClient.Service) => Effect.Effect<LlmClient.Service, never, Scope.Scope>
+  (
+    client: LlmClient.Service,
+    options?: Options & CacheStore.MemoryOptions
+  ): Effect.Effect<LlmClient.Service, never, Scope.Scope>
+} = dual(
+  (args) => Plugin.isClient(args[0]),
+  (client: LlmClient.Service, options: Options & CacheStore.MemoryOptions = {}) =>
+    Plugin.wrapLayer(client, layer(options))
+)
+
+/**
+ * The cache plugin, memory store, with its options from `Config`: a `Config` of the whole options
+ * (e.g. `Config.schema(Cache.OptionsSchema, "cache")`) or one `Config` per field.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<Options & CacheStore.MemoryOptions>
+): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
+  Layer.unwrap(Effect.map(Config.unwrap(options), layer))

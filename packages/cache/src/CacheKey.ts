@@ -1,11 +1,11 @@
 /**
  * Cache keys: a stable hash of the request fields that change the answer.
  *
- * Included: `model`, `messages`, `temperature`, `top_p`, `max_tokens`, `max_completion_tokens`,
- * `stop`, `seed`, `n`, `presence_penalty`, `frequency_penalty`, `logit_bias`, `logprobs`,
- * `top_logprobs`, `tools`, `tool_choice`, `parallel_tool_calls`, `response_format`,
- * `reasoning_effort` and `extra_body`. Left out: `user`, `metadata`, `store`, `service_tier`,
- * `stream` and `stream_options` (who asks, and how the answer travels, do not change it).
+ * Which fields those are is `@callm/core`'s `RequestFields` (every field of `ChatRequest` is
+ * classified there, so a new one cannot silently miss the key): `model`, `messages`, the sampling
+ * parameters, `tools`, `response_format`, `extra_body`... Left out: `user`, `metadata`, `store`,
+ * `service_tier`, `stream` and `stream_options` (who asks, and how the answer travels, do not change
+ * it).
  *
  * The hash is SHA-256 over a canonical JSON (object keys sorted at every level), so two requests that
  * differ only in key order share a key.
@@ -14,36 +14,15 @@
  */
 
 import { createHash } from "node:crypto"
-import type { ChatRequest } from "@callm/core"
+import { type ChatRequest, RequestFields } from "@callm/core"
 
 /**
- * The request fields that change the answer.
+ * The request fields that change the answer: `RequestFields.answerFields`.
  *
  * @since 0.1.0
  * @category constants
  */
-export const fields = [
-  "model",
-  "messages",
-  "temperature",
-  "top_p",
-  "max_tokens",
-  "max_completion_tokens",
-  "stop",
-  "seed",
-  "n",
-  "presence_penalty",
-  "frequency_penalty",
-  "logit_bias",
-  "logprobs",
-  "top_logprobs",
-  "tools",
-  "tool_choice",
-  "parallel_tool_calls",
-  "response_format",
-  "reasoning_effort",
-  "extra_body"
-] as const
+export const fields: ReadonlyArray<RequestFields.Field> = RequestFields.answerFields
 
 /**
  * JSON with object keys sorted at every level.
@@ -67,14 +46,10 @@ export const canonicalJson = (value: unknown): string => {
  * @since 0.1.0
  * @category constructors
  */
-export const make = (request: ChatRequest.ChatRequest): string => {
-  const picked: Record<string, unknown> = {}
-  for (const field of fields) {
-    const value = (request as Record<string, unknown>)[field]
-    if (value !== undefined) picked[field] = value
-  }
-  return createHash("sha256").update(canonicalJson(picked)).digest("hex")
-}
+export const make = (request: ChatRequest.ChatRequest): string =>
+  createHash("sha256")
+    .update(canonicalJson(RequestFields.answerPart(request)))
+    .digest("hex")
 
 /**
  * Whether a request's answer is deterministic enough to cache by default: `temperature` 0, or a `seed`.
