@@ -22,19 +22,22 @@
 import { randomUUID } from "node:crypto"
 import { CallContext, type ChatRequest, Cost, type LlmClient, LlmError, Plugin, PluginOptions } from "@callm/core"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as RateLimiter from "effect/persistence/RateLimiter"
 import type * as Redis from "effect/persistence/Redis"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as InFlight from "./InFlight.ts"
 import * as RateLimitStore from "./RateLimitStore.ts"
-import * as Schema from "effect/Schema"
 
 /**
  * Options of the rate limiter.
@@ -356,3 +359,26 @@ export const layerRedis = (
       )
     )
   )
+
+/**
+ * Limits the calls of a client you hold, with its budgets in memory for as long as the scope. Dual.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const withRateLimit: {
+  (options: Options): (client: LlmClient.Service) => Effect.Effect<LlmClient.Service, never, Scope.Scope>
+  (client: LlmClient.Service, options: Options): Effect.Effect<LlmClient.Service, never, Scope.Scope>
+} = dual(2, (client: LlmClient.Service, options: Options) => Plugin.wrapLayer(client, layer(options)))
+
+/**
+ * The rate limiter, budgets in memory, with its options from `Config`: a `Config` of the whole options
+ * (e.g. `Config.schema(RateLimit.OptionsSchema, "rateLimit")`) or one `Config` per field.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<Options>
+): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
+  Layer.unwrap(Effect.map(Config.unwrap(options), layer))
