@@ -30,7 +30,16 @@
 
 import { randomUUID } from "node:crypto"
 import * as Http from "node:http"
-import { CallContext, type ChatChunk, ChatRequest, LlmClient, LlmError, Plugin, Preset } from "@callm/core"
+import {
+  CallContext,
+  type ChatChunk,
+  ChatRequest,
+  type Embeddings,
+  LlmClient,
+  LlmError,
+  Plugin,
+  Preset
+} from "@callm/core"
 import { Budget, BudgetStore } from "@callm/observability"
 import { OpenAiClient } from "@callm/openai"
 import { RateLimit } from "@callm/rate-limit"
@@ -41,6 +50,7 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as HttpEffect from "effect/http/HttpEffect"
 import * as HttpIncomingMessage from "effect/http/HttpIncomingMessage"
 import * as HttpRouter from "effect/http/HttpRouter"
@@ -52,14 +62,14 @@ import * as Metric from "effect/Metric"
 import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
 import type * as Redis from "effect/persistence/Redis"
 import * as Redacted from "effect/Redacted"
-import * as Exit from "effect/Exit"
 import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Admission from "./Admission.ts"
-import * as ProcessMetrics from "./internal/ProcessMetrics.ts"
 import * as GatewayConfig from "./GatewayConfig.ts"
 import * as GatewayError from "./GatewayError.ts"
+import * as EmbeddingsRoute from "./internal/EmbeddingsRoute.ts"
+import * as ProcessMetrics from "./internal/ProcessMetrics.ts"
 
 /**
  * Options of the gateway.
@@ -77,6 +87,11 @@ export interface Options {
    * one set of limits for the gateway.
    */
   readonly plugins?: Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> | undefined
+  /**
+   * The plugin stack of `POST /v1/embeddings` (outermost first), e.g. `@callm/cache`'s
+   * `EmbeddingsCache.layer()`; built once per configuration, over all routes.
+   */
+  readonly embeddingPlugins?: Layer.Layer<Embeddings.Embeddings, never, Embeddings.Embeddings> | undefined
   /** The body of `GET /metrics`; default: Effect's metric registry in Prometheus text. */
   readonly metrics?: Effect.Effect<string> | undefined
   /**
@@ -448,7 +463,27 @@ export const make = Effect.fnUntraced(function* (options: Options) {
           }).pipe(Effect.orElseSucceed((): ReadonlyArray<unknown> => []))
     for (const name of Object.keys(config.upstreams))
       yield* Metric.value(Metric.withAttributes(upstreamFailuresTotal, { upstream: name }))
-    return { config, limits, routes, catchAll, limited, authEnabled, keyOf, upstreamModels, active: { count: 0 } }
+    const embeddings = yield* EmbeddingsRoute.make({
+      config,
+      env,
+      httpContext,
+      plugins: options.embeddingPlugins,
+      redis: options.redis,
+      onUpstreamFailure: (upstream, error) =>
+        Metric.update(Metric.withAttributes(upstreamFailuresTotal, { upstream, reason: error.reason._tag }), 1)
+    })
+    return {
+      config,
+      limits,
+      routes,
+      catchAll,
+      limited,
+      authEnabled,
+      keyOf,
+      upstreamModels,
+      embeddings,
+      active: { count: 0 }
+    }
   })
   const env = options.env ?? {}
   // Each configuration in a scope of its own under the gateway's, closed once its requests are done.
@@ -712,6 +747,16 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   const routesLayer = HttpRouter.use((router) =>
     Effect.all([
       router.add("POST", "/v1/chat/completions", chatCompletions),
+      router.add(
+        "POST",
+        "/v1/embeddings",
+        EmbeddingsRoute.handler({
+          current: () => current,
+          admission,
+          countStatus: (status) => Metric.update(requestsByStatus(status), 1),
+          recordOverhead: (seconds) => Metric.update(overheadSeconds, seconds)
+        })
+      ),
       router.add("GET", "/v1/models", models),
       router.add(
         "GET",
