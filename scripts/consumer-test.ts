@@ -24,7 +24,8 @@ const packages = [
   "batch",
   "redact",
   "observability",
-  "effect-ai"
+  "effect-ai",
+  "redis"
 ]
 
 const run = (command: string, args: ReadonlyArray<string>, cwd: string) => {
@@ -157,7 +158,10 @@ export default defineConfig({
 })
 `
 )
-writeFileSync(join(project, "prompts.jsonl"), '{"id": 1, "prompt": "one"}\n{"id": 2, "prompt": "two", "preset": "terse"}\n')
+writeFileSync(
+  join(project, "prompts.jsonl"),
+  '{"id": 1, "prompt": "one"}\n{"id": 2, "prompt": "two", "preset": "terse"}\n'
+)
 writeFileSync(
   join(project, "main.ts"),
   `import { ChatChunk, ChatRequest, ChatResponse, LlmClient, Plugin, Preset } from "@callm/core"
@@ -219,7 +223,9 @@ try {
   const results = readFileSync(join(project, "results.jsonl"), "utf8").trim().split("\n")
   if (results.length !== 2 || results.some((line) => !("text" in JSON.parse(line))))
     throw new Error(`callm run from the tarball wrote ${JSON.stringify(results)}`)
-  process.stderr.write(`callm ${version} from its tarball: callm.config.ts type-checks with defineConfig; run answered 2 of 2\n`)
+  process.stderr.write(
+    `callm ${version} from its tarball: callm.config.ts type-checks with defineConfig; run answered 2 of 2\n`
+  )
   process.stderr.write("consumer test passed\n")
 } finally {
   if (!keep) rmSync(work, { recursive: true, force: true })

@@ -18,6 +18,7 @@
  */
 
 import { deflateRawSync, inflateRawSync } from "node:zlib"
+import { RedisFallback } from "@callm/redis"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -26,7 +27,6 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Redis from "effect/persistence/Redis"
-import * as RedisFallback from "./internal/redisFallback.ts"
 
 /**
  * A store failed (Redis unreachable, a timeout): the cache treats it as a miss.

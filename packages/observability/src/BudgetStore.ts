@@ -14,6 +14,8 @@
  *
  * @since 0.1.0
  */
+
+import { RedisFallback } from "@callm/redis"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -21,7 +23,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redis from "effect/persistence/Redis"
-import * as RedisFallback from "./internal/redisFallback.ts"
 
 /**
  * One budget a call draws from.

@@ -11,6 +11,8 @@
  *
  * @since 0.1.0
  */
+
+import { RedisFallback } from "@callm/redis"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -18,7 +20,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redis from "effect/persistence/Redis"
-import * as RedisFallback from "./internal/redisFallback.ts"
 
 /**
  * The store could not be reached.

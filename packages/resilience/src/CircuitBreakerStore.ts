@@ -14,13 +14,14 @@
  *
  * @since 0.2.0
  */
+
+import { RedisFallback } from "@callm/redis"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Breaker from "effect/persistence/CircuitBreaker"
 import type * as Redis from "effect/persistence/Redis"
-import * as RedisFallback from "./internal/redisFallback.ts"
 
 /**
  * Options of the Redis store.

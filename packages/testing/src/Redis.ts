@@ -5,7 +5,7 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import { once } from "node:events"
-import { createServer } from "node:net"
+import { freePort } from "./Ports.ts"
 
 /** The shared Redis every engineer's tests use (never flushed, never stopped: keys are namespaced). */
 export const sharedRedisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
@@ -13,16 +13,8 @@ export const sharedRedisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
 /** A namespace no other test run uses. */
 export const uniqueNamespace = () => `test-${randomUUID()}`
 
-export const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-    server.on("error", reject)
-  })
+/** Also here for the tests that import it with the Redis fixtures. */
+export { freePort }
 
 /** A private redis-server on a free port, for tests that kill and restart it. */
 export const privateRedis = async (port?: number) => {

@@ -4,22 +4,64 @@
  * `callm_redis_fallback_total{store,op}`, and one log line says the store degraded (and one that it
  * recovered, on the first Redis answer after).
  *
- * The same few lines live in `@callm/cache`, `@callm/observability` and `@callm/resilience`, which do
- * not depend on each other; the metric is one family because it has the same name and description.
+ * Every Redis-backed store of callm goes through it (`@callm/cache`, `@callm/rate-limit`,
+ * `@callm/observability`, `@callm/resilience`), so they degrade alike and count into one metric.
+ *
+ * @since 0.2.0
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 
-const fallbacksTotal = Metric.counter("callm_redis_fallback_total", {
+/**
+ * Store calls answered from local state because Redis failed, by `store` and `op`.
+ *
+ * @since 0.2.0
+ * @category metrics
+ */
+export const fallbacksTotal = Metric.counter("callm_redis_fallback_total", {
   description: "Store calls answered from local state because Redis was unreachable, slow or failing, by store and op.",
   incremental: true
 })
 
-/** Whether an error of the Redis call means the store failed (and not, say, an open circuit). */
+/**
+ * Whether an error of the Redis call means the store failed (and not, say, an open circuit).
+ *
+ * @since 0.2.0
+ * @category models
+ */
 export type IsStoreFailure<E> = (error: E) => boolean
 
-export const make = (store: string, timeout: Duration.Duration) => {
+/**
+ * Runs store calls on Redis with the local call as fallback, for one store.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface RedisFallback {
+  /** Every failure of the Redis call (or no answer within the deadline) falls back. */
+  <A, E, R, A2, E2, R2>(
+    op: string,
+    redis: Effect.Effect<A, E, R>,
+    local: Effect.Effect<A2, E2, R2>
+  ): Effect.Effect<A | A2, E2, R | R2>
+  /** Only the failures `isStoreFailure` picks (and no answer within the deadline) fall back; others fail the call as they are. */
+  readonly when: <A, E, R, A2, E2, R2>(
+    op: string,
+    redis: Effect.Effect<A, E, R>,
+    local: Effect.Effect<A2, E2, R2>,
+    isStoreFailure: IsStoreFailure<E>
+  ) => Effect.Effect<A | A2, E | E2, R | R2>
+}
+
+/**
+ * The fallback of one store (`store` names it in the metric and the log lines): a Redis call that
+ * has not answered within `timeout` counts as failed.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const make = (store: string, timeout: Duration.Duration): RedisFallback => {
   let degraded = false
   const counters = new Map<string, Metric.Metric<number, unknown>>()
   const count = (op: string) => {
@@ -73,15 +115,11 @@ export const make = (store: string, timeout: Duration.Duration) => {
       )
     )
   return Object.assign(
-    /** Every failure of the Redis call falls back. */
     <A, E, R, A2, E2, R2>(
       op: string,
       redis: Effect.Effect<A, E, R>,
       local: Effect.Effect<A2, E2, R2>
     ): Effect.Effect<A | A2, E2, R | R2> => run(op, redis, local, () => true) as Effect.Effect<A | A2, E2, R | R2>,
-    {
-      /** Only the failures `isStoreFailure` picks fall back; others fail the call as they are. */
-      when: run
-    }
+    { when: run }
   )
 }
