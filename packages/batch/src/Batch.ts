@@ -25,11 +25,13 @@ import {
   Plugin,
   PluginOptions
 } from "@callm/core"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import type * as Layer from "effect/Layer"
+import { dual } from "effect/Function"
+import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Request from "effect/Request"
 import * as RequestResolver from "effect/RequestResolver"
@@ -122,3 +124,32 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
  */
 export const layer = (options: Options = {}): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> =>
   Plugin.layer(hooks(options))
+
+/**
+ * Coalesces the `complete` calls of a client you hold into `completeMany` batches. Dual.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const withBatch: {
+  (options?: Options): (client: LlmClient.Service) => Effect.Effect<LlmClient.Service>
+  (client: LlmClient.Service, options?: Options): Effect.Effect<LlmClient.Service>
+} = dual(
+  (args) => Plugin.isClient(args[0]),
+  (client: LlmClient.Service, options: Options = {}): Effect.Effect<LlmClient.Service> =>
+    Effect.map(Effect.provideService(hooks(options), LlmClient.LlmClient, client), (resolved) =>
+      Plugin.wrap(client, resolved)
+    )
+)
+
+/**
+ * The batching plugin with its options from `Config`: a `Config` of the whole options (e.g.
+ * `Config.schema(Batch.OptionsSchema, "batch")`) or one `Config` per field.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<Options>
+): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
+  Layer.unwrap(Effect.map(Config.unwrap(options), layer))

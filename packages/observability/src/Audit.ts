@@ -28,13 +28,15 @@
  * @since 0.1.0
  */
 import { createHash, randomUUID } from "node:crypto"
-import { CallContext, type ChatRequest, Cost, type LlmClient, type LlmError, Plugin } from "@callm/core"
+import { CallContext, type ChatRequest, Cost, type LlmClient, type LlmError, Plugin, RequestFields } from "@callm/core"
 import { Redact } from "@callm/redact"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import type * as Layer from "effect/Layer"
-import type * as Scope from "effect/Scope"
+import { dual } from "effect/Function"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as AuditSink from "./AuditSink.ts"
 import * as Observe from "./internal/observe.ts"
@@ -75,20 +77,15 @@ export const OptionsSchema = Schema.Struct({
   includeResponse: Schema.optionalKey(Schema.Boolean)
 })
 
-const paramNames = [
-  "temperature",
-  "top_p",
-  "max_tokens",
-  "max_completion_tokens",
-  "stop",
-  "seed",
-  "n",
-  "presence_penalty",
-  "frequency_penalty",
-  "response_format",
-  "reasoning_effort",
-  "tool_choice"
-] as const
+/**
+ * The line's `params`: the request fields that change the answer (`RequestFields`), but for the
+ * prompt (`model` and `messages` have their own fields), `tools` (written as their count) and
+ * `extra_body` (server-specific values of any size and content, which the content policy cannot
+ * vouch for).
+ */
+const paramNames = RequestFields.answerFields.filter(
+  (field) => field !== "model" && field !== "messages" && field !== "tools" && field !== "extra_body"
+)
 
 const paramsOf = (request: ChatRequest.ChatRequest): Record<string, unknown> => {
   const params: Record<string, unknown> = {}
@@ -226,3 +223,27 @@ export const hooksWithSink = (sink: AuditSink.Sink, options: Omit<Options, "sink
  */
 export const layer = (options: Options): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> =>
   Plugin.layer(Effect.map(options.sink, (sink) => hooksWithSink(sink, options)))
+
+/**
+ * Audits every call of a client you hold; the sink lives as long as the scope (closing it writes the
+ * lines still queued). Dual.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const withAudit: {
+  (options: Options): (client: LlmClient.Service) => Effect.Effect<LlmClient.Service, never, Scope.Scope>
+  (client: LlmClient.Service, options: Options): Effect.Effect<LlmClient.Service, never, Scope.Scope>
+} = dual(2, (client: LlmClient.Service, options: Options) => Plugin.wrapLayer(client, layer(options)))
+
+/**
+ * The audit plugin with its options from `Config`: a `Config` of the whole options or one `Config`
+ * per field (the sink is a value: `Config.succeed(AuditSink.stdout())`).
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<Options>
+): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
+  Layer.unwrap(Effect.map(Config.unwrap(options), layer))

@@ -16,8 +16,9 @@
  * `callm_cost_unpriced_total`), and is refused only once priced calls have taken the budget past its
  * limit: give every model you budget a price.
  *
- * With `BudgetStore.layerRedis`, every process pointing at the same Redis and namespace shares the
- * budgets. If the store fails, calls go ahead (`onStoreError: "allow"`, the default, logged and
+ * Where the budgets are kept: in this process's memory (`layer`), in Redis shared by every process
+ * pointing at the same Redis and namespace (`layerRedis`), or in a `BudgetStore` of your own
+ * (`layerWithStore`). If the store fails, calls go ahead (`onStoreError: "allow"`, the default, logged and
  * counted in `callm_budget_store_errors_total`) or are refused (`"refuse"`).
  *
  * Known limit: a process killed between reserving and settling leaves its reservation counted (the
@@ -27,14 +28,19 @@
  */
 import { CallContext, type ChatRequest, Cost, type LlmClient, LlmError, Plugin, PluginOptions } from "@callm/core"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
+import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import type * as Redis from "effect/persistence/Redis"
 import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as BudgetStore from "./BudgetStore.ts"
 import * as Observe from "./internal/observe.ts"
-import * as Schema from "effect/Schema"
 
 /**
  * A limit in US dollars, per period.
@@ -383,16 +389,32 @@ const make = (options: Options) =>
   })
 
 /**
- * The budget plugin; needs a `BudgetStore` (`BudgetStore.layerMemory` or `BudgetStore.layerRedis`).
+ * The budget plugin on the `BudgetStore` in context (`BudgetStore.layerMemory`,
+ * `BudgetStore.layerRedis`, or your own): one store shared by several plugins or gateways.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerWithStore = (
+  options: Options
+): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient | BudgetStore.BudgetStore> => Plugin.layer(make(options))
+
+/**
+ * The budget plugin with its budgets in this process's memory.
+ *
+ * **Details**
+ *
+ * Before 0.2.0 this layer needed a `BudgetStore`; it still uses the one you provide to it (as
+ * `Budget.layer(options).pipe(Layer.provide(BudgetStore.layerRedis()))`), so such code keeps its
+ * store. Say `layerWithStore` (or `layerRedis`) for that.
  *
  * @example
  * ```ts
- * import { Budget, BudgetStore } from "@callm/observability"
+ * import { Budget } from "@callm/observability"
  * import { OpenAiClient } from "@callm/openai"
  * import { Layer } from "effect"
  *
  * const client = Budget.layer({ perKey: { usd: 5, period: "day" }, total: { usd: 100, period: "month" } }).pipe(
- *   Layer.provide(BudgetStore.layerMemory),
  *   Layer.provide(OpenAiClient.layerConfig())
  * )
  * ```
@@ -400,15 +422,61 @@ const make = (options: Options) =>
  * @since 0.1.0
  * @category layers
  */
-export const layer = (
-  options: Options
-): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient | BudgetStore.BudgetStore> => Plugin.layer(make(options))
+export const layer = (options: Options): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> =>
+  Plugin.layer(
+    Effect.flatMap(Effect.serviceOption(BudgetStore.BudgetStore), (provided) =>
+      Effect.provideService(
+        make(options),
+        BudgetStore.BudgetStore,
+        Option.isSome(provided) ? provided.value : BudgetStore.makeMemory()
+      )
+    )
+  )
+
+/**
+ * The budget plugin with its budgets in Redis, shared by every process using the same `namespace`, on
+ * the `Redis` service you provide once for every plugin (see `BudgetStore.layerRedis` for what
+ * happens while Redis is away).
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerRedis = (
+  options: Options & BudgetStore.RedisOptions
+): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient | Redis.Redis> =>
+  layerWithStore(options).pipe(Layer.provide(BudgetStore.layerRedis(options)))
 
 /**
  * The budget plugin with budgets in this process's memory.
  *
+ * @deprecated Use `Budget.layer`, which keeps its budgets in memory.
  * @since 0.1.0
  * @category layers
  */
 export const layerMemory = (options: Options): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> =>
-  layer(options).pipe(Layer.provide(BudgetStore.layerMemory))
+  layerWithStore(options).pipe(Layer.provide(BudgetStore.layerMemory))
+
+/**
+ * Puts budgets on the calls of a client you hold, kept in memory for as long as the scope. Dual.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const withBudget: {
+  (options: Options): (client: LlmClient.Service) => Effect.Effect<LlmClient.Service, never, Scope.Scope>
+  (client: LlmClient.Service, options: Options): Effect.Effect<LlmClient.Service, never, Scope.Scope>
+} = dual(2, (client: LlmClient.Service, options: Options) =>
+  Plugin.wrapLayer(client, layerWithStore(options).pipe(Layer.provide(BudgetStore.layerMemory)))
+)
+
+/**
+ * The budget plugin, budgets in memory, with its options from `Config`: a `Config` of the whole
+ * options (e.g. `Config.schema(Budget.OptionsSchema, "budget")`) or one `Config` per field.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<Options>
+): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
+  Layer.unwrap(Effect.map(Config.unwrap(options), layer))

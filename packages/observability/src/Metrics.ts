@@ -29,13 +29,15 @@
  * @since 0.1.0
  */
 import { CallContext, Cost, type LlmClient, Plugin, PluginOptions } from "@callm/core"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import type * as Layer from "effect/Layer"
+import { dual } from "effect/Function"
+import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Observe from "./internal/observe.ts"
-import * as Schema from "effect/Schema"
 
 /**
  * @since 0.1.0
@@ -294,3 +296,29 @@ export const hooks = (options: Options = {}): Plugin.Hooks => {
  */
 export const layer = (options: Options = {}): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> =>
   Plugin.layer(hooks(options))
+
+/**
+ * Records the metrics of every call of a client you hold. Dual.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const withMetrics: {
+  (options?: Options): (client: LlmClient.Service) => LlmClient.Service
+  (client: LlmClient.Service, options?: Options): LlmClient.Service
+} = dual(
+  (args) => Plugin.isClient(args[0]),
+  (client: LlmClient.Service, options: Options = {}): LlmClient.Service => Plugin.wrap(client, hooks(options))
+)
+
+/**
+ * The metrics plugin with its options from `Config`: a `Config` of the whole options (e.g.
+ * `Config.schema(Metrics.OptionsSchema, "metrics")`) or one `Config` per field.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<Options>
+): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
+  Layer.unwrap(Effect.map(Config.unwrap(options), layer))

@@ -16,8 +16,10 @@
  * @since 0.1.0
  */
 import { type ChatRequest, Cost, type LlmClient, Plugin, PluginOptions } from "@callm/core"
+import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
-import type * as Layer from "effect/Layer"
+import { dual } from "effect/Function"
+import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
 
@@ -144,3 +146,46 @@ export const hooks = (options: Options): Plugin.Hooks => {
  */
 export const layer = (options: Options): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> =>
   Plugin.layer(hooks(options))
+
+/**
+ * Routes the calls of a client you hold. Dual.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const withRouter: {
+  (options: Options): (client: LlmClient.Service) => LlmClient.Service
+  (client: LlmClient.Service, options: Options): LlmClient.Service
+} = dual(2, (client: LlmClient.Service, options: Options): LlmClient.Service => Plugin.wrap(client, hooks(options)))
+
+/**
+ * The options a configuration says: `bySize`'s thresholds and the alias routed (`null` routes every
+ * call; left out, `"auto"`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type ConfigOptions = typeof OptionsSchema.Type
+
+/**
+ * The router's options from what a configuration says: the `bySize` rule with its thresholds.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const fromConfigOptions = ({ alias, ...thresholds }: ConfigOptions): Options => ({
+  rule: bySize(thresholds),
+  ...(alias === undefined ? {} : { alias: alias ?? undefined })
+})
+
+/**
+ * The router with the `bySize` rule, its options from `Config`: a `Config` of the whole options
+ * (e.g. `Config.schema(Router.OptionsSchema, "router")`) or one `Config` per field.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<ConfigOptions>
+): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
+  Layer.unwrap(Effect.map(Config.unwrap(options), (decoded) => layer(fromConfigOptions(decoded))))

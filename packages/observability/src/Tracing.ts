@@ -22,16 +22,18 @@
 import { CallContext, type ChatRequest, Cost, type LlmClient, Plugin } from "@callm/core"
 import { Redact } from "@callm/redact"
 import { NodeHttpClient } from "@effect/platform-node"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Otlp from "effect/observability/Otlp"
 import type * as OtlpExporter from "effect/observability/OtlpExporter"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type * as Tracer from "effect/Tracer"
 import * as Observe from "./internal/observe.ts"
-import * as Schema from "effect/Schema"
 
 /**
  * @since 0.1.0
@@ -180,6 +182,32 @@ export const hooks = (options: Options = {}): Plugin.Hooks => {
  */
 export const layer = (options: Options = {}): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> =>
   Plugin.layer(hooks(options))
+
+/**
+ * Traces every call of a client you hold. Dual.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const withTracing: {
+  (options?: Options): (client: LlmClient.Service) => LlmClient.Service
+  (client: LlmClient.Service, options?: Options): LlmClient.Service
+} = dual(
+  (args) => Plugin.isClient(args[0]),
+  (client: LlmClient.Service, options: Options = {}): LlmClient.Service => Plugin.wrap(client, hooks(options))
+)
+
+/**
+ * The tracing plugin with its options from `Config`: a `Config` of the whole options (e.g.
+ * `Config.schema(Tracing.OptionsSchema, "tracing")`) or one `Config` per field.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<Options>
+): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
+  Layer.unwrap(Effect.map(Config.unwrap(options), layer))
 
 /**
  * @since 0.1.0

@@ -16,13 +16,15 @@
  * @since 0.1.0
  */
 import { type ChatChunk, type ChatRequest, type ChatResponse, type LlmClient, Plugin } from "@callm/core"
+import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
-import type * as Layer from "effect/Layer"
+import { dual } from "effect/Function"
+import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Detect from "./Detect.ts"
-import * as Schema from "effect/Schema"
 
 /**
  * What to detect.
@@ -300,3 +302,29 @@ const hooks = (options: Options): Plugin.Hooks => {
  */
 export const layer = (options: Options = {}): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> =>
   Plugin.layer(hooks(options))
+
+/**
+ * Redacts the requests of a client you hold (and restores its answers). Dual.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const withRedact: {
+  (options?: Options): (client: LlmClient.Service) => LlmClient.Service
+  (client: LlmClient.Service, options?: Options): LlmClient.Service
+} = dual(
+  (args) => Plugin.isClient(args[0]),
+  (client: LlmClient.Service, options: Options = {}): LlmClient.Service => Plugin.wrap(client, hooks(options))
+)
+
+/**
+ * The redaction plugin with its options from `Config`: a `Config` of the whole options (e.g.
+ * `Config.schema(Redact.OptionsSchema, "redact")`) or one `Config` per field.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<Options>
+): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
+  Layer.unwrap(Effect.map(Config.unwrap(options), layer))
