@@ -1,9 +1,11 @@
 import { inspect } from "node:util"
 import { AnthropicClient } from "@callm/anthropic"
 import { ChatChunk, ChatRequest, ChatResponse, LlmClient, type LlmError } from "@callm/core"
+import { eventually } from "@callm/testing/Eventually"
+import { mulberry32 } from "@callm/testing/Prng"
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect, Fiber, Layer, Redacted, Result, Schedule, Stream } from "effect"
-import { errorBody, fixtureLines, message, seeded, sse, testServer } from "./TestServer.ts"
+import { ConfigProvider, Duration, Effect, Fiber, Layer, Redacted, Result, Stream } from "effect"
+import { errorBody, fixtureLines, message, sse, testServer } from "./TestServer.ts"
 
 const ask = (prompt: string, options: Parameters<typeof ChatRequest.fromPrompt>[2] = {}) =>
   ChatRequest.fromPrompt("claude-sonnet-4-5", prompt, options)
@@ -23,11 +25,6 @@ const collectUntilFailure = (request: ChatRequest.ChatRequest) =>
 
 const whole = (chunks: ReadonlyArray<ChatChunk.ChatChunk>) =>
   ChatChunk.toResponse(chunks.reduce(ChatChunk.accumulate, ChatChunk.accumulator()))
-
-const eventually = (check: () => boolean, what: string) =>
-  Effect.suspend(() => (check() ? Effect.void : Effect.fail(new Error(`still waiting for: ${what}`)))).pipe(
-    Effect.retry({ schedule: Schedule.spaced(Duration.millis(10)), times: 300 })
-  )
 
 describe("AnthropicClient.complete", () => {
   it.live("POSTs /v1/messages with x-api-key and anthropic-version, and maps the message back", () =>
@@ -277,7 +274,7 @@ describe("AnthropicClient.stream", () => {
   it.live("reassembles a stream split at 30 random sets of byte offsets, multi-byte characters included", () =>
     Effect.gen(function* () {
       const server = yield* testServer()
-      const random = seeded(7)
+      const random = mulberry32(7).next
       const bytes = sse(fixtureLines("anthropic-text.chunks.txt"))
       const multiByte = bytes.indexOf(Buffer.from("世", "utf8"))
       const layer = provider(server.url)

@@ -6,23 +6,14 @@
 import { inspect } from "node:util"
 import { AnthropicClient } from "@callm/anthropic"
 import { ChatChunk, ChatRequest, ChatResponse, LlmClient, type LlmError } from "@callm/core"
-import { type MockServerHandle, type MockServerOptions, startMockServer } from "@callm/mock-server"
+import type { MockServerHandle } from "@callm/mock-server"
+import { eventually } from "@callm/testing/Eventually"
+import { mockServer } from "@callm/testing/Mock"
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, Redacted, Result, Schedule, Schema, Stream } from "effect"
-
-const mockServer = (options: MockServerOptions = {}) =>
-  Effect.acquireRelease(
-    Effect.promise(() => startMockServer({ ...options, port: 0 })),
-    (server) => Effect.promise(() => server.close())
-  )
+import { Duration, Effect, Fiber, Redacted, Result, Schema, Stream } from "effect"
 
 const provider = (mock: MockServerHandle, options: AnthropicClient.Options = {}) =>
   AnthropicClient.layer({ baseUrl: mock.url, ...options })
-
-const eventually = (check: () => boolean, what: string) =>
-  Effect.suspend(() => (check() ? Effect.void : Effect.fail(new Error(`still waiting for: ${what}`)))).pipe(
-    Effect.retry({ schedule: Schedule.spaced(Duration.millis(10)), times: 300 })
-  )
 
 const ask = (prompt: string, options: Parameters<typeof ChatRequest.fromPrompt>[2] = {}) =>
   ChatRequest.fromPrompt("mock-small", prompt, options)

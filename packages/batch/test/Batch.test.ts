@@ -1,18 +1,10 @@
 import { Batch } from "@callm/batch"
-import { CallContext, ChatRequest, ChatResponse, LlmClient } from "@callm/core"
-import { type MockServerOptions, startMockServer } from "@callm/mock-server"
+import { CallContext, ChatRequest, ChatResponse } from "@callm/core"
 import { OpenAiClient } from "@callm/openai"
+import { build } from "@callm/testing/Client"
+import { mockServer } from "@callm/testing/Mock"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer, Result } from "effect"
-
-const mockServer = (options: MockServerOptions = {}) =>
-  Effect.acquireRelease(
-    Effect.promise(() => startMockServer({ ...options, port: 0 })),
-    (server) => Effect.promise(() => server.close())
-  )
-
-const build = (layer: Layer.Layer<LlmClient.LlmClient>) =>
-  Effect.map(Layer.build(layer), (context) => Context.get(context, LlmClient.LlmClient))
+import { Effect, Layer, Result } from "effect"
 
 const ask = (index: number, model = "mock-small") => ChatRequest.fromPrompt(model, `question ${index}`)
 

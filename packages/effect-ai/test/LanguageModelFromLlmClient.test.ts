@@ -1,23 +1,16 @@
 import { type ChatChunk, ChatRequest, ChatResponse, LlmClient } from "@callm/core"
 import { LanguageModelFromLlmClient } from "@callm/effect-ai"
-import { type MockServerHandle, type MockServerOptions, startMockServer } from "@callm/mock-server"
+import type { MockServerHandle } from "@callm/mock-server"
 import { OpenAiClient } from "@callm/openai"
 import { Retry } from "@callm/resilience"
+import { build as buildClient } from "@callm/testing/Client"
+import { mockServer } from "@callm/testing/Mock"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Duration, Effect, Layer, Schema, Stream } from "effect"
 import { LanguageModel, Prompt, type Response, Tool, Toolkit } from "effect/ai"
 
-const mockServer = (options: MockServerOptions = {}) =>
-  Effect.acquireRelease(
-    Effect.promise(() => startMockServer({ ...options, port: 0 })),
-    (server) => Effect.promise(() => server.close())
-  )
-
 const buildModel = (layer: Layer.Layer<LanguageModel.LanguageModel>) =>
   Effect.map(Layer.build(layer), (context) => Context.get(context, LanguageModel.LanguageModel))
-
-const buildClient = (layer: Layer.Layer<LlmClient.LlmClient>) =>
-  Effect.map(Layer.build(layer), (context) => Context.get(context, LlmClient.LlmClient))
 
 /** A LanguageModel on callm's OpenAI provider pointed at the mock. */
 const modelOn = (mock: MockServerHandle, model: string, client: OpenAiClient.Options = {}) =>

@@ -1,20 +1,13 @@
-import { ChatChunk, ChatRequest, ChatResponse, LlmClient, LlmError } from "@callm/core"
+import { ChatChunk, ChatRequest, ChatResponse, LlmError } from "@callm/core"
 import { LanguageModelFromLlmClient, LlmClientFromLanguageModel } from "@callm/effect-ai"
-import { type MockServerHandle, type MockServerOptions, startMockServer } from "@callm/mock-server"
+import type { MockServerHandle } from "@callm/mock-server"
 import { OpenAiClient } from "@callm/openai"
 import { Retry } from "@callm/resilience"
+import { build as buildClient } from "@callm/testing/Client"
+import { mockServer } from "@callm/testing/Mock"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Duration, Effect, Layer, Result, Stream } from "effect"
+import { Duration, Effect, Layer, Result, Stream } from "effect"
 import { AiError, LanguageModel, type Response, Tool } from "effect/ai"
-
-const mockServer = (options: MockServerOptions = {}) =>
-  Effect.acquireRelease(
-    Effect.promise(() => startMockServer({ ...options, port: 0 })),
-    (server) => Effect.promise(() => server.close())
-  )
-
-const buildClient = (layer: Layer.Layer<LlmClient.LlmClient>) =>
-  Effect.map(Layer.build(layer), (context) => Context.get(context, LlmClient.LlmClient))
 
 /** callm -> effect/ai -> callm -> the mock: a round trip through both adapters. */
 const roundTrip = (mock: MockServerHandle, client: OpenAiClient.Options = {}) =>

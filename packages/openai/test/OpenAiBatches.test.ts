@@ -2,10 +2,10 @@
  * OpenAI's Batch API calls over real HTTP against the mock server's `/v1/files` and `/v1/batches`.
  */
 import { OpenAiBatches } from "@callm/openai"
+import { mockServer } from "@callm/testing/Mock"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Redacted, Schedule } from "effect"
-import { mockServer } from "./MockFixture.ts"
 
 const line = (customId: string, messages: ReadonlyArray<unknown>) =>
   JSON.stringify({

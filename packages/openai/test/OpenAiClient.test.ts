@@ -3,9 +3,11 @@ import type { AddressInfo } from "node:net"
 import { inspect } from "node:util"
 import { ChatChunk, ChatRequest, ChatResponse, LlmClient, type LlmError } from "@callm/core"
 import { OpenAiClient } from "@callm/openai"
+import { eventually } from "@callm/testing/Eventually"
+import { mockServer } from "@callm/testing/Mock"
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Fiber, Redacted, Result, Stream } from "effect"
-import { eventually, mockServer, provider } from "./MockFixture.ts"
+import { provider } from "./MockFixture.ts"
 
 const ask = (prompt: string, options: Omit<ChatRequest.ChatRequest, "model" | "messages"> = {}) =>
   ChatRequest.fromPrompt("mock-small", prompt, options)

@@ -1,8 +1,8 @@
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { Embeddings, type LlmError } from "@callm/core"
-import { startMockServer } from "@callm/mock-server"
 import { OpenAiEmbeddings } from "@callm/openai"
+import { mockServer } from "@callm/testing/Mock"
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Redacted } from "effect"
 
@@ -166,17 +166,13 @@ describe("OpenAiEmbeddings", () => {
 })
 
 describe("OpenAiEmbeddings against the mock's /v1/embeddings", () => {
-  const mockServer = Effect.acquireRelease(
-    Effect.promise(() => startMockServer({ port: 0 })),
-    (mock) => Effect.promise(() => mock.close())
-  )
   const norm = (vector: ReadonlyArray<number>) => Math.sqrt(vector.reduce((sum, x) => sum + x * x, 0))
 
   it.live(
     "embeds strings into unit vectors of the model's or the asked dimensions, the same input the same vector",
     () =>
       Effect.gen(function* () {
-        const mock = yield* mockServer
+        const mock = yield* mockServer()
         const layer = OpenAiEmbeddings.layer({ baseUrl: mock.baseUrl })
         const response = yield* Embeddings.embed({
           model: "text-embedding-3-small",
@@ -198,7 +194,7 @@ describe("OpenAiEmbeddings against the mock's /v1/embeddings", () => {
 
   it.live("decodes base64 answers to the same vectors as float answers", () =>
     Effect.gen(function* () {
-      const mock = yield* mockServer
+      const mock = yield* mockServer()
       const layer = OpenAiEmbeddings.layer({ baseUrl: mock.baseUrl })
       const floats = yield* Embeddings.embed({ model: "m", input: ["a b c"], dimensions: 32 }).pipe(
         Effect.provide(layer)
@@ -219,7 +215,7 @@ describe("OpenAiEmbeddings against the mock's /v1/embeddings", () => {
 
   it.live("a split call gives the same vectors, in the same order, as one request, in ceil(n / max) requests", () =>
     Effect.gen(function* () {
-      const mock = yield* mockServer
+      const mock = yield* mockServer()
       const input = Array.from({ length: 25 }, (_, index) => `document number ${index}`)
       const whole = yield* Embeddings.embed({ model: "m", input, dimensions: 8 }).pipe(
         Effect.provide(OpenAiEmbeddings.layer({ baseUrl: mock.baseUrl }))
@@ -236,7 +232,7 @@ describe("OpenAiEmbeddings against the mock's /v1/embeddings", () => {
 
   it.live("maps the mock's faults and its own 400s to LlmError reasons", () =>
     Effect.gen(function* () {
-      const mock = yield* mockServer
+      const mock = yield* mockServer()
       for (const [fault, tag] of [
         ["429", "RateLimited"],
         ["503", "Overloaded"],

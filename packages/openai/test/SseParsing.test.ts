@@ -1,9 +1,10 @@
 import { readFileSync } from "node:fs"
 import { ChatChunk, ChatRequest, ChatResponse, LlmClient } from "@callm/core"
 import { OpenAiClient } from "@callm/openai"
+import { mulberry32 } from "@callm/testing/Prng"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Stream } from "effect"
-import { replayServer, seeded, transcript } from "./SseReplay.ts"
+import { replayServer, transcript } from "./SseReplay.ts"
 
 const expectedText = (fixture: string) =>
   readFileSync(new URL(`./fixtures/${fixture}`, import.meta.url), "utf8")
@@ -36,7 +37,7 @@ describe("OpenAiClient stream parsing", () => {
   it.live("reassembles a transcript split at 40 random sets of byte offsets, multi-byte characters included", () =>
     Effect.gen(function* () {
       const server = yield* replayServer
-      const random = seeded(42)
+      const random = mulberry32(42).next
       const bytes = transcript("openai-text.chunks.txt")
       const expected = expectedText("openai-text.chunks.txt")
       // Offsets inside "世界" and "👋🏽" (3- and 4-byte sequences) are among those drawn.

@@ -60,11 +60,3 @@ export const replayServer = Effect.acquireRelease(
       server.close(() => resume(Effect.void))
     })
 )
-
-/** A seeded generator, so a failing split plan can be replayed. */
-export const seeded = (seed: number) => () => {
-  seed = (seed + 0x6d2b79f5) | 0
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
