@@ -30,6 +30,7 @@
 
 import { randomUUID } from "node:crypto"
 import * as Http from "node:http"
+import { AnthropicClient } from "@callm/anthropic"
 import {
   CallContext,
   type ChatChunk,
@@ -297,13 +298,17 @@ export const make = Effect.fnUntraced(function* (options: Options) {
     const httpContext = yield* Layer.build(NodeHttpClient.layerUndiciOptions({ connect: { timeout: 10_000 } }))
     for (const [name, upstream] of Object.entries(config.upstreams)) {
       const key = upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv]
-      const provider = yield* OpenAiClient.make({
+      const common = {
         baseUrl: upstream.baseUrl,
         name,
         ...(key === undefined || key === "" ? {} : { apiKey: Redacted.make(key) }),
-        ...(upstream.headers === undefined ? {} : { headers: upstream.headers }),
-        ...(upstream.batch === undefined ? {} : { batch: upstream.batch })
-      }).pipe(Effect.provide(httpContext))
+        ...(upstream.headers === undefined ? {} : { headers: upstream.headers })
+      }
+      const provider = yield* (
+        upstream.kind === "anthropic"
+          ? AnthropicClient.make(common)
+          : OpenAiClient.make({ ...common, ...(upstream.batch === undefined ? {} : { batch: upstream.batch }) })
+      ).pipe(Effect.provide(httpContext))
       // Innermost the timing and the failure count, then this upstream's own breaker: its state, its
       // metrics (`callm_breaker_state{upstream}`) and its refusals are this upstream's alone.
       const counted = countFailures(name, timeUpstream(provider))

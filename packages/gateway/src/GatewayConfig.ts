@@ -33,12 +33,18 @@ import * as Schema from "effect/Schema"
 import * as SchemaIssue from "effect/SchemaIssue"
 
 /**
- * An OpenAI-compatible server the gateway sends requests to.
+ * A server the gateway sends requests to: OpenAI-compatible (the default), or Anthropic's Messages API
+ * (`kind: "anthropic"`, through `@callm/anthropic`), whose answers clients still get in OpenAI's format.
  *
  * @since 0.1.0
  * @category schemas
  */
 export const Upstream = Schema.Struct({
+  /**
+   * The API it speaks: `"openai"` (default: `/v1/chat/completions`, `/v1/embeddings`) or `"anthropic"`
+   * (`/v1/messages`, its key sent as `x-api-key`; no embeddings, so an embedding route skips it).
+   */
+  kind: Schema.optionalKey(Schema.Literals(["openai", "anthropic"])),
   baseUrl: Schema.String,
   /** The environment variable holding its API key (never the key itself in a config file). */
   apiKeyEnv: Schema.optionalKey(Schema.String),

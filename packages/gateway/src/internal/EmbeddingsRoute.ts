@@ -74,7 +74,7 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   const { config, env } = options
   const upstreams = new Map<string, Embeddings.Service>()
   for (const [name, upstream] of Object.entries(config.upstreams)) {
-    if ((upstream as { readonly kind?: string }).kind === "anthropic") continue
+    if (upstream.kind === "anthropic") continue
     const key = upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv]
     const provider = yield* OpenAiEmbeddings.make({
       baseUrl: upstream.baseUrl,
