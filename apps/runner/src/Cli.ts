@@ -4,10 +4,11 @@
  * @since 0.1.0
  */
 import type { LlmError } from "@callm/core"
-import type { ServeError } from "effect/http/HttpServerError"
 import { type Config, Console, Effect, type FileSystem } from "effect"
 import { Command } from "effect/cli"
+import type { ServeError } from "effect/http/HttpServerError"
 import * as ChatCommand from "./ChatCommand.ts"
+import * as JobsCommand from "./JobsCommand.ts"
 import * as KeysCommand from "./KeysCommand.ts"
 import * as MockCommand from "./MockCommand.ts"
 import * as RunCommand from "./RunCommand.ts"
@@ -31,6 +32,7 @@ export const command: Command.Command<
   Command.withSubcommands([
     ChatCommand.command,
     RunCommand.command,
+    JobsCommand.command,
     ServeCommand.command,
     KeysCommand.command,
     MockCommand.command

@@ -40,6 +40,7 @@ import { Prometheus, Tracing } from "@callm/observability"
 import { RedisConnection } from "@callm/rate-limit"
 import { Deferred, Effect, Fiber, FileSystem, Layer, Metric, Option, Result, Schedule, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
+import * as ClusterRun from "./ClusterRun.ts"
 import * as Config from "./Config.ts"
 import * as FailFast from "./FailFast.ts"
 import * as Provider from "./Provider.ts"
@@ -322,6 +323,24 @@ export const command = Command.make(
     metricsPort: Flag.Int("metrics-port").pipe(
       Flag.withDescription("Serve Prometheus metrics on 127.0.0.1:<port>/metrics while the run lasts (0: a free port)"),
       Flag.optional
+    ),
+    cluster: Flag.String("cluster").pipe(
+      Flag.withDescription(
+        "PostgreSQL URL of a cluster: this process joins the job as one of its workers (on effect/cluster); start the same command on each machine"
+      ),
+      Flag.optional
+    ),
+    job: Flag.String("job").pipe(
+      Flag.withDescription("The cluster job's name (default: the input file's name without .jsonl)"),
+      Flag.optional
+    ),
+    clusterHost: Flag.String("cluster-host").pipe(
+      Flag.withDefault("127.0.0.1"),
+      Flag.withDescription("Address the other workers reach this one at (--cluster; default 127.0.0.1)")
+    ),
+    clusterPort: Flag.Int("cluster-port").pipe(
+      Flag.withDescription("Port this worker listens on for the other workers (--cluster; default: a free port)"),
+      Flag.optional
     )
   },
   (flags) =>
@@ -366,6 +385,21 @@ export const command = Command.make(
         return yield* new UserError({
           message: `run: the base URL must start with http:// or https://, got ${JSON.stringify(baseUrl)} (from ${Option.isSome(flags.baseUrl) ? "--base-url" : config.provider?.baseUrl !== undefined ? "the config's provider.baseUrl" : "OPENAI_BASE_URL"})`
         })
+      if (Option.isSome(flags.cluster)) {
+        if (flags.mode !== "async")
+          return yield* new UserError({
+            message: `run: --cluster runs lines as --mode async does, not --mode ${flags.mode}`
+          })
+        return yield* ClusterRun.fromFlags({
+          ...flags,
+          cluster: flags.cluster.value,
+          model,
+          config,
+          resolvedBaseUrl: baseUrl,
+          style,
+          say
+        })
+      }
       if (flags.mode === "provider-batch")
         return yield* ProviderBatch.fromFlags({ ...flags, model, config, baseUrl, style, say })
       const provider = Provider.provider({
