@@ -1,15 +1,10 @@
-import { ChatChunk, ChatRequest, ChatResponse, LlmClient } from "@callm/core"
-import { type MockServerOptions, startMockServer } from "@callm/mock-server"
+import { ChatChunk, ChatRequest, ChatResponse } from "@callm/core"
 import { OpenAiClient } from "@callm/openai"
 import { Redact } from "@callm/redact"
+import { build, withPlugin } from "@callm/testing/Client"
+import { mockServer } from "@callm/testing/Mock"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer, Stream } from "effect"
-
-const mockServer = (options: MockServerOptions = {}) =>
-  Effect.acquireRelease(
-    Effect.promise(() => startMockServer({ ...options, port: 0 })),
-    (server) => Effect.promise(() => server.close())
-  )
+import { Effect, Stream } from "effect"
 
 const secretText = "Mail alice@example.com or bob@example.org, then alice@example.com again; call 13812345678."
 
@@ -60,12 +55,9 @@ describe("Redact", () => {
       const mock = yield* mockServer()
       const seen: Array<string> = []
       // A spy on what reaches the wire: the mock echoes the last user message back (mock-echo).
-      const client = Context.get(
-        yield* Layer.build(Redact.layer().pipe(Layer.provide(OpenAiClient.layer({ baseUrl: mock.baseUrl })))),
-        LlmClient.LlmClient
-      )
+      const client = yield* withPlugin(Redact.layer(), OpenAiClient.layer({ baseUrl: mock.baseUrl }))
       const request = ChatRequest.fromPrompt("mock-echo", secretText)
-      const wire = Context.get(yield* Layer.build(OpenAiClient.layer({ baseUrl: mock.baseUrl })), LlmClient.LlmClient)
+      const wire = yield* build(OpenAiClient.layer({ baseUrl: mock.baseUrl }))
       const vault = Redact.vault()
       seen.push(
         ChatResponse.text(
@@ -92,12 +84,7 @@ describe("Redact", () => {
   it.live("without restore, the answer keeps the placeholders", () =>
     Effect.gen(function* () {
       const mock = yield* mockServer()
-      const client = Context.get(
-        yield* Layer.build(
-          Redact.layer({ restore: false }).pipe(Layer.provide(OpenAiClient.layer({ baseUrl: mock.baseUrl })))
-        ),
-        LlmClient.LlmClient
-      )
+      const client = yield* withPlugin(Redact.layer({ restore: false }), OpenAiClient.layer({ baseUrl: mock.baseUrl }))
       const response = yield* client.complete(
         ChatRequest.fromPrompt("mock-echo", "key sk-abcdefghijklmnopqrstuvwxyz123456")
       )
