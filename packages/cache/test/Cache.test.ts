@@ -1,23 +1,16 @@
 import { Cache, CacheKey, CacheStore } from "@callm/cache"
-import { ChatRequest, ChatResponse, LlmClient } from "@callm/core"
-import { type MockServerOptions, startMockServer } from "@callm/mock-server"
+import { ChatRequest, ChatResponse } from "@callm/core"
 import { OpenAiClient } from "@callm/openai"
+import { lastJson, startTogether } from "@callm/testing/Children"
+import { build } from "@callm/testing/Client"
+import { eventually } from "@callm/testing/Eventually"
+import { mockServer } from "@callm/testing/Mock"
+import { privateRedis, sharedRedisUrl, uniqueNamespace } from "@callm/testing/Redis"
 import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Duration, Effect, Exit, Layer, Result, Scope, Stream } from "effect"
 import { Redis } from "effect/persistence"
 import { TestClock } from "effect/testing"
-import { lastJson, startTogether } from "@callm/testing/Children"
-import { privateRedis, sharedRedisUrl, uniqueNamespace } from "@callm/testing/Redis"
-
-const mockServer = (options: MockServerOptions = {}) =>
-  Effect.acquireRelease(
-    Effect.promise(() => startMockServer({ ...options, port: 0 })),
-    (server) => Effect.promise(() => server.close())
-  )
-
-const build = <E>(layer: Layer.Layer<LlmClient.LlmClient, E>) =>
-  Effect.map(Layer.build(layer), (context) => Context.get(context, LlmClient.LlmClient))
 
 const deterministic = (prompt: string) => ChatRequest.fromPrompt("mock-small", prompt, { temperature: 0 })
 
@@ -258,9 +251,7 @@ describe("Cache in Redis", () => {
     Effect.gen(function* () {
       const mock = yield* mockServer()
       const namespace = uniqueNamespace()
-      const context = yield* Layer.build(
-        CacheStore.layerRedis({ namespace }).pipe(Layer.provideMerge(redisLayer()))
-      )
+      const context = yield* Layer.build(CacheStore.layerRedis({ namespace }).pipe(Layer.provideMerge(redisLayer())))
       const store = Context.get(context, CacheStore.CacheStore)
       const client = yield* build(
         Cache.layerWithStore({ singleFlight: { lease: "1 second", poll: "20 millis" } }).pipe(
@@ -316,15 +307,17 @@ describe("Cache in Redis", () => {
         )
         void back
         // node-redis reconnects with a backoff: wait until the cache works again.
-        let cachedAgain = false
-        for (let attempt = 0; attempt < 50 && !cachedAgain; attempt++) {
-          yield* Effect.sleep("100 millis")
-          const before = mock.stats().completions
-          yield* client.complete(deterministic("c"))
-          yield* client.complete(deterministic("c"))
-          cachedAgain = mock.stats().completions === before + 1 || mock.stats().completions === before
-        }
-        assert.isTrue(cachedAgain, "the cache works again once Redis is back")
+        yield* eventually(
+          Effect.gen(function* () {
+            const before = mock.stats().completions
+            yield* client.complete(deterministic("c"))
+            yield* client.complete(deterministic("c"))
+            return mock.stats().completions === before + 1 || mock.stats().completions === before
+          }),
+          "the cache to work again once Redis is back",
+          "10 seconds",
+          "100 millis"
+        )
         yield* Scope.close(clientScope, Exit.void)
       }).pipe(Effect.scoped),
     { timeout: 60_000 }

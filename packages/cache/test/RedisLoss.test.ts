@@ -1,6 +1,7 @@
 import { Cache, CacheStore } from "@callm/cache"
 import { ChatRequest, type ChatResponse, LlmClient } from "@callm/core"
 import { RedisConnection } from "@callm/rate-limit"
+import { eventually } from "@callm/testing/Eventually"
 import { privateRedis, redisKeys, uniqueNamespace } from "@callm/testing/Redis"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Metric, Scope, Stream } from "effect"
@@ -66,13 +67,19 @@ describe("the Redis cache when Redis goes away", () => {
           Effect.promise(() => privateRedis(redis.port)),
           (server) => Effect.promise(() => server.stop())
         )
-        let keys: ReadonlyArray<string> = []
-        for (let attempt = 0; attempt < 100 && keys.length === 0; attempt++) {
-          yield* Effect.sleep("100 millis")
-          yield* client.complete(ask("c"))
-          keys = (yield* keysIn(back.url, `*${namespace}*`)).filter((key) => !key.includes(":lock:"))
-        }
-        assert.strictEqual(keys.length, 1, "the answer is stored in Redis again")
+        const keys = Effect.map(keysIn(back.url, `*${namespace}*`), (all) =>
+          all.filter((key) => !key.includes(":lock:"))
+        )
+        yield* eventually(
+          Effect.andThen(
+            client.complete(ask("c")),
+            Effect.map(keys, (stored) => stored.length > 0)
+          ),
+          "the answer to be stored in Redis again",
+          "15 seconds",
+          "100 millis"
+        )
+        assert.strictEqual((yield* keys).length, 1, "the answer is stored in Redis again")
         const calls = upstreamCalls
         yield* client.complete(ask("c"))
         assert.strictEqual(upstreamCalls, calls, "and served from it")

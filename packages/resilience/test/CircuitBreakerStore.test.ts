@@ -1,5 +1,6 @@
 import { LlmClient } from "@callm/core"
 import { CircuitBreaker, CircuitBreakerStore } from "@callm/resilience"
+import { eventually } from "@callm/testing/Eventually"
 import { privateRedis, redisKeys } from "@callm/testing/Redis"
 import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
@@ -59,13 +60,17 @@ describe("CircuitBreakerStore.layerRedis when Redis goes away", () => {
           Effect.promise(() => privateRedis(redis.port)),
           (server) => Effect.promise(() => server.stop())
         )
-        let keys: ReadonlyArray<string> = []
-        for (let attempt = 0; attempt < 100 && keys.length === 0; attempt++) {
-          yield* Effect.sleep("100 millis")
-          yield* Effect.flip(client.complete(ask))
-          keys = yield* Effect.promise(() => redisKeys(back.url, "test:breaker:*"))
-        }
-        assert.isAbove(keys.length, 0, "the breaker's state is in Redis again")
+        const keys = Effect.promise(() => redisKeys(back.url, "test:breaker:*"))
+        yield* eventually(
+          Effect.andThen(
+            Effect.flip(client.complete(ask)),
+            Effect.map(keys, (stored) => stored.length > 0)
+          ),
+          "the breaker's state to be in Redis again",
+          "15 seconds",
+          "100 millis"
+        )
+        assert.isAbove((yield* keys).length, 0, "the breaker's state is in Redis again")
       }).pipe(Effect.scoped),
     { timeout: 60_000 }
   )

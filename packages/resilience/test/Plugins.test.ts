@@ -1,14 +1,10 @@
 import { LlmClient, LlmError } from "@callm/core"
 import { CircuitBreaker, Fallback, Hedge, LoadBalancer, Timeout } from "@callm/resilience"
+import { withPlugin } from "@callm/testing/Client"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Fiber, Layer, Result, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { ask, badRequest, chunk, response, scripted, serverError } from "./Scripted.ts"
-
-const wrapped = (plugin: Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient>, inner: LlmClient.Service) =>
-  Effect.map(Layer.build(Layer.provide(plugin, Layer.succeed(LlmClient.LlmClient, inner))), (context) =>
-    Context.get(context, LlmClient.LlmClient)
-  )
 
 describe("Timeout", () => {
   it.effect("fails a slow call with Timeout(total) and interrupts it", () =>
@@ -76,7 +72,7 @@ describe("CircuitBreaker", () => {
       Effect.gen(function* () {
         let healthy = false
         const upstream = scripted([() => (healthy ? "ok" : serverError)])
-        const client = yield* wrapped(
+        const client = yield* withPlugin(
           CircuitBreaker.layer({ upstream: "up", trip: { consecutiveFailures: 3 }, openDuration: "10 seconds" }),
           upstream.client
         )
@@ -97,7 +93,7 @@ describe("CircuitBreaker", () => {
   it.effect("does not count a bad request against the upstream", () =>
     Effect.gen(function* () {
       const upstream = scripted([badRequest])
-      const client = yield* wrapped(CircuitBreaker.layer({ trip: { consecutiveFailures: 2 } }), upstream.client)
+      const client = yield* withPlugin(CircuitBreaker.layer({ trip: { consecutiveFailures: 2 } }), upstream.client)
       for (let call = 0; call < 5; call++) yield* Effect.flip(client.complete(ask))
       assert.strictEqual(upstream.calls(), 5)
     }).pipe(Effect.scoped)
@@ -106,12 +102,12 @@ describe("CircuitBreaker", () => {
   it.effect("counts a batch once: batches of bad requests never trip it, batches of upstream failures do", () =>
     Effect.gen(function* () {
       const bad = scripted([badRequest])
-      const tolerant = yield* wrapped(CircuitBreaker.layer({ trip: { consecutiveFailures: 2 } }), bad.client)
+      const tolerant = yield* withPlugin(CircuitBreaker.layer({ trip: { consecutiveFailures: 2 } }), bad.client)
       for (let batch = 0; batch < 4; batch++) yield* tolerant.completeMany([ask, ask])
       assert.strictEqual(bad.calls(), 8, "every batch of bad requests was sent")
 
       const down = scripted([serverError])
-      const client = yield* wrapped(
+      const client = yield* withPlugin(
         CircuitBreaker.layer({ upstream: "down", trip: { consecutiveFailures: 2 } }),
         down.client
       )
@@ -134,7 +130,7 @@ describe("CircuitBreaker", () => {
     Effect.gen(function* () {
       let call = 0
       const upstream = scripted([() => (call++ % 2 === 0 ? serverError : "ok")])
-      const client = yield* wrapped(CircuitBreaker.layer({ trip: { ratio: 0.5, calls: 10 } }), upstream.client)
+      const client = yield* withPlugin(CircuitBreaker.layer({ trip: { ratio: 0.5, calls: 10 } }), upstream.client)
       const results = yield* Effect.forEach(Array.from({ length: 14 }), () => Effect.result(client.complete(ask)))
       const open = results.filter((result) => Result.isFailure(result) && result.failure.reason._tag === "CircuitOpen")
       assert.isAbove(open.length, 0)
@@ -147,7 +143,7 @@ describe("Fallback", () => {
   it.effect("moves a call on to the next model on a retryable error or NotFound, in order", () =>
     Effect.gen(function* () {
       const upstream = scripted([serverError, new LlmError.NotFound({}), "ok"])
-      const client = yield* wrapped(
+      const client = yield* withPlugin(
         Fallback.layer({ targets: [{ model: "second" }, { model: "third" }] }),
         upstream.client
       )
@@ -160,7 +156,7 @@ describe("Fallback", () => {
   it.effect("does not fall back on a bad request", () =>
     Effect.gen(function* () {
       const upstream = scripted([badRequest, "ok"])
-      const client = yield* wrapped(Fallback.layer({ targets: [{ model: "second" }] }), upstream.client)
+      const client = yield* withPlugin(Fallback.layer({ targets: [{ model: "second" }] }), upstream.client)
       assert.strictEqual((yield* Effect.flip(client.complete(ask))).reason._tag, "BadRequest")
       assert.strictEqual(upstream.calls(), 1)
     }).pipe(Effect.scoped)
@@ -170,7 +166,7 @@ describe("Fallback", () => {
     Effect.gen(function* () {
       const primary = scripted([serverError])
       const backup = scripted(["ok"])
-      const client = yield* wrapped(
+      const client = yield* withPlugin(
         Fallback.layer({ targets: [{ name: "backup", client: backup.client }] }),
         primary.client
       )
@@ -272,7 +268,7 @@ describe("Hedge", () => {
           }),
         stream: () => Stream.die("unused")
       })
-      const client = yield* wrapped(Hedge.layer({ delay: "1 second" }), upstream)
+      const client = yield* withPlugin(Hedge.layer({ delay: "1 second" }), upstream)
       const fiber = yield* Effect.forkChild(client.complete(ask))
       yield* TestClock.adjust("1100 millis")
       const answer = yield* Fiber.join(fiber)
@@ -295,7 +291,7 @@ describe("Hedge", () => {
           }),
         stream: () => Stream.die("unused")
       })
-      const client = yield* wrapped(Hedge.layer({ delay: "1 second" }), upstream)
+      const client = yield* withPlugin(Hedge.layer({ delay: "1 second" }), upstream)
       const fiber = yield* Effect.forkChild(Effect.flip(client.complete(ask)))
       yield* TestClock.adjust("200 millis")
       const error = yield* Fiber.join(fiber)
@@ -320,7 +316,7 @@ describe("Hedge", () => {
           }),
         stream: () => Stream.die("unused")
       })
-      const client = yield* wrapped(Hedge.layer({ delay: "1 second" }), upstream)
+      const client = yield* withPlugin(Hedge.layer({ delay: "1 second" }), upstream)
       const fiber = yield* Effect.forkChild(Effect.flip(client.complete(ask)))
       yield* TestClock.adjust("2 seconds")
       assert.isUndefined(fiber.pollUnsafe(), "the first failed, the hedge is still out")

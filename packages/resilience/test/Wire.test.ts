@@ -1,18 +1,15 @@
 /**
  * The resilience plugins over real loopback HTTP, against the mock server and its fault injection.
  */
-import { ChatChunk, ChatRequest, ChatResponse, LlmClient, Plugin } from "@callm/core"
-import { type MockServerHandle, type MockServerOptions, startMockServer } from "@callm/mock-server"
+import { ChatChunk, ChatRequest, ChatResponse, Plugin } from "@callm/core"
+import type { MockServerHandle } from "@callm/mock-server"
 import { OpenAiClient } from "@callm/openai"
 import { CircuitBreaker, Fallback, LoadBalancer, Retry, Timeout } from "@callm/resilience"
+import { build } from "@callm/testing/Client"
+import { eventually } from "@callm/testing/Eventually"
+import { mockServer } from "@callm/testing/Mock"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Duration, Effect, Fiber, Layer, Result, Schedule, Stream } from "effect"
-
-const mockServer = (options: MockServerOptions = {}) =>
-  Effect.acquireRelease(
-    Effect.promise(() => startMockServer({ ...options, port: 0 })),
-    (server) => Effect.promise(() => server.close())
-  )
+import { Context, Effect, Fiber, Layer, Result, Stream } from "effect"
 
 const provider = (mock: MockServerHandle, options: OpenAiClient.Options = {}) =>
   OpenAiClient.layer({ baseUrl: mock.baseUrl, ...options })
@@ -30,14 +27,6 @@ const counting = () => {
   })
   return { layer, attempts: () => attempts }
 }
-
-const build = <E>(layer: Layer.Layer<LlmClient.LlmClient, E>) =>
-  Effect.map(Layer.build(layer), (context) => Context.get(context, LlmClient.LlmClient))
-
-const eventually = (check: () => boolean, what: string) =>
-  Effect.suspend(() => (check() ? Effect.void : Effect.fail(new Error(`still waiting for: ${what}`)))).pipe(
-    Effect.retry({ schedule: Schedule.spaced(Duration.millis(10)), times: 300 })
-  )
 
 const ask = (index: number) => ChatRequest.fromPrompt("mock-small", `question ${index}`)
 
