@@ -216,8 +216,9 @@ export const withPresets: {
 export const layer = (options: Options = {}): Layer.Layer<LlmClient, never, LlmClient> => Plugin.layer(hooks(options))
 
 /**
- * The preset plugin with its options from `Config`: a `Config` of the whole options (e.g.
- * `Config.schema(Preset.OptionsSchema, "presets")`) or one per field.
+ * The preset plugin with its options from `Config`: a `Config` of the whole options or one per field
+ * (e.g. `{ default: Config.String("CALLM_PRESET") }`). `Config.schema` cannot read presets whose
+ * `response_format` is any JSON; give those in code.
  *
  * @since 0.2.0
  * @category layers
