@@ -850,7 +850,12 @@ const encodeError = (answer: GatewayError.ErrorAnswer): string => `data: ${JSON.
  *   `requestTimeout` and `headersTimeout`, checked every quarter of it, at most every second), so a
  *   client dribbling its body cannot hold a connection for Node's default 300 s;
  * - what Node refuses before any handler runs (bad HTTP, headers too large, a request not received in
- *   time) is answered in OpenAI's error shape (400, 431, 408) instead of an empty body.
+ *   time) is answered in OpenAI's error shape (400, 431, 408) instead of an empty body;
+ * - shutting down keeps clients' kept-alive sockets from being reset: while the admission drains (and
+ *   once `close` is called), every answer says `Connection: close`, and `close` first waits (up to
+ *   `shutdownLingerMs`, 1 s) for the clients to close their sockets, answering what they still send
+ *   with 503. Node's own `close` destroys idle sockets at once, so a client that sent its next request
+ *   just as its stream ended would see ECONNRESET instead of an answer.
  *
  * @since 0.1.0
  * @category constructors
@@ -862,16 +867,42 @@ export const createNodeServer = (limits: GatewayConfig.Limits = {}, admission?: 
     headersTimeout: readTimeoutMs,
     connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(readTimeoutMs / 4)))
   })
-  if (admission !== undefined) {
-    // The cheap answers, in Node's request event before any Effect runs (the listener Effect adds
-    // never sees these requests): refusals of new chat requests and `/healthz`, so an overloaded
-    // gateway spends a few microseconds per refusal and its health check answers at any load.
-    const emit = server.emit.bind(server)
-    server.emit = ((event: string, ...args: Array<any>) => {
-      if (event === "request" && gate(admission, args[0], args[1])) return true
-      return emit(event, ...args)
-    }) as typeof server.emit
-  }
+  // The sockets open now, so that `close` can wait for clients to close theirs (see below).
+  const sockets = new Set<import("node:net").Socket>()
+  server.on("connection", (socket) => {
+    sockets.add(socket)
+    socket.once("close", () => sockets.delete(socket))
+  })
+  let closing = false
+  // The cheap answers, in Node's request event before any Effect runs (the listener Effect adds
+  // never sees these requests): refusals of new chat requests and `/healthz`, so an overloaded
+  // gateway spends a few microseconds per refusal and its health check answers at any load. While
+  // shutting down, every answer (these and the handlers') closes its socket after it.
+  const emit = server.emit.bind(server)
+  server.emit = ((event: string, ...args: Array<any>) => {
+    if (event === "request") {
+      if (closing || admission?.draining() === true) (args[1] as Http.ServerResponse).setHeader("connection", "close")
+      if (admission !== undefined && gate(admission, args[0], args[1])) return true
+    }
+    return emit(event, ...args)
+  }) as typeof server.emit
+  // Node's `close` destroys every idle kept-alive socket at once; a client whose stream just ended may
+  // have its next request already on the way on one, and gets ECONNRESET. So first give clients up to
+  // `shutdownLingerMs` to close their sockets themselves (each answer now says `Connection: close`), then
+  // close. A tick count, not a clock read: this runs outside any fiber.
+  const close = server.close.bind(server)
+  const lingerTicks = Math.ceil(Math.min(shutdownLingerMs, limits.shutdownTimeoutMs ?? shutdownLingerMs) / 20)
+  server.close = ((callback?: (error?: Error) => void) => {
+    closing = true
+    admission?.drain()
+    let ticks = 0
+    const timer = setInterval(() => {
+      if (sockets.size > 0 && ++ticks < lingerTicks) return
+      clearInterval(timer)
+      close(callback)
+    }, 20)
+    return server
+  }) as typeof server.close
   server.on("clientError", (error: NodeJS.ErrnoException, socket) => {
     const response = (socket as { _httpMessage?: Http.ServerResponse })._httpMessage
     // As Node does by default: answer only when nothing was written yet; otherwise just close.
@@ -887,6 +918,9 @@ export const createNodeServer = (limits: GatewayConfig.Limits = {}, admission?: 
   })
   return server
 }
+
+/** How long `close` waits for clients to close their kept-alive sockets (see `createNodeServer`). */
+const shutdownLingerMs = 1000
 
 const healthBody = JSON.stringify({ status: "ok" })
 
