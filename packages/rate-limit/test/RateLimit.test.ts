@@ -1,11 +1,12 @@
 import { CallContext, ChatRequest, type ChatResponse, LlmClient, type LlmError } from "@callm/core"
 import { startMockServer } from "@callm/mock-server"
 import { RateLimit } from "@callm/rate-limit"
-import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer, Stream } from "effect"
-import { TestClock } from "effect/testing"
 import { lastJson, startTogether } from "@callm/testing/Children"
+import { withPlugin } from "@callm/testing/Client"
 import { sharedRedisUrl, uniqueNamespace } from "@callm/testing/Redis"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Fiber, Stream } from "effect"
+import { TestClock } from "effect/testing"
 
 /** An upstream for timing tests on the TestClock: answers after `latencyMs`, reporting `usage` tokens. */
 const upstream = (options: { readonly latencyMs?: number; readonly usage?: number } = {}) => {
@@ -35,11 +36,7 @@ const upstream = (options: { readonly latencyMs?: number; readonly usage?: numbe
   return { client, calls: () => calls, maxInFlight: () => maxInFlight }
 }
 
-const limited = (options: RateLimit.Options, inner: LlmClient.Service) =>
-  Effect.map(
-    Layer.build(RateLimit.layer(options).pipe(Layer.provide(Layer.succeed(LlmClient.LlmClient, inner)))),
-    (context) => Context.get(context, LlmClient.LlmClient)
-  )
+const limited = (options: RateLimit.Options, inner: LlmClient.Service) => withPlugin(RateLimit.layer(options), inner)
 
 const ask = ChatRequest.fromPrompt("m", "q", { max_tokens: 100 })
 

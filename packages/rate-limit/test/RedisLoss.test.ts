@@ -1,6 +1,8 @@
 import { ChatRequest, type ChatResponse, LlmClient } from "@callm/core"
 import { RateLimit, RedisConnection } from "@callm/rate-limit"
-import { freePort, privateRedis, redisKeys } from "@callm/testing/Redis"
+import { eventually } from "@callm/testing/Eventually"
+import { freePort } from "@callm/testing/Ports"
+import { privateRedis, redisKeys } from "@callm/testing/Redis"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Metric, Result, Scope, Stream } from "effect"
 
@@ -71,13 +73,17 @@ describe("RateLimit when Redis goes away", () => {
           (server) => Effect.promise(() => server.stop())
         )
         // The client reconnects by itself (backoff up to about 1 s): poll until a call reaches Redis.
-        let keys: ReadonlyArray<string> = []
-        for (let attempt = 0; attempt < 100 && keys.length === 0; attempt++) {
-          yield* Effect.sleep("100 millis")
-          yield* Effect.exit(client.complete(ask))
-          keys = yield* keysIn(back.url, `${prefix}*`)
-        }
-        assert.isAbove(keys.length, 0, "the buckets are in Redis again")
+        const keys = keysIn(back.url, `${prefix}*`)
+        yield* eventually(
+          Effect.andThen(
+            Effect.exit(client.complete(ask)),
+            Effect.map(keys, (stored) => stored.length > 0)
+          ),
+          "the buckets to be in Redis again",
+          "15 seconds",
+          "100 millis"
+        )
+        assert.isAbove((yield* keys).length, 0, "the buckets are in Redis again")
       }).pipe(Effect.scoped),
     { timeout: 60_000 }
   )
@@ -98,13 +104,17 @@ describe("RateLimit when Redis goes away", () => {
           Effect.promise(() => privateRedis(port)),
           (server) => Effect.promise(() => server.stop())
         )
-        let keys: ReadonlyArray<string> = []
-        for (let attempt = 0; attempt < 100 && keys.length === 0; attempt++) {
-          yield* Effect.sleep("100 millis")
-          yield* client.complete(ask)
-          keys = yield* keysIn(redis.url, `${prefix}*`)
-        }
-        assert.isAbove(keys.length, 0, "the process joined Redis without a restart")
+        const keys = keysIn(redis.url, `${prefix}*`)
+        yield* eventually(
+          Effect.andThen(
+            client.complete(ask),
+            Effect.map(keys, (stored) => stored.length > 0)
+          ),
+          "the process to join Redis without a restart",
+          "15 seconds",
+          "100 millis"
+        )
+        assert.isAbove((yield* keys).length, 0, "the process joined Redis without a restart")
       }).pipe(Effect.scoped),
     { timeout: 60_000 }
   )
@@ -131,13 +141,15 @@ describe("RateLimit when Redis goes away", () => {
         assert.strictEqual(yield* up, 0, "three commands without an answer: Redis counts as down")
 
         redis.resume()
-        let back = false
-        for (let attempt = 0; attempt < 100 && !back; attempt++) {
-          yield* Effect.sleep("100 millis")
-          yield* client.complete(ask)
-          back = (yield* up) === 1
-        }
-        assert.isTrue(back, "Redis is used again once it answers")
+        yield* eventually(
+          Effect.andThen(
+            client.complete(ask),
+            Effect.map(up, (value) => value === 1)
+          ),
+          "Redis to be used again once it answers",
+          "15 seconds",
+          "100 millis"
+        )
       }).pipe(Effect.scoped),
     { timeout: 60_000 }
   )
