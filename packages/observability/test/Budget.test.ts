@@ -1,10 +1,12 @@
 import { CallContext, ChatRequest, LlmClient, type LlmError } from "@callm/core"
 import { Budget, BudgetStore, Prometheus } from "@callm/observability"
+import { build } from "@callm/testing/Client"
+import { mockServer } from "@callm/testing/Mock"
 import { privateRedis, sharedRedisUrl, uniqueNamespace } from "@callm/testing/Redis"
 import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Metric, Result } from "effect"
-import { build, linesOf, mockServer, provider } from "./Fixtures.ts"
+import { linesOf, provider } from "./Fixtures.ts"
 
 // With the mock's 16-token answers, a call to mock-small costs about $7e-6: a budget of $0.00005 allows 7.
 const limit = 0.00005
@@ -93,30 +95,32 @@ describe("Budget", () => {
     }).pipe(Effect.scoped)
   )
 
-  it.live("when a store without a local fallback is down, calls go ahead by default, or are refused under onStoreError refuse", () =>
-    Effect.gen(function* () {
-      const mock = yield* mockServer({ tokens: 16 })
-      const redis = yield* Effect.acquireRelease(
-        Effect.promise(() => privateRedis()),
-        (server) => Effect.promise(() => server.stop())
-      )
-      const clientFor = (onStoreError: "allow" | "refuse") =>
-        build(
-          Budget.layer({ perKey: { usd: limit }, onStoreError }).pipe(
-            Layer.provide(provider(mock)),
-            Layer.provide(BudgetStore.layerRedis({ namespace: uniqueNamespace(), localFallback: false })),
-            Layer.provide(NodeRedis.layer({ url: redis.url, disableOfflineQueue: true }))
-          )
+  it.live(
+    "when a store without a local fallback is down, calls go ahead by default, or are refused under onStoreError refuse",
+    () =>
+      Effect.gen(function* () {
+        const mock = yield* mockServer({ tokens: 16 })
+        const redis = yield* Effect.acquireRelease(
+          Effect.promise(() => privateRedis()),
+          (server) => Effect.promise(() => server.stop())
         )
-      const allowing = yield* clientFor("allow")
-      const refusing = yield* clientFor("refuse")
-      yield* Effect.promise(() => redis.stop())
-      yield* allowing.complete(ask(1)).pipe(asKey("k"))
-      const refused = yield* Effect.flip(refusing.complete(ask(2)).pipe(asKey("k")))
-      assert.strictEqual(refused.reason._tag, "BudgetExceeded")
-      assert.include(refused.message, "budget store is unavailable")
-      assert.strictEqual(mock.stats().completions, 1)
-    }).pipe(Effect.scoped)
+        const clientFor = (onStoreError: "allow" | "refuse") =>
+          build(
+            Budget.layer({ perKey: { usd: limit }, onStoreError }).pipe(
+              Layer.provide(provider(mock)),
+              Layer.provide(BudgetStore.layerRedis({ namespace: uniqueNamespace(), localFallback: false })),
+              Layer.provide(NodeRedis.layer({ url: redis.url, disableOfflineQueue: true }))
+            )
+          )
+        const allowing = yield* clientFor("allow")
+        const refusing = yield* clientFor("refuse")
+        yield* Effect.promise(() => redis.stop())
+        yield* allowing.complete(ask(1)).pipe(asKey("k"))
+        const refused = yield* Effect.flip(refusing.complete(ask(2)).pipe(asKey("k")))
+        assert.strictEqual(refused.reason._tag, "BudgetExceeded")
+        assert.include(refused.message, "budget store is unavailable")
+        assert.strictEqual(mock.stats().completions, 1)
+      }).pipe(Effect.scoped)
   )
 
   it.live("exposes what each budget has spent and its limit, for an alert on a budget nearly spent", () =>

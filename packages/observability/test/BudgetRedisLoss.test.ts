@@ -1,10 +1,13 @@
 import { CallContext, ChatRequest, LlmClient, type LlmError } from "@callm/core"
 import { Budget, BudgetStore, Prometheus } from "@callm/observability"
+import { build } from "@callm/testing/Client"
+import { eventually } from "@callm/testing/Eventually"
+import { mockServer } from "@callm/testing/Mock"
 import { privateRedis, redisKeys, uniqueNamespace } from "@callm/testing/Redis"
 import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Result, Scope } from "effect"
-import { build, linesOf, mockServer, provider } from "./Fixtures.ts"
+import { linesOf, provider } from "./Fixtures.ts"
 
 // With the mock's 16-token answers, a call to mock-small costs about $7e-6: a budget of $0.00005 allows 7.
 const limit = 0.00005
@@ -71,13 +74,17 @@ describe("Budget on Redis when Redis goes away", () => {
           Effect.promise(() => privateRedis(redis.port)),
           (server) => Effect.promise(() => server.stop())
         )
-        let keys: ReadonlyArray<string> = []
-        for (let attempt = 0; attempt < 100 && keys.length === 0; attempt++) {
-          yield* Effect.sleep("100 millis")
-          yield* Effect.result(client.complete(ask(50)).pipe(asKey("probe")))
-          keys = yield* Effect.promise(() => redisKeys(back.url, `*${namespace}*`))
-        }
-        assert.isAbove(keys.length, 0, "the store uses Redis again")
+        const keys = Effect.promise(() => redisKeys(back.url, `*${namespace}*`))
+        yield* eventually(
+          Effect.gen(function* () {
+            yield* Effect.result(client.complete(ask(50)).pipe(asKey("probe")))
+            return (yield* keys).length > 0
+          }),
+          "the store to use Redis again",
+          "15 seconds",
+          "100 millis"
+        )
+        assert.isAbove((yield* keys).length, 0, "the store uses Redis again")
         assert.approximately(yield* spent, spentDuring, 1e-9, "Redis holds what was spent during the outage")
       }).pipe(Effect.scoped),
     { timeout: 60_000 }

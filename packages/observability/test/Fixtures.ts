@@ -1,20 +1,12 @@
-import { LlmClient } from "@callm/core"
-import { type MockServerHandle, type MockServerOptions, startMockServer } from "@callm/mock-server"
+import type { LlmClient } from "@callm/core"
+import type { MockServerHandle } from "@callm/mock-server"
 import { OpenAiClient } from "@callm/openai"
-import { Context, Effect, Layer } from "effect"
+import type { Layer } from "effect"
 
-export const mockServer = (options: MockServerOptions = {}) =>
-  Effect.acquireRelease(
-    Effect.promise(() => startMockServer({ ...options, port: 0 })),
-    (server) => Effect.promise(() => server.close())
-  )
-
-export const provider = (mock: MockServerHandle, options: OpenAiClient.Options = {}) =>
-  OpenAiClient.layer({ baseUrl: mock.baseUrl, ...options })
-
-/** Builds a client layer in the test's scope. */
-export const build = <E, R>(layer: Layer.Layer<LlmClient.LlmClient, E, R>) =>
-  Effect.map(Layer.build(layer), (context) => Context.get(context, LlmClient.LlmClient))
+export const provider = (
+  mock: MockServerHandle,
+  options: OpenAiClient.Options = {}
+): Layer.Layer<LlmClient.LlmClient> => OpenAiClient.layer({ baseUrl: mock.baseUrl, ...options })
 
 /** The lines of a Prometheus text exposition that belong to one metric, without timestamps. */
 export const linesOf = (text: string, name: string) =>

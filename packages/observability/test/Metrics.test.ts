@@ -1,8 +1,11 @@
 import { ChatRequest } from "@callm/core"
 import { Metrics, Prometheus } from "@callm/observability"
+import { build } from "@callm/testing/Client"
+import { eventually } from "@callm/testing/Eventually"
+import { mockServer } from "@callm/testing/Mock"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Metric, Stream } from "effect"
-import { build, linesOf, mockServer, provider } from "./Fixtures.ts"
+import { linesOf, provider } from "./Fixtures.ts"
 
 /** Each test gets a registry of its own, so counts never leak between tests. */
 const isolated = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -92,7 +95,7 @@ describe("Metrics", () => {
           )
         )
         const fiber = yield* Effect.forkChild(client.complete(ask("never answered")))
-        while (mock.stats().inFlight === 0) yield* Effect.sleep("5 millis")
+        yield* eventually(() => mock.stats().inFlight > 0, "the call to reach the mock")
         assert.deepStrictEqual(linesOf(yield* Prometheus.text, "callm_in_flight"), [
           'callm_in_flight{operation="complete",upstream="mock"} 1'
         ])

@@ -5,25 +5,17 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, writeFileSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ChatRequest } from "@callm/core"
 import { Metrics, Prometheus } from "@callm/observability"
+import { build } from "@callm/testing/Client"
+import { eventually } from "@callm/testing/Eventually"
+import { mockServer } from "@callm/testing/Mock"
+import { freePort } from "@callm/testing/Ports"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Metric } from "effect"
-import { build, mockServer, provider } from "./Fixtures.ts"
-
-/** Prometheus takes a listen address, not port 0: ask the kernel for a free port first. */
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0))
-    })
-    server.on("error", reject)
-  })
+import { provider } from "./Fixtures.ts"
 
 const startPrometheus = (target: string) =>
   Effect.acquireRelease(
@@ -123,12 +115,14 @@ describe("Prometheus", () => {
         const metricsUrl = yield* Prometheus.serve({ port: 0 })
         const prometheus = yield* startPrometheus(new URL(metricsUrl).host)
 
-        let count: number | undefined
-        for (let attempt = 0; attempt < 300 && count !== calls; attempt++) {
-          yield* Effect.sleep("100 millis")
-          count = yield* query(prometheus.url, 'sum(callm_requests_total{outcome="ok",upstream="mock"})')
-        }
-        assert.strictEqual(count, calls, `Prometheus never saw the calls; its log:\n${prometheus.log()}`)
+        const count = query(prometheus.url, 'sum(callm_requests_total{outcome="ok",upstream="mock"})')
+        yield* eventually(
+          Effect.map(count, (seen) => seen === calls),
+          "Prometheus to scrape the calls",
+          "30 seconds",
+          "100 millis"
+        ).pipe(Effect.tapError(() => Effect.sync(() => console.error(`Prometheus's log:\n${prometheus.log()}`))))
+        assert.strictEqual(yield* count, calls)
         const notFound = yield* query(prometheus.url, 'sum(callm_requests_total{reason="NotFound"})')
         assert.strictEqual(notFound, 1)
         const median = yield* query(

@@ -1,8 +1,10 @@
 import { ChatRequest } from "@callm/core"
 import { Prometheus, Router } from "@callm/observability"
+import { build } from "@callm/testing/Client"
+import { mockServer } from "@callm/testing/Mock"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Metric } from "effect"
-import { build, linesOf, mockServer, provider } from "./Fixtures.ts"
+import { linesOf, provider } from "./Fixtures.ts"
 
 describe("Router", () => {
   const rule = Router.bySize({

@@ -6,9 +6,11 @@ import { createServer } from "node:http"
 import { ChatRequest, Plugin } from "@callm/core"
 import { Tracing } from "@callm/observability"
 import { Retry } from "@callm/resilience"
+import { build } from "@callm/testing/Client"
+import { mockServer } from "@callm/testing/Mock"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
-import { build, mockServer, provider } from "./Fixtures.ts"
+import { provider } from "./Fixtures.ts"
 
 interface OtlpValue {
   readonly stringValue?: string
