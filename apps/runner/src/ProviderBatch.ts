@@ -16,6 +16,10 @@
  * - Cost: each answer's usage at half the model's price (the Batch API's discount).
  * - Plugins and presets do not apply: the provider runs the requests.
  *
+ * Over 400 lines on purpose: one resumable procedure (write, upload, record, poll, download, write the
+ * output) whose steps share the state file's contract; split, the order that makes a rerun safe would
+ * be spread across files.
+ *
  * @since 0.2.0
  */
 import { createReadStream, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"

@@ -32,6 +32,10 @@
  * with the cache figures under `prompt_tokens_details` (`cached_tokens`, `cache_read_input_tokens`,
  * `cache_creation_input_tokens`).
  *
+ * Over 400 lines on purpose: it is one mapping, requests one way and responses the other, and each
+ * half is read against the other (a field the request side sends, the response side reads back);
+ * split, they would drift apart.
+ *
  * @since 0.1.0
  */
 import { ChatRequest, type ChatResponse, LlmError } from "@callm/core"

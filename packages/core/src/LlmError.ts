@@ -8,6 +8,10 @@
  *
  * Secrets never appear in an error: providers keep the server's message, never the request headers.
  *
+ * Over 400 lines on purpose: the closed union of reasons, one small class each with whether it is
+ * retryable and its message, then the error that carries them; callers match on this union, and it
+ * reads as one list.
+ *
  * @since 0.1.0
  */
 import * as Duration from "effect/Duration"
