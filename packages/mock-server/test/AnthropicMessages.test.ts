@@ -213,7 +213,7 @@ describe("/v1/messages with the official Anthropic SDK", () => {
     }
     assert.strictEqual(mock.stats().inFlight, 1)
     await reader.cancel()
-    await eventually(() => mock.stats().inFlight === 0)
+    await eventually(() => mock.stats().inFlight === 0, "nothing left in flight")
   })
 
   it("sends a 529 overloaded_error with retry-after when the capacity model's queue is full", async () => {
@@ -226,7 +226,7 @@ describe("/v1/messages with the official Anthropic SDK", () => {
           body: JSON.stringify(body)
         })
       const first = send(ask)
-      await eventually(() => busy.stats().capacity.busy === 1)
+      await eventually(() => busy.stats().capacity.busy === 1, "one slot busy")
       const refused = await send(ask)
       assert.strictEqual(refused.status, 529)
       assert.isString(refused.headers.get("retry-after"))

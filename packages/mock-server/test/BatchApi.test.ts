@@ -357,6 +357,6 @@ describe("Batch API bad input", () => {
     const response = await call("GET", "/batches", undefined, { "x-mock-fault": "500" })
     assert.strictEqual(response.status, 500)
     await response.text()
-    await eventually(() => mock.stats().inFlight === 0)
+    await eventually(() => mock.stats().inFlight === 0, "nothing left in flight")
   })
 })

@@ -101,7 +101,7 @@ describe("Faults forced by x-mock-fault", () => {
       (cause: Error) => cause
     )
     assert.strictEqual(error?.name, "TimeoutError")
-    await eventually(() => mock.current.stats().inFlight === 0)
+    await eventually(() => mock.current.stats().inFlight === 0, "nothing left in flight")
     assert.strictEqual(mock.current.stats().faults.stall, 1)
   })
 

@@ -345,7 +345,7 @@ describe("MockServer cancellation and close", () => {
       await reader.read()
       assert.strictEqual(mock.stats().inFlight, 1)
       controller.abort()
-      await eventually(() => mock.stats().aborted === 1)
+      await eventually(() => mock.stats().aborted === 1, "one request counted as aborted")
       assert.strictEqual(mock.stats().inFlight, 0)
     } finally {
       await mock.close()
@@ -368,7 +368,7 @@ describe("MockServer cancellation and close", () => {
         (cause: unknown) => cause
       )
       assert.instanceOf(error, Error)
-      await eventually(() => mock.stats().aborted === 1)
+      await eventually(() => mock.stats().aborted === 1, "one request counted as aborted")
       assert.strictEqual(mock.stats().inFlight, 0)
     } finally {
       await mock.close()
@@ -391,7 +391,7 @@ describe("MockServer cancellation and close", () => {
       () => "answered",
       () => "failed"
     )
-    await eventually(() => mock.stats().faults.stall === 1)
+    await eventually(() => mock.stats().faults.stall === 1, "one stall counted")
     await mock.close()
     assert.strictEqual(await stalled, "failed")
     assert.strictEqual(mock.stats().aborted, 0)
@@ -413,7 +413,7 @@ describe("MockServer cancellation and close", () => {
           resolve()
         }, 20)
       })
-      await eventually(() => mock.stats().inFlight === 0)
+      await eventually(() => mock.stats().inFlight === 0, "nothing left in flight")
       const response = await post(mock, "/chat/completions", chat)
       assert.strictEqual(response.status, 200)
       await json(response)

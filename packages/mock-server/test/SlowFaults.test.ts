@@ -53,7 +53,7 @@ describe("stall-after:N", () => {
     assert.strictEqual(mock.current.stats().inFlight, 1)
     assert.strictEqual(mock.current.stats().faults["stall-after"], 1)
     await reader.cancel()
-    await eventually(() => mock.current.stats().inFlight === 0)
+    await eventually(() => mock.current.stats().inFlight === 0, "nothing left in flight")
     assert.strictEqual(mock.current.stats().aborted, 1)
   })
 
@@ -68,7 +68,7 @@ describe("stall-after:N", () => {
     assert.strictEqual(sseData(text).length, 3)
     assert.strictEqual(mock.current.stats().inFlight, 1)
     await reader.cancel()
-    await eventually(() => mock.current.stats().aborted === 1)
+    await eventually(() => mock.current.stats().aborted === 1, "one request counted as aborted")
   })
 
   it("stall-after:0 sends only the role chunk", async () => {
@@ -87,7 +87,7 @@ describe("stall-after:N", () => {
     assert.strictEqual(text, '{"id":"')
     assert.strictEqual(mock.current.stats().inFlight, 1)
     await reader.cancel()
-    await eventually(() => mock.current.stats().aborted === 1)
+    await eventually(() => mock.current.stats().aborted === 1, "one request counted as aborted")
   })
 
   it("stalls batches too", async () => {
@@ -96,7 +96,7 @@ describe("stall-after:N", () => {
     const { text, reader } = await readUntil(response, (text) => text.length >= 1)
     assert.strictEqual(text, "[")
     await reader.cancel()
-    await eventually(() => mock.current.stats().inFlight === 0)
+    await eventually(() => mock.current.stats().inFlight === 0, "nothing left in flight")
   })
 
   it("refuses a bad count, naming the header", async () => {

@@ -7,8 +7,8 @@ import { Ajv } from "ajv"
 import OpenAI from "openai"
 import { zodFunction, zodResponseFormat } from "openai/helpers/zod"
 import { z } from "zod"
-import { type MockServerHandle, startMockServer } from "../src/MockServer.ts"
 import { valueFor } from "../src/internal/SchemaValue.ts"
+import { type MockServerHandle, startMockServer } from "../src/MockServer.ts"
 import { json, post } from "./fixtures.ts"
 
 let mock: MockServerHandle

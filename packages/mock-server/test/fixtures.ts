@@ -46,13 +46,16 @@ export const sseChunks = (text: string): Array<any> =>
 export const streamedText = (chunks: ReadonlyArray<any>): string =>
   chunks.map((chunk) => chunk.choices[0]?.delta?.content ?? "").join("")
 
-/** Waits until `condition` holds, polling; fails after `tries` polls. */
-export const eventually = async (condition: () => boolean, tries = 200, everyMs = 10): Promise<void> => {
-  for (let i = 0; i < tries; i++) {
-    if (condition()) return
-    await new Promise((resolve) => setTimeout(resolve, everyMs))
+/**
+ * Waits until `condition` holds, polling every 10 ms; fails naming `label` after `timeoutMs`.
+ * (`@callm/testing`'s `eventually` depends on this package, so the mock's own tests keep this one.)
+ */
+export const eventually = async (condition: () => boolean, label: string, timeoutMs = 2_000): Promise<void> => {
+  const deadline = performance.now() + timeoutMs
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error(`still waiting after ${timeoutMs} ms for: ${label}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
   }
-  throw new Error("condition never held")
 }
 
 /** Reads a response body until it ends or fails; returns the text and the failure, if any. */
