@@ -196,7 +196,10 @@ export const fromFlags = (flags: {
 
     const sql = yield* ClusterJob.connect({ url: flags.cluster, say: (message) => sayOrEvent(message, {}) })
     const inputSha256 = yield* sha256File(flags.input)
-    const job = yield* ClusterJob.join(jobName, inputSha256).pipe(Effect.provide(sql), Effect.orDie)
+    const job = yield* ClusterJob.join(jobName, inputSha256).pipe(
+      Effect.provide(sql),
+      Effect.catchTag("SqlError", Effect.die)
+    )
 
     const provider = Provider.provider({
       mock: flags.mock ? { ttftMs: 20, itlMs: 1, tokens: 24 } : false,
