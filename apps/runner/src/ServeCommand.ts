@@ -13,11 +13,11 @@
  */
 
 import { Cost } from "@callm/core"
-import { Admission, Gateway, GatewayConfig } from "@callm/gateway"
+import { Admission, Gateway, GatewayConfig, Grpc } from "@callm/gateway"
 import { Tracing } from "@callm/observability"
 import { RedisConnection } from "@callm/rate-limit"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Console, Effect, Layer, Option, Result } from "effect"
+import { Console, Context, Effect, Layer, Option, Result } from "effect"
 import { Command, Flag } from "effect/cli"
 import { HttpServer } from "effect/http"
 import * as Config from "./Config.ts"
@@ -125,6 +125,12 @@ export const command = Command.make(
     preset: Flag.String("preset").pipe(
       Flag.withDescription("Preset for requests that pick none with the x-callm-preset header"),
       Flag.optional
+    ),
+    grpcPort: Flag.Int("grpc-port").pipe(
+      Flag.withDescription(
+        "Also serve the gRPC interface (callm.v1.Llm) on this port, on the same host; 0 picks a free one"
+      ),
+      Flag.optional
     )
   },
   (flags) =>
@@ -190,6 +196,16 @@ export const command = Command.make(
         yield* Console.error(
           `callm serve: OpenAI-compatible gateway on http://${flags.host}:${port}/v1${redis === undefined ? "" : ", state shared through Redis"}; SIGTERM or Ctrl-C drains and stops it`
         )
+        // gRPC (callm.v1.Llm) over the same gateway: its keys, limits, plugins and metrics. Built after
+        // the REST server, so on shutdown it stops first while REST drains.
+        if (Option.isSome(flags.grpcPort)) {
+          const grpc = yield* Layer.build(Grpc.layer({ port: flags.grpcPort.value, host: flags.host })).pipe(
+            Effect.mapError((error) => new UserError({ message: `serve: ${error.message}` }))
+          )
+          const grpcPort = Context.get(grpc, Grpc.GrpcServer).port
+          yield* Console.log(`grpc://${flags.host}:${grpcPort}`)
+          yield* Console.error(`callm serve: gRPC (callm.v1.Llm) on ${flags.host}:${grpcPort}`)
+        }
         // SIGHUP reloads the configuration file (keys, routes, limits, plugins) without dropping a
         // request; a file that does not check out is refused and the running configuration kept.
         const state = yield* Gateway.GatewayState

@@ -13,3 +13,5 @@ export * as Gateway from "./Gateway.ts"
 export * as GatewayConfig from "./GatewayConfig.ts"
 /** @since 0.1.0 */
 export * as GatewayError from "./GatewayError.ts"
+/** @since 0.2.0 */
+export * as Grpc from "./Grpc.ts"
