@@ -8,6 +8,9 @@
  * Each run gets a database of its own (created and dropped here) on the PostgreSQL at `PG` (default
  * postgres://postgres@127.0.0.1:5432/test, which is used only to create them).
  *
+ * First, as the baseline, the same input through plain `callm run` (`--mode async`, one process, no
+ * PostgreSQL). `RUNS=async,one,three` (the default) picks which runs to make.
+ *
  *   /work/main/.tools/node_modules/.bin/node apps/runner/bench/cluster.ts [lines] [killAfterLines]
  */
 import { spawn } from "node:child_process"
@@ -149,6 +152,56 @@ const run = async (label: string, workers: number, kill: boolean) => {
   }
 }
 
+const runAsync = async () => {
+  mock.resetStats()
+  const output = join(dir, "async.jsonl")
+  const started = performance.now()
+  const child = spawn(
+    process.execPath,
+    [
+      bin,
+      "run",
+      "--input",
+      input,
+      "--output",
+      output,
+      "--base-url",
+      `${mock.url}/v1`,
+      "--model",
+      "mock-small",
+      "--quiet"
+    ],
+    { stdio: ["ignore", "ignore", "inherit"] }
+  )
+  await once(child, "exit")
+  const seconds = (performance.now() - started) / 1000
+  const ids = new Set(
+    readFileSync(output, "utf8")
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line).id)
+  )
+  return {
+    label: "async",
+    seconds: Math.round(seconds * 10) / 10,
+    linesPerSecond: Math.round(lines / seconds),
+    distinctIds: ids.size,
+    requests: mock.stats().requests
+  }
+}
+
+const runs = new Set((process.env.RUNS ?? "async,one,three").split(","))
+if (runs.has("async")) {
+  const baseline = await runAsync()
+  process.stdout.write(`${JSON.stringify(baseline)}\n`)
+  process.stdout.write(
+    `callm run --mode async (one process, -c 16): ${lines} lines in ${baseline.seconds} s, ${baseline.linesPerSecond} lines/s, ${baseline.distinctIds} distinct ids, ${baseline.requests} requests\n`
+  )
+}
+if (!runs.has("one") && !runs.has("three")) {
+  await mock.close()
+  process.exit(0)
+}
 const one = await run("one", 1, false)
 const three = await run("three", 3, true)
 await mock.close()
