@@ -50,4 +50,29 @@ describe("Gateway metrics", () => {
         assert.strictEqual(count?.[2], "2")
       })
   )
+
+  it.live("the overhead histogram leaves out the time the upstream takes, for a call and for a stream", () =>
+    Effect.gen(function* () {
+      // The upstream takes 400 ms to its first token (and so to a JSON answer's headers).
+      const mock = yield* mockServer({ ttftMs: 400, tokens: 3 })
+      const { url } = yield* gateway({ config: proxyTo(mock) })
+      const histogram = (text: string) => ({
+        sum: Number(/callm_gateway_overhead_seconds_sum(?:\{[^}]*\})? (\S+)/.exec(text)?.[1] ?? Number.NaN),
+        count: Number(/callm_gateway_overhead_seconds_count(?:\{[^}]*\})? (\S+)/.exec(text)?.[1] ?? Number.NaN)
+      })
+      for (const stream of [false, true]) {
+        const before = histogram(yield* scrape(url))
+        const response = yield* post(url, { ...chat, stream })
+        assert.strictEqual(response.status, 200)
+        yield* Effect.promise(() => response.text())
+        const after = histogram(yield* scrape(url))
+        assert.strictEqual(after.count - before.count, 1, `one observation (stream: ${stream})`)
+        const overhead = after.sum - before.sum
+        assert.isAbove(overhead, 0, `stream: ${stream}`)
+        // The gateway's own work on one request is well under a millisecond unloaded; 200 ms leaves room
+        // for a busy machine while still failing if the upstream's 400 ms were counted.
+        assert.isBelow(overhead, 0.2, `stream: ${stream}: ${overhead} s counted as the gateway's own`)
+      }
+    })
+  )
 })
