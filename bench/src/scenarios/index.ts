@@ -4,6 +4,7 @@
 import type { Scenario } from "../Scenario.ts"
 import { scenario as cache } from "./cache.ts"
 import { scenario as clientOverhead } from "./clientOverhead.ts"
+import { scenario as embeddings } from "./embeddings.ts"
 import { scenario as gatewayOverhead } from "./gatewayOverhead.ts"
 import { scenario as memory } from "./memory.ts"
 import { scenario as mockCapacity } from "./mockCapacity.ts"
@@ -16,6 +17,7 @@ import { scenario as streaming } from "./streaming.ts"
 
 export const scenarios: ReadonlyArray<Scenario> = [
   mockCapacity,
+  embeddings,
   modes,
   clientOverhead,
   gatewayOverhead,
