@@ -299,6 +299,24 @@ export const fromFlags = (flags: {
     yield* beat
     yield* Effect.forkScoped(Effect.repeat(beat, { schedule: Schedule.spaced("2 seconds") }))
 
+    // Ctrl-C or SIGTERM stop this worker (its shards go to the others, its calls in flight are sent
+    // again by them): exit 130, the job goes on.
+    const onSignal = () => {
+      process.exitCode = 130
+      sayOrEvent("stopping: this worker leaves the job; the other workers take its lines over", { job: jobName })
+    }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        process.once("SIGINT", onSignal)
+        process.once("SIGTERM", onSignal)
+      }),
+      () =>
+        Effect.sync(() => {
+          process.off("SIGINT", onSignal)
+          process.off("SIGTERM", onSignal)
+        })
+    )
+
     const started = performance.now()
     // Every worker submits what is not submitted yet: the chunks are idempotent, so a submitter killed
     // halfway is finished by the next worker, and nothing is created twice.
