@@ -5,7 +5,7 @@ import { lastJson, startTogether } from "@callm/testing/Children"
 import { build } from "@callm/testing/Client"
 import { eventually } from "@callm/testing/Eventually"
 import { mockServer } from "@callm/testing/Mock"
-import { privateRedis, sharedRedisUrl, uniqueNamespace } from "@callm/testing/Redis"
+import { scopedRedis, sharedRedisUrl, uniqueNamespace } from "@callm/testing/Redis"
 import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Duration, Effect, Exit, Layer, Result, Scope, Stream } from "effect"
@@ -279,10 +279,7 @@ describe("Cache in Redis", () => {
     () =>
       Effect.gen(function* () {
         const mock = yield* mockServer()
-        const redis = yield* Effect.acquireRelease(
-          Effect.promise(() => privateRedis()),
-          (server) => Effect.promise(() => server.stop())
-        )
+        const redis = yield* scopedRedis()
         // The client's scope is closed before the second Redis stops: node-redis's close waits for a server.
         const clientScope = yield* Scope.make()
         const client = yield* build(
@@ -301,10 +298,7 @@ describe("Cache in Redis", () => {
         assert.strictEqual(whileDown.length, 3)
         assert.strictEqual(mock.stats().completions, 4, "every call went upstream while Redis was down")
 
-        const back = yield* Effect.acquireRelease(
-          Effect.promise(() => privateRedis(redis.port)),
-          (server) => Effect.promise(() => server.stop())
-        )
+        const back = yield* scopedRedis(redis.port)
         void back
         // node-redis reconnects with a backoff: wait until the cache works again.
         yield* eventually(

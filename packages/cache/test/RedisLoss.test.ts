@@ -1,8 +1,7 @@
 import { Cache, CacheStore } from "@callm/cache"
 import { ChatRequest, type ChatResponse, LlmClient } from "@callm/core"
 import { RedisConnection } from "@callm/rate-limit"
-import { eventually } from "@callm/testing/Eventually"
-import { privateRedis, redisKeys, uniqueNamespace } from "@callm/testing/Redis"
+import { eventuallyKeys, scopedRedis, uniqueNamespace } from "@callm/testing/Redis"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Metric, Scope, Stream } from "effect"
 
@@ -11,8 +10,6 @@ const fallbacks = (op: string) =>
     Metric.value(Metric.withAttributes(RedisConnection.fallbacksTotal, { store: "cache", op })),
     (state) => state.count
   )
-
-const keysIn = (url: string, pattern: string) => Effect.promise(() => redisKeys(url, pattern))
 
 describe("the Redis cache when Redis goes away", () => {
   it.live(
@@ -35,10 +32,7 @@ describe("the Redis cache when Redis goes away", () => {
           stream: () => Stream.die("unused")
         })
         const ask = (prompt: string) => ChatRequest.fromPrompt("m", prompt, { temperature: 0 })
-        const redis = yield* Effect.acquireRelease(
-          Effect.promise(() => privateRedis()),
-          (server) => Effect.promise(() => server.stop())
-        )
+        const redis = yield* scopedRedis()
         const namespace = uniqueNamespace()
         const scope = yield* Scope.make()
         yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
@@ -63,23 +57,17 @@ describe("the Redis cache when Redis goes away", () => {
         assert.strictEqual(upstreamCalls, 4, "each one a miss")
         assert.isAtLeast((yield* fallbacks("get")) - before, 3, "each read fell back, and was counted")
 
-        const back = yield* Effect.acquireRelease(
-          Effect.promise(() => privateRedis(redis.port)),
-          (server) => Effect.promise(() => server.stop())
+        const back = yield* scopedRedis(redis.port)
+        const keys = yield* eventuallyKeys(
+          back.url,
+          `*${namespace}*`,
+          client.complete(ask("c")),
+          "the answer in Redis again",
+          {
+            only: (key) => !key.includes(":lock:")
+          }
         )
-        const keys = Effect.map(keysIn(back.url, `*${namespace}*`), (all) =>
-          all.filter((key) => !key.includes(":lock:"))
-        )
-        yield* eventually(
-          Effect.andThen(
-            client.complete(ask("c")),
-            Effect.map(keys, (stored) => stored.length > 0)
-          ),
-          "the answer to be stored in Redis again",
-          "15 seconds",
-          "100 millis"
-        )
-        assert.strictEqual((yield* keys).length, 1, "the answer is stored in Redis again")
+        assert.strictEqual(keys.length, 1, "the answer is stored in Redis again")
         const calls = upstreamCalls
         yield* client.complete(ask("c"))
         assert.strictEqual(upstreamCalls, calls, "and served from it")

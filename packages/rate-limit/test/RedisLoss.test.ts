@@ -2,7 +2,7 @@ import { ChatRequest, type ChatResponse, LlmClient } from "@callm/core"
 import { RateLimit, RedisConnection } from "@callm/rate-limit"
 import { eventually } from "@callm/testing/Eventually"
 import { freePort } from "@callm/testing/Ports"
-import { privateRedis, redisKeys } from "@callm/testing/Redis"
+import { eventuallyKeys, redisKeys, scopedRedis } from "@callm/testing/Redis"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Metric, Result, Scope, Stream } from "effect"
 
@@ -45,10 +45,7 @@ describe("RateLimit when Redis goes away", () => {
     "keeps limiting in memory while Redis is down (never unlimited), and uses Redis again once it is back",
     () =>
       Effect.gen(function* () {
-        const redis = yield* Effect.acquireRelease(
-          Effect.promise(() => privateRedis()),
-          (server) => Effect.promise(() => server.stop())
-        )
+        const redis = yield* scopedRedis()
         const prefix = "test:loss"
         const client = yield* limitedOn(redis.url, prefix, { requests: 3, window: "1 minute", onLimit: "fail" })
         yield* client.complete(ask)
@@ -68,22 +65,15 @@ describe("RateLimit when Redis goes away", () => {
           "each admission fell back, and was counted"
         )
 
-        const back = yield* Effect.acquireRelease(
-          Effect.promise(() => privateRedis(redis.port)),
-          (server) => Effect.promise(() => server.stop())
-        )
+        const back = yield* scopedRedis(redis.port)
         // The client reconnects by itself (backoff up to about 1 s): poll until a call reaches Redis.
-        const keys = keysIn(back.url, `${prefix}*`)
-        yield* eventually(
-          Effect.andThen(
-            Effect.exit(client.complete(ask)),
-            Effect.map(keys, (stored) => stored.length > 0)
-          ),
-          "the buckets to be in Redis again",
-          "15 seconds",
-          "100 millis"
+        const keys = yield* eventuallyKeys(
+          back.url,
+          `${prefix}*`,
+          Effect.exit(client.complete(ask)),
+          "the buckets in Redis again"
         )
-        assert.isAbove((yield* keys).length, 0, "the buckets are in Redis again")
+        assert.isAbove(keys.length, 0, "the buckets are in Redis again")
       }).pipe(Effect.scoped),
     { timeout: 60_000 }
   )
@@ -100,21 +90,9 @@ describe("RateLimit when Redis goes away", () => {
         yield* client.complete(ask)
         assert.isAbove((yield* fallbacks("in_flight", "acquire")) - before, 0, "the in-flight slot was taken locally")
 
-        const redis = yield* Effect.acquireRelease(
-          Effect.promise(() => privateRedis(port)),
-          (server) => Effect.promise(() => server.stop())
-        )
-        const keys = keysIn(redis.url, `${prefix}*`)
-        yield* eventually(
-          Effect.andThen(
-            client.complete(ask),
-            Effect.map(keys, (stored) => stored.length > 0)
-          ),
-          "the process to join Redis without a restart",
-          "15 seconds",
-          "100 millis"
-        )
-        assert.isAbove((yield* keys).length, 0, "the process joined Redis without a restart")
+        const redis = yield* scopedRedis(port)
+        const keys = yield* eventuallyKeys(redis.url, `${prefix}*`, client.complete(ask), "the process to join Redis")
+        assert.isAbove(keys.length, 0, "the process joined Redis without a restart")
       }).pipe(Effect.scoped),
     { timeout: 60_000 }
   )
@@ -123,10 +101,7 @@ describe("RateLimit when Redis goes away", () => {
     "keeps answering while Redis hangs (connected, answering nothing), says so in callm_redis_up, and uses it again once it answers",
     () =>
       Effect.gen(function* () {
-        const redis = yield* Effect.acquireRelease(
-          Effect.promise(() => privateRedis()),
-          (server) => Effect.promise(() => server.stop())
-        )
+        const redis = yield* scopedRedis()
         const prefix = "test:hang"
         const client = yield* limitedOn(redis.url, prefix, { requests: 1_000 })
         const up = Effect.map(Metric.value(RedisConnection.upGauge), (state) => state.value)

@@ -1,7 +1,6 @@
 import { LlmClient } from "@callm/core"
 import { CircuitBreaker, CircuitBreakerStore } from "@callm/resilience"
-import { eventually } from "@callm/testing/Eventually"
-import { privateRedis, redisKeys } from "@callm/testing/Redis"
+import { eventuallyKeys, redisKeys, scopedRedis } from "@callm/testing/Redis"
 import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Metric, Scope } from "effect"
@@ -18,10 +17,7 @@ describe("CircuitBreakerStore.layerRedis when Redis goes away", () => {
     "runs the breaker on local state while Redis is down (a dead upstream is still cut off), and on Redis again once it is back",
     () =>
       Effect.gen(function* () {
-        const redis = yield* Effect.acquireRelease(
-          Effect.promise(() => privateRedis()),
-          (server) => Effect.promise(() => server.stop())
-        )
+        const redis = yield* scopedRedis()
         const upstream = scripted([serverError])
         const scope = yield* Scope.make()
         yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
@@ -56,21 +52,14 @@ describe("CircuitBreakerStore.layerRedis when Redis goes away", () => {
         assert.strictEqual(upstream.calls(), 4, "the open circuit kept calls from the dead upstream")
         assert.isAbove((yield* fallbacks) - before, 0, "the fallbacks were counted")
 
-        const back = yield* Effect.acquireRelease(
-          Effect.promise(() => privateRedis(redis.port)),
-          (server) => Effect.promise(() => server.stop())
+        const back = yield* scopedRedis(redis.port)
+        const keys = yield* eventuallyKeys(
+          back.url,
+          "test:breaker:*",
+          Effect.flip(client.complete(ask)),
+          "the breaker's state in Redis again"
         )
-        const keys = Effect.promise(() => redisKeys(back.url, "test:breaker:*"))
-        yield* eventually(
-          Effect.andThen(
-            Effect.flip(client.complete(ask)),
-            Effect.map(keys, (stored) => stored.length > 0)
-          ),
-          "the breaker's state to be in Redis again",
-          "15 seconds",
-          "100 millis"
-        )
-        assert.isAbove((yield* keys).length, 0, "the breaker's state is in Redis again")
+        assert.isAbove(keys.length, 0, "the breaker's state is in Redis again")
       }).pipe(Effect.scoped),
     { timeout: 60_000 }
   )

@@ -2,8 +2,8 @@
  * Clients for a test, built in its scope: a client from a layer (a provider, a plugin stack), or a
  * plugin over an inner client (a hand-made one, or a provider layer over the mock).
  */
-import { LlmClient } from "@callm/core"
-import { Context, Effect, Layer, type Scope } from "effect"
+import { ChatChunk, type ChatRequest, LlmClient, type LlmError } from "@callm/core"
+import { Context, Effect, Layer, Result, type Scope, Stream } from "effect"
 
 /** Builds `layer` in the test's scope and gives the service `tag` stands for. */
 export const buildService = <I, S, E, R>(
@@ -32,3 +32,20 @@ export const withPlugin = <E, R, E2 = never, R2 = never>(
         : Layer.succeed(LlmClient.LlmClient, inner as LlmClient.Service)
     )
   )
+
+/** The chunks of a stream from the `LlmClient` in context, to its end. */
+export const collect = (request: ChatRequest.ChatRequest) => Stream.runCollect(LlmClient.stream(request))
+
+/** Runs a stream to its end or failure, keeping the chunks that arrived before a failure. */
+export const collectUntilFailure = (request: ChatRequest.ChatRequest) =>
+  Effect.gen(function* () {
+    const chunks: Array<ChatChunk.ChatChunk> = []
+    const exit = yield* Effect.result(
+      Stream.runForEach(LlmClient.stream(request), (chunk) => Effect.sync(() => chunks.push(chunk)))
+    )
+    return { chunks, error: Result.isFailure(exit) ? (exit.failure as LlmError.LlmError) : undefined }
+  })
+
+/** The whole answer that streamed chunks add up to. */
+export const whole = (chunks: ReadonlyArray<ChatChunk.ChatChunk>) =>
+  ChatChunk.toResponse(chunks.reduce(ChatChunk.accumulate, ChatChunk.accumulator()))

@@ -5,6 +5,8 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import { once } from "node:events"
+import { type Duration, Effect } from "effect"
+import { eventually } from "./Eventually.ts"
 import { freePort } from "./Ports.ts"
 
 /** The shared Redis every engineer's tests use (never flushed, never stopped: keys are namespaced). */
@@ -62,3 +64,40 @@ export const redisKeys = (url: string, pattern: string) =>
       error === null ? resolve(stdout.split("\n").filter((line) => line !== "")) : reject(error)
     )
   })
+
+/** `privateRedis` for the life of the test's scope (on `port`, to bring a stopped one back). */
+export const scopedRedis = (port?: number) =>
+  Effect.acquireRelease(
+    Effect.promise(() => privateRedis(port)),
+    (server) => Effect.promise(() => server.stop())
+  )
+
+/**
+ * For a store back on a Redis it had lost (its client reconnects on its own, with a backoff): repeats
+ * `call` every 100 ms until keys matching `pattern` (and `only`) are in the Redis at `url`, failing
+ * with an error naming `label` after `timeout`. Gives the keys found.
+ */
+export const eventuallyKeys = <E, R>(
+  url: string,
+  pattern: string,
+  call: Effect.Effect<unknown, E, R>,
+  label: string,
+  options: { readonly only?: (key: string) => boolean; readonly timeout?: Duration.Input } = {}
+): Effect.Effect<ReadonlyArray<string>, E | Error, R> => {
+  const keys = Effect.map(
+    Effect.promise(() => redisKeys(url, pattern)),
+    (all) => all.filter(options.only ?? (() => true))
+  )
+  return Effect.andThen(
+    eventually(
+      Effect.andThen(
+        call,
+        Effect.map(keys, (found) => found.length > 0)
+      ),
+      label,
+      options.timeout ?? "15 seconds",
+      "100 millis"
+    ),
+    keys
+  )
+}

@@ -1,0 +1,96 @@
+/**
+ * What every provider does against the mock server over real HTTP, whatever its wire format
+ * (OpenAI's chat completions, Anthropic's messages): the tests each provider's suite shares, run with
+ * `wireBehaviour(provider)` inside its `describe`, beside the tests of what is its own.
+ */
+import { ChatChunk, ChatRequest, ChatResponse, LlmClient } from "@callm/core"
+import type { MockServerHandle } from "@callm/mock-server"
+import { assert, it } from "@effect/vitest"
+import { Duration, Effect, Fiber, type Layer, Stream } from "effect"
+import { collect, collectUntilFailure } from "./Client.ts"
+import { eventually } from "./Eventually.ts"
+import { mockServer } from "./Mock.ts"
+
+/** The provider under test, pointed at a mock, with the mock's `x-mock-*` headers on every request. */
+export type Provider = (
+  mock: MockServerHandle,
+  options?: { readonly headers?: Record<string, string> }
+) => Layer.Layer<LlmClient.LlmClient>
+
+const ask = (prompt: string, options: Omit<ChatRequest.ChatRequest, "model" | "messages"> = {}) =>
+  ChatRequest.fromPrompt("mock-small", prompt, options)
+
+/** Registers the shared tests (multi-byte text, `max_tokens`, early stream failures, interruption, stalls). */
+export const wireBehaviour = (provider: Provider): void => {
+  it.live("echoes multi-byte text through mock-echo, streamed and not", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const layer = provider(mock)
+      const text = "héllo 世界 👋🏽 — ok"
+      const request = ChatRequest.fromPrompt("mock-echo", text)
+      assert.strictEqual(ChatResponse.text(yield* LlmClient.complete(request).pipe(Effect.provide(layer))), text)
+      assert.strictEqual((yield* collect(request).pipe(Effect.provide(layer))).map(ChatChunk.text).join(""), text)
+    })
+  )
+
+  it.live("honours max_tokens with finish_reason length", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 50 })
+      const response = yield* LlmClient.complete(ask("long", { max_tokens: 5 })).pipe(Effect.provide(provider(mock)))
+      assert.strictEqual(ChatResponse.finishReason(response), "length")
+      assert.strictEqual(ChatResponse.usage(response).completion_tokens, 5)
+    })
+  )
+
+  it.live("a stream that fails before its first content fails with a retryable reason, not StreamInterrupted", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      for (const [fault, tag] of [
+        ["cut", "Transport"],
+        ["malformed", "InvalidResponse"],
+        ["reset", "Transport"]
+      ] as const) {
+        const { chunks, error } = yield* collectUntilFailure(ask("x")).pipe(
+          Effect.provide(provider(mock, { headers: { "x-mock-fault": fault, "x-mock-cut-after": "0" } }))
+        )
+        assert.strictEqual(chunks.length, 0, fault)
+        assert.strictEqual(error?.reason._tag, tag, fault)
+        assert.isTrue(error?.retryable, fault)
+      }
+    })
+  )
+
+  it.live("interrupting a stream aborts the HTTP request: the mock sees the socket close", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 200, itlMs: 20 })
+      const taken = yield* Stream.runCollect(Stream.take(LlmClient.stream(ask("slow")), 3)).pipe(
+        Effect.provide(provider(mock))
+      )
+      assert.strictEqual(taken.length, 3)
+      yield* eventually(() => mock.stats().aborted === 1, "the mock to count one aborted request")
+      assert.strictEqual(mock.stats().inFlight, 0)
+    })
+  )
+
+  it.live("interrupting a complete call aborts its request: the mock sees the socket close", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ ttftMs: 5_000 })
+      const fiber = yield* Effect.forkChild(LlmClient.complete(ask("slow")).pipe(Effect.provide(provider(mock))))
+      yield* eventually(() => mock.stats().inFlight === 1, "the request to reach the mock")
+      yield* Fiber.interrupt(fiber)
+      yield* eventually(() => mock.stats().aborted === 1, "the mock to count one aborted request")
+    })
+  )
+
+  it.live("a stalled server is left by a timeout, and the socket is closed", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const result = yield* LlmClient.complete(ask("x")).pipe(
+        Effect.timeoutOption(Duration.millis(200)),
+        Effect.provide(provider(mock, { headers: { "x-mock-fault": "stall" } }))
+      )
+      assert.isTrue(result._tag === "None")
+      yield* eventually(() => mock.stats().aborted === 1, "the stalled request to be aborted")
+    })
+  )
+}
