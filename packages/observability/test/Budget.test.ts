@@ -2,7 +2,7 @@ import { CallContext, ChatRequest, LlmClient, type LlmError } from "@callm/core"
 import { Budget, BudgetStore, Prometheus } from "@callm/observability"
 import { build } from "@callm/testing/Client"
 import { mockServer } from "@callm/testing/Mock"
-import { privateRedis, sharedRedisUrl, uniqueNamespace } from "@callm/testing/Redis"
+import { scopedRedis, sharedRedisUrl, uniqueNamespace } from "@callm/testing/Redis"
 import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Metric, Result } from "effect"
@@ -100,10 +100,7 @@ describe("Budget", () => {
     () =>
       Effect.gen(function* () {
         const mock = yield* mockServer({ tokens: 16 })
-        const redis = yield* Effect.acquireRelease(
-          Effect.promise(() => privateRedis()),
-          (server) => Effect.promise(() => server.stop())
-        )
+        const redis = yield* scopedRedis()
         const clientFor = (onStoreError: "allow" | "refuse") =>
           build(
             Budget.layer({ perKey: { usd: limit }, onStoreError }).pipe(

@@ -1,9 +1,8 @@
 import { CallContext, ChatRequest, LlmClient, type LlmError } from "@callm/core"
 import { Budget, BudgetStore, Prometheus } from "@callm/observability"
 import { build } from "@callm/testing/Client"
-import { eventually } from "@callm/testing/Eventually"
 import { mockServer } from "@callm/testing/Mock"
-import { privateRedis, redisKeys, uniqueNamespace } from "@callm/testing/Redis"
+import { eventuallyKeys, scopedRedis, uniqueNamespace } from "@callm/testing/Redis"
 import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Result, Scope } from "effect"
@@ -36,10 +35,7 @@ describe("Budget on Redis when Redis goes away", () => {
         for (let index = 0; index < 12; index++)
           if (outcome(yield* Effect.result(reference.complete(ask(index)).pipe(asKey("k")))) === "ok") allowed++
 
-        const redis = yield* Effect.acquireRelease(
-          Effect.promise(() => privateRedis()),
-          (server) => Effect.promise(() => server.stop())
-        )
+        const redis = yield* scopedRedis()
         const namespace = uniqueNamespace()
         const scope = yield* Scope.make()
         yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
@@ -70,21 +66,14 @@ describe("Budget on Redis when Redis goes away", () => {
         assert.isAbove(spentDuring, 0)
 
         // A Redis that comes back empty (no persistence): what was spent meanwhile is added to it.
-        const back = yield* Effect.acquireRelease(
-          Effect.promise(() => privateRedis(redis.port)),
-          (server) => Effect.promise(() => server.stop())
+        const back = yield* scopedRedis(redis.port)
+        const keys = yield* eventuallyKeys(
+          back.url,
+          `*${namespace}*`,
+          Effect.result(client.complete(ask(50)).pipe(asKey("probe"))),
+          "the store to use Redis again"
         )
-        const keys = Effect.promise(() => redisKeys(back.url, `*${namespace}*`))
-        yield* eventually(
-          Effect.gen(function* () {
-            yield* Effect.result(client.complete(ask(50)).pipe(asKey("probe")))
-            return (yield* keys).length > 0
-          }),
-          "the store to use Redis again",
-          "15 seconds",
-          "100 millis"
-        )
-        assert.isAbove((yield* keys).length, 0, "the store uses Redis again")
+        assert.isAbove(keys.length, 0, "the store uses Redis again")
         assert.approximately(yield* spent, spentDuring, 1e-9, "Redis holds what was spent during the outage")
       }).pipe(Effect.scoped),
     { timeout: 60_000 }
