@@ -8,25 +8,15 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import { once } from "node:events"
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { GatewayConfig } from "@callm/gateway"
 import { startMockServer } from "@callm/mock-server"
+import { freePort } from "@callm/testing/Ports"
 import { sharedRedisUrl } from "@callm/testing/Redis"
 import { afterEach, assert, describe, it } from "@effect/vitest"
 import { Agent, request } from "undici"
 import { type Serve, serve } from "./Serve.ts"
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0))
-    })
-    server.on("error", reject)
-  })
 
 let nginxChild: ChildProcess | undefined
 afterEach(() => {
