@@ -12,7 +12,8 @@
  * @since 0.1.0
  */
 
-import { Cost } from "@callm/core"
+import { type Cache, CacheStore, EmbeddingsCache } from "@callm/cache"
+import { Cost, type Embeddings } from "@callm/core"
 import { Admission, Gateway, GatewayConfig, Grpc } from "@callm/gateway"
 import { Tracing } from "@callm/observability"
 import { RedisConnection } from "@callm/rate-limit"
@@ -84,6 +85,36 @@ export const boundModelLabels = (
         : plugin
     })
   }
+}
+
+/**
+ * The embeddings plugin stack of a configuration: its first `cache` plugin (as `{ use: "cache" }`)
+ * also caches `POST /v1/embeddings`, with the same store options (in the shared Redis when there is
+ * one) and its `ttl` (default 1 day).
+ *
+ * @since 0.2.0
+ * @category loading
+ */
+export const embeddingPlugins = (
+  callm: Config.CallmConfig,
+  shared: Config.Shared
+): Layer.Layer<Embeddings.Embeddings, never, Embeddings.Embeddings> | undefined => {
+  const spec = (callm.plugins ?? []).find(
+    (plugin) => !Layer.isLayer(plugin) && (plugin as { readonly use?: unknown }).use === "cache"
+  ) as { readonly options?: typeof Cache.OptionsSchema.Type } | undefined
+  if (spec === undefined) return undefined
+  const options = spec.options ?? {}
+  const cacheOptions = options.ttl === undefined ? {} : { ttl: options.ttl }
+  return shared.redis === undefined
+    ? EmbeddingsCache.layer({
+        ...cacheOptions,
+        ...(options.maxEntries === undefined ? {} : { maxEntries: options.maxEntries }),
+        ...(options.maxBytes === undefined ? {} : { maxBytes: options.maxBytes })
+      })
+    : EmbeddingsCache.layerWithStore(cacheOptions).pipe(
+        Layer.provide(CacheStore.layerRedis(options)),
+        Layer.provide(Layer.succeedContext(shared.redis))
+      )
 }
 
 const listenError = (host: string, port: number, cause: unknown) => {
@@ -183,7 +214,14 @@ export const command = Command.make(
         port: flags.port,
         host: flags.host
       })
-      const gateway = Gateway.layer({ config, env: process.env, plugins, redis, admission }).pipe(
+      const gateway = Gateway.layer({
+        config,
+        env: process.env,
+        plugins,
+        embeddingPlugins: embeddingPlugins(callm, { redis }),
+        redis,
+        admission
+      }).pipe(
         Layer.provideMerge(server),
         // Prices are read by each request's calls (costs, budgets): they go in the handlers' context.
         Layer.provide(Cost.layer(callm.prices ?? {})),

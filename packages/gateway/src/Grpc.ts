@@ -271,13 +271,8 @@ const header = (metadata: GrpcJs.Metadata, name: string): string | undefined => 
   return value === undefined ? undefined : String(value)
 }
 
-/**
- * Builds the handlers of `callm.v1.Llm` over the gateway's front door.
- *
- * @since 0.2.0
- * @category constructors
- */
-export const makeHandlers = Effect.fnUntraced(function* () {
+/** Builds the handlers of `callm.v1.Llm` over the gateway's front door. */
+const makeHandlers = Effect.fnUntraced(function* () {
   const state = yield* Gateway.GatewayState
   const context = yield* Effect.context<never>()
   const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runForkWith(context)(effect)
