@@ -1,6 +1,7 @@
 import { inspect } from "node:util"
 import { AnthropicClient } from "@callm/anthropic"
 import { ChatChunk, ChatRequest, ChatResponse, LlmClient, type LlmError } from "@callm/core"
+import { collectUntilFailure, whole } from "@callm/testing/Client"
 import { eventually } from "@callm/testing/Eventually"
 import { mulberry32 } from "@callm/testing/Prng"
 import { assert, describe, it } from "@effect/vitest"
@@ -12,19 +13,6 @@ const ask = (prompt: string, options: Parameters<typeof ChatRequest.fromPrompt>[
 
 const provider = (url: string, options: AnthropicClient.Options = {}) =>
   AnthropicClient.layer({ baseUrl: url, apiKey: Redacted.make("sk-ant-test-key"), ...options })
-
-/** Runs a stream to its end or failure, keeping the chunks that arrived before a failure. */
-const collectUntilFailure = (request: ChatRequest.ChatRequest) =>
-  Effect.gen(function* () {
-    const chunks: Array<ChatChunk.ChatChunk> = []
-    const exit = yield* Effect.result(
-      Stream.runForEach(LlmClient.stream(request), (chunk) => Effect.sync(() => chunks.push(chunk)))
-    )
-    return { chunks, error: Result.isFailure(exit) ? exit.failure : undefined }
-  })
-
-const whole = (chunks: ReadonlyArray<ChatChunk.ChatChunk>) =>
-  ChatChunk.toResponse(chunks.reduce(ChatChunk.accumulate, ChatChunk.accumulator()))
 
 describe("AnthropicClient.complete", () => {
   it.live("POSTs /v1/messages with x-api-key and anthropic-version, and maps the message back", () =>

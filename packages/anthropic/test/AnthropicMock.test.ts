@@ -7,10 +7,11 @@ import { inspect } from "node:util"
 import { AnthropicClient } from "@callm/anthropic"
 import { ChatChunk, ChatRequest, ChatResponse, LlmClient, type LlmError } from "@callm/core"
 import type { MockServerHandle } from "@callm/mock-server"
-import { eventually } from "@callm/testing/Eventually"
+import { collect, collectUntilFailure, whole } from "@callm/testing/Client"
 import { mockServer } from "@callm/testing/Mock"
+import { wireBehaviour } from "@callm/testing/ProviderSuite"
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, Redacted, Result, Schema, Stream } from "effect"
+import { Duration, Effect, Redacted, Result, Schema } from "effect"
 
 const provider = (mock: MockServerHandle, options: AnthropicClient.Options = {}) =>
   AnthropicClient.layer({ baseUrl: mock.url, ...options })
@@ -18,21 +19,9 @@ const provider = (mock: MockServerHandle, options: AnthropicClient.Options = {})
 const ask = (prompt: string, options: Parameters<typeof ChatRequest.fromPrompt>[2] = {}) =>
   ChatRequest.fromPrompt("mock-small", prompt, options)
 
-const collect = (request: ChatRequest.ChatRequest) => Stream.runCollect(LlmClient.stream(request))
-
-const collectUntilFailure = (request: ChatRequest.ChatRequest) =>
-  Effect.gen(function* () {
-    const chunks: Array<ChatChunk.ChatChunk> = []
-    const exit = yield* Effect.result(
-      Stream.runForEach(LlmClient.stream(request), (chunk) => Effect.sync(() => chunks.push(chunk)))
-    )
-    return { chunks, error: Result.isFailure(exit) ? exit.failure : undefined }
-  })
-
-const whole = (chunks: ReadonlyArray<ChatChunk.ChatChunk>) =>
-  ChatChunk.toResponse(chunks.reduce(ChatChunk.accumulate, ChatChunk.accumulator()))
-
 describe("AnthropicClient against the mock's /v1/messages", () => {
+  wireBehaviour(provider)
+
   it.live("completes a chat: text, finish reason and usage", () =>
     Effect.gen(function* () {
       const mock = yield* mockServer({ tokens: 12 })
@@ -60,26 +49,6 @@ describe("AnthropicClient against the mock's /v1/messages", () => {
       assert.strictEqual(last.usage?.completion_tokens, 20)
       assert.strictEqual(ChatResponse.finishReason(whole(chunks)), "stop")
       assert.strictEqual(mock.stats().messages, 2)
-    })
-  )
-
-  it.live("echoes multi-byte text through mock-echo, streamed and not", () =>
-    Effect.gen(function* () {
-      const mock = yield* mockServer()
-      const layer = provider(mock)
-      const text = "héllo 世界 👋🏽 — ok"
-      const request = ChatRequest.fromPrompt("mock-echo", text)
-      assert.strictEqual(ChatResponse.text(yield* LlmClient.complete(request).pipe(Effect.provide(layer))), text)
-      assert.strictEqual((yield* collect(request).pipe(Effect.provide(layer))).map(ChatChunk.text).join(""), text)
-    })
-  )
-
-  it.live("honours max_tokens with finish_reason length", () =>
-    Effect.gen(function* () {
-      const mock = yield* mockServer({ tokens: 50 })
-      const response = yield* LlmClient.complete(ask("long", { max_tokens: 5 })).pipe(Effect.provide(provider(mock)))
-      assert.strictEqual(ChatResponse.finishReason(response), "length")
-      assert.strictEqual(ChatResponse.usage(response).completion_tokens, 5)
     })
   )
 
@@ -177,58 +146,6 @@ describe("AnthropicClient against the mock's /v1/messages", () => {
       assert.strictEqual(reason.text, chunks.map(ChatChunk.text).join(""))
       assert.strictEqual(reason.chunks, chunks.length)
       assert.isFalse(error!.retryable)
-    })
-  )
-
-  it.live("a stream that fails before its first content fails with a retryable reason, not StreamInterrupted", () =>
-    Effect.gen(function* () {
-      const mock = yield* mockServer()
-      for (const [fault, tag] of [
-        ["cut", "Transport"],
-        ["malformed", "InvalidResponse"],
-        ["reset", "Transport"]
-      ] as const) {
-        const { chunks, error } = yield* collectUntilFailure(ask("x")).pipe(
-          Effect.provide(provider(mock, { headers: { "x-mock-fault": fault, "x-mock-cut-after": "0" } }))
-        )
-        assert.strictEqual(chunks.length, 0, fault)
-        assert.strictEqual(error?.reason._tag, tag, fault)
-        assert.isTrue(error?.retryable, fault)
-      }
-    })
-  )
-
-  it.live("interrupting a stream aborts the HTTP request: the mock sees the socket close", () =>
-    Effect.gen(function* () {
-      const mock = yield* mockServer({ tokens: 200, itlMs: 20 })
-      const taken = yield* Stream.runCollect(Stream.take(LlmClient.stream(ask("slow")), 3)).pipe(
-        Effect.provide(provider(mock))
-      )
-      assert.strictEqual(taken.length, 3)
-      yield* eventually(() => mock.stats().aborted === 1, "the mock to count one aborted request")
-      assert.strictEqual(mock.stats().inFlight, 0)
-    })
-  )
-
-  it.live("interrupting a complete call aborts its request: the mock sees the socket close", () =>
-    Effect.gen(function* () {
-      const mock = yield* mockServer({ ttftMs: 5_000 })
-      const fiber = yield* Effect.forkChild(LlmClient.complete(ask("slow")).pipe(Effect.provide(provider(mock))))
-      yield* eventually(() => mock.stats().inFlight === 1, "the request to reach the mock")
-      yield* Fiber.interrupt(fiber)
-      yield* eventually(() => mock.stats().aborted === 1, "the mock to count one aborted request")
-    })
-  )
-
-  it.live("a stalled server is left by a timeout, and the socket is closed", () =>
-    Effect.gen(function* () {
-      const mock = yield* mockServer()
-      const result = yield* LlmClient.complete(ask("x")).pipe(
-        Effect.timeoutOption(Duration.millis(200)),
-        Effect.provide(provider(mock, { headers: { "x-mock-fault": "stall" } }))
-      )
-      assert.isTrue(result._tag === "None")
-      yield* eventually(() => mock.stats().aborted === 1, "the stalled request to be aborted")
     })
   )
 
