@@ -2,7 +2,7 @@
  * Messages both ways: OpenAI chat messages (callm's `ChatRequest`) to an effect/ai `Prompt` and back,
  * each direction beside its inverse.
  */
-import type { ChatRequest } from "@callm/core"
+import { ChatRequest } from "@callm/core"
 import * as Prompt from "effect/ai/Prompt"
 import * as Tool from "effect/ai/Tool"
 import * as Base64 from "effect/encoding/Base64"
@@ -127,7 +127,7 @@ export const toPrompt = (messages: ReadonlyArray<ChatRequest.Message>): Prompt.P
     switch (message.role) {
       case "system":
       case "developer": {
-        prompt.push({ role: "system", content: messageText(message) })
+        prompt.push({ role: "system", content: ChatRequest.messageText(message) })
         break
       }
       case "user": {
@@ -143,7 +143,7 @@ export const toPrompt = (messages: ReadonlyArray<ChatRequest.Message>): Prompt.P
       }
       case "assistant": {
         const parts: Array<Prompt.AssistantMessagePartEncoded> = []
-        const text = messageText(message)
+        const text = ChatRequest.messageText(message)
         if (text !== "") parts.push({ type: "text", text })
         for (const call of message.tool_calls ?? []) {
           toolNames.set(call.id, call.function.name)
@@ -168,7 +168,7 @@ export const toPrompt = (messages: ReadonlyArray<ChatRequest.Message>): Prompt.P
               id,
               name: toolNames.get(id) ?? "",
               isFailure: false,
-              result: messageText(message),
+              result: ChatRequest.messageText(message),
               providerExecuted: false
             }
           ]
@@ -178,15 +178,6 @@ export const toPrompt = (messages: ReadonlyArray<ChatRequest.Message>): Prompt.P
     }
   }
   return Prompt.make(prompt)
-}
-
-const messageText = (message: ChatRequest.Message): string => {
-  const content = message.content
-  if (content === undefined || content === null) return ""
-  if (typeof content === "string") return content
-  let text = ""
-  for (const part of content) if (part.type === "text") text += part.text
-  return text
 }
 
 const dataUrlType = (url: string): string | undefined => /^data:([^;,]+)/.exec(url)?.[1]
