@@ -14,11 +14,12 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import { once } from "node:events"
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { GatewayConfig } from "@callm/gateway"
+import { freePort } from "@callm/testing/Ports"
+import { privateRedis } from "@callm/testing/Redis"
 import { Agent, request as undiciRequest } from "undici"
 import { barChart, type Report, type Scenario, type Size } from "../Scenario.ts"
 import * as Servers from "../Servers.ts"
@@ -34,40 +35,6 @@ const plan = (size: Size) =>
       : { before: 15, outage: 15, after: 15, connections: 32, runLines: 30_000 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0))
-    })
-    server.on("error", reject)
-  })
-
-/** A private redis-server on `port` (never the shared one), killed with SIGKILL to make an outage. */
-const startRedis = async (port: number) => {
-  const child = spawn(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-    { stdio: ["ignore", "pipe", "ignore"] }
-  )
-  await new Promise<void>((resolve, reject) => {
-    let out = ""
-    child.stdout!.on("data", (data: Buffer) => {
-      out += data.toString()
-      if (out.includes("Ready to accept connections")) resolve()
-    })
-    child.once("exit", (code) => reject(new Error(`redis-server exited with ${code}`)))
-  })
-  return {
-    kill: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      child.kill("SIGKILL")
-      await once(child, "exit")
-    }
-  }
-}
 
 const plugins = (namespace: string) => [
   { use: "cache", options: { namespace } },
@@ -146,8 +113,8 @@ export const scenario: Scenario = {
         }
       })
     )
-    let redis = await startRedis(port)
-    const cleanup: Array<() => Promise<void>> = [() => mock.close(), () => redis.kill()]
+    let redis = await privateRedis(port)
+    const cleanup: Array<() => Promise<void>> = [() => mock.close(), () => redis.stop()]
     try {
       // 1. The gateway through the outage.
       const gateway = await startServe(config, redisUrl)
@@ -203,10 +170,10 @@ export const scenario: Scenario = {
       }
       const load = Promise.all(Array.from({ length: settings.connections }, worker))
       await sleep(settings.before * 1000)
-      await redis.kill()
+      await redis.stop()
       progress(`gateway: Redis killed after ${settings.before} s`)
       await sleep(settings.outage * 1000)
-      redis = await startRedis(port)
+      redis = await privateRedis(port)
       progress(`gateway: Redis back after ${settings.outage} s`)
       await load
       await agent.close()
@@ -228,7 +195,7 @@ export const scenario: Scenario = {
       cleanup.shift()
 
       // 2. A gateway started while Redis is down.
-      await redis.kill()
+      await redis.stop()
       const lateGateway = await startServe(config, redisUrl)
       cleanup.unshift(() => lateGateway.close())
       let lateOk = 0
@@ -245,7 +212,7 @@ export const scenario: Scenario = {
       progress(`gateway started with Redis down: ${lateOk} of ${lateTries} requests answered 200`)
       await lateGateway.close()
       cleanup.shift()
-      redis = await startRedis(port)
+      redis = await privateRedis(port)
 
       // 3. `callm run --redis-url` through the same outage.
       const input = join(dir, "in.jsonl")
@@ -298,10 +265,10 @@ export const scenario: Scenario = {
       while (linesNow() === 0 && run.exitCode === null) await sleep(50)
       await sleep(500)
       const runBefore = await paceOver(settings.before)
-      await redis.kill()
+      await redis.stop()
       await sleep(1000)
       const runDuring = await paceOver(settings.outage - 1)
-      redis = await startRedis(port)
+      redis = await privateRedis(port)
       const runFinished = run.exitCode === null
       run.kill("SIGTERM")
       if (run.exitCode === null) await once(run, "exit")
