@@ -33,7 +33,8 @@ const notPlugins: Record<string, string> = {
   "@callm/core/Plugin": "the helper plugins are written with",
   "@callm/core/Cost": "sets the price table; wraps nothing",
   "@callm/rate-limit/RedisConnection": "the Redis connection every store shares",
-  "@callm/cache/EmbeddingsCache": "wraps the Embeddings service, not LlmClient"
+  "@callm/cache/EmbeddingsCache": "wraps the Embeddings service, not LlmClient",
+  "@callm/observability/Router": "the deprecated names of @callm/resilience's Router"
 }
 
 /** A small in-process provider: answers `<model>: <last message>`, and records what it was sent. */
@@ -184,7 +185,7 @@ const plugins: ReadonlyArray<PluginEntry> = [
     configInput: { total: { usd: 10, period: "day" } }
   },
   {
-    package: "@callm/observability",
+    package: "@callm/resilience",
     module: "Router",
     combinator: "withRouter",
     stateful: false,

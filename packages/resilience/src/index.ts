@@ -1,6 +1,6 @@
 /**
  * @callm/resilience: plugins that keep calls working when upstreams do not: retries with budgets,
- * timeouts, circuit breaking, fallbacks, load balancing and hedging.
+ * timeouts, circuit breaking, fallbacks, load balancing, hedging and model routing.
  *
  * @since 0.1.0
  */
@@ -19,5 +19,7 @@ export * as LoadBalancer from "./LoadBalancer.ts"
 export * as Retry from "./Retry.ts"
 /** @since 0.1.0 */
 export * as RetryBudget from "./RetryBudget.ts"
+/** @since 0.2.0 */
+export * as Router from "./Router.ts"
 /** @since 0.1.0 */
 export * as Timeout from "./Timeout.ts"
