@@ -234,8 +234,9 @@ export const command = Command.make(
         yield* Console.error(
           `callm serve: OpenAI-compatible gateway on http://${flags.host}:${port}/v1${redis === undefined ? "" : ", state shared through Redis"}; SIGTERM or Ctrl-C drains and stops it`
         )
-        // gRPC (callm.v1.Llm) over the same gateway: its keys, limits, plugins and metrics. Built after
-        // the REST server, so on shutdown it stops first while REST drains.
+        // gRPC (callm.v1.Llm) over the same gateway: its keys, limits, plugins and metrics. Its calls
+        // hold the same admission slots, so the drain on SIGTERM refuses new ones (UNAVAILABLE) and
+        // waits for those in flight; the gRPC server closes after it.
         if (Option.isSome(flags.grpcPort)) {
           const grpc = yield* Layer.build(Grpc.layer({ port: flags.grpcPort.value, host: flags.host })).pipe(
             Effect.mapError((error) => new UserError({ message: `serve: ${error.message}` }))
