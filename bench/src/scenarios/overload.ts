@@ -219,7 +219,7 @@ export const scenario: Scenario = {
           {
             goal: `offered load at least ${factor}x the measured capacity`,
             value: round(offered / capacity.perSecond, 2),
-            target: factor * 0.95,
+            target: round(factor * 0.95, 2),
             direction: ">=",
             unit: "x"
           },
