@@ -10,7 +10,7 @@ import { Client } from "undici"
 
 const url = new URL(process.argv[2]!)
 const intervalMs = Number(process.argv[3] ?? "100")
-const client = new Client(url.origin, { connections: 1, pipelining: 1 })
+const client = new Client(url.origin, { pipelining: 1 })
 const latencies: Array<number> = []
 let failures = 0
 let stopped = false
