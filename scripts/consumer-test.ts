@@ -53,7 +53,11 @@ const contents = libraryFiles.map((file) => {
     .filter((line) => line !== "" && !line.endsWith("/"))
     .map((line) => line.replace(/^package\//, ""))
   const unexpected = listed.filter(
-    (path) => !/^(dist|src)\//.test(path) && !["README.md", "LICENSE", "package.json"].includes(path)
+    (path) =>
+      !/^(dist|src)\//.test(path) &&
+      !["README.md", "LICENSE", "package.json"].includes(path) &&
+      // The gateway ships the gRPC service's .proto, which `Grpc.protoPath` points at.
+      !(file.startsWith("callm-gateway-") && /^proto\/.+\.proto$/.test(path))
   )
   const missing = ["dist/index.js", "dist/index.d.ts", "README.md", "LICENSE", "package.json"].filter(
     (path) => !listed.includes(path)
@@ -124,7 +128,10 @@ writeFileSync(
   join(project, "pnpm-workspace.yaml"),
   `overrides:\n${Object.entries(callm)
     .map(([name, spec]) => `  "${name}": "${spec}"`)
-    .join("\n")}\n`
+    .join("\n")}\n` +
+    // @callm/gateway's gRPC brings protobufjs, whose postinstall only warns; pnpm 11 refuses an install
+    // with a build script it was not told about, so a consumer says so, as the gateway README tells.
+    "allowBuilds:\n  protobufjs: false\n"
 )
 writeFileSync(
   join(project, "tsconfig.json"),
