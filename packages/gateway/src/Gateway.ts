@@ -45,14 +45,12 @@ import { Budget, BudgetStore } from "@callm/observability"
 import { OpenAiClient } from "@callm/openai"
 import { RateLimit } from "@callm/rate-limit"
 import { CircuitBreaker, Fallback, LoadBalancer, Retry } from "@callm/resilience"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as ByteSize from "effect/ByteSize"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as HttpClient from "effect/http/HttpClient"
 import * as HttpEffect from "effect/http/HttpEffect"
 import * as HttpIncomingMessage from "effect/http/HttpIncomingMessage"
 import * as HttpRouter from "effect/http/HttpRouter"
@@ -72,6 +70,8 @@ import * as GatewayConfig from "./GatewayConfig.ts"
 import * as GatewayError from "./GatewayError.ts"
 import * as EmbeddingsRoute from "./internal/EmbeddingsRoute.ts"
 import * as ProcessMetrics from "./internal/ProcessMetrics.ts"
+import * as UpstreamTiming from "./internal/UpstreamTiming.ts"
+import { CurrentTiming, timeUpstream } from "./internal/UpstreamTiming.ts"
 
 /**
  * Options of the gateway.
@@ -108,23 +108,6 @@ export interface Options {
    */
   readonly admission?: Admission.Admission | undefined
 }
-
-/**
- * The time a request spent waiting on upstreams. A call's wait is timed on the HTTP client, from the
- * request handed to undici to the answer's headers (its body, on loopback in the same read, is then
- * read and decoded by callm: the gateway's own work, counted as overhead); a stream's, by the
- * innermost wrapper of each route, from the call to the stream's end (the time between chunks is the
- * upstream's).
- */
-interface UpstreamTiming {
-  nanos: bigint
-  firstChunkNanos: bigint | undefined
-  readonly streaming: boolean
-}
-
-const CurrentTiming = Context.Reference<UpstreamTiming | undefined>("@callm/gateway/Gateway/CurrentTiming", {
-  defaultValue: () => undefined
-})
 
 /**
  * The gateway's own overhead per request, in seconds.
@@ -252,52 +235,6 @@ const errorResponse = (answer: GatewayError.ErrorAnswer, requestId?: string) =>
 
 const nanosNow = Clock.currentTimeNanos
 
-/**
- * The HTTP client of the upstreams, timing each non-streamed call's wait into the request's timing:
- * from the request handed to undici to the answer's headers. Encoding the request and decoding the
- * answer stay outside it (they are the gateway's work), so the overhead histogram agrees with the
- * end-to-end added latency (issue 16).
- */
-const timedHttpClient = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
-  HttpClient.transform(client, (effect) =>
-    Effect.flatMap(CurrentTiming, (timing) => {
-      if (timing === undefined || timing.streaming) return effect
-      return Effect.flatMap(nanosNow, (start) =>
-        Effect.ensuring(
-          effect,
-          Effect.map(nanosNow, (end) => {
-            timing.nanos += end - start
-          })
-        )
-      )
-    })
-  )
-
-/** The innermost wrapper of a route: adds a stream's time in the upstream to the request's timing. */
-const timeUpstream = (client: LlmClient.Service): LlmClient.Service =>
-  Plugin.wrap(client, {
-    stream: (request, next) =>
-      Stream.unwrap(
-        Effect.flatMap(CurrentTiming, (timing) => {
-          if (timing === undefined) return Effect.succeed(next(request))
-          return Effect.map(nanosNow, (start) =>
-            next(request).pipe(
-              Stream.onFirst(() =>
-                Effect.map(nanosNow, (now) => {
-                  timing.firstChunkNanos ??= timing.nanos + (now - start)
-                })
-              ),
-              Stream.onExit(() =>
-                Effect.map(nanosNow, (end) => {
-                  timing.nanos += end - start
-                })
-              )
-            )
-          )
-        })
-      )
-  })
-
 /** Counts each upstream's failures by reason (a bounded set: `LlmError`'s reason tags). */
 const countFailures = (upstream: string, client: LlmClient.Service): LlmClient.Service => {
   const byReason = new Map<string, Metric.Metric<number, unknown>>()
@@ -340,12 +277,7 @@ export const make = Effect.fnUntraced(function* (options: Options) {
 
     // One provider per upstream, all on one undici dispatcher (a keep-alive pool per origin).
     const providers = new Map<string, LlmClient.Service>()
-    const undiciContext = yield* Layer.build(NodeHttpClient.layerUndiciOptions({ connect: { timeout: 10_000 } }))
-    const httpContext = Context.add(
-      undiciContext,
-      HttpClient.HttpClient,
-      timedHttpClient(Context.get(undiciContext, HttpClient.HttpClient))
-    )
+    const httpContext = yield* Layer.build(UpstreamTiming.layerHttpClient({ connect: { timeout: 10_000 } }))
     for (const [name, upstream] of Object.entries(config.upstreams)) {
       const key = upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv]
       const common = {
@@ -668,7 +600,11 @@ export const make = Effect.fnUntraced(function* (options: Options) {
     }
     let transferred = false
     return yield* Effect.gen(function* () {
-      const timing: UpstreamTiming = { nanos: 0n, firstChunkNanos: undefined, streaming: chat.stream === true }
+      const timing: UpstreamTiming.UpstreamTiming = {
+        nanos: 0n,
+        firstChunkNanos: undefined,
+        streaming: chat.stream === true
+      }
       const deadline = (yield* Clock.currentTimeMillis) + limits.requestTimeoutMs
       const context = {
         requestId,
@@ -984,7 +920,28 @@ const stampKey: unique symbol = Symbol.for("@callm/gateway/Gateway/stamp")
 /** When a request's headers were read, and the upstream time its handler measured. */
 interface Stamp {
   readonly arrival: bigint
-  timing: UpstreamTiming | undefined
+  timing: UpstreamTiming.UpstreamTiming | undefined
+}
+
+/**
+ * A refusal's bytes, encoded once per answer (the admission makes its answers once per limits), so
+ * shedding thousands of requests a second costs no JSON encoding each.
+ */
+const encodedRefusals = new WeakMap<
+  GatewayError.ErrorAnswer,
+  { readonly body: Buffer; readonly headers: Record<string, string | number> }
+>()
+const encodedRefusal = (refused: GatewayError.ErrorAnswer) => {
+  let encoded = encodedRefusals.get(refused)
+  if (encoded === undefined) {
+    const body = Buffer.from(JSON.stringify(refused.body))
+    encoded = {
+      body,
+      headers: { "content-type": "application/json", "content-length": body.length, ...refused.headers }
+    }
+    encodedRefusals.set(refused, encoded)
+  }
+  return encoded
 }
 
 /** Answers a request Node just parsed when it is a refusal or `/healthz`; false to let it through. */
@@ -1008,12 +965,8 @@ const gate = (admission: Admission.Admission, request: Http.IncomingMessage, res
     })
     return false
   }
-  const body = JSON.stringify(refused.body)
-  response.writeHead(refused.status, {
-    "content-type": "application/json",
-    "content-length": Buffer.byteLength(body),
-    ...refused.headers
-  })
+  const { body, headers } = encodedRefusal(refused)
+  response.writeHead(refused.status, headers)
   response.end(body)
   requestsByStatus(refused.status).updateUnsafe(1, Context.empty())
   return true

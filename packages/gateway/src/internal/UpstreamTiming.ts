@@ -1,0 +1,152 @@
+/**
+ * The time a request spends waiting on upstreams, which the gateway's overhead histogram
+ * (`callm_gateway_overhead_seconds`) takes out of the request's whole time so that what is left is
+ * the gateway's own work (issue 16: it must agree with the latency the gateway adds end to end).
+ *
+ * - A non-streamed call's wait is timed on the socket: from undici's `onRequestSent` (the request's
+ *   last byte handed to the socket) to its `onResponseStart` (the answer's headers parsed), by an
+ *   undici interceptor on the gateway's dispatcher. Everything else of a call is the gateway's own
+ *   work and counts as overhead: building and encoding the request in Effect's HTTP client, undici's
+ *   dispatch and its write, reading and decoding the answer. (Timing the whole `HttpClient` call
+ *   instead counted that work as upstream time, and the histogram read half of what the bench measured
+ *   end to end.)
+ * - A stream's wait is timed around the stream, by the innermost wrapper of each route: from the call
+ *   to the stream's end (the time between chunks is the upstream's), and to its first chunk for the
+ *   streamed requests' histogram.
+ *
+ * @internal
+ */
+import { type LlmClient, Plugin } from "@callm/core"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as HttpClient from "effect/http/HttpClient"
+import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
+import type * as Undici from "undici"
+
+/** What one request waited on upstreams, in nanoseconds. */
+export interface UpstreamTiming {
+  nanos: bigint
+  firstChunkNanos: bigint | undefined
+  readonly streaming: boolean
+}
+
+/** The timing of the request being handled, if the gateway times it. */
+export const CurrentTiming = Context.Reference<UpstreamTiming | undefined>("@callm/gateway/Gateway/CurrentTiming", {
+  defaultValue: () => undefined
+})
+
+const nanosNow = Clock.currentTimeNanos
+
+/**
+ * The request option that carries a call's timing to the interceptor: Effect's undici client spreads
+ * the fiber's `UndiciOptions` into the options it dispatches, and undici hands options it does not
+ * know on to interceptors untouched (it never sends them).
+ */
+const timingOption = "callmUpstreamTiming"
+
+/** undici's handler, wrapped: every event passed on, the wait between the two timed ones counted. */
+class TimedHandler implements Undici.Dispatcher.DispatchHandler {
+  // `process.hrtime`, not `Clock`: undici calls these outside any fiber. A monotonic duration only.
+  private sentAt: bigint | undefined = undefined
+  private readonly handler: Undici.Dispatcher.DispatchHandler
+  private readonly timing: UpstreamTiming
+  constructor(handler: Undici.Dispatcher.DispatchHandler, timing: UpstreamTiming) {
+    this.handler = handler
+    this.timing = timing
+  }
+  onRequestStart(controller: Undici.Dispatcher.DispatchController, context: any) {
+    this.handler.onRequestStart?.(controller, context)
+  }
+  onRequestUpgrade(
+    controller: Undici.Dispatcher.DispatchController,
+    statusCode: number,
+    headers: any,
+    socket: import("node:stream").Duplex
+  ) {
+    this.handler.onRequestUpgrade?.(controller, statusCode, headers, socket)
+  }
+  onRequestSent() {
+    this.sentAt = process.hrtime.bigint()
+    this.handler.onRequestSent?.()
+  }
+  onResponseStart(controller: Undici.Dispatcher.DispatchController, statusCode: number, headers: any, text: string) {
+    // Interim 1xx answers come before the final one: the wait ends at the final answer's headers.
+    if (statusCode >= 200 && this.sentAt !== undefined) {
+      this.timing.nanos += process.hrtime.bigint() - this.sentAt
+      this.sentAt = undefined
+    }
+    this.handler.onResponseStart?.(controller, statusCode, headers, text)
+  }
+  onResponseData(controller: Undici.Dispatcher.DispatchController, chunk: Buffer) {
+    this.handler.onResponseData?.(controller, chunk)
+  }
+  onResponseEnd(controller: Undici.Dispatcher.DispatchController, trailers: any) {
+    this.handler.onResponseEnd?.(controller, trailers)
+  }
+  onResponseError(controller: Undici.Dispatcher.DispatchController, error: Error) {
+    // A call that failed before its answer's headers waited on the upstream all along.
+    if (this.sentAt !== undefined) {
+      this.timing.nanos += process.hrtime.bigint() - this.sentAt
+      this.sentAt = undefined
+    }
+    this.handler.onResponseError?.(controller, error)
+  }
+}
+
+const timingInterceptor: Undici.Dispatcher.DispatcherComposeInterceptor = (dispatch) => (options, handler) => {
+  const timing = (options as { readonly [timingOption]?: UpstreamTiming })[timingOption]
+  return timing === undefined ? dispatch(options, handler) : dispatch(options, new TimedHandler(handler, timing))
+}
+
+/**
+ * The gateway's HTTP client for its upstreams: Effect's undici client on one keep-alive dispatcher,
+ * with each non-streamed call's socket wait added to the request's timing.
+ */
+export const layerHttpClient = (options: Undici.Agent.Options): Layer.Layer<HttpClient.HttpClient> =>
+  Layer.effect(
+    HttpClient.HttpClient,
+    Effect.gen(function* () {
+      const dispatcher = (yield* NodeHttpClient.makeDispatcherOptions(options)).compose(timingInterceptor)
+      const client = yield* Effect.provideService(NodeHttpClient.makeUndici, NodeHttpClient.Dispatcher, dispatcher)
+      return HttpClient.transform(client, (effect) =>
+        Effect.flatMap(CurrentTiming, (timing) =>
+          timing === undefined || timing.streaming
+            ? effect
+            : Effect.flatMap(NodeHttpClient.UndiciOptions, (undiciOptions) =>
+                Effect.provideService(effect, NodeHttpClient.UndiciOptions, {
+                  ...undiciOptions,
+                  [timingOption]: timing
+                } as Partial<Undici.Dispatcher.RequestOptions>)
+              )
+        )
+      )
+    })
+  )
+
+/** The innermost wrapper of a route: adds a stream's time in the upstream to the request's timing. */
+export const timeUpstream = (client: LlmClient.Service): LlmClient.Service =>
+  Plugin.wrap(client, {
+    stream: (request, next) =>
+      Stream.unwrap(
+        Effect.flatMap(CurrentTiming, (timing) => {
+          if (timing === undefined) return Effect.succeed(next(request))
+          return Effect.map(nanosNow, (start) =>
+            next(request).pipe(
+              Stream.onFirst(() =>
+                Effect.map(nanosNow, (now) => {
+                  timing.firstChunkNanos ??= timing.nanos + (now - start)
+                })
+              ),
+              Stream.onExit(() =>
+                Effect.map(nanosNow, (end) => {
+                  timing.nanos += end - start
+                })
+              )
+            )
+          )
+        })
+      )
+  })
