@@ -34,7 +34,8 @@ const notPlugins: Record<string, string> = {
   "@callm/core/Cost": "sets the price table; wraps nothing",
   "@callm/rate-limit/RedisConnection": "the Redis connection every store shares",
   "@callm/cache/EmbeddingsCache": "wraps the Embeddings service, not LlmClient",
-  "@callm/observability/Router": "the deprecated names of @callm/resilience's Router"
+  "@callm/observability/Router": "the deprecated names of @callm/resilience's Router",
+  "@callm/observability/Budget": "the deprecated names of @callm/rate-limit's Budget"
 }
 
 /** A small in-process provider: answers `<model>: <last message>`, and records what it was sent. */
@@ -177,7 +178,7 @@ const plugins: ReadonlyArray<PluginEntry> = [
     configInput: { requests: 100, window: "1 minute" }
   },
   {
-    package: "@callm/observability",
+    package: "@callm/rate-limit",
     module: "Budget",
     combinator: "withBudget",
     stateful: true,

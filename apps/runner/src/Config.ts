@@ -35,10 +35,10 @@ import { Batch } from "@callm/batch"
 import { Cache, CacheStore } from "@callm/cache"
 import { type Cost, type LlmClient, Plugin, PluginOptions, Preset } from "@callm/core"
 import type { GatewayConfig } from "@callm/gateway"
-import { Audit, AuditSink, Budget, BudgetStore, Metrics, Router, Tracing } from "@callm/observability"
-import { RateLimit } from "@callm/rate-limit"
+import { Audit, AuditSink, Metrics, Tracing } from "@callm/observability"
+import { Budget, BudgetStore, RateLimit } from "@callm/rate-limit"
 import { Redact } from "@callm/redact"
-import { CircuitBreaker, CircuitBreakerStore, Fallback, Hedge, Retry, Timeout } from "@callm/resilience"
+import { CircuitBreaker, CircuitBreakerStore, Fallback, Hedge, Retry, Router, Timeout } from "@callm/resilience"
 import { type Context, Effect, Layer, Result, Schema } from "effect"
 import type * as Redis from "effect/persistence/Redis"
 import { UserError } from "./UserError.ts"
@@ -136,12 +136,13 @@ export const registry = {
     })
   ),
   budget: entry(Budget.OptionsSchema, (options, shared) =>
-    shared.redis === undefined
-      ? Budget.layerMemory(options)
-      : Budget.layer(options).pipe(
-          Layer.provide(BudgetStore.layerRedis()),
-          Layer.provide(Layer.succeedContext(shared.redis))
-        )
+    Budget.layerWithStore(options).pipe(
+      Layer.provide(
+        shared.redis === undefined
+          ? BudgetStore.layerMemory
+          : BudgetStore.layerRedis().pipe(Layer.provide(Layer.succeedContext(shared.redis)))
+      )
+    )
   ),
   // JSON has no `undefined`: `"alias": null` routes every call, as `alias: undefined` does in code.
   router: entry(Router.OptionsSchema, ({ alias, ...options }) =>
@@ -250,7 +251,8 @@ export const pluginStack = (
   const plugins: Array<PluginLayer> = [Preset.layer({ presets: config.presets, default: defaultPreset })]
   // A run's budget sits just inside the presets, outside the configured plugins: it prices each call
   // by the model it names (list a `budget` plugin after a `router` to price by the routed model).
-  if (runBudgetUsd !== undefined) plugins.push(Budget.layerMemory({ total: { usd: runBudgetUsd } }))
+  if (runBudgetUsd !== undefined)
+    plugins.push(Budget.layerWithStore({ total: { usd: runBudgetUsd } }).pipe(Layer.provide(BudgetStore.layerMemory)))
   if (config.plugins === undefined) plugins.push(...(extra.defaults ?? []))
   for (const plugin of config.plugins ?? []) {
     if (Layer.isLayer(plugin)) plugins.push(plugin as PluginLayer)

@@ -1,6 +1,7 @@
 /**
- * @callm/observability: Prometheus metrics, OpenTelemetry traces, audit logs, budgets and model
- * routing, each a plugin over `LlmClient`.
+ * @callm/observability: Prometheus metrics, OpenTelemetry traces and audit logs, each a plugin over
+ * `LlmClient`. `Budget`/`BudgetStore` (now in `@callm/rate-limit`) and `Router` (now in
+ * `@callm/resilience`) stay here as deprecated names.
  *
  * @since 0.1.0
  */
@@ -9,9 +10,15 @@
 export * as Audit from "./Audit.ts"
 /** @since 0.1.0 */
 export * as AuditSink from "./AuditSink.ts"
-/** @since 0.1.0 */
+/**
+ * @deprecated Import `Budget` from `@callm/rate-limit`.
+ * @since 0.1.0
+ */
 export * as Budget from "./Budget.ts"
-/** @since 0.1.0 */
+/**
+ * @deprecated Import `BudgetStore` from `@callm/rate-limit`.
+ * @since 0.1.0
+ */
 export * as BudgetStore from "./BudgetStore.ts"
 /** @since 0.1.0 */
 export * as Metrics from "./Metrics.ts"

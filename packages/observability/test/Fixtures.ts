@@ -8,9 +8,4 @@ export const provider = (
   options: OpenAiClient.Options = {}
 ): Layer.Layer<LlmClient.LlmClient> => OpenAiClient.layer({ baseUrl: mock.baseUrl, ...options })
 
-/** The lines of a Prometheus text exposition that belong to one metric, without timestamps. */
-export const linesOf = (text: string, name: string) =>
-  text
-    .split("\n")
-    .filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))
-    .sort()
+export { linesOf } from "@callm/testing/Metrics"

@@ -1,12 +1,13 @@
 import { CallContext, ChatRequest, LlmClient, type LlmError } from "@callm/core"
-import { Budget, BudgetStore, Prometheus } from "@callm/observability"
+import { OpenAiClient } from "@callm/openai"
+import { Budget, BudgetStore } from "@callm/rate-limit"
 import { build } from "@callm/testing/Client"
+import { metricLines } from "@callm/testing/Metrics"
 import { mockServer } from "@callm/testing/Mock"
 import { eventuallyKeys, scopedRedis, uniqueNamespace } from "@callm/testing/Redis"
 import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Result, Scope } from "effect"
-import { linesOf, provider } from "./Fixtures.ts"
 
 // With the mock's 16-token answers, a call to mock-small costs about $7e-6: a budget of $0.00005 allows 7.
 const limit = 0.00005
@@ -16,10 +17,8 @@ const asKey = (keyId: string) => CallContext.withContext({ keyId })
 const outcome = (result: Result.Result<unknown, LlmError.LlmError>) =>
   Result.isFailure(result) ? result.failure.reason._tag : "ok"
 
-const fallbacks = Effect.map(Prometheus.text, (text) => {
-  const line = linesOf(text, "callm_redis_fallback_total").find(
-    (line) => line.includes('store="budget"') && line.includes('op="reserve"')
-  )
+const fallbacks = Effect.map(metricLines("callm_redis_fallback_total"), (lines) => {
+  const line = lines.find((line) => line.includes('store="budget"') && line.includes('op="reserve"'))
   return line === undefined ? 0 : Number(line.split(" ").at(-1))
 })
 
@@ -30,7 +29,9 @@ describe("Budget on Redis when Redis goes away", () => {
       Effect.gen(function* () {
         const mock = yield* mockServer({ tokens: 16 })
         // How many calls one budget allows, on a memory store.
-        const reference = yield* build(Budget.layerMemory(options).pipe(Layer.provide(provider(mock))))
+        const reference = yield* build(
+          Budget.layer(options).pipe(Layer.provide(OpenAiClient.layer({ baseUrl: mock.baseUrl })))
+        )
         let allowed = 0
         for (let index = 0; index < 12; index++)
           if (outcome(yield* Effect.result(reference.complete(ask(index)).pipe(asKey("k")))) === "ok") allowed++
@@ -41,7 +42,7 @@ describe("Budget on Redis when Redis goes away", () => {
         yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
         const context = yield* Layer.build(
           Budget.layer(options).pipe(
-            Layer.provide(provider(mock)),
+            Layer.provide(OpenAiClient.layer({ baseUrl: mock.baseUrl })),
             Layer.provideMerge(BudgetStore.layerRedis({ namespace })),
             Layer.provide(NodeRedis.layer({ url: redis.url, disableOfflineQueue: true }))
           )

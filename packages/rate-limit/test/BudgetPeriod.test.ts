@@ -1,5 +1,5 @@
 import { CallContext, ChatRequest, type ChatResponse, LlmClient, LlmError } from "@callm/core"
-import { Budget, BudgetStore } from "@callm/observability"
+import { Budget, BudgetStore } from "@callm/rate-limit"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Result, Stream } from "effect"
 import { TestClock } from "effect/testing"
