@@ -36,6 +36,7 @@ import { Cache, CacheStore } from "@callm/cache"
 import { type Cost, type LlmClient, Plugin, PluginOptions, Preset } from "@callm/core"
 import type { GatewayConfig } from "@callm/gateway"
 import { Audit, AuditSink, Metrics, Tracing } from "@callm/observability"
+import { NodeAuditSink } from "@callm/observability/node"
 import { Budget, BudgetStore, RateLimit } from "@callm/rate-limit"
 import { Redact } from "@callm/redact"
 import { CircuitBreaker, CircuitBreakerStore, Fallback, Hedge, Retry, Router, Timeout } from "@callm/resilience"
@@ -132,7 +133,7 @@ export const registry = {
   audit: entry(AuditOptionsSchema, ({ path, maxBytes, maxFiles, ...options }) =>
     Audit.layer({
       ...options,
-      sink: path === undefined ? AuditSink.stdout() : AuditSink.file({ path, maxBytes, maxFiles })
+      sink: path === undefined ? AuditSink.stdout() : NodeAuditSink.file({ path, maxBytes, maxFiles })
     })
   ),
   budget: entry(Budget.OptionsSchema, (options, shared) =>

@@ -36,7 +36,8 @@ import { accessSync, constants, statSync } from "node:fs"
 import { dirname } from "node:path"
 import { performance } from "node:perf_hooks"
 import { ChatRequest, type ChatResponse, Cost, LlmClient, type LlmError, Preset } from "@callm/core"
-import { Prometheus, Tracing } from "@callm/observability"
+import { Tracing } from "@callm/observability"
+import { NodePrometheus } from "@callm/observability/node"
 import { RedisConnection } from "@callm/rate-limit"
 import { Deferred, Effect, Fiber, FileSystem, Layer, Metric, Option, Result, Schedule, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
@@ -437,7 +438,7 @@ export const command = Command.make(
       ).pipe(Layer.provide(provider))
 
       if (Option.isSome(flags.metricsPort)) {
-        const url = yield* Prometheus.serve({ port: flags.metricsPort.value }).pipe(
+        const url = yield* NodePrometheus.serve({ port: flags.metricsPort.value }).pipe(
           Effect.mapError((error) => new UserError({ message: `run: cannot serve metrics: ${error.message}` }))
         )
         say(`metrics at ${url}`)

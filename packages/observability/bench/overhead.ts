@@ -13,7 +13,8 @@ import { join } from "node:path"
 import { performance } from "node:perf_hooks"
 import { ChatRequest, LlmClient, Plugin } from "@callm/core"
 import { startMockServer } from "@callm/mock-server"
-import { Audit, AuditSink, Metrics, Tracing } from "@callm/observability"
+import { Audit, Metrics, Tracing } from "@callm/observability"
+import { NodeAuditSink } from "@callm/observability/node"
 import { OpenAiClient } from "@callm/openai"
 import { Redact } from "@callm/redact"
 import { Context, Effect, Layer } from "effect"
@@ -59,7 +60,7 @@ const measure = (otlp: { readonly bytes: () => number }) =>
     const bare = yield* build(provider)
     const observed = yield* build(
       Plugin.stack(
-        Audit.layer({ sink: AuditSink.file({ path: auditPath }) }),
+        Audit.layer({ sink: NodeAuditSink.file({ path: auditPath }) }),
         Tracing.layer(),
         Metrics.layer({ upstream: "mock" }),
         Redact.layer()
@@ -70,7 +71,7 @@ const measure = (otlp: { readonly bytes: () => number }) =>
       metrics: yield* build(Metrics.layer({ upstream: "mock" }).pipe(Layer.provide(provider))),
       tracing: yield* build(Tracing.layer().pipe(Layer.provide(provider))),
       audit: yield* build(
-        Audit.layer({ sink: AuditSink.file({ path: `${auditPath}.alone` }) }).pipe(Layer.provide(provider))
+        Audit.layer({ sink: NodeAuditSink.file({ path: `${auditPath}.alone` }) }).pipe(Layer.provide(provider))
       )
     }
     const request = (index: number) =>

@@ -1,5 +1,5 @@
 /**
- * An audit log: one JSON line per call, written by a sink (`AuditSink.file`, `AuditSink.stdout`)
+ * An audit log: one JSON line per call, written by a sink (`AuditSink.stdout`, `NodeAuditSink.file` from `@callm/observability/node`)
  * without ever slowing or failing the call.
  *
  * A line:
@@ -27,7 +27,6 @@
  *
  * @since 0.1.0
  */
-import { createHash, randomUUID } from "node:crypto"
 import { CallContext, type ChatRequest, Cost, type LlmClient, type LlmError, Plugin, RequestFields } from "@callm/core"
 import { Redact } from "@callm/redact"
 import * as Config from "effect/Config"
@@ -40,6 +39,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as AuditSink from "./AuditSink.ts"
 import * as Observe from "./internal/observe.ts"
+import { sha256Hex } from "./internal/sha256.ts"
 
 /**
  * What is kept of prompts, answers and error messages.
@@ -54,7 +54,7 @@ export type ContentPolicy = "redacted" | "hashed" | "omitted" | "raw"
  * @category models
  */
 export interface Options {
-  /** Where lines go, e.g. `AuditSink.file({ path: "audit.log" })`. */
+  /** Where lines go, e.g. `AuditSink.stdout()` or `NodeAuditSink.file({ path: "audit.log" })`. */
   readonly sink: Effect.Effect<AuditSink.Sink, never, Scope.Scope>
   /** Default `"redacted"`. */
   readonly content?: ContentPolicy | undefined
@@ -97,8 +97,6 @@ const paramsOf = (request: ChatRequest.ChatRequest): Record<string, unknown> => 
   return params
 }
 
-const sha256 = (text: string) => createHash("sha256").update(text).digest("hex")
-
 const makeClean = (policy: ContentPolicy, options: Redact.Options | undefined) => {
   switch (policy) {
     case "raw":
@@ -106,7 +104,7 @@ const makeClean = (policy: ContentPolicy, options: Redact.Options | undefined) =
     case "omitted":
       return (): unknown => null
     case "hashed":
-      return (text: string): unknown => ({ sha256: sha256(text) })
+      return (text: string): unknown => ({ sha256: sha256Hex(text) })
     case "redacted":
       return (text: string): unknown => Redact.text(text, options)
   }
@@ -137,7 +135,7 @@ export const hooksWithSink = (sink: AuditSink.Sink, options: Omit<Options, "sink
     const price = Cost.priceOf(prices, request.model)
     const prompt =
       policy === "hashed"
-        ? { sha256: sha256(JSON.stringify(request.messages)) }
+        ? { sha256: sha256Hex(JSON.stringify(request.messages)) }
         : policy === "omitted"
           ? null
           : request.messages.map((message) => ({ role: message.role, content: clean(messageText(message.content)) }))
@@ -177,7 +175,7 @@ export const hooksWithSink = (sink: AuditSink.Sink, options: Omit<Options, "sink
 
   /** The call's context, with a request id made when it had none. */
   const withId = Effect.map(CallContext.Current, (context) =>
-    context.requestId === undefined ? { ...context, requestId: randomUUID() } : context
+    context.requestId === undefined ? { ...context, requestId: globalThis.crypto.randomUUID() } : context
   )
 
   return {
@@ -209,11 +207,12 @@ export const hooksWithSink = (sink: AuditSink.Sink, options: Omit<Options, "sink
  *
  * @example
  * ```ts
- * import { Audit, AuditSink } from "@callm/observability"
+ * import { Audit } from "@callm/observability"
+ * import { NodeAuditSink } from "@callm/observability/node"
  * import { OpenAiClient } from "@callm/openai"
  * import { Layer } from "effect"
  *
- * const client = Audit.layer({ sink: AuditSink.file({ path: "audit.log", maxBytes: 50 * 1024 * 1024 }) }).pipe(
+ * const client = Audit.layer({ sink: NodeAuditSink.file({ path: "audit.log", maxBytes: 50 * 1024 * 1024 }) }).pipe(
  *   Layer.provide(OpenAiClient.layerConfig())
  * )
  * ```

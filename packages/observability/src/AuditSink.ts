@@ -1,20 +1,16 @@
 /**
- * Where audit lines go: a file that rotates by size, standard output, or memory (for your tests).
+ * Where audit lines go: standard output, memory (for your tests), a writer of your own (`make`), or,
+ * on Node, a file that rotates by size (`NodeAuditSink.file` from `@callm/observability/node`; before
+ * 0.2 it was `AuditSink.file`: this module imports nothing of Node).
  *
  * Every sink is a bounded queue in front of one writer fiber. Offering a line never waits: when the
  * queue is full (the disk or the pipe is slower than the calls), the line is dropped, counted in
  * `callm_audit_dropped_total{sink}` and reported by a warning at most once every 10 seconds with the
  * number dropped since the last one: dropping is never silent, and never slows or fails a call. When
- * the sink's scope closes, the queue is drained to the file first (for at most `flushTimeout`).
- *
- * Rotation is written here rather than taken from `rotating-file-stream` or `pino-roll`: those are
- * Node streams whose backpressure we would have to bridge back into the queue, and the rotation itself
- * (rename `audit.log.N` to `.N+1`, `audit.log` to `.1`, reopen) is a few lines.
+ * the sink's scope closes, the queue is drained to the writer first (for at most `flushTimeout`).
  *
  * @since 0.1.0
  */
-import { mkdir, open, rename, rm, stat } from "node:fs/promises"
-import { dirname } from "node:path"
 import type * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -149,59 +145,6 @@ export const make = (
         return false
       }
     }
-  })
-
-/**
- * @since 0.1.0
- * @category models
- */
-export interface FileOptions extends QueueOptions {
-  readonly path: string
-  /** Rotate when the file would grow past this. Default 100 MiB. */
-  readonly maxBytes?: number | undefined
-  /** Rotated files kept (`path.1` is the newest). Default 5. */
-  readonly maxFiles?: number | undefined
-}
-
-/**
- * Appends to a file, rotating by size: `audit.log` becomes `audit.log.1` (and `.1` becomes `.2`...,
- * the oldest beyond `maxFiles` removed) before a batch would take it past `maxBytes`.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const file = (options: FileOptions): Effect.Effect<Sink, never, Scope.Scope> =>
-  Effect.gen(function* () {
-    const maxBytes = options.maxBytes ?? 100 * 1024 * 1024
-    const maxFiles = options.maxFiles ?? 5
-    const path = options.path
-    // The folder is made when missing: a log path is configuration, and a fresh machine has no folder yet.
-    yield* Effect.promise(() => mkdir(dirname(path), { recursive: true }))
-    let handle = yield* Effect.promise(() => open(path, "a"))
-    let size = yield* Effect.promise(() => stat(path).then((s) => s.size))
-    yield* Effect.addFinalizer(() => Effect.promise(() => handle.close().catch(() => undefined)))
-
-    const rotate = Effect.tryPromise(async () => {
-      await handle.close()
-      await rm(`${path}.${maxFiles}`, { force: true })
-      for (let index = maxFiles - 1; index >= 1; index--)
-        await rename(`${path}.${index}`, `${path}.${index + 1}`).catch(() => undefined)
-      await rename(path, `${path}.1`)
-      handle = await open(path, "a")
-      size = 0
-    })
-
-    return yield* make(
-      `file:${path}`,
-      (batch) =>
-        Effect.gen(function* () {
-          const bytes = Buffer.from(batch)
-          if (size > 0 && size + bytes.length > maxBytes) yield* rotate
-          yield* Effect.tryPromise(() => handle.write(bytes))
-          size += bytes.length
-        }),
-      options
-    )
   })
 
 /**

@@ -21,12 +21,12 @@
  */
 import { CallContext, type ChatRequest, Cost, type LlmClient, Plugin } from "@callm/core"
 import { Redact } from "@callm/redact"
-import { NodeHttpClient } from "@effect/platform-node"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
+import { FetchHttpClient } from "effect/http"
 import * as Layer from "effect/Layer"
 import * as Otlp from "effect/observability/Otlp"
 import type * as OtlpExporter from "effect/observability/OtlpExporter"
@@ -227,7 +227,9 @@ export interface OtlpOptions {
 
 /**
  * Sends the process's spans (and Effect logs and metrics) to an OpenTelemetry collector over OTLP/HTTP
- * with JSON bodies, through Node's undici. Spans still buffered are flushed when the layer closes.
+ * with JSON bodies, through the platform's `fetch` (Effect's `FetchHttpClient`: Node, Bun, Deno and
+ * browsers alike). Spans still buffered are flushed when the layer closes. For another HTTP client, use
+ * Effect's `Otlp.layerJson` with the client's layer.
  *
  * @since 0.1.0
  * @category layers
@@ -241,4 +243,4 @@ export const layerOtlp = (options: OtlpOptions): Layer.Layer<OtlpExporter.Flushe
     },
     ...(options.headers === undefined ? {} : { headers: options.headers }),
     ...(options.exportInterval === undefined ? {} : { tracerExportInterval: options.exportInterval })
-  }).pipe(Layer.provide(NodeHttpClient.layerUndici))
+  }).pipe(Layer.provide(FetchHttpClient.layer))

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { CallContext, ChatRequest } from "@callm/core"
 import { Audit, AuditSink, Prometheus } from "@callm/observability"
+import { NodeAuditSink } from "@callm/observability/node"
 import { build } from "@callm/testing/Client"
 import { mockServer } from "@callm/testing/Mock"
 import { assert, describe, it } from "@effect/vitest"
@@ -93,7 +94,7 @@ describe("Audit", () => {
       const maxBytes = 1_500
       yield* Effect.gen(function* () {
         const client = yield* build(
-          Audit.layer({ sink: AuditSink.file({ path, maxBytes, maxFiles: 2 }) }).pipe(Layer.provide(provider(mock)))
+          Audit.layer({ sink: NodeAuditSink.file({ path, maxBytes, maxFiles: 2 }) }).pipe(Layer.provide(provider(mock)))
         )
         for (let index = 0; index < 12; index++) {
           yield* client.complete(ask(`line ${index}`))

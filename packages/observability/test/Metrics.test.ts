@@ -1,5 +1,6 @@
 import { ChatRequest } from "@callm/core"
 import { Metrics, Prometheus } from "@callm/observability"
+import { NodePrometheus } from "@callm/observability/node"
 import { build } from "@callm/testing/Client"
 import { eventually } from "@callm/testing/Eventually"
 import { mockServer } from "@callm/testing/Mock"
@@ -133,7 +134,7 @@ describe("Metrics", () => {
         const mock = yield* mockServer()
         const client = yield* build(Metrics.layer({ upstream: "mock" }).pipe(Layer.provide(provider(mock))))
         yield* client.complete(ask("served"))
-        const url = yield* Prometheus.serve({ port: 0 })
+        const url = yield* NodePrometheus.serve({ port: 0 })
         const response = yield* Effect.promise(() => fetch(url))
         assert.strictEqual(response.status, 200)
         assert.strictEqual(response.headers.get("content-type"), Prometheus.contentType)

@@ -8,7 +8,8 @@ import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ChatRequest } from "@callm/core"
-import { Metrics, Prometheus } from "@callm/observability"
+import { Metrics } from "@callm/observability"
+import { NodePrometheus } from "@callm/observability/node"
 import { build } from "@callm/testing/Client"
 import { eventually } from "@callm/testing/Eventually"
 import { mockServer } from "@callm/testing/Mock"
@@ -112,7 +113,7 @@ describe("Prometheus", () => {
           { concurrency: 10 }
         )
         yield* Effect.flip(client.complete(ChatRequest.fromPrompt("no-such-model", "x")))
-        const metricsUrl = yield* Prometheus.serve({ port: 0 })
+        const metricsUrl = yield* NodePrometheus.serve({ port: 0 })
         const prometheus = yield* startPrometheus(new URL(metricsUrl).host)
 
         const count = query(prometheus.url, 'sum(callm_requests_total{outcome="ok",upstream="mock"})')
