@@ -169,6 +169,46 @@ interface WireRequest {
   readonly extra_json?: string
 }
 
+/**
+ * A request whose bytes are not a protobuf message of the method's type. grpc-js answers a throwing
+ * deserializer with `INTERNAL` ("Error deserializing request"), which reads as the gateway's bug, so
+ * the server's deserializers return this instead and the call answers `INVALID_ARGUMENT`.
+ */
+interface Undecodable {
+  readonly [undecodable]: true
+  /** The protobuf message the bytes should have been. */
+  readonly message: string
+  /** protobufjs's reason. */
+  readonly reason: string
+}
+const undecodable: unique symbol = Symbol.for("@callm/gateway/Grpc/Undecodable")
+const isUndecodable = (value: unknown): value is Undecodable =>
+  typeof value === "object" && value !== null && undecodable in value
+
+/** The service with each method's request deserializer returning `Undecodable` rather than throwing. */
+const tolerant = (service: GrpcJs.ServiceDefinition): GrpcJs.ServiceDefinition => {
+  const methods: Record<string, GrpcJs.MethodDefinition<unknown, unknown>> = {}
+  for (const [name, method] of Object.entries(service)) {
+    const message = name === "Batch" ? "callm.v1.BatchRequest" : "callm.v1.ChatRequest"
+    methods[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) =>
+        Result.match(
+          Result.try(() => method.requestDeserialize(bytes)),
+          {
+            onSuccess: (request) => request,
+            onFailure: (cause): Undecodable => ({
+              [undecodable]: true,
+              message,
+              reason: cause instanceof Error ? cause.message : String(cause)
+            })
+          }
+        )
+    }
+  }
+  return methods as GrpcJs.ServiceDefinition
+}
+
 /** A protobuf request as the JSON body the REST endpoint takes (then checked by the same schema). */
 const toBody = (wire: WireRequest, stream: boolean): Result.Result<Record<string, unknown>, string> => {
   let extra: Record<string, unknown> = {}
@@ -294,7 +334,7 @@ const makeHandlers = Effect.fnUntraced(function* () {
    */
   const admitted = <A>(
     metadata: GrpcJs.Metadata,
-    wires: ReadonlyArray<WireRequest>,
+    wires: ReadonlyArray<WireRequest> | Undecodable,
     stream: boolean,
     batch: boolean,
     work: (
@@ -315,6 +355,12 @@ const makeHandlers = Effect.fnUntraced(function* () {
         keyId = key.key.id
         allowed = key.key.models
       }
+      if (isUndecodable(wires))
+        return yield* Effect.fail<Failure>({
+          code: GrpcJs.status.INVALID_ARGUMENT,
+          details: `request: not a valid ${wires.message} message (${wires.reason})`,
+          reason: "invalid_request"
+        })
       if (wires.length === 0)
         return yield* Effect.fail<Failure>({
           code: GrpcJs.status.INVALID_ARGUMENT,
@@ -411,12 +457,16 @@ const makeHandlers = Effect.fnUntraced(function* () {
     })
   }
 
-  const complete: GrpcJs.handleUnaryCall<WireRequest, unknown> = (call, callback) =>
+  const complete: GrpcJs.handleUnaryCall<WireRequest | Undecodable, unknown> = (call, callback) =>
     serve(
       "Complete",
       call,
-      admitted(call.metadata, [call.request], false, false, ([request], within) =>
-        Effect.mapError(within(state.frontDoor().client.complete(request!)), fromLlmError)
+      admitted(
+        call.metadata,
+        isUndecodable(call.request) ? call.request : [call.request],
+        false,
+        false,
+        ([request], within) => Effect.mapError(within(state.frontDoor().client.complete(request!)), fromLlmError)
       ),
       (result) =>
         Result.isSuccess(result)
@@ -424,21 +474,26 @@ const makeHandlers = Effect.fnUntraced(function* () {
           : callback(serviceError(result.failure) as GrpcJs.ServiceError)
     )
 
-  const stream: GrpcJs.handleServerStreamingCall<WireRequest, unknown> = (call) =>
+  const stream: GrpcJs.handleServerStreamingCall<WireRequest | Undecodable, unknown> = (call) =>
     serve(
       "Stream",
       call,
-      admitted(call.metadata, [call.request], true, false, ([request], within) =>
-        Effect.mapError(
-          within(
-            Stream.runForEachArray(state.frontDoor().client.stream(request!), (chunks) =>
-              Effect.sync(() => {
-                for (const chunk of chunks) call.write(toWireChunk(chunk))
-              })
-            )
-          ),
-          fromLlmError
-        )
+      admitted(
+        call.metadata,
+        isUndecodable(call.request) ? call.request : [call.request],
+        true,
+        false,
+        ([request], within) =>
+          Effect.mapError(
+            within(
+              Stream.runForEachArray(state.frontDoor().client.stream(request!), (chunks) =>
+                Effect.sync(() => {
+                  for (const chunk of chunks) call.write(toWireChunk(chunk))
+                })
+              )
+            ),
+            fromLlmError
+          )
       ),
       (result) => {
         if (Result.isSuccess(result)) call.end()
@@ -447,41 +502,53 @@ const makeHandlers = Effect.fnUntraced(function* () {
       }
     )
 
-  const batch: GrpcJs.handleUnaryCall<{ readonly requests?: ReadonlyArray<WireRequest> }, unknown> = (call, callback) =>
+  const batch: GrpcJs.handleUnaryCall<{ readonly requests?: ReadonlyArray<WireRequest> } | Undecodable, unknown> = (
+    call,
+    callback
+  ) =>
     serve(
       "Batch",
       call,
-      admitted(call.metadata, call.request.requests ?? [], false, true, (requests, within) => {
-        // The gateway routes a batch by its first model: one `completeMany` per model, in parallel.
-        const client = state.frontDoor().client
-        const byModel = new Map<string, Array<number>>()
-        for (const [index, request] of requests.entries()) {
-          const indexes = byModel.get(request.model) ?? []
-          indexes.push(index)
-          byModel.set(request.model, indexes)
-        }
-        const answered = Effect.map(
-          Effect.forEach(
-            [...byModel.values()],
-            (indexes) =>
-              Effect.map(within(client.completeMany(indexes.map((index) => requests[index]!))), (results) =>
-                results.map((result, position) => [indexes[position]!, result] as const)
-              ),
-            { concurrency: "unbounded" }
-          ),
-          (groups) => {
-            const items = groups.flat().sort(([a], [b]) => a - b)
-            return {
-              items: items.map(([index, result]) => {
-                if (Result.isSuccess(result)) return { index, response: toWireResponse(result.success) }
-                const failure = fromLlmError(result.failure)
-                return { index, error: { code: failure.code, message: failure.details, reason: failure.reason ?? "" } }
-              })
-            }
+      admitted(
+        call.metadata,
+        isUndecodable(call.request) ? call.request : (call.request.requests ?? []),
+        false,
+        true,
+        (requests, within) => {
+          // The gateway routes a batch by its first model: one `completeMany` per model, in parallel.
+          const client = state.frontDoor().client
+          const byModel = new Map<string, Array<number>>()
+          for (const [index, request] of requests.entries()) {
+            const indexes = byModel.get(request.model) ?? []
+            indexes.push(index)
+            byModel.set(request.model, indexes)
           }
-        )
-        return Effect.mapError(answered, fromLlmError)
-      }),
+          const answered = Effect.map(
+            Effect.forEach(
+              [...byModel.values()],
+              (indexes) =>
+                Effect.map(within(client.completeMany(indexes.map((index) => requests[index]!))), (results) =>
+                  results.map((result, position) => [indexes[position]!, result] as const)
+                ),
+              { concurrency: "unbounded" }
+            ),
+            (groups) => {
+              const items = groups.flat().sort(([a], [b]) => a - b)
+              return {
+                items: items.map(([index, result]) => {
+                  if (Result.isSuccess(result)) return { index, response: toWireResponse(result.success) }
+                  const failure = fromLlmError(result.failure)
+                  return {
+                    index,
+                    error: { code: failure.code, message: failure.details, reason: failure.reason ?? "" }
+                  }
+                })
+              }
+            }
+          )
+          return Effect.mapError(answered, fromLlmError)
+        }
+      ),
       (result) =>
         Result.isSuccess(result)
           ? callback(null, result.success)
@@ -515,10 +582,13 @@ export const layer = (options: Options): Layer.Layer<GrpcServer, GrpcError, Gate
     GrpcServer,
     Effect.gen(function* () {
       const handlers = yield* makeHandlers()
+      // The REST body limit, as gRPC's message limit: grpc-js answers a larger message with
+      // RESOURCE_EXHAUSTED (gRPC's code for it) before it is read, without a retry-after trailer.
+      const maxBodyBytes = (yield* Gateway.GatewayState).frontDoor().limits.maxBodyBytes
       const server = yield* Effect.acquireRelease(
         Effect.sync(() => {
-          const server = new GrpcJs.Server()
-          server.addService(loadService(), handlers as unknown as GrpcJs.UntypedServiceImplementation)
+          const server = new GrpcJs.Server({ "grpc.max_receive_message_length": maxBodyBytes })
+          server.addService(tolerant(loadService()), handlers as unknown as GrpcJs.UntypedServiceImplementation)
           return server
         }),
         (server) =>

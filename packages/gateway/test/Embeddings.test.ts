@@ -144,6 +144,7 @@ describe("Gateway /v1/embeddings", () => {
         [{ model: "text-embedding-3-small", input: "" }, 400, "input"],
         [{ model: "text-embedding-3-small", input: [] }, 400, "input"],
         [{ model: "text-embedding-3-small", input: [1, 2] }, 400, "input[0]"],
+        [{ model: "text-embedding-3-small", input: Array.from({ length: 2049 }, () => "a") }, 400, "input"],
         [{ input: "x" }, 400, "model"],
         [{ model: "text-embedding-3-small", input: "x", dimensions: 0 }, 400, "dimensions"],
         [{ model: "text-embedding-3-small", input: "x", encoding_format: "int8" }, 400, "encoding_format"],
@@ -162,7 +163,25 @@ describe("Gateway /v1/embeddings", () => {
       }
       const huge = yield* embed(url, { model: "text-embedding-3-small", input: "x".repeat(5 * 1024 * 1024) })
       assert.strictEqual(huge.status, 413)
+      assert.strictEqual((yield* errorOf(huge)).error.type, "invalid_request_error")
+      const wrongTypes: ReadonlyArray<readonly [unknown, string]> = [
+        [{ model: 5, input: "x" }, "model"],
+        [{ model: "text-embedding-3-small", input: { text: "x" } }, "input"],
+        [{ model: "text-embedding-3-small", input: [["x"]] }, "input[0]"],
+        [{ model: "text-embedding-3-small", input: "x", dimensions: "8" }, "dimensions"],
+        [{ model: "text-embedding-3-small", input: "x", encoding_format: 1 }, "encoding_format"],
+        [{ model: "text-embedding-3-small", input: "x", user: 7 }, "user"]
+      ]
+      for (const [body, param] of wrongTypes) {
+        const response = yield* embed(url, body)
+        assert.strictEqual(response.status, 400, JSON.stringify(body))
+        assert.strictEqual((yield* errorOf(response)).error.param, param, JSON.stringify(body))
+      }
       assert.strictEqual((yield* mockStats(mock.url)).embeddings, 0)
+      // Nothing of it broke the gateway: the next good request is answered.
+      const after = yield* embed(url, { model: "text-embedding-3-small", input: "still serving" })
+      assert.strictEqual(after.status, 200)
+      assert.strictEqual(((yield* Effect.promise(() => after.json())) as { data: Array<unknown> }).data.length, 1)
     })
   )
 

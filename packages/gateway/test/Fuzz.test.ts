@@ -119,6 +119,59 @@ const kinds: ReadonlyArray<(random: () => number) => string | Uint8Array> = [
   () => ""
 ]
 
+const validEmbedding = { model: "text-embedding-3-small", input: ["one", "two"] }
+
+/** Hostile bodies for `/v1/embeddings`. */
+const embeddingKinds: ReadonlyArray<(random: () => number) => string | Uint8Array> = [
+  kinds[0]!,
+  kinds[1]!,
+  // truncated valid JSON
+  (random) => {
+    const text = JSON.stringify({ ...validEmbedding, dimensions: 8, encoding_format: "base64" })
+    return text.slice(0, Math.floor(random() * text.length))
+  },
+  kinds[3]!,
+  (random) => `{"model":"m","input":${nest(5_000 + Math.floor(random() * 50_000), "[", "]", '"x"')}}`,
+  (random) => JSON.stringify({ ...validEmbedding, model: "m".repeat(100_000 + Math.floor(random() * 500_000)) }),
+  (random) =>
+    JSON.stringify({
+      ...validEmbedding,
+      input: Array.from({ length: 2_049 + Math.floor(random() * 100_000) }, () => "a")
+    }),
+  // wrong types everywhere
+  (random) => {
+    const values = [
+      null,
+      true,
+      0,
+      -1,
+      1.5,
+      1e308,
+      "",
+      "x",
+      [],
+      {},
+      [1],
+      [[1]],
+      [null],
+      { a: 1 },
+      Number.MAX_SAFE_INTEGER
+    ]
+    const fields = ["model", "input", "dimensions", "encoding_format", "user"]
+    const body: Record<string, unknown> = { ...validEmbedding }
+    for (let i = 0; i < 1 + Math.floor(random() * 3); i++)
+      body[fields[Math.floor(random() * fields.length)]!] = values[Math.floor(random() * values.length)]
+    return JSON.stringify(body)
+  },
+  (random) => {
+    const pick = () => unicode[Math.floor(random() * unicode.length)]!
+    return JSON.stringify({ model: `m${pick()}`, input: [`${pick()}${pick()}`, pick()], user: pick() })
+  },
+  kinds[14]!,
+  () => '{"model":"text-embedding-3-small","input":"x","__proto__":{"polluted":true}}',
+  () => ""
+]
+
 describe("Gateway under hostile input", () => {
   it.live(
     "answers 10,000 malformed or hostile bodies without a crash, a 5xx of its own, or a reply outside OpenAI's error shape",
@@ -177,5 +230,61 @@ describe("Gateway under hostile input", () => {
         console.log("fuzz statuses:", Object.fromEntries(statuses))
       }),
     { timeout: 240_000 }
+  )
+  it.live(
+    "answers 2,000 malformed or hostile /v1/embeddings bodies with a 4xx in OpenAI's shape, and still serves",
+    () =>
+      Effect.gen(function* () {
+        const mock = yield* mockServer()
+        const { url } = yield* gateway({ config: proxyTo(mock) })
+        const random = seeded(20261202)
+        const statuses = new Map<number, number>()
+        const offenders: Array<string> = []
+        yield* Effect.forEach(
+          Array.from({ length: 2_000 }, (_, index) => index),
+          (index) =>
+            Effect.promise(async () => {
+              const kind = index % embeddingKinds.length
+              const body = embeddingKinds[kind]!(random)
+              const response = await fetch(`${url}/v1/embeddings`, {
+                method: "POST",
+                headers: { "content-type": "application/json" },
+                body
+              }).catch((error: unknown) => {
+                offenders.push(
+                  `kind ${kind}: ${String(error)} ${String((error as { cause?: unknown }).cause)} for ${(typeof body === "string" ? body : "bytes").slice(0, 100)} (${body.length})`
+                )
+                return undefined
+              })
+              if (response === undefined) return
+              statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1)
+              const text = await response.text()
+              if (response.status === 200) return
+              const parsed = (() => {
+                try {
+                  return JSON.parse(text) as { error?: { message?: unknown; type?: unknown } }
+                } catch {
+                  return undefined
+                }
+              })()
+              if (response.status < 400 || response.status >= 500)
+                offenders.push(`kind ${kind}: ${response.status} ${text.slice(0, 200)}`)
+              else if (typeof parsed?.error?.message !== "string" || typeof parsed.error.type !== "string")
+                offenders.push(`kind ${kind}: ${response.status} not in OpenAI's shape: ${text.slice(0, 200)}`)
+            }),
+          { concurrency: 16 }
+        )
+        assert.deepStrictEqual(offenders.slice(0, 10), [])
+        const after = yield* Effect.promise(() =>
+          fetch(`${url}/v1/embeddings`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify(validEmbedding)
+          })
+        )
+        assert.strictEqual(after.status, 200)
+        console.log("embeddings fuzz statuses:", Object.fromEntries(statuses))
+      }),
+    { timeout: 120_000 }
   )
 })

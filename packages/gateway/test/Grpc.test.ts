@@ -33,7 +33,9 @@ const definition = GrpcJs.loadPackageDefinition(ProtoLoader.loadSync(Grpc.protoP
 const LlmClient = ((definition.callm as GrpcJs.GrpcObject).v1 as GrpcJs.GrpcObject)
   .Llm as GrpcJs.ServiceClientConstructor
 
-const withGrpc = (options: { readonly plugins?: Gateway.Options["plugins"] } = {}) =>
+const withGrpc = (
+  options: { readonly plugins?: Gateway.Options["plugins"]; readonly limits?: GatewayConfig.Limits } = {}
+) =>
   Effect.gen(function* () {
     const mock = yield* mockServer({ tokens: 8 })
     const { url, state } = yield* gateway({
@@ -53,7 +55,8 @@ const withGrpc = (options: { readonly plugins?: Gateway.Options["plugins"] } = {
           { id: "grpc", sha256: GatewayConfig.hashKey("sk-grpc") },
           { id: "slow", sha256: GatewayConfig.hashKey("sk-slow"), rpm: 2 },
           { id: "echo-only", sha256: GatewayConfig.hashKey("sk-echo"), models: ["mock-echo"] }
-        ]
+        ],
+        ...(options.limits === undefined ? {} : { limits: options.limits })
       },
       ...(options.plugins === undefined ? {} : { plugins: options.plugins })
     })
@@ -99,6 +102,46 @@ const streamed = (client: Client, request: unknown, metadata = bearer("sk-grpc")
   )
 
 const hello = (content: string, model = "mock-echo") => ({ model, messages: [{ role: "user", content }] })
+
+const identity = (bytes: Buffer) => bytes
+
+/** Sends `bytes` as the request message of `method`, as they are: how it ended. */
+const rawCall = (
+  client: Client,
+  method: "Complete" | "Stream" | "Batch",
+  bytes: Buffer,
+  metadata = bearer("sk-grpc")
+) =>
+  Effect.promise(
+    () =>
+      new Promise<{ readonly code: GrpcJs.status; readonly details: string; readonly metadata?: GrpcJs.Metadata }>(
+        (resolve) => {
+          const path = `/callm.v1.Llm/${method}`
+          if (method === "Stream") {
+            const call = client.makeServerStreamRequest(path, identity, identity, bytes, metadata)
+            call.on("data", () => {})
+            call.on("error", (error: GrpcJs.ServiceError) =>
+              resolve({ code: error.code, details: error.details, metadata: error.metadata })
+            )
+            call.on("end", () => resolve({ code: GrpcJs.status.OK, details: "" }))
+          } else
+            client.makeUnaryRequest(path, identity, identity, bytes, metadata, (error: GrpcJs.ServiceError | null) =>
+              resolve(
+                error === null
+                  ? { code: GrpcJs.status.OK, details: "" }
+                  : { code: error.code, details: error.details, metadata: error.metadata }
+              )
+            )
+        }
+      )
+  )
+
+const seeded = (seed: number) => () => {
+  seed = (seed + 0x6d2b79f5) | 0
+  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+}
 
 describe("Gateway gRPC (callm.v1.Llm)", () => {
   it.live("completes, streams and batches", () =>
@@ -254,6 +297,93 @@ describe("Gateway gRPC (callm.v1.Llm)", () => {
       assert.strictEqual(batch.error?.code, GrpcJs.status.INVALID_ARGUMENT)
       assert.include(batch.error?.details, "requests[1].top_p")
       assert.strictEqual(mock.stats().completions, 0)
+      const after = yield* unary<WireResponse>(client, "Complete", hello("fine"))
+      assert.strictEqual(after.value?.content, "fine")
+    })
+  )
+
+  it.live("bytes that are not the method's message are INVALID_ARGUMENT on every call, and the next call works", () =>
+    Effect.gen(function* () {
+      const { client, mock } = yield* withGrpc()
+      const garbage = [
+        Buffer.from([0xff, 0xff, 0xff]),
+        Buffer.from("plain text, not protobuf"),
+        // a length-delimited field (messages) cut short
+        Buffer.from([0x12, 0x02, 0x0a, 0x80])
+      ]
+      for (const method of ["Complete", "Stream", "Batch"] as const)
+        for (const bytes of garbage) {
+          const result = yield* rawCall(client, method, bytes)
+          assert.strictEqual(result.code, GrpcJs.status.INVALID_ARGUMENT, `${method} ${bytes.toString("hex")}`)
+          assert.isAbove(result.details.length, 0)
+        }
+      // grpc-js alone would answer bytes it cannot decode with INTERNAL ("Error deserializing request").
+      const undecoded = yield* rawCall(client, "Batch", garbage[0]!)
+      assert.include(undecoded.details, "not a valid callm.v1.BatchRequest message")
+      // The key is checked first: a bad key with garbage is UNAUTHENTICATED.
+      const unauthenticated = yield* rawCall(client, "Complete", garbage[0]!, bearer("sk-wrong"))
+      assert.strictEqual(unauthenticated.code, GrpcJs.status.UNAUTHENTICATED)
+      // Wrong types the client's encoder lets through: a number that is not one, an out-of-range integer.
+      const notANumber = yield* unary(client, "Complete", { ...hello("x"), temperature: "hot" })
+      assert.strictEqual(notANumber.error?.code, GrpcJs.status.INVALID_ARGUMENT)
+      assert.include(notANumber.error?.details, "temperature")
+      const negative = yield* unary(client, "Complete", { ...hello("x"), max_tokens: -3 })
+      assert.strictEqual(negative.error?.code, GrpcJs.status.INVALID_ARGUMENT)
+      assert.include(negative.error?.details, "max_tokens")
+      assert.strictEqual(mock.stats().completions, 0)
+      const after = yield* unary<WireResponse>(client, "Complete", hello("still serving"))
+      assert.strictEqual(after.value?.content, "still serving")
+    })
+  )
+
+  it.live("500 random messages get a clear status (never INTERNAL), and the gateway still serves", () =>
+    Effect.gen(function* () {
+      const { client } = yield* withGrpc()
+      const random = seeded(20261202)
+      const methods = ["Complete", "Stream", "Batch"] as const
+      const codes = new Map<string, number>()
+      yield* Effect.forEach(
+        Array.from({ length: 500 }, (_, index) => index),
+        (index) =>
+          Effect.map(
+            rawCall(
+              client,
+              methods[index % 3]!,
+              Buffer.from(Array.from({ length: 1 + Math.floor(random() * 256) }, () => Math.floor(random() * 256)))
+            ),
+            (result) => {
+              const name = GrpcJs.status[result.code] ?? String(result.code)
+              codes.set(name, (codes.get(name) ?? 0) + 1)
+            }
+          ),
+        { concurrency: 16 }
+      )
+      assert.deepStrictEqual(
+        [...codes.keys()].filter((code) => code !== "INVALID_ARGUMENT" && code !== "NOT_FOUND"),
+        []
+      )
+      const after = yield* unary<WireResponse>(client, "Complete", hello("after the noise"))
+      assert.strictEqual(after.value?.content, "after the noise")
+    })
+  )
+
+  it.live("a message over maxBodyBytes is RESOURCE_EXHAUSTED without retry-after, and the next call works", () =>
+    Effect.gen(function* () {
+      const { client, mock } = yield* withGrpc({ limits: { maxBodyBytes: 64 * 1024 } })
+      const big = hello("x".repeat(100 * 1024))
+      const unaryResult = yield* unary(client, "Complete", big)
+      assert.strictEqual(unaryResult.error?.code, GrpcJs.status.RESOURCE_EXHAUSTED)
+      assert.deepStrictEqual(unaryResult.error?.metadata.get("retry-after"), [])
+      const stream = yield* streamed(client, big)
+      assert.strictEqual(stream.error?.code, GrpcJs.status.RESOURCE_EXHAUSTED)
+      const batch = yield* unary(client, "Batch", { requests: [big] })
+      assert.strictEqual(batch.error?.code, GrpcJs.status.RESOURCE_EXHAUSTED)
+      assert.strictEqual(mock.stats().completions, 0)
+      // Just under the limit is served.
+      const fits = yield* unary<WireResponse>(client, "Complete", hello("y".repeat(60 * 1024)))
+      assert.isUndefined(fits.error)
+      const after = yield* unary<WireResponse>(client, "Complete", hello("small again"))
+      assert.strictEqual(after.value?.content, "small again")
     })
   )
 

@@ -4,9 +4,10 @@
  * `@callm/openai`'s `OpenAiEmbeddings`.
  *
  * What happens to a request: admission (429/503 with `Retry-After`), the bearer key (401) and its models
- * (403), the body (413, 400 not JSON, 400 naming the wrong field of an `EmbeddingRequest`), the route for
- * the model (404), then the key's `rpm` and `tpm` (429 with `Retry-After`; tokens estimated from the
- * input's characters and reconciled with the upstream's usage), the embeddings plugin stack (e.g.
+ * (403), the body (413, 400 not JSON, 400 naming the wrong field of an `EmbeddingRequest`, 400 for more
+ * than OpenAI's 2048 inputs), the route for the model (404), then the key's `rpm` and `tpm` (429 with
+ * `Retry-After`; tokens estimated from the input's characters and reconciled with the upstream's
+ * usage), the embeddings plugin stack (e.g.
  * `EmbeddingsCache`), and one of the route's targets picked by weight, under `requestTimeoutMs` (504).
  *
  * Differences from chat: a route's `retry` and `fallbacks`, the load balancer's cooldowns and the
@@ -256,6 +257,9 @@ const errorResponse = (answer: GatewayError.ErrorAnswer, requestId?: string) =>
     requestId === undefined ? answer.headers : { ...answer.headers, "x-request-id": requestId }
   )
 
+/** Inputs a request may carry, as OpenAI's endpoint (`@callm/openai` splits larger arrays client-side). */
+const maxInputs = OpenAiEmbeddings.defaultMaxInputsPerRequest
+
 /** The `POST /v1/embeddings` handler. */
 export const handler = (options: HandlerOptions) => {
   const { admission } = options
@@ -299,6 +303,19 @@ export const handler = (options: HandlerOptions) => {
       )
     }
     const embedding = validated.success
+    // OpenAI's cap on inputs a request. Without it, a 4 MiB body of a million one-letter inputs asks
+    // the gateway to hold a million 1536-float vectors in memory at once.
+    const count = Embeddings.inputs(embedding).length
+    if (count > maxInputs)
+      return errorResponse(
+        GatewayError.make(
+          400,
+          `Invalid 'input': array too long. Expected an array with maximum length ${maxInputs}, but got an array with length ${count} instead.`,
+          "invalid_request_error",
+          { param: "input", code: "array_above_max_length" }
+        ),
+        requestId
+      )
     if (!embeddings.serves(embedding.model))
       return errorResponse(GatewayError.modelNotFound(embedding.model), requestId)
     if (allowedModels !== undefined && !allowedModels.includes(embedding.model))
