@@ -9,12 +9,17 @@
  * line's record and how many times it was sent (`callm_job_lines`), and the workers' heartbeats
  * (`callm_job_workers`).
  *
+ * A rerun of a finished job (`rerun`) opens a new round: the failed lines the retry policy sends again
+ * (the same policy as a plain `callm run` rerun, `RunOutput.isRetried`) lose their record and are marked
+ * with the round's number, and every worker submits that round's lines as new chunks.
+ *
  * @since 0.3.0
  */
 import { PgClient } from "@effect/sql-pg"
 import { Context, Duration, Effect, Exit, Layer, Redacted, Schedule, Scope } from "effect"
 import * as Migrator from "effect/sql/Migrator"
 import { SqlClient } from "effect/sql/SqlClient"
+import * as RunOutput from "./RunOutput.ts"
 import { UserError } from "./UserError.ts"
 
 /**
@@ -77,6 +82,12 @@ const migrations = Migrator.fromRecord({
       retries integer NOT NULL DEFAULT 0,
       PRIMARY KEY (job, worker)
     )`
+  }),
+  "0002_rerun_rounds": Effect.gen(function* () {
+    const sql = yield* SqlClient
+    yield* sql`ALTER TABLE callm_jobs ADD COLUMN IF NOT EXISTS round integer NOT NULL DEFAULT 0`
+    yield* sql`ALTER TABLE callm_job_lines ADD COLUMN IF NOT EXISTS round integer NOT NULL DEFAULT 0`
+    yield* sql`CREATE INDEX IF NOT EXISTS callm_job_lines_round ON callm_job_lines (job, round, line)`
   })
 })
 
@@ -158,6 +169,9 @@ export interface Job {
   readonly name: string
   readonly inputSha256: string
   readonly total: number | null
+  /** 0 for the first run of the job, then one more for each rerun that sent failed lines again. */
+  readonly round: number
+  readonly finished: boolean
 }
 
 /**
@@ -171,14 +185,90 @@ export const join = (name: string, inputSha256: string) =>
   Effect.gen(function* () {
     const sql = yield* SqlClient
     yield* sql`INSERT INTO callm_jobs (name, input_sha256) VALUES (${name}, ${inputSha256}) ON CONFLICT (name) DO NOTHING`
-    const rows = yield* sql<{ input_sha256: string; total: number | null }>`
-      SELECT input_sha256, total FROM callm_jobs WHERE name = ${name}`
+    const rows = yield* sql<{
+      input_sha256: string
+      total: number | null
+      round: number
+      finished_at: Date | string | null
+    }>`SELECT input_sha256, total, round, finished_at FROM callm_jobs WHERE name = ${name}`
     const row = rows[0]!
     if (row.input_sha256 !== inputSha256)
       return yield* new UserError({
         message: `run: the job ${JSON.stringify(name)} on this cluster was created from another input (sha256 ${row.input_sha256.slice(0, 12)}, this one ${inputSha256.slice(0, 12)}): give this input its own --job name`
       })
-    return { name, inputSha256, total: row.total === null ? null : Number(row.total) } satisfies Job
+    return {
+      name,
+      inputSha256,
+      total: row.total === null ? null : Number(row.total),
+      round: Number(row.round),
+      finished: row.finished_at !== null
+    } satisfies Job
+  })
+
+/**
+ * Opens a new round of a finished job: the failed lines `policy` sends again (`RunOutput.isRetried`,
+ * the rule of a plain `callm run` rerun) lose their record, so that they can be claimed and sent once
+ * more, and are marked with the new round's number. Returns how many lines it reopened: 0 when the job
+ * is not finished (a round is under way, or the first run is), or nothing is to be sent again. Workers
+ * that rerun at the same moment open one round between them (the job's row is locked).
+ *
+ * @since 0.3.0
+ * @category jobs
+ */
+export const rerun = (name: string, policy: RunOutput.RetryPolicy) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient
+    if (policy === "none") return 0
+    return yield* sql.withTransaction(
+      Effect.gen(function* () {
+        const jobs = yield* sql<{ round: number; finished_at: Date | string | null }>`
+          SELECT round, finished_at FROM callm_jobs WHERE name = ${name} FOR UPDATE`
+        const job = jobs[0]
+        if (job === undefined || job.finished_at === null) return 0
+        const failed = yield* sql<{ key: string; line: number; record: string }>`
+          SELECT key, line, record FROM callm_job_lines WHERE job = ${name} AND ok = false`
+        const keys = failed
+          .filter((row) => RunOutput.isRetried(JSON.parse(row.record) as RunOutput.Recorded, policy))
+          .map((row) => row.key)
+        if (keys.length === 0) return 0
+        const round = Number(job.round) + 1
+        yield* sql`UPDATE callm_jobs SET round = ${round}, finished_at = NULL WHERE name = ${name}`
+        for (let start = 0; start < keys.length; start += 1000)
+          yield* sql`
+            UPDATE callm_job_lines SET record = NULL, ok = NULL, round = ${round}
+            WHERE job = ${name} AND key IN ${sql.in(keys.slice(start, start + 1000))}`
+        return keys.length
+      })
+    )
+  })
+
+/**
+ * The input line numbers of a round's lines (those its rerun reopened), in order.
+ *
+ * @since 0.3.0
+ * @category lines
+ */
+export const roundLines = (name: string, round: number) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient
+    const rows = yield* sql<{ line: number }>`
+      SELECT line FROM callm_job_lines WHERE job = ${name} AND round = ${round} ORDER BY line`
+    return new Set(rows.map((row) => Number(row.line)))
+  })
+
+/**
+ * The job's failed lines counted by reason (`error.reason` of their records), most first.
+ *
+ * @since 0.3.0
+ * @category lines
+ */
+export const failedByReason = (name: string) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient
+    const rows = yield* sql<{ reason: string | null; count: string }>`
+      SELECT (record::jsonb -> 'error' ->> 'reason') AS reason, count(*) AS count FROM callm_job_lines
+      WHERE job = ${name} AND ok = false GROUP BY 1 ORDER BY 2 DESC, 1`
+    return Object.fromEntries(rows.map((row) => [row.reason ?? "Unknown", Number(row.count)]))
   })
 
 /**

@@ -15,8 +15,14 @@
  *   chunks it was running replay: their recorded lines are skipped, the lines it had in flight are sent
  *   again (the only requests paid twice, counted as `sends`).
  * - When every line has a record, each worker writes the job's records to `--output` in input order (the
- *   output format of the other modes, one line per id) and exits: 0 when every line was answered, 2
- *   when some failed.
+ *   output format of the other modes, one line per id) and exits: 0 when every line of the job was
+ *   answered, 2 when some failed (the summary counts them by reason).
+ * - Rerun: the same command on a finished job sends again the failed lines plain `callm run` would
+ *   (`RunOutput.isRetried`: retryable and `Unauthorized` failures; `--retry-failed` every one,
+ *   `--skip-failed` none), as a new round of chunks; answered lines are never sent again.
+ * - Fail fast: a worker whose first calls all fail alike for a cause no line can fix (`FailFast`) stops
+ *   with the sentence of plain `callm run` and exits 1, recording none of those lines: the other workers,
+ *   or the rerun with the cause fixed, send them. Ctrl-C or SIGTERM: exit 130, the job goes on.
  *
  * @since 0.3.0
  */
@@ -26,10 +32,11 @@ import { appendFile } from "node:fs/promises"
 import { createServer } from "node:net"
 import { hostname } from "node:os"
 import { performance } from "node:perf_hooks"
-import { ChatRequest, Cost, LlmClient, Preset } from "@callm/core"
+import { ChatRequest, Cost, LlmClient, type LlmError, Preset } from "@callm/core"
 import { RedisConnection } from "@callm/rate-limit"
 import { NodeClusterSocket, NodeCrypto } from "@effect/platform-node"
 import {
+  Deferred,
   Effect,
   FileSystem,
   Layer,
@@ -51,6 +58,7 @@ import * as Activity from "effect/workflow/Activity"
 import * as Workflow from "effect/workflow/Workflow"
 import * as ClusterJob from "./ClusterJob.ts"
 import * as Config from "./Config.ts"
+import * as FailFast from "./FailFast.ts"
 import * as Provider from "./Provider.ts"
 import * as RunCommand from "./RunCommand.ts"
 import * as RunOutput from "./RunOutput.ts"
@@ -79,8 +87,17 @@ const Item = Schema.Struct({
  * @category workflows
  */
 export const JobChunk = Workflow.make("callm/JobChunk", {
-  payload: { job: Schema.String, chunk: Schema.Number, items: Schema.Array(Item) },
-  idempotencyKey: (payload) => `${payload.job}/${payload.chunk}`,
+  payload: {
+    job: Schema.String,
+    /** The job's round: 0 for its first run, then one more per rerun that sends failed lines again. */
+    round: Schema.optional(Schema.Number),
+    chunk: Schema.Number,
+    items: Schema.Array(Item)
+  },
+  idempotencyKey: (payload) =>
+    payload.round === undefined || payload.round === 0
+      ? `${payload.job}/${payload.chunk}`
+      : `${payload.job}/r${payload.round}/${payload.chunk}`,
   success: Schema.Number
 })
 
@@ -172,6 +189,8 @@ export const fromFlags = (flags: {
   readonly concurrency: number
   readonly retries: number
   readonly timeout: string
+  readonly retryFailed: boolean
+  readonly skipFailed: boolean
   readonly progressInterval: number
   readonly style: "quiet" | "json" | "bar" | "lines"
   readonly say: (message: string) => void
@@ -196,10 +215,22 @@ export const fromFlags = (flags: {
 
     const sql = yield* ClusterJob.connect({ url: flags.cluster, say: (message) => sayOrEvent(message, {}) })
     const inputSha256 = yield* sha256File(flags.input)
+    // A rerun of a finished job sends again the failed lines the retry policy picks, as a plain rerun
+    // does (the first worker to rerun opens the round; the others join it).
+    const resent = yield* ClusterJob.join(jobName, inputSha256).pipe(
+      Effect.andThen(ClusterJob.rerun(jobName, RunOutput.retryPolicy(flags))),
+      Effect.provide(sql),
+      Effect.catchTag("SqlError", Effect.die)
+    )
     const job = yield* ClusterJob.join(jobName, inputSha256).pipe(
       Effect.provide(sql),
       Effect.catchTag("SqlError", Effect.die)
     )
+    if (resent > 0)
+      sayOrEvent(`job ${JSON.stringify(jobName)}: ${resent} failed lines of the last run sent again`, {
+        job: jobName,
+        resent
+      })
 
     const provider = Provider.provider({
       mock: flags.mock ? { ttftMs: 20, itlMs: 1, tokens: 24 } : false,
@@ -214,21 +245,38 @@ export const fromFlags = (flags: {
     const redis = Option.isSome(flags.redisUrl)
       ? yield* Layer.build(RedisConnection.layer({ url: flags.redisUrl.value }))
       : undefined
+    // The fail-fast stop of plain `callm run`, for this worker: its first attempts all failing alike for
+    // a cause no line can fix (its key, its base URL, the model) stop it with the same sentence.
+    const trip = yield* Deferred.make<string>()
+    const succeeded = yield* Deferred.make<void>()
+    const failFast = FailFast.make({
+      baseUrl: flags.resolvedBaseUrl,
+      onTrip: (sentence) => Deferred.doneUnsafe(trip, Effect.succeed(sentence))
+    })
     const client = yield* Layer.build(
       Config.pluginStack(
         flags.config,
         Option.getOrUndefined(flags.preset),
         Option.getOrUndefined(flags.budget),
         { redis },
-        { defaults: Provider.defaultPlugins({ retries: flags.retries, timeout }) }
+        { defaults: Provider.defaultPlugins({ retries: flags.retries, timeout }), inner: [failFast.layer] }
       ).pipe(Layer.provide(provider), Layer.merge(Cost.layer(flags.config.prices ?? {})))
     )
 
     const counts = { answered: 0, failed: 0, retries: 0 }
+    // Ctrl-C and SIGTERM received (below).
+    let signals = 0
+    const interrupted = yield* Deferred.make<void>()
+    // Lines this worker claimed and has not recorded yet, and those of them held back (below).
+    const pending = { claimed: 0, held: 0, firstHeld: undefined as LlmError.LlmError | undefined }
+    // What a stopped worker does with a line: nothing, until the process ends. The line keeps no record,
+    // so its chunk replays on the worker that takes it over, or on the rerun, and sends it then.
+    const stalled = Effect.interruptible(Effect.never)
+    const unlessTripped = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      Effect.raceFirst(Effect.interruptible(effect), Effect.andThen(Deferred.await(trip), stalled))
     const permits = yield* Semaphore.make(flags.concurrency)
     const sendLine = (job: string, item: typeof Item.Type) =>
       Effect.gen(function* () {
-        if (!(yield* ClusterJob.claim(job, item.key, item.line))) return
         const request = ChatRequest.validateResult(item.request)
         const parsed: RunCommand.Item = {
           line: item.line,
@@ -237,30 +285,62 @@ export const fromFlags = (flags: {
           ...(Result.isSuccess(request) ? { request: request.success } : {}),
           ...(item.preset === undefined ? {} : { preset: item.preset })
         }
-        const start = performance.now()
-        const call = LlmClient.complete(parsed.request!)
-        const result = yield* Effect.result(item.preset === undefined ? call : Preset.withPreset(call, item.preset))
-        const latency = performance.now() - start
-        if (Result.isSuccess(result)) {
-          yield* ClusterJob.record(
-            job,
-            item.key,
-            item.line,
-            true,
-            RunCommand.successRecord(parsed, result.success, latency)
+        let start = 0
+        const sent = yield* Effect.gen(function* () {
+          // Checked once the line has its turn: a stopped worker sends nothing more.
+          if (failFast.reason() !== undefined || signals > 0) return yield* stalled
+          if (!(yield* ClusterJob.claim(job, item.key, item.line))) return undefined
+          pending.claimed++
+          start = performance.now()
+          const call = LlmClient.complete(parsed.request!)
+          return yield* unlessTripped(
+            Effect.result(item.preset === undefined ? call : Preset.withPreset(call, item.preset))
           )
-          counts.answered++
-        } else {
+        }).pipe(permits.withPermits(1))
+        if (sent === undefined) return
+        yield* Effect.gen(function* () {
+          const latency = performance.now() - start
+          if (Result.isSuccess(sent)) {
+            Deferred.doneUnsafe(succeeded, Effect.void)
+            yield* ClusterJob.record(
+              job,
+              item.key,
+              item.line,
+              true,
+              RunCommand.successRecord(parsed, sent.success, latency)
+            )
+            counts.answered++
+            return
+          }
+          // As in plain `callm run`: a failure no line can fix, met before any call succeeded, is not
+          // recorded until a call succeeds; if the worker stops for that cause instead, it never is.
+          if (!failFast.succeeded() && FailFast.fatalCause(sent.failure, flags.resolvedBaseUrl) !== undefined) {
+            pending.held++
+            pending.firstHeld ??= sent.failure
+            yield* unlessTripped(Deferred.await(succeeded)).pipe(
+              Effect.ensuring(
+                Effect.sync(() => {
+                  pending.held--
+                })
+              )
+            )
+          }
           yield* ClusterJob.record(
             job,
             item.key,
             item.line,
             false,
-            RunCommand.errorRecord(parsed, result.failure, latency)
+            RunCommand.errorRecord(parsed, sent.failure, latency)
           )
           counts.failed++
-        }
-      }).pipe(permits.withPermits(1), Effect.provide(client))
+        }).pipe(
+          Effect.ensuring(
+            Effect.sync(() => {
+              pending.claimed--
+            })
+          )
+        )
+      }).pipe(Effect.provide(client))
 
     const chunks = JobChunk.toLayer((payload) =>
       Activity.make({
@@ -299,16 +379,23 @@ export const fromFlags = (flags: {
     yield* beat
     yield* Effect.forkScoped(Effect.repeat(beat, { schedule: Schedule.spaced("2 seconds") }))
 
-    // Ctrl-C or SIGTERM stop this worker (its shards go to the others, its calls in flight are sent
-    // again by them): exit 130, the job goes on.
+    // Ctrl-C or SIGTERM stop this worker as they stop plain `callm run`: it admits no new line, finishes
+    // and records its calls in flight, then leaves (exit 130; its shards go to the others, the job goes
+    // on). A second one exits at once.
     const onSignal = () => {
+      signals++
       process.exitCode = 130
-      sayOrEvent("stopping: this worker leaves the job; the other workers take its lines over", { job: jobName })
+      if (signals > 1) process.exit(130)
+      Deferred.doneUnsafe(interrupted, Effect.void)
+      sayOrEvent(
+        "stopping: this worker leaves the job once its calls in flight are answered; the other workers take its lines over",
+        { job: jobName }
+      )
     }
     yield* Effect.acquireRelease(
       Effect.sync(() => {
-        process.once("SIGINT", onSignal)
-        process.once("SIGTERM", onSignal)
+        process.on("SIGINT", onSignal)
+        process.on("SIGTERM", onSignal)
       }),
       () =>
         Effect.sync(() => {
@@ -318,14 +405,16 @@ export const fromFlags = (flags: {
     )
 
     const started = performance.now()
-    // Every worker submits what is not submitted yet: the chunks are idempotent, so a submitter killed
-    // halfway is finished by the next worker, and nothing is created twice.
-    if (job.total === null) {
+    // Submits the lines of a round as its chunks, each worker all of them: the chunks are idempotent, so
+    // a submitter killed halfway is finished by the next worker, and nothing is created twice. Round 0
+    // is the whole input; a later round, the lines its rerun reopened (`only`), in input order, so that
+    // every worker numbers the same chunks alike.
+    const submit = (round: number, only?: ReadonlySet<number>) => {
       const seen = new RunOutput.KeySet()
       let total = 0
       let number = 0
       let chunk = 0
-      yield* Stream.unwrap(
+      return Stream.unwrap(
         Effect.map(FileSystem.FileSystem, (fs) => fs.stream(flags.input, { chunkSize: 64 * 1024 }))
       ).pipe(
         Stream.decodeText,
@@ -338,6 +427,7 @@ export const fromFlags = (flags: {
             total++
           })
         ),
+        Stream.filter((item) => only === undefined || only.has(item.line)),
         Stream.filterEffect((item) =>
           item.request !== undefined
             ? Effect.succeed(true)
@@ -360,6 +450,7 @@ export const fromFlags = (flags: {
             JobChunk.execute(
               {
                 job: jobName,
+                ...(round === 0 ? {} : { round }),
                 chunk: chunk++,
                 items: items.map((item) => ({
                   key: item.key,
@@ -380,44 +471,138 @@ export const fromFlags = (flags: {
           error instanceof UserError
             ? error
             : new UserError({ message: `run: cannot read ${flags.input}: ${String(error)}` })
-        )
+        ),
+        Effect.map(() => total)
       )
-      yield* ClusterJob.setTotal(jobName, total).pipe(Effect.provide(sql), Effect.orDie)
     }
-
-    // Wait for every line of the job to have a record, whoever sends it.
-    let lastPrint = 0
     const progress = ClusterJob.progress(jobName).pipe(
       Effect.map((rows) => rows[0]!),
       Effect.provide(sql),
       Effect.orDie
     )
-    let now = yield* progress
-    while (now.total === null || now.done < now.total) {
-      yield* Effect.sleep("500 millis")
-      now = yield* progress
-      const elapsed = (performance.now() - started) / 1000
-      if (flags.style !== "quiet" && elapsed - lastPrint >= flags.progressInterval) {
-        lastPrint = elapsed
-        const line = {
-          event: "progress",
+    const summarize = (now: ClusterJob.Progress, stopped: string | undefined, written = 0, interrupt = false) =>
+      Effect.gen(function* () {
+        const elapsed = (performance.now() - started) / 1000
+        const byReason = yield* ClusterJob.failedByReason(jobName).pipe(Effect.provide(sql), Effect.orDie)
+        const exitCode = stopped !== undefined ? 1 : interrupt ? 130 : now.failed > 0 ? 2 : 0
+        const summary = {
+          event: "summary",
+          status: stopped !== undefined ? "stopped" : interrupt ? "interrupted" : "done",
           job: jobName,
-          total: now.total,
-          done: now.done,
+          lines: now.total,
+          answered: now.done - now.failed,
           failed: now.failed,
-          workers: now.workers,
+          failed_by_reason: byReason,
+          resent,
+          sends: now.sends,
+          workers: now.workersEver,
+          worker: worker.id,
           worker_answered: counts.answered,
           worker_failed: counts.failed,
-          elapsed_s: Math.round(elapsed * 10) / 10
+          worker_retries: counts.retries,
+          elapsed_s: Math.round(elapsed * 100) / 100,
+          lines_per_s: Math.round((now.total ?? 0) / elapsed),
+          exit_code: exitCode,
+          ...(stopped === undefined ? { output: flags.output, written } : { stopped })
         }
-        if (json) event(line)
-        else
-          flags.say(
-            `job ${jobName}: ${now.done}/${now.total ?? "?"} lines done, ${now.failed} failed, ${now.workers} workers; this worker ${counts.answered + counts.failed} (${Math.round((counts.answered + counts.failed) / elapsed)}/s)`
+        if (json) event(summary)
+        else {
+          const reasons = Object.entries(byReason)
+            .map(([reason, count]) => `${reason} ${count}`)
+            .join(", ")
+          const failed = `${now.failed} failed${reasons === "" ? "" : ` (${reasons})`}`
+          const again = resent > 0 ? `; ${resent} failed lines of the last run sent again` : ""
+          process.stderr.write(
+            stopped !== undefined || interrupt
+              ? `callm run: job ${jobName} ${interrupt ? "interrupted" : "stopped"} on this worker: ${now.done}/${now.total ?? "?"} lines done, ${failed}; this worker answered ${counts.answered} in ${summary.elapsed_s} s; rerun the same command ${interrupt ? "to resume" : "once the cause is fixed"}\n`
+              : `callm run: job ${jobName} done: ${now.total} lines, ${summary.answered} answered, ${failed}, ${now.sends} sends by ${now.workersEver} workers; this worker sent ${counts.answered + counts.failed} (${counts.retries} retries) in ${summary.elapsed_s} s; ${written} records written to ${flags.output}${again}${now.failed > 0 ? "; rerun the same command to send the lines that failed for a passing reason again" : ""}\n`
           )
+        }
+        return exitCode
+      })
+    // A fail-fast stop: the worker says why in the summary and in the one last line of plain `callm run`,
+    // and leaves the job as a lost worker does (its shards go to the others). It exits at once: its
+    // stalled lines will never finish, and the engine's graceful drain would wait its entity termination
+    // timeout (15 s) for them. None of them has a record, so whoever takes their chunks sends them.
+    const stop = Effect.gen(function* () {
+      const reason = failFast.reason()!
+      yield* summarize(yield* progress, reason)
+      process.stderr.write(`callm: run stopped: ${reason}\n`)
+      return yield* Effect.sync(() => process.exit(1))
+    })
+
+    // Ctrl-C, once the calls in flight are recorded: the worker leaves at once, as a fail-fast stop does.
+    const leave = Effect.gen(function* () {
+      yield* summarize(yield* progress, undefined, 0, true)
+      return yield* Effect.sync(() => process.exit(130))
+    })
+
+    // Ctrl-C is this worker's to handle (above), not the runtime's: the main fiber is not interrupted,
+    // so that the calls in flight are answered and recorded before it leaves.
+    const submission = Effect.gen(function* () {
+      if (job.total === null) {
+        const total = yield* submit(0)
+        yield* ClusterJob.setTotal(jobName, total).pipe(Effect.provide(sql), Effect.orDie)
       }
-    }
-    const elapsed = (performance.now() - started) / 1000
+      if (job.round > 0 && !job.finished) {
+        const lines = yield* ClusterJob.roundLines(jobName, job.round).pipe(Effect.provide(sql), Effect.orDie)
+        if (lines.size > 0) yield* submit(job.round, lines)
+      }
+      return true
+    })
+    const submitted = yield* Effect.interruptible(submission).pipe(
+      Effect.raceFirst(Effect.as(Deferred.await(trip), false)),
+      Effect.raceFirst(Effect.as(Deferred.await(interrupted), false)),
+      Effect.uninterruptible
+    )
+    if (!submitted && failFast.reason() !== undefined) return yield* stop
+
+    // Wait for every line of the job to have a record, whoever sends it.
+    const now = yield* Effect.uninterruptible(
+      Effect.gen(function* () {
+        let lastPrint = 0
+        // Polls in a row on which every line this worker claimed was held back, with no call answered.
+        let allHeld = 0
+        let now = yield* progress
+        while (now.total === null || now.done < now.total) {
+          yield* Effect.sleep("500 millis")
+          if (
+            failFast.reason() === undefined &&
+            !failFast.succeeded() &&
+            pending.held > 0 &&
+            pending.held === pending.claimed
+          ) {
+            // A worker whose every call failed for one cause no line can fix, too few to reach the
+            // threshold, stops for it too (plain `callm run` does at the end of its input).
+            if (++allHeld >= 2) failFast.stopFor(pending.firstHeld!)
+          } else allHeld = 0
+          if (failFast.reason() !== undefined) return yield* stop
+          if (signals > 0 && pending.claimed === pending.held) return yield* leave
+          now = yield* progress
+          const elapsed = (performance.now() - started) / 1000
+          if (flags.style !== "quiet" && elapsed - lastPrint >= flags.progressInterval) {
+            lastPrint = elapsed
+            const line = {
+              event: "progress",
+              job: jobName,
+              total: now.total,
+              done: now.done,
+              failed: now.failed,
+              workers: now.workers,
+              worker_answered: counts.answered,
+              worker_failed: counts.failed,
+              elapsed_s: Math.round(elapsed * 10) / 10
+            }
+            if (json) event(line)
+            else
+              flags.say(
+                `job ${jobName}: ${now.done}/${now.total ?? "?"} lines done, ${now.failed} failed, ${now.workers} workers; this worker ${counts.answered + counts.failed} (${Math.round((counts.answered + counts.failed) / elapsed)}/s)`
+              )
+          }
+        }
+        return now
+      })
+    )
     yield* ClusterJob.finish(jobName).pipe(Effect.provide(sql), Effect.orDie)
     yield* beat
 
@@ -435,28 +620,6 @@ export const fromFlags = (flags: {
     }
     renameSync(temporary, flags.output)
 
-    const summary = {
-      event: "summary",
-      job: jobName,
-      lines: now.total,
-      answered: now.done - now.failed,
-      failed: now.failed,
-      sends: now.sends,
-      workers: now.workersEver,
-      worker: worker.id,
-      worker_answered: counts.answered,
-      worker_failed: counts.failed,
-      worker_retries: counts.retries,
-      elapsed_s: Math.round(elapsed * 100) / 100,
-      lines_per_s: Math.round((now.total ?? 0) / elapsed),
-      output: flags.output,
-      written,
-      exit_code: now.failed > 0 ? 2 : 0
-    }
-    if (json) event(summary)
-    else
-      process.stderr.write(
-        `callm run: job ${jobName} done: ${now.total} lines, ${summary.answered} answered, ${now.failed} failed, ${now.sends} sends by ${now.workersEver} workers; this worker sent ${counts.answered + counts.failed} (${counts.retries} retries) in ${summary.elapsed_s} s; ${written} records written to ${flags.output}\n`
-      )
-    if (now.failed > 0) process.exitCode = 2
+    const exitCode = yield* summarize(now, undefined, written)
+    if (exitCode !== 0) process.exitCode = exitCode
   })

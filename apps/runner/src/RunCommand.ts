@@ -449,9 +449,7 @@ export const command = Command.make(
       const tracer = otlpUrl === undefined || otlpUrl === "" ? Layer.empty : Tracing.layerOtlp({ url: otlpUrl })
 
       const repaired = RunOutput.repair(flags.output)
-      const resumed = yield* Effect.promise(() =>
-        RunOutput.resume(flags.output, flags.retryFailed ? "all" : flags.skipFailed ? "none" : "retryable")
-      )
+      const resumed = yield* Effect.promise(() => RunOutput.resume(flags.output, RunOutput.retryPolicy(flags)))
       const totalBytes = statSync(flags.input).size
       const writer = RunOutput.open(flags.output, { fsync: flags.fsync })
       const counts = RunProgress.counts()

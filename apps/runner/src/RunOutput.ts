@@ -154,6 +154,15 @@ export const repair = (path: string): number => {
 export type RetryPolicy = "retryable" | "all" | "none"
 
 /**
+ * The policy `--retry-failed` and `--skip-failed` choose (`callm run` and `callm run --cluster` alike).
+ *
+ * @since 0.3.0
+ * @category resuming
+ */
+export const retryPolicy = (flags: { readonly retryFailed: boolean; readonly skipFailed: boolean }): RetryPolicy =>
+  flags.retryFailed ? "all" : flags.skipFailed ? "none" : "retryable"
+
+/**
  * A record read back from an output file.
  *
  * @since 0.2.0

@@ -2,7 +2,9 @@
  * `callm run --cluster` and `callm jobs` on a real PostgreSQL (127.0.0.1:5432, a database of its own
  * per test) with workers as child processes against the mock server in process over loopback HTTP:
  * three workers sharing a job with one SIGKILLed mid-run, a worker started while PostgreSQL is down,
- * and the mistakes (a URL that is not PostgreSQL, a job name taken by another input).
+ * reruns that send the failed lines again, the fail-fast stops and exit statuses of plain `callm run`,
+ * a rate limit two workers share through Redis, and the mistakes (a URL that is not PostgreSQL, a job
+ * name taken by another input).
  */
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { createConnection, createServer, type Server } from "node:net"
@@ -10,6 +12,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { type MockServerHandle, startMockServer } from "@callm/mock-server"
 import { freePort } from "@callm/testing/Ports"
+import { privateRedis } from "@callm/testing/Redis"
 import { PgClient } from "@effect/sql-pg"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Redacted } from "effect"
@@ -55,6 +58,9 @@ const records = (path: string) =>
     .split("\n")
     .map((line) => JSON.parse(line) as { id: string; line: number; text?: string; error?: { reason: string } })
 
+/** The `--json` summary: the last line a worker printed. */
+const summaryOf = (stderr: string) => JSON.parse(stderr.trim().split("\n").at(-1)!) as Record<string, unknown>
+
 const withMock = async <A>(f: (mock: MockServerHandle) => Promise<A>): Promise<A> => {
   const mock = await startMockServer({ port: 0, ttftMs: 10, itlMs: 0, tokens: 8 })
   try {
@@ -71,25 +77,32 @@ const worker = (options: {
   readonly output: string
   readonly mock: MockServerHandle
   readonly port?: number
+  readonly model?: string
+  readonly extra?: ReadonlyArray<string>
+  readonly env?: Record<string, string>
 }) =>
-  Callm.start([
-    "run",
-    "--cluster",
-    options.cluster,
-    "--job",
-    options.job,
-    "--input",
-    options.input,
-    "--output",
-    options.output,
-    "--base-url",
-    `${options.mock.url}/v1`,
-    "--model",
-    "mock-small",
-    "--progress-interval",
-    "1",
-    ...(options.port === undefined ? [] : ["--cluster-port", String(options.port)])
-  ])
+  Callm.start(
+    [
+      "run",
+      "--cluster",
+      options.cluster,
+      "--job",
+      options.job,
+      "--input",
+      options.input,
+      "--output",
+      options.output,
+      "--base-url",
+      `${options.mock.url}/v1`,
+      "--model",
+      options.model ?? "mock-small",
+      "--progress-interval",
+      "1",
+      ...(options.port === undefined ? [] : ["--cluster-port", String(options.port)]),
+      ...(options.extra ?? [])
+    ],
+    options.env
+  )
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -248,6 +261,260 @@ describe("callm run --cluster", () => {
       assert.strictEqual(mock.stats().requests, 10)
     })
   }, 120_000)
+})
+
+describe("callm run --cluster reruns and exit statuses", () => {
+  it("a rerun sends again the lines that failed for a passing reason, never an answered one; --skip-failed keeps them, --retry-failed sends every failure", async () => {
+    const cluster = await database("rerun")
+    const dir = mkdtempSync(join(tmpdir(), "callm-cluster-"))
+    const lines = 100
+    const input = join(dir, "in.jsonl")
+    // Two lines ask for a model the first server does not have (too few to stop the run).
+    writeFileSync(
+      input,
+      `${Array.from({ length: lines }, (_, index) =>
+        JSON.stringify({
+          id: `q${index}`,
+          prompt: `hello ${index}`,
+          ...(index === 7 || index === 77 ? { model: "mock-large" } : {})
+        })
+      ).join("\n")}\n`
+    )
+    const output = join(dir, "out.jsonl")
+    const flaky = await startMockServer({
+      port: 0,
+      ttftMs: 1,
+      itlMs: 0,
+      tokens: 4,
+      models: ["mock-small"],
+      faults: "503:0.3",
+      retryAfterSeconds: 0
+    })
+    const good = await startMockServer({ port: 0, ttftMs: 1, itlMs: 0, tokens: 4 })
+    try {
+      const run = (mock: MockServerHandle, ...extra: Array<string>) =>
+        worker({ cluster, job: "rerun", input, output, mock, extra: ["--json", ...extra] }).exited
+      const first = await run(flaky, "--retries", "0")
+      assert.strictEqual(first.code, 2, first.stderr)
+      const summary = summaryOf(first.stderr)
+      const failed = records(output).filter((record) => record.error !== undefined)
+      const overloaded = failed.filter((record) => record.error!.reason === "Overloaded").length
+      assert.isAbove(overloaded, 5)
+      assert.deepStrictEqual(summary.failed_by_reason, { Overloaded: overloaded, NotFound: 2 })
+      assert.strictEqual(summary.exit_code, 2)
+      assert.strictEqual(flaky.stats().requests, lines)
+
+      // --skip-failed: nothing sent, the same failures written, exit 2 (the job still holds them).
+      const skipped = await run(good, "--skip-failed")
+      assert.strictEqual(skipped.code, 2, skipped.stderr)
+      assert.strictEqual(good.stats().requests, 0)
+      assert.strictEqual(records(output).filter((record) => record.error !== undefined).length, overloaded + 2)
+
+      // The default: the Overloaded lines are sent again (once each), the NotFound ones kept.
+      const rerun = await run(good)
+      assert.strictEqual(rerun.code, 2, rerun.stderr)
+      assert.include(rerun.stderr, `${overloaded} failed lines of the last run sent again`)
+      assert.strictEqual(good.stats().requests, overloaded)
+      const kept = records(output)
+      assert.strictEqual(kept.length, lines)
+      assert.strictEqual(new Set(kept.map((record) => record.id)).size, lines)
+      assert.deepStrictEqual(
+        kept.filter((record) => record.error !== undefined).map((record) => [record.id, record.error!.reason]),
+        [
+          ["q7", "NotFound"],
+          ["q77", "NotFound"]
+        ]
+      )
+      assert.deepStrictEqual(summaryOf(rerun.stderr).failed_by_reason, { NotFound: 2 })
+
+      // --retry-failed: the two others too, and nothing else.
+      const all = await run(good, "--retry-failed")
+      assert.strictEqual(all.code, 0, all.stderr)
+      assert.strictEqual(good.stats().requests, overloaded + 2)
+      const final = records(output)
+      assert.strictEqual(final.length, lines)
+      assert.strictEqual(new Set(final.map((record) => record.id)).size, lines)
+      assert.isTrue(final.every((record) => typeof record.text === "string"))
+      assert.deepStrictEqual(
+        final.map((record) => record.line),
+        Array.from({ length: lines }, (_, index) => index + 1)
+      )
+      // A rerun of a job with nothing left to send sends nothing and exits 0.
+      const done = await run(good)
+      assert.strictEqual(done.code, 0, done.stderr)
+      assert.strictEqual(good.stats().requests, overloaded + 2)
+    } finally {
+      await flaky.close()
+      await good.close()
+    }
+  }, 300_000)
+
+  it("on a wrong key: stops within the first calls with plain run's sentence, exit 1; the rerun with the key sends every line once", async () => {
+    const cluster = await database("key")
+    const dir = mkdtempSync(join(tmpdir(), "callm-cluster-"))
+    const lines = 300
+    const input = writeInput(dir, "in.jsonl", lines)
+    const output = join(dir, "out.jsonl")
+    const mock = await startMockServer({ port: 0, ttftMs: 1, itlMs: 0, tokens: 4, apiKey: "sk-right" })
+    try {
+      const wrong = await worker({ cluster, job: "key", input, output, mock, env: { OPENAI_API_KEY: "sk-wrong" } })
+        .exited
+      assert.strictEqual(wrong.code, 1, wrong.stderr)
+      assert.match(
+        wrong.stderr.trim().split("\n").at(-1)!,
+        /^callm: run stopped: .*refused the API key.*set OPENAI_API_KEY/
+      )
+      assert.notInclude(wrong.stderr, "sk-wrong")
+      assert.notInclude(wrong.stderr, "    at ", "no stack trace")
+      const sentWrong = mock.stats().requests
+      assert.isAtMost(sentWrong, 32, "stopped within the first calls (16 in flight at most, twice)")
+      // None of the refused lines was recorded: the rerun sends them.
+      const right = await worker({ cluster, job: "key", input, output, mock, env: { OPENAI_API_KEY: "sk-right" } })
+        .exited
+      assert.strictEqual(right.code, 0, right.stderr)
+      const final = records(output)
+      assert.strictEqual(final.length, lines)
+      assert.strictEqual(new Set(final.map((record) => record.id)).size, lines)
+      assert.isTrue(final.every((record) => typeof record.text === "string"))
+      assert.strictEqual(mock.stats().requests, sentWrong + lines)
+    } finally {
+      await mock.close()
+    }
+  }, 300_000)
+
+  it("on a base URL with no server and on an unknown model: one sentence each, exit 1, few requests", async () => {
+    const cluster = await database("dead")
+    const dir = mkdtempSync(join(tmpdir(), "callm-cluster-"))
+    const input = writeInput(dir, "in.jsonl", 200)
+    const strict = await startMockServer({ port: 0, ttftMs: 1, itlMs: 0, tokens: 4, models: ["mock-small"] })
+    try {
+      const model = await worker({
+        cluster,
+        job: "model",
+        input,
+        output: join(dir, "a.jsonl"),
+        mock: strict,
+        model: "mock-huge"
+      }).exited
+      assert.strictEqual(model.code, 1, model.stderr)
+      assert.match(
+        model.stderr.trim().split("\n").at(-1)!,
+        /^callm: run stopped: .*has no model "mock-huge".*check --model/
+      )
+      assert.isAtMost(strict.stats().requests, 32)
+      const port = await freePort()
+      const dead = await Callm.run([
+        "run",
+        "--cluster",
+        cluster,
+        "--job",
+        "dead",
+        "--input",
+        input,
+        "--output",
+        join(dir, "b.jsonl"),
+        "--base-url",
+        `http://127.0.0.1:${port}/v1`,
+        "--model",
+        "mock-small"
+      ])
+      assert.strictEqual(dead.code, 1, dead.stderr)
+      assert.match(dead.stderr.trim().split("\n").at(-1)!, /^callm: run stopped: cannot connect to .*check --base-url/)
+    } finally {
+      await strict.close()
+    }
+  }, 300_000)
+
+  it("on SIGINT a worker admits no new line, finishes its calls in flight and exits 130; the rerun finishes the job, every id once", async () => {
+    const cluster = await database("sigint")
+    const dir = mkdtempSync(join(tmpdir(), "callm-cluster-"))
+    const lines = 1000
+    const input = writeInput(dir, "in.jsonl", lines)
+    const output = join(dir, "out.jsonl")
+    await withMock(async (mock) => {
+      const running = worker({ cluster, job: "sigint", input, output, mock })
+      for (let waited = 0; mock.stats().requests < 100; waited += 100) {
+        assert.isBelow(waited, 120_000, `no calls: ${running.stderr()}`)
+        await sleep(100)
+      }
+      running.child.kill("SIGINT")
+      const stopped = await running.exited
+      assert.strictEqual(stopped.code, 130, stopped.stderr)
+      assert.include(stopped.stderr, "stopping: this worker leaves the job")
+      assert.isBelow(mock.stats().requests, lines, "stopped before the end")
+      const rerun = await worker({ cluster, job: "sigint", input, output, mock }).exited
+      assert.strictEqual(rerun.code, 0, rerun.stderr)
+      const final = records(output)
+      assert.strictEqual(final.length, lines)
+      assert.strictEqual(new Set(final.map((record) => record.id)).size, lines)
+      // Only the calls in flight when it stopped may have been sent twice.
+      assert.isAtMost(mock.stats().requests, lines + 16)
+    })
+  }, 300_000)
+
+  it("two workers with --redis-url share one rate limit: together they stay under it", async () => {
+    const cluster = await database("rpm")
+    const redis = await privateRedis()
+    const dir = mkdtempSync(join(tmpdir(), "callm-cluster-"))
+    // Eight chunks, so that the cluster places some on each worker.
+    const lines = 400
+    const input = writeInput(dir, "in.jsonl", lines)
+    // 20 requests a second between them, at most 2 at once.
+    const limit = { requests: 40, window: "2 seconds", burst: 2 }
+    const config = join(dir, "callm.config.json")
+    writeFileSync(
+      config,
+      JSON.stringify({
+        plugins: [
+          {
+            use: "rate-limit",
+            options: { requests: limit.requests, window: limit.window, burst: { requests: limit.burst } }
+          }
+        ]
+      })
+    )
+    const mock = await startMockServer({ port: 0, ttftMs: 1, itlMs: 0, tokens: 4 })
+    // The mock's request count, sampled: no stretch of time may hold more than the limit lets through.
+    const samples: Array<readonly [number, number]> = []
+    const sampler = setInterval(() => samples.push([performance.now(), mock.stats().requests]), 100)
+    try {
+      const workers = [0, 1].map((index) =>
+        worker({
+          cluster,
+          job: "rpm",
+          input,
+          output: join(dir, `out-${index}.jsonl`),
+          mock,
+          extra: ["--config", config, "--redis-url", redis.url, "--json"]
+        })
+      )
+      const exits = await Promise.all(workers.map((running) => running.exited))
+      for (const exit of exits) assert.strictEqual(exit.code, 0, exit.stderr)
+      const shares = exits.map((exit) => Number(summaryOf(exit.stderr).worker_answered))
+      assert.strictEqual(shares[0]! + shares[1]!, lines)
+      assert.isTrue(
+        shares.every((share) => share > 0),
+        `both workers sent lines: ${shares}`
+      )
+      assert.strictEqual(mock.stats().requests, lines)
+      assert.strictEqual(new Set(records(join(dir, "out-1.jsonl")).map((record) => record.id)).size, lines)
+      samples.push([performance.now(), mock.stats().requests])
+      const perSecond = limit.requests / 2
+      let worst = 0
+      for (const [start, before] of samples)
+        for (const [end, after] of samples) {
+          if (end <= start) continue
+          // Slack: the bucket's burst, the sampling interval (100 ms on both ends) and 2 more.
+          const allowed = limit.burst + perSecond * ((end - start + 200) / 1000) + 2
+          worst = Math.max(worst, after - before - allowed)
+        }
+      assert.isAtMost(worst, 0, "two workers together went over the shared limit")
+    } finally {
+      clearInterval(sampler)
+      await mock.close()
+      await redis.stop()
+    }
+  }, 300_000)
 })
 
 describe("callm jobs", () => {
