@@ -7,7 +7,8 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Cost } from "@callm/core"
 import { OpenAiBatches } from "@callm/openai"
-import { type MockServerOptions, startMockServer } from "@callm/mock-server"
+import { eventually } from "@callm/testing/Eventually"
+import { mockServer } from "@callm/testing/Mock"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -40,12 +41,6 @@ const records = (path: string) =>
         }
     )
 
-const mock = (options: MockServerOptions) =>
-  Effect.acquireRelease(
-    Effect.promise(() => startMockServer({ port: 0, ...options })),
-    (server) => Effect.promise(() => server.close())
-  )
-
 const runIn = (options: Partial<ProviderBatch.Options> & Pick<ProviderBatch.Options, "input" | "output" | "baseUrl">) =>
   ProviderBatch.run({
     model: "mock-small",
@@ -63,7 +58,7 @@ const runIn = (options: Partial<ProviderBatch.Options> & Pick<ProviderBatch.Opti
 describe("provider-batch", () => {
   it.live("splits the input into jobs, writes one line per id and costs half the model's price", () =>
     Effect.gen(function* () {
-      const server = yield* mock({ batchStepMs: 10, tokens: 4 })
+      const server = yield* mockServer({ batchStepMs: 10, tokens: 4 })
       const dir = folder()
       const input = writeInput(dir, 10, ['{"id":"bad"}'])
       const output = join(dir, "out.jsonl")
@@ -95,7 +90,7 @@ describe("provider-batch", () => {
 
   it.live("lines that failed in the error file become error records, and a rerun sends the retryable ones again", () =>
     Effect.gen(function* () {
-      const faulty = yield* mock({ batchStepMs: 10, faults: { "500": 0.4 }, faultSeed: 3 })
+      const faulty = yield* mockServer({ batchStepMs: 10, faults: { "500": 0.4 }, faultSeed: 3 })
       const dir = folder()
       const input = writeInput(dir, 40)
       const output = join(dir, "out.jsonl")
@@ -109,7 +104,7 @@ describe("provider-batch", () => {
         assert.strictEqual(record.error!.reason, "ServerError")
         assert.isTrue(record.error!.retryable)
       }
-      const healthy = yield* mock({ batchStepMs: 10 })
+      const healthy = yield* mockServer({ batchStepMs: 10 })
       const second = yield* runIn({ input, output, baseUrl: healthy.baseUrl })
       assert.strictEqual(second.answered, first.failed)
       assert.strictEqual(second.skipped, first.answered)
@@ -123,7 +118,7 @@ describe("provider-batch", () => {
 
   it.live("lines of an expired job are retryable Timeout records", () =>
     Effect.gen(function* () {
-      const server = yield* mock({ batchStepMs: 40, batchExpireMs: 1 })
+      const server = yield* mockServer({ batchStepMs: 40, batchExpireMs: 1 })
       const dir = folder()
       const input = writeInput(dir, 3)
       const output = join(dir, "out.jsonl")
@@ -138,7 +133,7 @@ describe("provider-batch", () => {
 
   it.live("a state file that is not one, or that names another server, stops the run with one sentence", () =>
     Effect.gen(function* () {
-      const server = yield* mock({ batchStepMs: 10 })
+      const server = yield* mockServer({ batchStepMs: 10 })
       const dir = folder()
       const input = writeInput(dir, 2)
       const output = join(dir, "out.jsonl")
@@ -160,7 +155,7 @@ describe("provider-batch", () => {
 
   it.live("a rerun after a stop while jobs were being created keeps the recorded jobs and creates the rest", () =>
     Effect.gen(function* () {
-      const server = yield* mock({ batchStepMs: 10, tokens: 3 })
+      const server = yield* mockServer({ batchStepMs: 10, tokens: 3 })
       const dir = folder()
       const input = writeInput(dir, 6)
       const output = join(dir, "out.jsonl")
@@ -226,7 +221,7 @@ describe("provider-batch", () => {
     "Ctrl-C mid-poll exits 130 and keeps the state file; the rerun resumes the same job",
     () =>
       Effect.gen(function* () {
-        const server = yield* mock({ batchStepMs: 1500, tokens: 3 })
+        const server = yield* mockServer({ batchStepMs: 1500, tokens: 3 })
         const dir = folder()
         const input = writeInput(dir, 5)
         const output = join(dir, "out.jsonl")
@@ -245,9 +240,12 @@ describe("provider-batch", () => {
           "mock-small"
         ]
         const first = Callm.start(args, { OPENAI_API_KEY: "" })
-        yield* Effect.promise(async () => {
-          while (!existsSync(state)) await new Promise((resolve) => setTimeout(resolve, 20))
-        })
+        yield* eventually(
+          () => existsSync(state),
+          "the first run wrote its batch state file",
+          "30 seconds",
+          "20 millis"
+        )
         first.child.kill("SIGINT")
         const exit = yield* Effect.promise(() => first.exited)
         assert.strictEqual(exit.code, 130, exit.stderr)
@@ -264,7 +262,7 @@ describe("provider-batch", () => {
     "the binary killed mid-poll and rerun resumes the recorded job: no new job, every id once",
     () =>
       Effect.gen(function* () {
-        const server = yield* mock({ batchStepMs: 1500, tokens: 3 })
+        const server = yield* mockServer({ batchStepMs: 1500, tokens: 3 })
         const dir = folder()
         const input = writeInput(dir, 25)
         const output = join(dir, "out.jsonl")
@@ -283,9 +281,12 @@ describe("provider-batch", () => {
           "mock-small"
         ]
         const first = Callm.start(args, { OPENAI_API_KEY: "" })
-        yield* Effect.promise(async () => {
-          while (!existsSync(state)) await new Promise((resolve) => setTimeout(resolve, 20))
-        })
+        yield* eventually(
+          () => existsSync(state),
+          "the first run wrote its batch state file",
+          "30 seconds",
+          "20 millis"
+        )
         first.child.kill("SIGKILL")
         yield* Effect.promise(() => first.exited)
         assert.strictEqual(server.stats().batchJobsCreated, 1)

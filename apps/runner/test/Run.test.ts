@@ -1,8 +1,9 @@
+import { randomUUID } from "node:crypto"
 import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { randomUUID } from "node:crypto"
 import { startMockServer } from "@callm/mock-server"
+import { eventuallyPromise } from "@callm/testing/Eventually"
 import { sharedRedisUrl } from "@callm/testing/Redis"
 import { assert, describe, it } from "@effect/vitest"
 import * as Callm from "./Callm.ts"
@@ -118,16 +119,18 @@ describe("callm run", () => {
           "8",
           "--quiet"
         ])
-        while (
-          (() => {
+        await eventuallyPromise(
+          () => {
             try {
-              return records(output).length
+              return records(output).length >= after
             } catch {
-              return 0
+              return false
             }
-          })() < after
+          },
+          `${after} lines written before the kill`,
+          "30 seconds",
+          "5 millis"
         )
-          await new Promise((resolve) => setTimeout(resolve, 5))
         started.child.kill("SIGKILL")
         await started.exited
       }
@@ -217,7 +220,12 @@ describe("callm run", () => {
         "10",
         "--quiet"
       ])
-      while (mock.stats().completions < 10) await new Promise((resolve) => setTimeout(resolve, 5))
+      await eventuallyPromise(
+        () => mock.stats().completions >= 10,
+        "10 calls sent before SIGINT",
+        "30 seconds",
+        "5 millis"
+      )
       started.child.kill("SIGINT")
       const { code, stderr } = await started.exited
       assert.strictEqual(code, 130)

@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { startMockServer } from "@callm/mock-server"
+import { eventuallyPromise } from "@callm/testing/Eventually"
 import { assert, describe, it } from "@effect/vitest"
 import * as Callm from "./Callm.ts"
 
@@ -320,16 +321,21 @@ describe("callm run progress", () => {
       ])
       // Wait for a progress event with some lines done and some still to do, while the run goes on.
       let seen: { done: number } | undefined
-      while (seen === undefined) {
-        if (child.child.exitCode !== null) assert.fail(`exited before any progress event: ${child.stderr()}`)
-        seen = child
-          .stderr()
-          .split("\n")
-          .filter((line) => line.startsWith("{"))
-          .map((line) => JSON.parse(line) as { event: string; done: number })
-          .find((event) => event.event === "progress" && event.done > 0 && event.done < 60)
-        await new Promise((resolve) => setTimeout(resolve, 50))
-      }
+      await eventuallyPromise(
+        () => {
+          if (child.child.exitCode !== null) assert.fail(`exited before any progress event: ${child.stderr()}`)
+          seen = child
+            .stderr()
+            .split("\n")
+            .filter((line) => line.startsWith("{"))
+            .map((line) => JSON.parse(line) as { event: string; done: number })
+            .find((event) => event.event === "progress" && event.done > 0 && event.done < 60)
+          return seen !== undefined
+        },
+        "a progress event with some lines done and some to do",
+        "30 seconds",
+        "50 millis"
+      )
       assert.strictEqual(child.child.exitCode, null, "the run was still going")
       const exit = await child.exited
       assert.strictEqual(exit.code, 0)
@@ -365,10 +371,15 @@ describe("callm run progress", () => {
         "--progress-interval",
         "0.5"
       ])
-      while (!/callm run: [1-9]\d* done \(\d+ % of the input\)/.test(child.stderr())) {
-        if (child.child.exitCode !== null) assert.fail(`exited before any progress line: ${child.stderr()}`)
-        await new Promise((resolve) => setTimeout(resolve, 50))
-      }
+      await eventuallyPromise(
+        () => {
+          if (child.child.exitCode !== null) assert.fail(`exited before any progress line: ${child.stderr()}`)
+          return /callm run: [1-9]\d* done \(\d+ % of the input\)/.test(child.stderr())
+        },
+        "a progress line with some lines done",
+        "30 seconds",
+        "50 millis"
+      )
       assert.strictEqual(child.child.exitCode, null, "the run was still going")
       const exit = await child.exited
       assert.strictEqual(exit.code, 0)

@@ -1,10 +1,11 @@
 import { randomUUID } from "node:crypto"
-import { createServer } from "node:net"
 import { mkdtempSync, writeFileSync } from "node:fs"
+import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { GatewayConfig } from "@callm/gateway"
 import { startMockServer } from "@callm/mock-server"
+import { eventuallyPromise } from "@callm/testing/Eventually"
 import { sharedRedisUrl } from "@callm/testing/Redis"
 import { assert, describe, it } from "@effect/vitest"
 import * as Callm from "./Callm.ts"
@@ -60,7 +61,7 @@ describe("callm serve", () => {
     try {
       const url = await serve.url
       const inFlight = post(url, chat)
-      while (mock.stats().inFlight === 0) await new Promise((resolve) => setTimeout(resolve, 10))
+      await eventuallyPromise(() => mock.stats().inFlight > 0, "the call in flight at the mock", "30 seconds")
       serve.child.kill("SIGTERM")
       const response = await inFlight
       assert.strictEqual(response.status, 200)
@@ -107,7 +108,11 @@ describe("callm serve", () => {
           return result
         })
       )
-      while (mock.stats().completions + refusedEarly < 40) await new Promise((resolve) => setTimeout(resolve, 10))
+      await eventuallyPromise(
+        () => mock.stats().completions + refusedEarly >= 40,
+        "40 calls answered or refused",
+        "30 seconds"
+      )
       const refusedBeforeSigterm = refusedEarly
       serve.child.kill("SIGTERM")
       await new Promise((resolve) => setTimeout(resolve, 50))
@@ -254,7 +259,7 @@ describe("callm serve", () => {
           body: JSON.stringify(chat)
         }).then((response) => response.status)
       const inFlight = ask()
-      while (mock.stats().requests < 1) await new Promise((resolve) => setTimeout(resolve, 10))
+      await eventuallyPromise(() => mock.stats().requests >= 1, "the first call at the mock", "30 seconds")
       writeFileSync(
         config,
         JSON.stringify({
@@ -264,15 +269,24 @@ describe("callm serve", () => {
         })
       )
       serve.child.kill("SIGHUP")
-      while (!serve.stderr().includes("SIGHUP: reloaded")) await new Promise((resolve) => setTimeout(resolve, 20))
+      await eventuallyPromise(
+        () => serve.stderr().includes("SIGHUP: reloaded"),
+        "SIGHUP: reloaded",
+        "30 seconds",
+        "20 millis"
+      )
       assert.strictEqual(await inFlight, 200)
       assert.strictEqual(await ask(), 401)
       assert.strictEqual(await ask("Bearer sk-reloaded"), 200)
 
       writeFileSync(config, JSON.stringify({ upstreams, routes: { "*": { targets: [{ upstream: "nowhere" }] } } }))
       serve.child.kill("SIGHUP")
-      while (!serve.stderr().includes("kept the running configuration"))
-        await new Promise((resolve) => setTimeout(resolve, 20))
+      await eventuallyPromise(
+        () => serve.stderr().includes("kept the running configuration"),
+        "kept the running configuration",
+        "30 seconds",
+        "20 millis"
+      )
       assert.include(serve.stderr(), "nowhere")
       assert.strictEqual(await ask("Bearer sk-reloaded"), 200)
       assert.strictEqual(await ask(), 401)

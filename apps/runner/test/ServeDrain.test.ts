@@ -8,6 +8,7 @@ import * as Http from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { startMockServer } from "@callm/mock-server"
+import { eventuallyPromise } from "@callm/testing/Eventually"
 import { assert, describe, it } from "@effect/vitest"
 import * as Callm from "./Callm.ts"
 
@@ -94,9 +95,7 @@ describe("callm serve shutdown", () => {
         }
       }
       const running = Array.from({ length: clients }, client)
-      const deadline = Date.now() + 60_000
-      while (mock.stats().inFlight < clients && Date.now() < deadline)
-        await new Promise((resolve) => setTimeout(resolve, 10))
+      await eventuallyPromise(() => mock.stats().inFlight >= clients, "every client's stream in flight", "60 seconds")
       assert.strictEqual(mock.stats().inFlight, clients, "every client has a stream in flight before SIGTERM")
       sigterm = true
       serve.child.kill("SIGTERM")

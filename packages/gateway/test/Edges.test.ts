@@ -1,19 +1,11 @@
-import { createServer } from "node:net"
 import { GatewayConfig } from "@callm/gateway"
+import { freePort } from "@callm/testing/Ports"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { chat, gateway, mockServer, post, proxyTo } from "./GatewayFixture.ts"
 
-const deadPort = Effect.promise(
-  () =>
-    new Promise<number>((resolve) => {
-      const server = createServer()
-      server.listen(0, "127.0.0.1", () => {
-        const port = (server.address() as { port: number }).port
-        server.close(() => resolve(port))
-      })
-    })
-)
+/** A loopback port with nothing listening on it: every call there is refused. */
+const deadPort = Effect.promise(freePort)
 
 describe("Gateway edges", () => {
   it.live("error answers never carry the upstream's address or any part of its key", () =>

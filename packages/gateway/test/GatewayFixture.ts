@@ -1,15 +1,11 @@
 import { Admission, Gateway, type GatewayConfig } from "@callm/gateway"
-import { type MockServerHandle, type MockServerOptions, startMockServer } from "@callm/mock-server"
+import type { MockServerHandle } from "@callm/mock-server"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { HttpServer } from "effect/http"
 
-/** A mock server on a free loopback port for the life of the scope. */
-export const mockServer = (options: MockServerOptions = {}) =>
-  Effect.acquireRelease(
-    Effect.promise(() => startMockServer({ ...options, port: 0 })),
-    (server) => Effect.promise(() => server.close())
-  )
+/** A mock server on a free loopback port for the life of the scope (the one of `@callm/testing`). */
+export { mockServer } from "@callm/testing/Mock"
 
 /** Every model to one mock. */
 export const proxyTo = (

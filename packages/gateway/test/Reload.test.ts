@@ -1,6 +1,7 @@
 import { GatewayConfig } from "@callm/gateway"
+import { eventually } from "@callm/testing/Eventually"
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Fiber } from "effect"
+import { Effect, Fiber } from "effect"
 import { chat, gateway, mockServer, post } from "./GatewayFixture.ts"
 
 describe("Gateway reload", () => {
@@ -14,7 +15,7 @@ describe("Gateway reload", () => {
         }
       })
       const inFlight = yield* post(url, { ...chat, model: "old" }).pipe(Effect.forkChild)
-      while (state.inFlight() < 1) yield* Effect.sleep(Duration.millis(10))
+      yield* eventually(() => state.inFlight() >= 1, "the old-configuration request in flight")
       yield* state.reload({
         upstreams: { mock: { baseUrl: mock.baseUrl } },
         routes: { new: { targets: [{ upstream: "mock", model: "mock-small" }] } },

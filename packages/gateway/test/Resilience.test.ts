@@ -1,19 +1,10 @@
-import { createServer } from "node:net"
+import { freePort } from "@callm/testing/Ports"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { chat, gateway, mockServer, post } from "./GatewayFixture.ts"
 
 /** A loopback port with nothing listening on it: every call there is refused. */
-const deadPort = Effect.promise(
-  () =>
-    new Promise<number>((resolve) => {
-      const server = createServer()
-      server.listen(0, "127.0.0.1", () => {
-        const port = (server.address() as { port: number }).port
-        server.close(() => resolve(port))
-      })
-    })
-)
+const deadPort = Effect.promise(freePort)
 
 const scrape = (url: string) => Effect.promise(() => fetch(`${url}/metrics`).then((response) => response.text()))
 
