@@ -18,7 +18,8 @@ const sideBySide: Record<string, ReadonlyArray<string>> = {
   "client-overhead": ["raw undici", "global fetch", "openai SDK"],
   "gateway-overhead": ["minimal proxy", "Portkey gateway"],
   streaming: ["minimal proxy", "Portkey gateway", "eventsource-parser"],
-  modes: ["control (requestCostMs 0)"]
+  modes: ["control (requestCostMs 0)"],
+  grpc: ["gateway REST /v1/chat/completions", "gateway gRPC Complete", "mock /v1/messages", "Anthropic upstream"]
 }
 
 describe("bench smoke", () => {

@@ -6,6 +6,7 @@ import { scenario as cache } from "./cache.ts"
 import { scenario as clientOverhead } from "./clientOverhead.ts"
 import { scenario as embeddings } from "./embeddings.ts"
 import { scenario as gatewayOverhead } from "./gatewayOverhead.ts"
+import { scenario as grpc } from "./grpc.ts"
 import { scenario as memory } from "./memory.ts"
 import { scenario as mockCapacity } from "./mockCapacity.ts"
 import { scenario as modes } from "./modes.ts"
@@ -18,6 +19,7 @@ import { scenario as streaming } from "./streaming.ts"
 export const scenarios: ReadonlyArray<Scenario> = [
   mockCapacity,
   embeddings,
+  grpc,
   modes,
   clientOverhead,
   gatewayOverhead,
