@@ -40,21 +40,17 @@
  * @since 0.1.0
  */
 import { type ChatChunk, ChatRequest, type ChatResponse, LlmClient, LlmError } from "@callm/core"
-import { OpenAiError } from "@callm/openai"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as Cause from "effect/Cause"
+import { OpenAiError, ProviderLayer, SseStream } from "@callm/openai"
 import * as Clock from "effect/Clock"
-import * as Config from "effect/Config"
+import type * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
-import * as Sse from "effect/encoding/Sse"
+import type * as Sse from "effect/encoding/Sse"
 import { constTrue } from "effect/Function"
 import * as HttpClient from "effect/http/HttpClient"
 import type * as HttpClientError from "effect/http/HttpClientError"
 import * as HttpClientRequest from "effect/http/HttpClientRequest"
 import type * as HttpClientResponse from "effect/http/HttpClientResponse"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
-import * as Pull from "effect/Pull"
 import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
@@ -103,14 +99,7 @@ export interface Options {
  * @since 0.1.0
  * @category models
  */
-export interface PoolOptions {
-  /** Time allowed to open a connection; a connect timeout fails with `Timeout` (`connect`). Default 10 s. */
-  readonly connectTimeoutMs?: number | undefined
-  /** Connections per origin. Default: no limit (undici's default). */
-  readonly connections?: number | undefined
-  /** How long an idle keep-alive connection is kept. Default 4 s (undici's default). */
-  readonly keepAliveTimeoutMs?: number | undefined
-}
+export type PoolOptions = ProviderLayer.PoolOptions
 
 type Headers = Readonly<Record<string, string | undefined>>
 
@@ -241,17 +230,6 @@ const hostOf = (url: string): string => {
   return Result.isSuccess(parsed) ? parsed.success.host : url
 }
 
-/** Whether a chunk carries anything for the caller: content, a tool call, a finish reason or usage. */
-const isSubstantive = (chunk: ChatChunk.ChatChunk): boolean =>
-  chunk.usage != null ||
-  chunk.choices.some(
-    (choice) =>
-      choice.finish_reason != null ||
-      !!choice.delta.content ||
-      !!choice.delta.reasoning_content ||
-      (choice.delta.tool_calls != null && choice.delta.tool_calls.length > 0)
-  )
-
 const asRecord = (u: unknown): Record<string, unknown> | undefined =>
   typeof u === "object" && u !== null && !Array.isArray(u) ? (u as Record<string, unknown>) : undefined
 
@@ -261,9 +239,9 @@ const asRecord = (u: unknown): Record<string, unknown> | undefined =>
  * an `error` event fails it, as `StreamInterrupted` with the text so far once content has reached the
  * caller.
  *
- * Hand-written as one pull transform, as `@callm/openai`'s is: Effect's SSE parser splits the events,
- * and the state the mapping needs (which content block is which tool call, usage so far, text
- * delivered) lives in one place.
+ * The plumbing (bytes to events, how the stream ended, the text delivered) is `@callm/openai`'s
+ * `SseStream`, shared with the OpenAI provider; the mapping's own state (which content block is which
+ * tool call, usage so far) lives in its closure, one per stream.
  */
 const sseChunks = (
   body: Stream.Stream<Uint8Array, HttpClientError.HttpClientError>,
@@ -276,15 +254,11 @@ const sseChunks = (
     readonly jsonTool: string | undefined
   }
 ): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
-  Stream.transformPull(body, (pull) =>
-    Effect.sync(() => {
-      const decoder = new TextDecoder()
-      let buffer: Array<ChatChunk.ChatChunk> = []
-      let failure: LlmError.Reason | undefined
-      let done = false
-      let ended = false
-      let text = ""
-      let delivered = 0
+  SseStream.chunks(body, {
+    provider: context.provider,
+    model: context.model,
+    endMarker: "message_stop",
+    onEvent: (events) => {
       let id = ""
       let model = context.model
       let usage: AnthropicMessages.Usage = { input_tokens: 0, output_tokens: 0 }
@@ -303,10 +277,7 @@ const sseChunks = (
         model,
         choices: [{ index: 0, delta, ...(finishReason === undefined ? {} : { finish_reason: finishReason }) }]
       })
-      const failWith = (reason: LlmError.Reason) => {
-        failure ??= reason
-      }
-      const invalid = (description: string) => failWith(new LlmError.InvalidResponse({ description }))
+      const invalid = (description: string) => events.fail(new LlmError.InvalidResponse({ description }))
 
       const onEvent = (event: Record<string, unknown>) => {
         switch (event.type) {
@@ -317,7 +288,7 @@ const sseChunks = (
             if (typeof message.model === "string") model = message.model
             const start = asRecord(message.usage)
             if (start !== undefined) usage = { ...usage, ...(start as Partial<AnthropicMessages.Usage>) }
-            buffer.push(chunk({ role: "assistant", content: "" }))
+            events.push(chunk({ role: "assistant", content: "" }))
             return
           }
           case "content_block_start": {
@@ -325,13 +296,13 @@ const sseChunks = (
             const index = typeof event.index === "number" ? event.index : -1
             if (block === undefined) return invalid("content_block_start has no content_block")
             if (block.type === "text" && typeof block.text === "string" && block.text !== "")
-              buffer.push(chunk({ content: block.text }))
+              events.push(chunk({ content: block.text }))
             else if (block.type === "tool_use" && context.jsonTool !== undefined && block.name === context.jsonTool)
               jsonBlocks.add(index)
             else if (block.type === "tool_use") {
               const toolIndex = toolOfBlock.size
               toolOfBlock.set(index, toolIndex)
-              buffer.push(
+              events.push(
                 chunk({
                   tool_calls: [
                     {
@@ -350,18 +321,18 @@ const sseChunks = (
             const delta = asRecord(event.delta)
             if (delta === undefined) return invalid("content_block_delta has no delta")
             if (delta.type === "text_delta" && typeof delta.text === "string")
-              buffer.push(chunk({ content: delta.text }))
+              events.push(chunk({ content: delta.text }))
             else if (delta.type === "thinking_delta" && typeof delta.thinking === "string")
-              buffer.push(chunk({ reasoning_content: delta.thinking }))
+              events.push(chunk({ reasoning_content: delta.thinking }))
             else if (delta.type === "input_json_delta" && typeof delta.partial_json === "string") {
               if (jsonBlocks.has(typeof event.index === "number" ? event.index : -1)) {
-                if (delta.partial_json !== "") buffer.push(chunk({ content: delta.partial_json }))
+                if (delta.partial_json !== "") events.push(chunk({ content: delta.partial_json }))
                 return
               }
               const toolIndex = toolOfBlock.get(typeof event.index === "number" ? event.index : -1)
               if (toolIndex === undefined) return invalid("input_json_delta for a block that is not a tool_use")
               if (delta.partial_json !== "")
-                buffer.push(chunk({ tool_calls: [{ index: toolIndex, function: { arguments: delta.partial_json } }] }))
+                events.push(chunk({ tool_calls: [{ index: toolIndex, function: { arguments: delta.partial_json } }] }))
             }
             return
           }
@@ -370,7 +341,7 @@ const sseChunks = (
             const more = asRecord(event.usage)
             if (more !== undefined) usage = { ...usage, ...(more as Partial<AnthropicMessages.Usage>) }
             if (delta !== undefined && typeof delta.stop_reason === "string")
-              buffer.push(
+              events.push(
                 chunk(
                   {},
                   jsonBlocks.size > 0 && delta.stop_reason === "tool_use"
@@ -382,7 +353,7 @@ const sseChunks = (
           }
           case "message_stop":
             if (context.includeUsage)
-              buffer.push({
+              events.push({
                 id,
                 object: "chat.completion.chunk",
                 created: context.created,
@@ -390,78 +361,24 @@ const sseChunks = (
                 choices: [],
                 usage: AnthropicMessages.toUsage(usage)
               })
-            done = true
+            events.end()
             return
           case "error":
-            return failWith(AnthropicError.reasonFromErrorEvent(event))
+            return events.fail(AnthropicError.reasonFromErrorEvent(event))
           default:
             // `ping`, `content_block_stop`, and event types Anthropic may add later: nothing to emit.
             return
         }
       }
 
-      const parser = Sse.makeParser((event) => {
-        if (done || failure !== undefined || event._tag === "Retry") return
+      return (event: Sse.Event) => {
         const parsed = Result.try(() => JSON.parse(event.data) as unknown)
         const json = Result.isSuccess(parsed) ? asRecord(parsed.success) : undefined
         if (json === undefined) return invalid(`A stream event is not a JSON object: ${event.data.slice(0, 200)}`)
         onEvent(json)
-      })
-
-      const feed = (bytes: Uint8Array | undefined) => {
-        const error = parser.feed(bytes === undefined ? decoder.decode() : decoder.decode(bytes, { stream: true }))
-        if (error !== undefined) invalid(error.message)
       }
-
-      /** Past the first delivered chunk, any failure is an interruption carrying the text so far. */
-      const stop = (reason: LlmError.Reason): Effect.Effect<never, LlmError.LlmError> =>
-        Effect.fail(
-          LlmError.make(
-            delivered === 0
-              ? reason
-              : new LlmError.StreamInterrupted({ text, chunks: delivered, description: reason.message }),
-            { provider: context.provider, model: context.model }
-          )
-        )
-
-      const loop: Pull.Pull<ReadonlyArray<ChatChunk.ChatChunk>, LlmError.LlmError> = Effect.suspend(() => {
-        // The opening role chunk waits for one that says something, so a failure (or a cut) before any
-        // content fails as itself (retryable), not as an interruption.
-        if (buffer.length > 0 && (done || buffer.some(isSubstantive))) {
-          const out = buffer
-          buffer = []
-          for (const item of out) text += item.choices[0]?.delta.content ?? ""
-          delivered += out.length
-          return Effect.succeed(out)
-        }
-        if (failure !== undefined) {
-          buffer = []
-          return stop(failure)
-        }
-        if (done) return Cause.done()
-        if (ended) return stop(new LlmError.Transport({ description: "The stream ended before message_stop" }))
-        return pull.pipe(
-          Effect.flatMap((arrays) => {
-            for (const bytes of arrays) feed(bytes)
-            return loop
-          }),
-          Pull.catchDone(() => {
-            ended = true
-            feed(undefined)
-            return loop
-          }),
-          Effect.catchTag("HttpClientError", (error) =>
-            stop(
-              new LlmError.Transport({
-                description: `The connection dropped mid-stream: ${error.reason.description ?? error.message}`
-              })
-            )
-          )
-        )
-      })
-      return loop as Pull.Pull<readonly [ChatChunk.ChatChunk, ...Array<ChatChunk.ChatChunk>], LlmError.LlmError>
-    })
-  )
+    }
+  })
 
 /**
  * The provider on an `HttpClient` you provide (a custom undici `Dispatcher`, a test transport, `fetch`).
@@ -480,15 +397,7 @@ export const layerWithHttpClient = (
  * @category layers
  */
 export const layer = (options: Options & PoolOptions = {}): Layer.Layer<LlmClient.LlmClient> =>
-  layerWithHttpClient(options).pipe(
-    Layer.provide(
-      NodeHttpClient.layerUndiciOptions({
-        connect: { timeout: options.connectTimeoutMs ?? 10_000 },
-        ...(options.connections === undefined ? {} : { connections: options.connections }),
-        ...(options.keepAliveTimeoutMs === undefined ? {} : { keepAliveTimeout: options.keepAliveTimeoutMs })
-      })
-    )
-  )
+  layerWithHttpClient(options).pipe(Layer.provide(ProviderLayer.httpClient(options)))
 
 /**
  * The provider configured from the environment: `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL` (default
@@ -500,14 +409,4 @@ export const layer = (options: Options & PoolOptions = {}): Layer.Layer<LlmClien
 export const layerConfig = (
   options: Options & PoolOptions = {}
 ): Layer.Layer<LlmClient.LlmClient, Config.ConfigError> =>
-  Layer.unwrap(
-    Effect.gen(function* () {
-      const apiKey = yield* Config.option(Config.Redacted("ANTHROPIC_API_KEY"))
-      const baseUrl = yield* Config.option(Config.String("ANTHROPIC_BASE_URL"))
-      return layer({
-        ...options,
-        apiKey: options.apiKey ?? Option.getOrUndefined(apiKey),
-        baseUrl: options.baseUrl ?? Option.getOrUndefined(baseUrl)
-      })
-    })
-  )
+  ProviderLayer.fromEnv(options, { apiKey: "ANTHROPIC_API_KEY", baseUrl: "ANTHROPIC_BASE_URL" }, layer)

@@ -36,24 +36,21 @@
  * @since 0.1.0
  */
 import { ChatChunk, ChatRequest, ChatResponse, LlmClient, LlmError } from "@callm/core"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
-import * as Config from "effect/Config"
+import type * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
-import * as Sse from "effect/encoding/Sse"
 import { constTrue } from "effect/Function"
 import * as HttpClient from "effect/http/HttpClient"
 import type * as HttpClientError from "effect/http/HttpClientError"
 import * as HttpClientRequest from "effect/http/HttpClientRequest"
 import type * as HttpClientResponse from "effect/http/HttpClientResponse"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
-import * as Pull from "effect/Pull"
 import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
 import * as OpenAiError from "./OpenAiError.ts"
+import * as ProviderLayer from "./ProviderLayer.ts"
+import * as SseStream from "./SseStream.ts"
 
 /**
  * Base URLs of well-known OpenAI-compatible servers (each already ends in its API version).
@@ -116,14 +113,7 @@ export interface Options {
  * @since 0.1.0
  * @category models
  */
-export interface PoolOptions {
-  /** Time allowed to open a connection; a connect timeout fails with `Timeout` (`connect`). Default 10 s. */
-  readonly connectTimeoutMs?: number | undefined
-  /** Connections per origin. Default: no limit (undici's default). */
-  readonly connections?: number | undefined
-  /** How long an idle keep-alive connection is kept. Default 4 s (undici's default). */
-  readonly keepAliveTimeoutMs?: number | undefined
-}
+export type PoolOptions = ProviderLayer.PoolOptions
 
 type Headers = Readonly<Record<string, string | undefined>>
 
@@ -352,131 +342,45 @@ const validate = (request: ChatRequest.ChatRequest, provider: string) =>
     LlmError.make(error.reason, { provider, model: error.model })
   )
 
-/** Whether a chunk carries anything for the caller: content, a tool call, a finish reason or usage. */
-const isSubstantive = (chunk: ChatChunk.ChatChunk): boolean =>
-  chunk.usage != null ||
-  chunk.choices.some(
-    (choice) =>
-      choice.finish_reason != null ||
-      !!choice.delta.content ||
-      !!choice.delta.refusal ||
-      !!choice.delta.reasoning_content ||
-      (choice.delta.tool_calls != null && choice.delta.tool_calls.length > 0)
-  )
-
 const hostOf = (url: string): string => {
   const parsed = Result.try(() => new URL(url))
   return Result.isSuccess(parsed) ? parsed.success.host : url
 }
 
 /**
- * Parses an SSE body into chunks as bytes arrive, with Effect's SSE parser, and decides how the stream
- * ended: `[DONE]` ends it; the body ending without it, a connection error, a malformed event or an
- * error event fails it. After the first chunk with content has reached the caller, every such failure
- * is `StreamInterrupted` with the text so far, so nothing downstream repeats text already shown.
- *
- * Hand-written as one pull transform (rather than `decodeText` + `Sse.decode` + `mapEffect`) because
- * it tracks how the stream ended and the text delivered so far in one place, on the hot path.
+ * The chunks of an SSE body (`SseStream`): `[DONE]` ends the stream; an `error` event fails it with the
+ * reason its status says.
  */
 const sseChunks = (
   body: Stream.Stream<Uint8Array, HttpClientError.HttpClientError>,
   context: { readonly provider: string; readonly model: string }
 ): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
-  Stream.transformPull(body, (pull) =>
-    Effect.sync(() => {
-      const decoder = new TextDecoder()
-      let buffer: Array<ChatChunk.ChatChunk> = []
-      let failure: LlmError.Reason | undefined
-      let done = false
-      let ended = false
-      let text = ""
-      let delivered = 0
-
-      const failWith = (reason: LlmError.Reason) => {
-        failure ??= reason
-      }
-      const parser = Sse.makeParser((event) => {
-        if (done || failure !== undefined || event._tag === "Retry") return
-        if (event.data === "[DONE]") {
-          done = true
-          return
-        }
-        const parsed = Result.try(() => JSON.parse(event.data) as unknown)
-        if (Result.isFailure(parsed)) {
-          return failWith(
-            new LlmError.InvalidResponse({ description: `A stream event is not JSON: ${event.data.slice(0, 200)}` })
-          )
-        }
-        const json = parsed.success
-        if (typeof json === "object" && json !== null && "error" in json) {
-          const body = OpenAiError.parseErrorBody(json)
-          const status = Number(body.code)
-          return failWith(
-            Number.isInteger(status) && status >= 400
-              ? OpenAiError.reasonFromStatus(status, {}, body, 0)
-              : new LlmError.ServerError({ status: 200, description: body.message ?? "The server sent an error event" })
-          )
-        }
-        const chunk = ChatChunk.decode(json)
-        if (Result.isFailure(chunk)) return failWith(chunk.failure)
-        buffer.push(chunk.success)
-      })
-
-      const feed = (bytes: Uint8Array | undefined) => {
-        const error = parser.feed(bytes === undefined ? decoder.decode() : decoder.decode(bytes, { stream: true }))
-        if (error !== undefined) failWith(new LlmError.InvalidResponse({ description: error.message }))
-      }
-
-      /** Past the first delivered chunk, any failure is an interruption carrying the text so far. */
-      const stop = (reason: LlmError.Reason): Effect.Effect<never, LlmError.LlmError> =>
-        Effect.fail(
-          LlmError.make(
-            delivered === 0
-              ? reason
-              : new LlmError.StreamInterrupted({ text, chunks: delivered, description: reason.message }),
-            context
-          )
+  SseStream.chunks(body, {
+    ...context,
+    endMarker: "[DONE]",
+    onEvent: (events) => (event) => {
+      if (event.data === "[DONE]") return events.end()
+      const parsed = Result.try(() => JSON.parse(event.data) as unknown)
+      if (Result.isFailure(parsed)) {
+        return events.fail(
+          new LlmError.InvalidResponse({ description: `A stream event is not JSON: ${event.data.slice(0, 200)}` })
         )
-
-      const loop: Pull.Pull<ReadonlyArray<ChatChunk.ChatChunk>, LlmError.LlmError> = Effect.suspend(() => {
-        // Chunks that say nothing yet (the opening `role: "assistant"` one) wait for the first chunk
-        // that does, so a failure (or a cut) before any content fails as itself (retryable), not as an
-        // interruption.
-        if (buffer.length > 0 && (done || buffer.some(isSubstantive))) {
-          const out = buffer
-          buffer = []
-          for (const chunk of out) text += ChatChunk.text(chunk)
-          delivered += out.length
-          return Effect.succeed(out)
-        }
-        if (failure !== undefined) {
-          buffer = []
-          return stop(failure)
-        }
-        if (done) return Cause.done()
-        if (ended) return stop(new LlmError.Transport({ description: "The stream ended before [DONE]" }))
-        return pull.pipe(
-          Effect.flatMap((arrays) => {
-            for (const bytes of arrays) feed(bytes)
-            return loop
-          }),
-          Pull.catchDone(() => {
-            ended = true
-            feed(undefined)
-            return loop
-          }),
-          Effect.catchTag("HttpClientError", (error) =>
-            stop(
-              new LlmError.Transport({
-                description: `The connection dropped mid-stream: ${error.reason.description ?? error.message}`
-              })
-            )
-          )
+      }
+      const json = parsed.success
+      if (typeof json === "object" && json !== null && "error" in json) {
+        const body = OpenAiError.parseErrorBody(json)
+        const status = Number(body.code)
+        return events.fail(
+          Number.isInteger(status) && status >= 400
+            ? OpenAiError.reasonFromStatus(status, {}, body, 0)
+            : new LlmError.ServerError({ status: 200, description: body.message ?? "The server sent an error event" })
         )
-      })
-      return loop as Pull.Pull<readonly [ChatChunk.ChatChunk, ...Array<ChatChunk.ChatChunk>], LlmError.LlmError>
-    })
-  )
+      }
+      const chunk = ChatChunk.decode(json)
+      if (Result.isFailure(chunk)) return events.fail(chunk.failure)
+      events.push(chunk.success)
+    }
+  })
 
 /**
  * The provider on an `HttpClient` you provide (a custom undici `Dispatcher`, a test transport, `fetch`).
@@ -496,15 +400,7 @@ export const layerWithHttpClient = (
  * @category layers
  */
 export const layer = (options: Options & PoolOptions = {}): Layer.Layer<LlmClient.LlmClient> =>
-  layerWithHttpClient(options).pipe(
-    Layer.provide(
-      NodeHttpClient.layerUndiciOptions({
-        connect: { timeout: options.connectTimeoutMs ?? 10_000 },
-        ...(options.connections === undefined ? {} : { connections: options.connections }),
-        ...(options.keepAliveTimeoutMs === undefined ? {} : { keepAliveTimeout: options.keepAliveTimeoutMs })
-      })
-    )
-  )
+  layerWithHttpClient(options).pipe(Layer.provide(ProviderLayer.httpClient(options)))
 
 /**
  * The provider configured from the environment: `OPENAI_API_KEY` (optional, for servers without auth)
@@ -516,14 +412,4 @@ export const layer = (options: Options & PoolOptions = {}): Layer.Layer<LlmClien
 export const layerConfig = (
   options: Options & PoolOptions = {}
 ): Layer.Layer<LlmClient.LlmClient, Config.ConfigError> =>
-  Layer.unwrap(
-    Effect.gen(function* () {
-      const apiKey = yield* Config.option(Config.Redacted("OPENAI_API_KEY"))
-      const baseUrl = yield* Config.option(Config.String("OPENAI_BASE_URL"))
-      return layer({
-        ...options,
-        apiKey: options.apiKey ?? Option.getOrUndefined(apiKey),
-        baseUrl: options.baseUrl ?? Option.getOrUndefined(baseUrl)
-      })
-    })
-  )
+  ProviderLayer.fromEnv(options, { apiKey: "OPENAI_API_KEY", baseUrl: "OPENAI_BASE_URL" }, layer)

@@ -26,19 +26,18 @@
  * @since 0.2.0
  */
 import { Embeddings, LlmError } from "@callm/core"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Clock from "effect/Clock"
-import * as Config from "effect/Config"
+import type * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import { constTrue } from "effect/Function"
 import * as HttpClient from "effect/http/HttpClient"
 import * as HttpClientRequest from "effect/http/HttpClientRequest"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import { baseUrls, type PoolOptions } from "./OpenAiClient.ts"
 import * as OpenAiError from "./OpenAiError.ts"
+import * as ProviderLayer from "./ProviderLayer.ts"
 
 /**
  * Inputs per HTTP request by default: OpenAI's limit for one `/v1/embeddings` call.
@@ -223,15 +222,7 @@ export const layerWithHttpClient = (
  * @category layers
  */
 export const layer = (options: Options & PoolOptions = {}): Layer.Layer<Embeddings.Embeddings> =>
-  layerWithHttpClient(options).pipe(
-    Layer.provide(
-      NodeHttpClient.layerUndiciOptions({
-        connect: { timeout: options.connectTimeoutMs ?? 10_000 },
-        ...(options.connections === undefined ? {} : { connections: options.connections }),
-        ...(options.keepAliveTimeoutMs === undefined ? {} : { keepAliveTimeout: options.keepAliveTimeoutMs })
-      })
-    )
-  )
+  layerWithHttpClient(options).pipe(Layer.provide(ProviderLayer.httpClient(options)))
 
 /**
  * The service configured from `OPENAI_API_KEY` and `OPENAI_BASE_URL`, as `OpenAiClient.layerConfig`.
@@ -242,14 +233,4 @@ export const layer = (options: Options & PoolOptions = {}): Layer.Layer<Embeddin
 export const layerConfig = (
   options: Options & PoolOptions = {}
 ): Layer.Layer<Embeddings.Embeddings, Config.ConfigError> =>
-  Layer.unwrap(
-    Effect.gen(function* () {
-      const apiKey = yield* Config.option(Config.Redacted("OPENAI_API_KEY"))
-      const baseUrl = yield* Config.option(Config.String("OPENAI_BASE_URL"))
-      return layer({
-        ...options,
-        apiKey: options.apiKey ?? Option.getOrUndefined(apiKey),
-        baseUrl: options.baseUrl ?? Option.getOrUndefined(baseUrl)
-      })
-    })
-  )
+  ProviderLayer.fromEnv(options, { apiKey: "OPENAI_API_KEY", baseUrl: "OPENAI_BASE_URL" }, layer)

@@ -5,11 +5,15 @@
  * @since 0.1.0
  */
 
+/** @since 0.2.0 */
+export * as OpenAiBatches from "./OpenAiBatches.ts"
 /** @since 0.1.0 */
 export * as OpenAiClient from "./OpenAiClient.ts"
+/** @since 0.2.0 */
+export * as OpenAiEmbeddings from "./OpenAiEmbeddings.ts"
 /** @since 0.1.0 */
 export * as OpenAiError from "./OpenAiError.ts"
 /** @since 0.2.0 */
-export * as OpenAiEmbeddings from "./OpenAiEmbeddings.ts"
+export * as ProviderLayer from "./ProviderLayer.ts"
 /** @since 0.2.0 */
-export * as OpenAiBatches from "./OpenAiBatches.ts"
+export * as SseStream from "./SseStream.ts"

@@ -1,0 +1,77 @@
+/**
+ * What every provider's layers share (OpenAI's chat and embeddings, Anthropic's messages): the undici
+ * connection pool a provider runs on, and options read from the environment with explicit options
+ * winning.
+ *
+ * @since 0.2.0
+ */
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import type * as HttpClient from "effect/http/HttpClient"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
+
+/**
+ * Options of the connection pool (undici `Agent` options).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface PoolOptions {
+  /** Time allowed to open a connection; a connect timeout fails with `Timeout` (`connect`). Default 10 s. */
+  readonly connectTimeoutMs?: number | undefined
+  /** Connections per origin. Default: no limit (undici's default). */
+  readonly connections?: number | undefined
+  /** How long an idle keep-alive connection is kept. Default 4 s (undici's default). */
+  readonly keepAliveTimeoutMs?: number | undefined
+}
+
+/**
+ * An undici `HttpClient` with its own keep-alive pool (one per origin), closed with the layer's scope.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const httpClient = (options: PoolOptions = {}): Layer.Layer<HttpClient.HttpClient> =>
+  NodeHttpClient.layerUndiciOptions({
+    connect: { timeout: options.connectTimeoutMs ?? 10_000 },
+    ...(options.connections === undefined ? {} : { connections: options.connections }),
+    ...(options.keepAliveTimeoutMs === undefined ? {} : { keepAliveTimeout: options.keepAliveTimeoutMs })
+  })
+
+/**
+ * The options every provider reads from the environment.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface EnvOptions {
+  readonly apiKey?: Redacted.Redacted<string> | undefined
+  readonly baseUrl?: string | undefined
+}
+
+/**
+ * A provider's layer with its key and base URL from the environment variables `names` (the key
+ * optional, for servers without auth); explicit options win over the environment.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const fromEnv = <O extends EnvOptions, A, E>(
+  options: O,
+  names: { readonly apiKey: string; readonly baseUrl: string },
+  layer: (options: O) => Layer.Layer<A, E>
+): Layer.Layer<A, E | Config.ConfigError> =>
+  Layer.unwrap(
+    Effect.gen(function* () {
+      const apiKey = yield* Config.option(Config.Redacted(names.apiKey))
+      const baseUrl = yield* Config.option(Config.String(names.baseUrl))
+      return layer({
+        ...options,
+        apiKey: options.apiKey ?? Option.getOrUndefined(apiKey),
+        baseUrl: options.baseUrl ?? Option.getOrUndefined(baseUrl)
+      })
+    })
+  )
