@@ -1,8 +1,8 @@
 /**
  * Scenario 4: what the gateway adds, next to its baseline and its peer, in one run.
  *
- * - Open loop at fixed rates (500 and 1,000 requests/s; our harness on undici, timed from each request's
- *   intended send time, HDR percentiles): straight to the mock, through `callm serve`'s gateway, through
+ * - Open loop at fixed rates (200, 500 and 1,000 requests/s; our harness on undici, timed from each
+ *   request's intended send time, HDR percentiles): straight to the mock, through `callm serve`'s gateway, through
  *   the minimal proxy (issue 17's baseline: `node:http` + undici `Pool` + `JSON.parse` of the request and
  *   of the answer's usage). Added latency = through minus direct, end to end: the headline. The gateway's
  *   own overhead histogram (`callm_gateway_overhead_seconds`, first byte read to last byte written minus
@@ -26,8 +26,8 @@ const plan = (size: Size) =>
   size === "smoke"
     ? { seconds: 1, rates: [200], rounds: 1, closedSeconds: 1, warmSeconds: 0, warmStep: 1 }
     : size === "quick"
-      ? { seconds: 3, rates: [500, 1000], rounds: 2, closedSeconds: 3, warmSeconds: 3, warmStep: 1 }
-      : { seconds: 6, rates: [500, 1000], rounds: 3, closedSeconds: 6, warmSeconds: 15, warmStep: 2 }
+      ? { seconds: 3, rates: [200, 500, 1000], rounds: 2, closedSeconds: 3, warmSeconds: 3, warmStep: 1 }
+      : { seconds: 6, rates: [200, 500, 1000], rounds: 3, closedSeconds: 6, warmSeconds: 15, warmStep: 2 }
 
 const mib = (bytes: number) => round(bytes / 1048576, 1)
 
