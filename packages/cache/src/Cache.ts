@@ -40,7 +40,6 @@ import {
   Plugin,
   PluginOptions
 } from "@callm/core"
-import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -455,7 +454,4 @@ export const withCache: {
  * @since 0.2.0
  * @category layers
  */
-export const layerConfig = (
-  options: Config.Wrap<Options & CacheStore.MemoryOptions>
-): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
-  Layer.unwrap(Effect.map(Config.unwrap(options), layer))
+export const layerConfig = Plugin.layerConfigOf(layer)

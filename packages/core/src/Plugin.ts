@@ -29,6 +29,7 @@
  *
  * @since 0.1.0
  */
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
@@ -215,3 +216,16 @@ export const stack = <
     Layer.Error<Plugins[number]>,
     Layer.Services<Plugins[number]>
   >
+
+/**
+ * A plugin's `layerConfig` from its `layer`: the options from `Config` (a `Config` of the whole
+ * options, e.g. `Config.schema(X.OptionsSchema, "x")`, or one `Config` per field), then `layer`.
+ * Every plugin's `layerConfig` is this, so none can read its options differently.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfigOf =
+  <Options, A, E, R>(layer: (options: Options) => Layer.Layer<A, E, R>) =>
+  (options: Config.Wrap<Options>): Layer.Layer<A, E | Config.ConfigError, R> =>
+    Layer.unwrap(Effect.map(Config.unwrap(options), layer))

@@ -21,7 +21,6 @@
  */
 import { CallContext, type ChatRequest, Cost, type LlmClient, Plugin } from "@callm/core"
 import { Redact } from "@callm/redact"
-import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -204,10 +203,7 @@ export const withTracing: {
  * @since 0.2.0
  * @category layers
  */
-export const layerConfig = (
-  options: Config.Wrap<Options>
-): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
-  Layer.unwrap(Effect.map(Config.unwrap(options), layer))
+export const layerConfig = Plugin.layerConfigOf(layer)
 
 /**
  * @since 0.1.0

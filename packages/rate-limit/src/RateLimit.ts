@@ -22,7 +22,6 @@
 import { randomUUID } from "node:crypto"
 import { CallContext, type ChatRequest, Cost, type LlmClient, LlmError, Plugin, PluginOptions } from "@callm/core"
 import * as Clock from "effect/Clock"
-import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -378,7 +377,4 @@ export const withRateLimit: {
  * @since 0.2.0
  * @category layers
  */
-export const layerConfig = (
-  options: Config.Wrap<Options>
-): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
-  Layer.unwrap(Effect.map(Config.unwrap(options), layer))
+export const layerConfig = Plugin.layerConfigOf(layer)

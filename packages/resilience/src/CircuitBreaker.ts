@@ -18,7 +18,6 @@
  * @since 0.1.0
  */
 import { type ChatChunk, type ChatRequest, type LlmClient, LlmError, Plugin, PluginOptions } from "@callm/core"
-import * as Config from "effect/Config"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -269,7 +268,4 @@ export const withCircuitBreaker: {
  * @since 0.2.0
  * @category layers
  */
-export const layerConfig = (
-  options: Config.Wrap<Options>
-): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
-  Layer.unwrap(Effect.map(Config.unwrap(options), layer))
+export const layerConfig = Plugin.layerConfigOf(layer)

@@ -20,9 +20,8 @@
  *
  * @since 0.1.0
  */
-import { type ChatChunk, type ChatRequest, LlmClient, LlmError, PluginOptions } from "@callm/core"
+import { type ChatChunk, type ChatRequest, LlmClient, LlmError, Plugin, PluginOptions } from "@callm/core"
 import * as Clock from "effect/Clock"
-import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -363,7 +362,4 @@ export const withLoadBalancer: {
  * @since 0.2.0
  * @category layers
  */
-export const layerConfig = (
-  options: Config.Wrap<Options>
-): Layer.Layer<LlmClient.LlmClient | LoadBalancer, Config.ConfigError> =>
-  Layer.unwrap(Effect.map(Config.unwrap(options), layer))
+export const layerConfig = Plugin.layerConfigOf(layer)

@@ -37,11 +37,10 @@ import {
   PluginOptions
 } from "@callm/core"
 import * as Clock from "effect/Clock"
-import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
-import * as Layer from "effect/Layer"
+import type * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Random from "effect/Random"
 import * as Result from "effect/Result"
@@ -301,7 +300,4 @@ export const layer = (options: Options = {}): Layer.Layer<LlmClient.LlmClient, n
  * @since 0.2.0
  * @category layers
  */
-export const layerConfig = (
-  options: Config.Wrap<Options>
-): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
-  Layer.unwrap(Effect.map(Config.unwrap(options), layer))
+export const layerConfig = Plugin.layerConfigOf(layer)

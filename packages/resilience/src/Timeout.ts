@@ -11,11 +11,10 @@
  */
 import { CallContext, type ChatChunk, type LlmClient, LlmError, Plugin, PluginOptions } from "@callm/core"
 import * as Clock from "effect/Clock"
-import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
-import * as Layer from "effect/Layer"
+import type * as Layer from "effect/Layer"
 import type * as Pull from "effect/Pull"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
@@ -168,7 +167,4 @@ export const layer = (options: Options): Layer.Layer<LlmClient.LlmClient, never,
  * @since 0.2.0
  * @category layers
  */
-export const layerConfig = (
-  options: Config.Wrap<Options>
-): Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> =>
-  Layer.unwrap(Effect.map(Config.unwrap(options), layer))
+export const layerConfig = Plugin.layerConfigOf(layer)
