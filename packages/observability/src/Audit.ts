@@ -29,6 +29,7 @@
  */
 import { CallContext, type ChatRequest, Cost, type LlmClient, type LlmError, Plugin, RequestFields } from "@callm/core"
 import { Redact } from "@callm/redact"
+import type * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
@@ -241,4 +242,7 @@ export const withAudit: {
  * @since 0.2.0
  * @category layers
  */
-export const layerConfig = Plugin.layerConfigOf(layer)
+// Annotated: the inferred type would name @callm/redact's internal Detect module in the .d.ts.
+export const layerConfig: (
+  options: Config.Wrap<Options>
+) => Layer.Layer<LlmClient.LlmClient, Config.ConfigError, LlmClient.LlmClient> = Plugin.layerConfigOf(layer)
