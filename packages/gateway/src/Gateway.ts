@@ -41,9 +41,8 @@ import {
   Plugin,
   Preset
 } from "@callm/core"
-import { Budget, BudgetStore } from "@callm/observability"
 import { OpenAiClient } from "@callm/openai"
-import { RateLimit } from "@callm/rate-limit"
+import { Budget, BudgetStore, RateLimit } from "@callm/rate-limit"
 import { CircuitBreaker, Fallback, LoadBalancer, Retry } from "@callm/resilience"
 import * as ByteSize from "effect/ByteSize"
 import * as Clock from "effect/Clock"

@@ -1,70 +1,10 @@
 /**
- * SHA-256 of a string's UTF-8 bytes, as hex, synchronously and without `node:crypto`: the audit log
- * hashes content while it builds a line (synchronous, on every platform), and Web Crypto's digest is
- * asynchronous only. FIPS 180-4; checked against `node:crypto` in `test/Sha256.test.ts`.
+ * SHA-256 of a string's UTF-8 bytes, as hex, synchronously and without `node:crypto` (the main entry
+ * runs on every platform): the audit log hashes content while it builds a line, and Web Crypto's
+ * digest is asynchronous only. `@noble/hashes` (audited, pure JavaScript, no dependencies) does the
+ * hashing; `test/Sha256.test.ts` checks it against `node:crypto`.
  */
+import { sha256 } from "@noble/hashes/sha2.js"
+import { bytesToHex, utf8ToBytes } from "@noble/hashes/utils.js"
 
-const K = new Uint32Array([
-  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
-  0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
-  0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8,
-  0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
-  0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
-  0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
-  0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2
-])
-
-const encoder = new TextEncoder()
-const rotr = (x: number, n: number) => (x >>> n) | (x << (32 - n))
-
-export const sha256Hex = (text: string): string => {
-  const data = encoder.encode(text)
-  // The message, a 1 bit, zeros, and its length in bits (64-bit big-endian), to a multiple of 64 bytes.
-  const length = (((data.length + 9 + 63) >> 6) << 6) >>> 0
-  const bytes = new Uint8Array(length)
-  bytes.set(data)
-  bytes[data.length] = 0x80
-  const view = new DataView(bytes.buffer)
-  const bits = data.length * 8
-  view.setUint32(length - 8, Math.floor(bits / 0x100000000))
-  view.setUint32(length - 4, bits >>> 0)
-
-  const hash = new Uint32Array([
-    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19
-  ])
-  const w = new Uint32Array(64)
-  for (let offset = 0; offset < length; offset += 64) {
-    for (let i = 0; i < 16; i++) w[i] = view.getUint32(offset + i * 4)
-    for (let i = 16; i < 64; i++) {
-      const a = w[i - 15]!
-      const b = w[i - 2]!
-      const s0 = rotr(a, 7) ^ rotr(a, 18) ^ (a >>> 3)
-      const s1 = rotr(b, 17) ^ rotr(b, 19) ^ (b >>> 10)
-      w[i] = (w[i - 16]! + s0 + w[i - 7]! + s1) >>> 0
-    }
-    let [a, b, c, d, e, f, g, h] = hash as unknown as [number, number, number, number, number, number, number, number]
-    for (let i = 0; i < 64; i++) {
-      const t1 = (h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + K[i]! + w[i]!) >>> 0
-      const t2 = ((rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) >>> 0
-      h = g
-      g = f
-      f = e
-      e = (d + t1) >>> 0
-      d = c
-      c = b
-      b = a
-      a = (t1 + t2) >>> 0
-    }
-    hash[0] = hash[0]! + a
-    hash[1] = hash[1]! + b
-    hash[2] = hash[2]! + c
-    hash[3] = hash[3]! + d
-    hash[4] = hash[4]! + e
-    hash[5] = hash[5]! + f
-    hash[6] = hash[6]! + g
-    hash[7] = hash[7]! + h
-  }
-  let hex = ""
-  for (const word of hash) hex += word.toString(16).padStart(8, "0")
-  return hex
-}
+export const sha256Hex = (text: string): string => bytesToHex(sha256(utf8ToBytes(text)))
