@@ -31,8 +31,8 @@ const plan = (size: Size) =>
   size === "smoke"
     ? { before: 2, outage: 2, after: 2, connections: 8, runLines: 3_000 }
     : size === "quick"
-      ? { before: 8, outage: 15, after: 8, connections: 32, runLines: 20_000 }
-      : { before: 15, outage: 15, after: 15, connections: 32, runLines: 30_000 }
+      ? { before: 8, outage: 15, after: 8, connections: 32, runLines: 100_000 }
+      : { before: 15, outage: 15, after: 15, connections: 32, runLines: 200_000 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -269,11 +269,11 @@ export const scenario: Scenario = {
       await sleep(1000)
       const runDuring = await paceOver(settings.outage - 1)
       redis = await privateRedis(port)
-      const runFinished = run.exitCode === null
+      const runStillGoing = run.exitCode === null
       run.kill("SIGTERM")
       if (run.exitCode === null) await once(run, "exit")
       progress(
-        `callm run: ${round(runBefore, 0)} lines/s before, ${round(runDuring, 0)} lines/s during the outage${runFinished ? "" : " (the input ran out: make it larger)"}`
+        `callm run: ${round(runBefore, 0)} lines/s before, ${round(runDuring, 0)} lines/s during the outage${runStillGoing ? "" : " (the input ran out: make it larger)"}`
       )
       if (runBefore === 0) throw new Error(`callm run made no progress: ${runStderr.slice(-2000)}`)
 
@@ -345,7 +345,8 @@ export const scenario: Scenario = {
           },
           {
             goal: "callm run pace while Redis is down, vs before",
-            value: ratio(runDuring, runBefore),
+            // A run that ran out of input during the outage measured its end, not the outage: no figure.
+            value: runStillGoing ? ratio(runDuring, runBefore) : Number.NaN,
             target: 0.8,
             direction: ">=",
             unit: "x before"
