@@ -29,7 +29,7 @@ const bin = fileURLToPath(new URL("../../../apps/runner/src/bin/callm.ts", impor
 
 const plan = (size: Size) =>
   size === "smoke"
-    ? { before: 2, outage: 2, after: 2, connections: 8, runLines: 3_000 }
+    ? { before: 2, outage: 2, after: 2, connections: 8, runLines: 40_000 }
     : size === "quick"
       ? { before: 8, outage: 15, after: 8, connections: 32, runLines: 100_000 }
       : { before: 15, outage: 15, after: 15, connections: 32, runLines: 200_000 }
