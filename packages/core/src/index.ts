@@ -21,6 +21,8 @@ export * as Embeddings from "./Embeddings.ts"
 export * as LlmClient from "./LlmClient.ts"
 /** @since 0.1.0 */
 export * as LlmError from "./LlmError.ts"
+/** @since 0.2.0 */
+export * as Passthrough from "./Passthrough.ts"
 /** @since 0.1.0 */
 export * as Plugin from "./Plugin.ts"
 /** @since 0.2.0 */

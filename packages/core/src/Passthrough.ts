@@ -1,0 +1,36 @@
+/**
+ * The JSON text a request, response or chunk was decoded from, kept beside the decoded value so that
+ * a gateway can forward the bytes it received instead of encoding the same value again ("validate
+ * once, copy never", issue 17).
+ *
+ * The text is tied to the object's identity: values in callm are immutable, so a plugin that changes
+ * a request (a preset, redaction, a routed model name) builds a new object, which has no text, and is
+ * encoded as usual. Whoever attaches text promises that it decodes to the value as it is, field for
+ * field, in the wire format of the API it came from (OpenAI's chat completions).
+ *
+ * Hand-written (a `WeakMap`), not a Schema annotation: the text belongs to one value, not to its type,
+ * and must vanish with the value.
+ *
+ * @since 0.2.0
+ */
+
+const texts = new WeakMap<object, string>()
+
+/**
+ * Remembers `json` as the text `value` was decoded from; returns `value`.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const attach = <A extends object>(value: A, json: string): A => {
+  texts.set(value, json)
+  return value
+}
+
+/**
+ * The text `value` was decoded from, if it is still the very object that was decoded.
+ *
+ * @since 0.2.0
+ * @category getters
+ */
+export const text = (value: object): string | undefined => texts.get(value)
