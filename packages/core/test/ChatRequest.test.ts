@@ -12,9 +12,12 @@ const badRequest = (input: unknown): LlmError.BadRequest => {
 
 describe("ChatRequest", () => {
   it("hands back a request it has validated as it is, without decoding it again", () => {
-    const first = ChatRequest.validateResult({ model: "m", messages: [{ role: "user", content: "hi" }] })
+    const input = { model: "m", messages: [{ role: "user" as const, content: "hi" }] }
+    const first = ChatRequest.validateResult(input)
     assert.isTrue(Result.isSuccess(first))
     const request = (first as Result.Success<ChatRequest.ChatRequest, never>).success
+    // The caller's own object comes back (its identity is what `Passthrough` and the cache go by).
+    assert.strictEqual(request, input)
     const again = ChatRequest.validateResult(request)
     assert.isTrue(Result.isSuccess(again) && again.success === request)
     // A rewritten copy is a new object, and is checked anew.
