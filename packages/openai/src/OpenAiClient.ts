@@ -35,7 +35,7 @@
  *
  * @since 0.1.0
  */
-import { ChatChunk, ChatRequest, ChatResponse, LlmClient, LlmError } from "@callm/core"
+import { ChatChunk, ChatRequest, ChatResponse, LlmClient, LlmError, Passthrough } from "@callm/core"
 import * as Clock from "effect/Clock"
 import type * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
@@ -48,6 +48,7 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
+import * as WireBody from "./internal/WireBody.ts"
 import * as OpenAiError from "./OpenAiError.ts"
 import * as ProviderLayer from "./ProviderLayer.ts"
 import * as SseStream from "./SseStream.ts"
@@ -174,7 +175,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
   const readJson = (
     response: HttpClientResponse.HttpClientResponse,
     model: string
-  ): Effect.Effect<unknown, LlmError.LlmError> =>
+  ): Effect.Effect<{ readonly json: unknown; readonly text: string }, LlmError.LlmError> =>
     Effect.flatMap(
       Effect.catchTag(response.text, "HttpClientError", (error) =>
         fail(
@@ -187,7 +188,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
       (text) => {
         const parsed = Result.try(() => JSON.parse(text) as unknown)
         return Result.isSuccess(parsed)
-          ? Effect.succeed(parsed.success)
+          ? Effect.succeed({ json: parsed.success, text })
           : fail(
               new LlmError.InvalidResponse({
                 status: response.status,
@@ -203,19 +204,17 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
   ): Effect.Effect<ChatResponse.ChatResponse, LlmError.LlmError> =>
     Effect.flatMap(
       send(
-        HttpClientRequest.bodyText(
-          completionsRequest,
-          JSON.stringify(ChatRequest.toWireBody(request)),
-          "application/json"
-        ),
+        HttpClientRequest.bodyText(completionsRequest, WireBody.completion(request), "application/json"),
         request.model
       ),
       (response) =>
         response.status < 200 || response.status >= 300
           ? failFromResponse(response, request.model)
-          : Effect.flatMap(readJson(response, request.model), (json) => {
+          : Effect.flatMap(readJson(response, request.model), ({ json, text }) => {
               const decoded = ChatResponse.decode(json)
-              return Result.isSuccess(decoded) ? Effect.succeed(decoded.success) : fail(decoded.failure, request.model)
+              return Result.isSuccess(decoded)
+                ? Effect.succeed(Passthrough.attach(decoded.success, text))
+                : fail(decoded.failure, request.model)
             })
     )
 
@@ -226,11 +225,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
       Effect.flatMap(validate(request, provider), (valid) =>
         Effect.map(
           send(
-            HttpClientRequest.bodyText(
-              streamRequest,
-              JSON.stringify(ChatRequest.toWireBody(valid, { stream: true, include_usage: includeUsage })),
-              "application/json"
-            ),
+            HttpClientRequest.bodyText(streamRequest, WireBody.stream(valid, includeUsage), "application/json"),
             valid.model
           ),
           (response): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
@@ -284,7 +279,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
           )
         }
         if (response.status < 200 || response.status >= 300) return failFromResponse(response, model)
-        return Effect.flatMap(readJson(response, model), (json) =>
+        return Effect.flatMap(readJson(response, model), ({ json }) =>
           Effect.flatMap(Clock.currentTimeMillis, (now) =>
             Array.isArray(json) && json.length === group.length
               ? Effect.succeed(group.map((request, index) => itemResult(json[index], request.model, now)))
@@ -378,7 +373,7 @@ const sseChunks = (
       }
       const chunk = ChatChunk.decode(json)
       if (Result.isFailure(chunk)) return events.fail(chunk.failure)
-      events.push(chunk.success)
+      events.push(Passthrough.attach(chunk.success, event.data))
     }
   })
 
