@@ -220,7 +220,7 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
           ? Effect.succeed(undefined)
           : Effect.try({
               try: () => JSON.parse(stored) as unknown,
-              catch: (cause) => new CacheStore.CacheStoreError({ operation: "decode", cause })
+              catch: (cause) => new CacheStore.CacheStoreError({ operation: "decode", reason: "Corrupt", cause })
             })
       ),
       undefined as unknown

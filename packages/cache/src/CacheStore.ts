@@ -18,7 +18,7 @@
  */
 
 import { deflateRawSync, inflateRawSync } from "node:zlib"
-import { RedisFallback } from "@callm/redis"
+import { RedisFallback, StoreFailure } from "@callm/redis"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -29,24 +29,31 @@ import * as Metric from "effect/Metric"
 import * as Redis from "effect/persistence/Redis"
 
 /**
- * A store failed (Redis unreachable, a timeout): the cache treats it as a miss.
+ * A store failed: the cache treats it as a miss. `reason` says why (Redis unreachable, no answer in
+ * time, a stored value that cannot be read); when not given it is read from `cause`.
  *
  * @since 0.1.0
  * @category errors
  */
 export class CacheStoreError extends Data.TaggedError("CacheStoreError")<{
   readonly operation: string
+  readonly reason: StoreFailure.Reason
   readonly cause: unknown
 }> {
+  constructor(props: {
+    readonly operation: string
+    readonly reason?: StoreFailure.Reason | undefined
+    readonly cause: unknown
+  }) {
+    super({
+      operation: props.operation,
+      reason: props.reason ?? StoreFailure.reasonOf(props.cause),
+      cause: props.cause
+    })
+  }
+
   override get message(): string {
-    // Redis errors wrap the client's error: show the innermost message that says something.
-    let cause: unknown = this.cause
-    let text = ""
-    for (let depth = 0; depth < 4 && cause !== undefined && cause !== null; depth++) {
-      if (cause instanceof Error && cause.message !== "") text = cause.message
-      cause = (cause as { cause?: unknown }).cause
-    }
-    return `cache store ${this.operation} failed: ${text || "unknown error"}`
+    return `cache store ${this.operation} failed (${this.reason}): ${StoreFailure.describe(this.cause)}`
   }
 }
 
@@ -278,13 +285,17 @@ export const makeRedis = Effect.fnUntraced(function* (options: RedisOptions = {}
 
   return CacheStore.of({
     shared: true,
+    // Decoded outside the fallback: a value that cannot be read is the store's problem, not Redis'.
     get: (key) =>
-      fallback(
-        "get",
-        Effect.map(redis.send<string | null>("GET", `${base}${key}`), (stored) =>
-          stored === null ? undefined : decode(stored)
-        ),
-        Effect.succeed(undefined)
+      Effect.flatMap(
+        fallback("get", redis.send<string | null>("GET", `${base}${key}`), Effect.succeed(null)),
+        (stored) =>
+          stored === null
+            ? Effect.succeed(undefined)
+            : Effect.try({
+                try: () => decode(stored),
+                catch: (cause) => new CacheStoreError({ operation: "get", reason: "Corrupt", cause })
+              })
       ),
     set: (key, value, ttl) =>
       fallback(

@@ -314,7 +314,7 @@ const make = (options: Options) =>
           Effect.catch((error) =>
             Effect.gen(function* () {
               yield* Metric.update(storeErrorsTotal, 1)
-              yield* Effect.logWarning("budget: the store failed", error.cause)
+              yield* Effect.logWarning(`budget: ${error.message}`, error.cause)
               if (options.onStoreError === "refuse")
                 return yield* new LlmError.LlmError({
                   reason: new LlmError.BudgetExceeded({

@@ -15,7 +15,7 @@
  * @since 0.1.0
  */
 
-import { RedisFallback } from "@callm/redis"
+import { RedisFallback, StoreFailure } from "@callm/redis"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -54,12 +54,24 @@ export type Reservation =
   | { readonly ok: false; readonly index: number; readonly spent: number }
 
 /**
- * The store failed (Redis down...).
+ * The store failed. `reason` says why (Redis unreachable, no answer in time...); when not given it is
+ * read from `cause`.
  *
  * @since 0.1.0
  * @category errors
  */
-export class BudgetStoreError extends Data.TaggedError("BudgetStoreError")<{ readonly cause: unknown }> {}
+export class BudgetStoreError extends Data.TaggedError("BudgetStoreError")<{
+  readonly reason: StoreFailure.Reason
+  readonly cause: unknown
+}> {
+  constructor(props: { readonly reason?: StoreFailure.Reason | undefined; readonly cause: unknown }) {
+    super({ reason: props.reason ?? StoreFailure.reasonOf(props.cause), cause: props.cause })
+  }
+
+  override get message(): string {
+    return `budget store failed (${this.reason}): ${StoreFailure.describe(this.cause)}`
+  }
+}
 
 /**
  * @since 0.1.0

@@ -12,7 +12,7 @@
  * @since 0.1.0
  */
 
-import { RedisFallback } from "@callm/redis"
+import { RedisFallback, StoreFailure } from "@callm/redis"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -22,12 +22,24 @@ import * as Layer from "effect/Layer"
 import * as Redis from "effect/persistence/Redis"
 
 /**
- * The store could not be reached.
+ * The store failed. `reason` says why (Redis unreachable, no answer in time...); when not given it is
+ * read from `cause`.
  *
  * @since 0.1.0
  * @category errors
  */
-export class InFlightStoreError extends Data.TaggedError("InFlightStoreError")<{ readonly cause: unknown }> {}
+export class InFlightStoreError extends Data.TaggedError("InFlightStoreError")<{
+  readonly reason: StoreFailure.Reason
+  readonly cause: unknown
+}> {
+  constructor(props: { readonly reason?: StoreFailure.Reason | undefined; readonly cause: unknown }) {
+    super({ reason: props.reason ?? StoreFailure.reasonOf(props.cause), cause: props.cause })
+  }
+
+  override get message(): string {
+    return `in-flight store failed (${this.reason}): ${StoreFailure.describe(this.cause)}`
+  }
+}
 
 /**
  * The operations of an in-flight store.

@@ -18,6 +18,7 @@
  *
  * @since 0.2.0
  */
+import { StoreFailure } from "@callm/redis"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -76,16 +77,6 @@ export const fallbacksTotal = Metric.counter("callm_redis_fallback_total", {
 /** Consecutive timeouts after which Redis counts as not answering. */
 const timeoutsBeforeUnresponsive = 3
 
-const causeText = (cause: unknown): string => {
-  let current: unknown = cause
-  let text = ""
-  for (let depth = 0; depth < 4 && current !== undefined && current !== null; depth++) {
-    if (current instanceof Error && current.message !== "") text = current.message
-    current = (current as { cause?: unknown }).cause
-  }
-  return text || String(cause)
-}
-
 /**
  * Builds the connection and the `Redis` service on it; the client is closed when the scope ends.
  *
@@ -141,7 +132,7 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   // Emitted on every failed attempt: only a change of state is logged.
   client.on("error", (cause: unknown) => {
     up = client.isReady
-    lastProblem = causeText(cause)
+    lastProblem = StoreFailure.describe(cause, String(cause))
     if (!up) report("down", lastProblem)
   })
   client.on("end", () => {
@@ -169,7 +160,10 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   yield* Effect.addFinalizer(() => Effect.promise(() => (client.isOpen ? client.close() : Promise.resolve())))
 
   const commandTimeoutMs = Duration.toMillis(commandTimeout)
-  const deadlinePassed = new Error(`Redis gave no answer within ${Duration.format(commandTimeout)}`)
+  const deadlinePassed = StoreFailure.failure(
+    "Timeout",
+    `Redis gave no answer within ${Duration.format(commandTimeout)}`
+  )
   /**
    * `promise`, or `deadlinePassed` once `ms` have passed and Redis still has not answered. The check
    * waits for one turn of the event loop after the deadline: on a busy process the deadline and the
@@ -242,11 +236,11 @@ export const make = Effect.fnUntraced(function* (options: Options) {
 
   // While Redis is away every store call fails here: one error per reason, not one (and its stack) per call.
   const refusals = new Map<string, Effect.Effect<never, Redis.RedisError>>()
-  const unavailable = (why: string) => {
+  const unavailable = (why: string, reason: StoreFailure.Reason = "Unavailable") => {
     let refusal = refusals.get(why)
     if (refusal === undefined) {
       if (refusals.size > 100) refusals.clear()
-      refusal = Effect.fail(new Redis.RedisError({ cause: new Error(`Redis ${why}`) }))
+      refusal = Effect.fail(new Redis.RedisError({ cause: StoreFailure.failure(reason, `Redis ${why}`) }))
       refusals.set(why, refusal)
     }
     return refusal
@@ -255,7 +249,7 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   const send = <A = unknown>(command: string, ...args: ReadonlyArray<string>): Effect.Effect<A, Redis.RedisError> =>
     Effect.flatMap(used ? Clock.currentTimeMillis : Effect.andThen(firstUse, Clock.currentTimeMillis), (now) => {
       if (!up || !client.isReady) return unavailable(`not connected${lastProblem === "" ? "" : ` (${lastProblem})`}`)
-      if (now < unresponsiveUntil) return unavailable("not answering")
+      if (now < unresponsiveUntil) return unavailable("not answering", "Timeout")
       return Effect.tryPromise({
         try: () => withDeadline(client.sendCommand([command, ...args]) as Promise<A>, commandTimeoutMs),
         catch: (cause) => new Redis.RedisError({ cause })

@@ -12,6 +12,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
+import * as StoreFailure from "./StoreFailure.ts"
 
 /**
  * Store calls answered from local state because Redis failed, by `store` and `op`.
@@ -77,17 +78,10 @@ export const make = (store: string, timeout: Duration.Duration): RedisFallback =
       if (degraded) return count(op)
       degraded = true
       // Store errors wrap Redis errors, which wrap the client's: say the innermost thing said.
-      let reason = ""
-      let current: unknown = cause
-      for (let depth = 0; depth < 5 && current !== undefined && current !== null; depth++) {
-        const message = (current as { message?: unknown }).message
-        if (typeof message === "string" && message !== "") reason = message
-        current = (current as { cause?: unknown }).cause
-      }
       return Effect.andThen(
         count(op),
         Effect.logWarning(
-          `callm ${store}: Redis unavailable (${reason || "unknown error"}); using local state until it answers`
+          `callm ${store}: Redis unavailable (${StoreFailure.describe(cause)}); using local state until it answers`
         )
       )
     })

@@ -7,3 +7,5 @@
 
 /** @since 0.2.0 */
 export * as RedisFallback from "./RedisFallback.ts"
+/** @since 0.2.0 */
+export * as StoreFailure from "./StoreFailure.ts"
