@@ -24,7 +24,11 @@ interface Exception {
 const mockHotPath = "mock-server hot path: plain Node callbacks, no Effect runtime per request (issue 15)"
 const redisDeadline =
   "Promise deadlines swept by a real setInterval outside any fiber; must match that real timer (issue 15)"
-const gatewayTodo = "TODO(issue 15): move to Clock; packages/gateway was being edited by another engineer"
+const gatewayTimer =
+  "gateway admission: its event-loop lag is measured in a real setInterval callback, outside any fiber"
+const gatewayRetryAfter =
+  "gateway error mapping: a pure function used in sync mapError callbacks; Retry-After is wall-clock seconds to a wall-clock reset"
+const gatewayStart = "gateway process metrics: process_start_time_seconds, read once at module load, outside any fiber"
 
 const exceptions: ReadonlyArray<Exception> = [
   {
@@ -82,14 +86,18 @@ const exceptions: ReadonlyArray<Exception> = [
   {
     file: "packages/gateway/src/GatewayError.ts",
     code: ": String(Math.max(1, Math.ceil((reason.resetsAt - Date.now()) / 1000)))",
-    reason: gatewayTodo
+    reason: gatewayRetryAfter
   },
-  { file: "packages/gateway/src/Admission.ts", code: "let expected = performance.now() + tickMs", reason: gatewayTodo },
-  { file: "packages/gateway/src/Admission.ts", code: "const now = performance.now()", reason: gatewayTodo },
+  {
+    file: "packages/gateway/src/Admission.ts",
+    code: "let expected = performance.now() + tickMs",
+    reason: gatewayTimer
+  },
+  { file: "packages/gateway/src/Admission.ts", code: "const now = performance.now()", reason: gatewayTimer },
   {
     file: "packages/gateway/src/internal/ProcessMetrics.ts",
     code: "const startSeconds = Math.round(Date.now() / 1000 - process.uptime())",
-    reason: gatewayTodo
+    reason: gatewayStart
   }
 ]
 

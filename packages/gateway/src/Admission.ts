@@ -70,6 +70,8 @@ export const make = (initial: GatewayConfig.Limits = {}): Admission => {
   let limit = limits.maxInFlight
   let delay = 0
   let lateTicks = 0
+  // `performance.now`, not `Clock`: the lag is measured in a real `setInterval` callback, outside any
+  // fiber (a TestClock would not move that timer).
   let expected = performance.now() + tickMs
   let overloaded = GatewayError.overloaded(limits.retryAfterSeconds)
   let busy = GatewayError.busy(limits.retryAfterSeconds)

@@ -225,6 +225,8 @@ export const fromLlmError = (error: LlmError.LlmError): ErrorAnswer => {
       )
     }
     case "BudgetExceeded": {
+      // `Date.now`, not `Clock`: a pure mapping, used in sync callbacks; `resetsAt` is wall-clock time
+      // and Retry-After is read against the client's wall clock.
       const retryAfter =
         reason.resetsAt === undefined
           ? undefined

@@ -8,6 +8,7 @@
 import { readdirSync } from "node:fs"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 
+// `Date.now`, not `Clock`: the process start time, read once when the module loads, outside any fiber.
 const startSeconds = Math.round(Date.now() / 1000 - process.uptime())
 const loopDelay = monitorEventLoopDelay({ resolution: 20 })
 loopDelay.enable()

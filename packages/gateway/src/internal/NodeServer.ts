@@ -1,0 +1,136 @@
+/**
+ * The Node HTTP server the gateway runs on (`Gateway.createNodeServer`), with its gate: the answers
+ * given in Node's request event before any Effect runs (refusals, `/healthz`), the overhead stamp,
+ * and the linger on shutdown.
+ *
+ * @internal
+ */
+import * as Http from "node:http"
+import * as Context from "effect/Context"
+import type * as Admission from "../Admission.ts"
+import * as GatewayConfig from "../GatewayConfig.ts"
+import * as GatewayError from "../GatewayError.ts"
+import { countStatusUnsafe, overheadSeconds } from "./Metrics.ts"
+import type * as UpstreamTiming from "./UpstreamTiming.ts"
+
+/** The gateway's Node HTTP server: documented at `Gateway.createNodeServer`. */
+export const createNodeServer = (limits: GatewayConfig.Limits = {}, admission?: Admission.Admission): Http.Server => {
+  const readTimeoutMs = limits.readTimeoutMs ?? GatewayConfig.defaultLimits.readTimeoutMs
+  const server = Http.createServer({
+    requestTimeout: readTimeoutMs,
+    headersTimeout: readTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(readTimeoutMs / 4)))
+  })
+  // The sockets open now, so that `close` can wait for clients to close theirs (see below).
+  const sockets = new Set<import("node:net").Socket>()
+  server.on("connection", (socket) => {
+    sockets.add(socket)
+    socket.once("close", () => sockets.delete(socket))
+  })
+  let closing = false
+  // The cheap answers, in Node's request event before any Effect runs (the listener Effect adds
+  // never sees these requests): refusals of new chat requests and `/healthz`, so an overloaded
+  // gateway spends a few microseconds per refusal and its health check answers at any load. While
+  // shutting down, every answer (these and the handlers') closes its socket after it.
+  const emit = server.emit.bind(server)
+  server.emit = ((event: string, ...args: Array<any>) => {
+    if (event === "request") {
+      if (closing || admission?.draining() === true) (args[1] as Http.ServerResponse).setHeader("connection", "close")
+      if (admission !== undefined && gate(admission, args[0], args[1])) return true
+    }
+    return emit(event, ...args)
+  }) as typeof server.emit
+  // Node's `close` destroys every idle kept-alive socket at once; a client whose stream just ended may
+  // have its next request already on the way on one, and gets ECONNRESET. So first give clients up to
+  // `shutdownLingerMs` to close their sockets themselves (each answer now says `Connection: close`), then
+  // close. A tick count, not a clock read: this runs outside any fiber.
+  const close = server.close.bind(server)
+  const lingerTicks = Math.ceil(Math.min(shutdownLingerMs, limits.shutdownTimeoutMs ?? shutdownLingerMs) / 20)
+  server.close = ((callback?: (error?: Error) => void) => {
+    closing = true
+    admission?.drain()
+    let ticks = 0
+    const timer = setInterval(() => {
+      if (sockets.size > 0 && ++ticks < lingerTicks) return
+      clearInterval(timer)
+      close(callback)
+    }, 20)
+    return server
+  }) as typeof server.close
+  server.on("clientError", (error: NodeJS.ErrnoException, socket) => {
+    const response = (socket as { _httpMessage?: Http.ServerResponse })._httpMessage
+    // As Node does by default: answer only when nothing was written yet; otherwise just close.
+    if (error.code === "ECONNRESET" || !socket.writable || response?.headersSent === true) {
+      socket.destroy()
+      return
+    }
+    const status = error.code === "HPE_HEADER_OVERFLOW" ? 431 : error.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400
+    const body = JSON.stringify(GatewayError.malformed(status).body)
+    socket.end(
+      `HTTP/1.1 ${status} ${Http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
+    )
+  })
+  return server
+}
+
+/** How long `close` waits for clients to close their kept-alive sockets (see `createNodeServer`). */
+const shutdownLingerMs = 1000
+
+const healthBody = JSON.stringify({ status: "ok" })
+
+export const stampKey: unique symbol = Symbol.for("@callm/gateway/Gateway/stamp")
+
+/** When a request's headers were read, and the upstream time its handler measured. */
+export interface Stamp {
+  readonly arrival: bigint
+  timing: UpstreamTiming.UpstreamTiming | undefined
+}
+
+/**
+ * A refusal's bytes, encoded once per answer (the admission makes its answers once per limits), so
+ * shedding thousands of requests a second costs no JSON encoding each.
+ */
+const encodedRefusals = new WeakMap<
+  GatewayError.ErrorAnswer,
+  { readonly body: Buffer; readonly headers: Record<string, string | number> }
+>()
+const encodedRefusal = (refused: GatewayError.ErrorAnswer) => {
+  let encoded = encodedRefusals.get(refused)
+  if (encoded === undefined) {
+    const body = Buffer.from(JSON.stringify(refused.body))
+    encoded = {
+      body,
+      headers: { "content-type": "application/json", "content-length": body.length, ...refused.headers }
+    }
+    encodedRefusals.set(refused, encoded)
+  }
+  return encoded
+}
+
+/** Answers a request Node just parsed when it is a refusal or `/healthz`; false to let it through. */
+const gate = (admission: Admission.Admission, request: Http.IncomingMessage, response: Http.ServerResponse) => {
+  if (request.method === "GET" && request.url === "/healthz") {
+    response.writeHead(200, { "content-type": "application/json", "content-length": healthBody.length })
+    response.end(healthBody)
+    return true
+  }
+  if (request.method !== "POST" || !request.url?.startsWith("/v1/chat/completions")) return false
+  const refused = admission.refusal()
+  if (refused === undefined) {
+    // The overhead histogram: from here (the headers read) to the last byte written, minus the time
+    // in upstream calls, which the handler hands over in `timing` once the request reached one.
+    const stamp: Stamp = { arrival: process.hrtime.bigint(), timing: undefined }
+    ;(request as { [stampKey]?: Stamp })[stampKey] = stamp
+    response.once("finish", () => {
+      if (stamp.timing === undefined) return
+      const nanos = process.hrtime.bigint() - stamp.arrival - stamp.timing.nanos
+      overheadSeconds.updateUnsafe(Math.max(0, Number(nanos) / 1e9), Context.empty())
+    })
+    return false
+  }
+  const { body, headers } = encodedRefusal(refused)
+  response.writeHead(refused.status, headers)
+  response.end(body)
+  countStatusUnsafe(refused.status)
+  return true
+}
