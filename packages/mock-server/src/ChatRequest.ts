@@ -6,7 +6,7 @@
  * ignored, as real servers differ there. `null` counts as absent for optional parameters, as in
  * OpenAI's API.
  *
- * This module is over 400 lines on purpose: it is one validator, field by field in the order OpenAI
+ * Over 400 lines on purpose: it is one validator, field by field in the order OpenAI
  * checks them (messages, ranges, `n`, `stop`, `seed`, `stream`, tools, `response_format`), and
  * splitting it would scatter that order across files.
  *
