@@ -11,6 +11,7 @@ import * as Schema from "effect/Schema"
 import * as SchemaIssue from "effect/SchemaIssue"
 import type { ToolCall } from "./ChatRequest.ts"
 import { type ChatResponse, Usage } from "./ChatResponse.ts"
+import * as Shape from "./internal/Shape.ts"
 import * as LlmError from "./LlmError.ts"
 
 /**
@@ -84,13 +85,62 @@ export type ChatChunk = typeof ChatChunk.Type
 const decodeResult = Schema.decodeUnknownResult(ChatChunk)
 const formatIssue = SchemaIssue.makeFormatterDefault()
 
+const nullableString = Shape.optional(Shape.nullOr(Shape.isString))
+
+/** The schema above as plain checks (`internal/Shape`), for the hot path. */
+const isChatChunk = Shape.struct({
+  id: Shape.isString,
+  object: Shape.isString,
+  created: Shape.isNumber,
+  model: Shape.isString,
+  choices: Shape.arrayOf(
+    Shape.struct({
+      index: Shape.isNumber,
+      delta: Shape.struct({
+        role: nullableString,
+        content: nullableString,
+        refusal: nullableString,
+        tool_calls: Shape.optional(
+          Shape.nullOr(
+            Shape.arrayOf(
+              Shape.struct({
+                index: Shape.isNumber,
+                id: nullableString,
+                type: nullableString,
+                function: Shape.optional(Shape.struct({ name: nullableString, arguments: nullableString }))
+              })
+            )
+          )
+        ),
+        reasoning_content: nullableString
+      }),
+      finish_reason: nullableString
+    })
+  ),
+  usage: Shape.optional(Shape.nullOr(Shape.usage)),
+  system_fingerprint: nullableString
+})
+
 /**
  * Decodes a chunk a server sent; fields the schema does not name are kept.
+ *
+ * The hot path (every chunk of every stream): the shape is checked with plain `typeof` tests; only a
+ * chunk that fails them goes through the schema, for its message. `decodeStrict` is the schema alone.
  *
  * @since 0.1.0
  * @category decoding
  */
-export const decode = (input: unknown): Result.Result<ChatChunk, LlmError.InvalidResponse> => {
+export const decode = (input: unknown): Result.Result<ChatChunk, LlmError.InvalidResponse> =>
+  isChatChunk(input) ? Result.succeed(input as ChatChunk) : decodeStrict(input)
+
+/**
+ * Decodes a chunk with the `ChatChunk` schema (what `decode` falls back to); fields the schema does not
+ * name are kept.
+ *
+ * @since 0.2.0
+ * @category decoding
+ */
+export const decodeStrict = (input: unknown): Result.Result<ChatChunk, LlmError.InvalidResponse> => {
   const result = decodeResult(input)
   // Validated, then the server's own object is returned: decoding would strip the fields it adds.
   return Result.isSuccess(result)
