@@ -5,7 +5,7 @@
  * @internal
  */
 import { randomUUID } from "node:crypto"
-import { CallContext, type ChatChunk, ChatRequest, type LlmError, Preset } from "@callm/core"
+import { CallContext, type ChatChunk, ChatRequest, type LlmError, Passthrough, Preset } from "@callm/core"
 import * as ByteSize from "effect/ByteSize"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -98,7 +98,12 @@ export const chatCompletions = (deps: Deps) => {
         requestId
       )
     }
-    const chat = validated.success
+    // Validate once, copy never: when the decode is the identity (the very object `JSON.parse` made,
+    // field for field the client's text), the text goes with it, and a provider that forwards it sends
+    // the client's bytes. A plugin that changes the request (a preset, a routed model name) makes a new
+    // object, which has no text.
+    const chat =
+      validated.success === parsed.success ? Passthrough.attach(validated.success, body.success) : validated.success
 
     // Route
     const route = routes.get(chat.model) ?? catchAll
@@ -170,7 +175,12 @@ export const chatCompletions = (deps: Deps) => {
           Effect.result
         )
         if (Result.isFailure(result)) return errorResponse(GatewayError.fromLlmError(result.failure), requestId)
-        const response = json(200, result.success, { "x-request-id": requestId })
+        // The upstream's own bytes when no plugin changed the answer (the provider attaches them).
+        const response = HttpServerResponse.text(Passthrough.text(result.success) ?? JSON.stringify(result.success), {
+          status: 200,
+          contentType: "application/json",
+          headers: { "x-request-id": requestId }
+        })
         yield* recordOverhead(timing.nanos)
         return response
       }
