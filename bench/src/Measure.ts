@@ -6,7 +6,7 @@
  */
 import * as os from "node:os"
 import * as hdr from "hdr-histogram-js"
-import type { Chart } from "./Scenario.ts"
+import type { Chart, Size } from "./Scenario.ts"
 import { median, round } from "./Stats.ts"
 
 /** A latency recorder in microseconds (1 µs to 10 min, 3 significant digits). */
@@ -92,6 +92,57 @@ export const describeWarmUp = (label: string, warm: WarmUp): string =>
   warm.steps.length === 0
     ? `${label}: no warm-up (smoke run)`
     : `${label}: warmed ${round(warm.seconds, 1)} s, CPU per request by step ${warm.steps.join(" → ")} µs${warm.settled ? " (settled within 10 %)" : " (time limit)"}`
+
+/** Seconds per run, rounds, and warm-up of the throughput scenarios that share one plan (mock capacity, embeddings). */
+export const throughputPlan = (size: Size) =>
+  size === "smoke"
+    ? { seconds: 1, rounds: 1, warmSeconds: 0, warmStep: 1 }
+    : size === "quick"
+      ? { seconds: 3, rounds: 2, warmSeconds: 2, warmStep: 1 }
+      : { seconds: 5, rounds: 3, warmSeconds: 15, warmStep: 2 }
+
+/** The columns an autocannon throughput table ends with; `autocannonCells` fills them. */
+export const autocannonColumns = [
+  "p50 (ms)",
+  "p99 (ms)",
+  "server CPU per request (µs)",
+  "non-2xx",
+  "load average"
+] as const
+
+/** A target's cells under `autocannonColumns`, from its runs' values by key (medians and spreads across rounds). */
+export const autocannonCells = (
+  values: (key: "p50" | "p99" | "cpuMicros" | "non2xx" | "errors" | "load") => ReadonlyArray<number>
+): Array<string | number> => [
+  median(values("p50")),
+  median(values("p99")),
+  spread(values("cpuMicros"), 1),
+  values("non2xx").reduce((a, b) => a + b, 0) + values("errors").reduce((a, b) => a + b, 0),
+  spread(values("load"), 2)
+]
+
+/** A target to warm: its name in the report, its server's CPU clock, and one step of load (requests made). */
+export interface WarmTarget {
+  readonly label: string
+  readonly cpuSeconds: () => number
+  readonly step: () => Promise<number>
+}
+
+/** `warmUp` for each target in turn, with a progress line each; gives those lines for the report. */
+export const warmUpEach = async <T>(
+  targets: ReadonlyArray<T>,
+  warmTarget: (target: T) => WarmTarget,
+  options: { readonly maxSeconds: number; readonly stepSeconds: number },
+  progress: (line: string) => void
+): Promise<Array<string>> => {
+  const warm: Array<string> = []
+  for (const target of targets) {
+    const { label, cpuSeconds, step } = warmTarget(target)
+    warm.push(describeWarmUp(label, await warmUp(cpuSeconds, step, options)))
+    progress(warm.at(-1)!)
+  }
+  return warm
+}
 
 /** One latency CDF chart: latency (ms, log scale) against percentile, a line per series. */
 export const cdfChart = (

@@ -136,23 +136,23 @@ export const scenario: Scenario = {
         ["openai SDK", (seconds) => closedLoop(() => sdk.chat.completions.create(chat), { concurrency, seconds })]
       ]
       // Warm every client (connections, JIT) until its CPU per call settles, before measuring.
-      const warm: Array<string> = []
       const ownCpu = () => {
         const used = process.cpuUsage()
         return (used.user + used.system) / 1e6
       }
-      for (const [label, run] of clients) {
-        const result = await Measure.warmUp(
-          ownCpu,
-          async () => {
+      const warm = await Measure.warmUpEach(
+        clients,
+        ([label, run]) => ({
+          label,
+          cpuSeconds: ownCpu,
+          step: async () => {
             const done = await run(warmStep)
             return Math.round(done.perSecond * warmStep) + done.failures
-          },
-          { maxSeconds: warmSeconds, stepSeconds: warmStep }
-        )
-        warm.push(Measure.describeWarmUp(label, result))
-        progress(warm.at(-1)!)
-      }
+          }
+        }),
+        { maxSeconds: warmSeconds, stepSeconds: warmStep },
+        progress
+      )
       for (let round_ = 0; round_ < rounds; round_++) {
         for (const [label, run] of clients) record(label, await run(seconds))
       }

@@ -8,7 +8,7 @@
  */
 import { autocannonRun, type HttpResult } from "../Load.ts"
 import * as Measure from "../Measure.ts"
-import { barChart, type Report, type Scenario, type Size } from "../Scenario.ts"
+import { barChart, type Report, type Scenario } from "../Scenario.ts"
 import * as Servers from "../Servers.ts"
 import { median, round } from "../Stats.ts"
 
@@ -19,13 +19,6 @@ const sixteenInputs = {
   input: Array.from({ length: 16 }, (_, index) => `Benchmark passage number ${index}`),
   encoding_format: "float"
 }
-
-const plan = (size: Size) =>
-  size === "smoke"
-    ? { seconds: 1, rounds: 1, warmSeconds: 0, warmStep: 1 }
-    : size === "quick"
-      ? { seconds: 3, rounds: 2, warmSeconds: 2, warmStep: 1 }
-      : { seconds: 5, rounds: 3, warmSeconds: 15, warmStep: 2 }
 
 type Run = HttpResult & { readonly cpuMicros: number }
 
@@ -42,7 +35,7 @@ export const scenario: Scenario = {
   name: "embeddings",
   title: "/v1/embeddings throughput next to chat, on the mock and through the gateway",
   run: async (size, progress): Promise<Report> => {
-    const { seconds, rounds, warmSeconds, warmStep } = plan(size)
+    const { seconds, rounds, warmSeconds, warmStep } = Measure.throughputPlan(size)
     const mock = await Servers.mock({ tokens: 16 })
     const servers: Array<Servers.Server> = [mock]
     try {
@@ -81,16 +74,16 @@ export const scenario: Scenario = {
           connections: 50,
           seconds: duration
         })
-      const warm: Array<string> = []
-      for (const target of targets) {
-        const result = await Measure.warmUp(
-          target.server.cpuSeconds,
-          async () => (await load(target, warmStep)).requests,
-          { maxSeconds: warmSeconds, stepSeconds: warmStep }
-        )
-        warm.push(Measure.describeWarmUp(target.label, result))
-        progress(warm.at(-1)!)
-      }
+      const warm = await Measure.warmUpEach(
+        targets,
+        (target) => ({
+          label: target.label,
+          cpuSeconds: target.server.cpuSeconds,
+          step: async () => (await load(target, warmStep)).requests
+        }),
+        { maxSeconds: warmSeconds, stepSeconds: warmStep },
+        progress
+      )
       const results: Record<string, Array<Run>> = {}
       for (let round_ = 0; round_ < rounds; round_++) {
         for (const target of targets) {
@@ -122,25 +115,12 @@ export const scenario: Scenario = {
         tables: [
           {
             title: "Throughput and CPU per request",
-            columns: [
-              "endpoint",
-              "req/s",
-              "vectors (or answers)/s",
-              "p50 (ms)",
-              "p99 (ms)",
-              "server CPU per request (µs)",
-              "non-2xx",
-              "load average"
-            ],
+            columns: ["endpoint", "req/s", "vectors (or answers)/s", ...Measure.autocannonColumns],
             rows: targets.map(({ label }) => [
               label,
               Measure.spread(values(label, "perSecond")),
               Math.round(rate(label) * itemsOf(label)),
-              median(values(label, "p50")),
-              median(values(label, "p99")),
-              Measure.spread(values(label, "cpuMicros"), 1),
-              values(label, "non2xx").reduce((a, b) => a + b, 0) + values(label, "errors").reduce((a, b) => a + b, 0),
-              Measure.spread(values(label, "load"), 2)
+              ...Measure.autocannonCells((key) => values(label, key))
             ])
           }
         ],

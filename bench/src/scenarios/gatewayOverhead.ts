@@ -87,16 +87,16 @@ export const scenario: Scenario = {
         ["minimal proxy (baseline)", proxy],
         ["Portkey gateway (peer)", portkey]
       ]
-      const warm: Array<string> = []
-      for (const [label, server] of targets) {
-        const result = await Measure.warmUp(
-          server.cpuSeconds,
-          async () => (await closed(server, settings.warmStep)).requests,
-          { maxSeconds: settings.warmSeconds, stepSeconds: settings.warmStep }
-        )
-        warm.push(Measure.describeWarmUp(label, result))
-        progress(warm.at(-1)!)
-      }
+      const warm = await Measure.warmUpEach(
+        targets,
+        ([label, server]) => ({
+          label,
+          cpuSeconds: server.cpuSeconds,
+          step: async () => (await closed(server, settings.warmStep)).requests
+        }),
+        { maxSeconds: settings.warmSeconds, stepSeconds: settings.warmStep },
+        progress
+      )
 
       // Open loop.
       const openTargets: ReadonlyArray<readonly [string, Servers.Server]> = [

@@ -195,19 +195,16 @@ export const scenario: Scenario = {
         },
         http("gateway REST chat -> Anthropic upstream (mock /v1/messages)", server, "/v1/chat/completions", claude)
       ]
-      const warm: Array<string> = []
-      for (const target of targets) {
-        const result = await Measure.warmUp(
-          target.cpuSeconds,
-          async () => {
-            const run = await target.load(warmStep)
-            return run.answered
-          },
-          { maxSeconds: warmSeconds, stepSeconds: warmStep }
-        )
-        warm.push(Measure.describeWarmUp(target.label, result))
-        progress(warm.at(-1)!)
-      }
+      const warm = await Measure.warmUpEach(
+        targets,
+        (target) => ({
+          label: target.label,
+          cpuSeconds: target.cpuSeconds,
+          step: async () => (await target.load(warmStep)).answered
+        }),
+        { maxSeconds: warmSeconds, stepSeconds: warmStep },
+        progress
+      )
       const results: Record<string, Array<Run>> = {}
       for (let round_ = 0; round_ < rounds; round_++) {
         for (const target of targets) {

@@ -6,18 +6,11 @@
  */
 import { autocannonRun, type HttpResult } from "../Load.ts"
 import * as Measure from "../Measure.ts"
-import { barChart, type Report, type Scenario, type Size } from "../Scenario.ts"
+import { barChart, type Report, type Scenario } from "../Scenario.ts"
 import * as Servers from "../Servers.ts"
 import { median, round } from "../Stats.ts"
 
 const request = { model: "mock-small", messages: [{ role: "user", content: "Benchmark me" }] }
-
-const plan = (size: Size) =>
-  size === "smoke"
-    ? { seconds: 1, rounds: 1, warmSeconds: 0, warmStep: 1 }
-    : size === "quick"
-      ? { seconds: 3, rounds: 2, warmSeconds: 2, warmStep: 1 }
-      : { seconds: 5, rounds: 3, warmSeconds: 15, warmStep: 2 }
 
 type Run = HttpResult & { readonly cpuMicros: number }
 
@@ -25,7 +18,7 @@ export const scenario: Scenario = {
   name: "mock-capacity",
   title: "Mock capacity vs a minimal node:http server and mock-llm",
   run: async (size, progress): Promise<Report> => {
-    const { seconds, rounds, warmSeconds, warmStep } = plan(size)
+    const { seconds, rounds, warmSeconds, warmStep } = Measure.throughputPlan(size)
     const mock = await Servers.mock({ tokens: 16 })
     const servers: Array<Servers.Server> = [mock]
     try {
@@ -56,19 +49,16 @@ export const scenario: Scenario = {
           connections: 50,
           seconds: duration
         })
-      const warm: Array<string> = []
-      for (const [label, server, stream] of targets) {
-        const result = await Measure.warmUp(
-          server.cpuSeconds,
-          async () => (await load(server, stream, warmStep)).requests,
-          {
-            maxSeconds: warmSeconds,
-            stepSeconds: warmStep
-          }
-        )
-        warm.push(Measure.describeWarmUp(label, result))
-        progress(warm.at(-1)!)
-      }
+      const warm = await Measure.warmUpEach(
+        targets,
+        ([label, server, stream]) => ({
+          label,
+          cpuSeconds: server.cpuSeconds,
+          step: async () => (await load(server, stream, warmStep)).requests
+        }),
+        { maxSeconds: warmSeconds, stepSeconds: warmStep },
+        progress
+      )
       const results: Record<string, Array<Run>> = {}
       for (let round_ = 0; round_ < rounds; round_++) {
         for (const [label, server, stream] of targets) {
@@ -98,27 +88,13 @@ export const scenario: Scenario = {
         tables: [
           {
             title: "Throughput and CPU per request",
-            columns: [
-              "server",
-              "req/s",
-              "vs baseline",
-              "vs mock-llm",
-              "p50 (ms)",
-              "p99 (ms)",
-              "server CPU per request (µs)",
-              "non-2xx",
-              "load average"
-            ],
+            columns: ["server", "req/s", "vs baseline", "vs mock-llm", ...Measure.autocannonColumns],
             rows: targets.map(([label]) => [
               label,
               Measure.spread(values(label, "perSecond")),
               `${round((rate(label) / rate(baselineOf(label))) * 100, 1)} %`,
               `${round(ratio(label, label.includes("SSE") ? "mock-llm SSE (peer)" : "mock-llm JSON (peer)"), 2)}x`,
-              median(values(label, "p50")),
-              median(values(label, "p99")),
-              Measure.spread(values(label, "cpuMicros"), 1),
-              values(label, "non2xx").reduce((a, b) => a + b, 0) + values(label, "errors").reduce((a, b) => a + b, 0),
-              Measure.spread(values(label, "load"), 2)
+              ...Measure.autocannonCells((key) => values(label, key))
             ])
           }
         ],

@@ -5,6 +5,7 @@
  * Usage: node bare.ts '<{ json: { headers, body }, sse: { headers, body } } as JSON>'; prints `READY <url>`.
  */
 import { createServer } from "node:http"
+import { listen } from "./Ready.ts"
 
 interface Captured {
   readonly headers: Record<string, string>
@@ -25,10 +26,4 @@ const server = createServer((req, res) => {
     res.end(answer.body)
   })
 })
-server.keepAliveTimeout = 65_000
-server.listen(0, "127.0.0.1", () => {
-  const address = server.address()
-  const port = typeof address === "object" && address !== null ? address.port : 0
-  process.stdout.write(`READY http://127.0.0.1:${port}\n`)
-})
-process.on("SIGTERM", () => server.close(() => process.exit(0)))
+listen(server)

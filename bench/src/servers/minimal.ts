@@ -6,6 +6,7 @@
  * Usage: node minimal.ts '<{ headers, body } as JSON>'; prints `READY <url>`.
  */
 import { createServer } from "node:http"
+import { listen } from "./Ready.ts"
 
 const captured = JSON.parse(process.argv[2] ?? "{}") as { headers: Record<string, string>; body: string }
 const headers = Object.entries(captured.headers).flat()
@@ -18,10 +19,4 @@ const server = createServer((req, res) => {
     res.end(body)
   })
 })
-server.keepAliveTimeout = 65_000
-server.listen(0, "127.0.0.1", () => {
-  const address = server.address()
-  const port = typeof address === "object" && address !== null ? address.port : 0
-  process.stdout.write(`READY http://127.0.0.1:${port}\n`)
-})
-process.on("SIGTERM", () => server.close(() => process.exit(0)))
+listen(server)

@@ -7,6 +7,7 @@
  */
 import { createServer } from "node:http"
 import { Pool } from "undici"
+import { announce } from "./Ready.ts"
 
 const pool = new Pool(process.argv[2]!, { connections: 256 })
 let tokens = 0
@@ -51,9 +52,5 @@ const server = createServer((req, res) => {
   })
 })
 server.keepAliveTimeout = 65_000
-server.listen(0, "127.0.0.1", () => {
-  const address = server.address()
-  const port = typeof address === "object" && address !== null ? address.port : 0
-  process.stdout.write(`READY http://127.0.0.1:${port}\n`)
-})
+server.listen(0, "127.0.0.1", () => announce(server))
 process.on("SIGTERM", () => server.close(() => void pool.close().then(() => process.exit(0))))

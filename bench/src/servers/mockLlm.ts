@@ -7,6 +7,7 @@
  * model is at zero. Usage: node mockLlm.ts; prints `READY <url>`.
  */
 import { createRequire } from "node:module"
+import { announce } from "./Ready.ts"
 
 const require = createRequire(import.meta.url)
 const { createServer } = require("@dwmkerr/mock-llm/dist/server.js") as {
@@ -22,9 +23,5 @@ const { getDefaultConfig } = require("@dwmkerr/mock-llm/dist/config.js") as {
 const config = getDefaultConfig()
 config.streaming.chunkIntervalMs = 0
 const app = createServer(config, "127.0.0.1", 0)
-const server = app.listen(0, "127.0.0.1", () => {
-  const address = server.address()
-  const port = typeof address === "object" && address !== null ? address.port : 0
-  process.stdout.write(`READY http://127.0.0.1:${port}\n`)
-})
+const server = app.listen(0, "127.0.0.1", () => announce(server))
 process.on("SIGTERM", () => server.close(() => process.exit(0)))
