@@ -22,7 +22,6 @@
 import { type ChatRequest, type LlmClient, Plugin, PluginOptions } from "@callm/core"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
-import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 
@@ -65,19 +64,13 @@ const hooks = (options: Options): Plugin.Hooks => {
 
 /**
  * Caps the `max_tokens` of every request of a client. Dual: `withMaxTokens(client, options)` or
- * `client.pipe(withMaxTokens(options))`.
+ * `client.pipe(withMaxTokens(options))`. A plugin without state makes it from its hooks
+ * (`Plugin.combinator`); one with state (a store, a breaker) would use `Plugin.wrapLayer(client, layer(options))`.
  *
  * @since 0.2.0
  * @category combinators
  */
-export const withMaxTokens: {
-  (options?: Options): (client: LlmClient.Service) => LlmClient.Service
-  (client: LlmClient.Service, options?: Options): LlmClient.Service
-} = dual(
-  // Options are optional, so the arity cannot tell the two forms apart: the first argument can.
-  (args) => Plugin.isClient(args[0]),
-  (client: LlmClient.Service, options: Options = {}): LlmClient.Service => Plugin.wrap(client, hooks(options))
-)
+export const withMaxTokens = Plugin.combinator(hooks)
 
 /**
  * The max-tokens plugin as a layer.

@@ -121,6 +121,31 @@ export const isClient = (u: unknown): u is Service =>
   typeof (u as Service).completeMany === "function"
 
 /**
+ * A plugin's dual `withX` from its hooks, for a plugin whose hooks come from its options alone (no
+ * state to make, no effect to run): `withX(client, options)` or `withX(options)(client)`, the options
+ * optional (every field of a plugin's options is). Plugins with state use `wrapLayer` instead.
+ *
+ * @example
+ * ```ts
+ * export const withRetry = Plugin.combinator(hooks)
+ * ```
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const combinator = <Options extends object>(
+  hooks: (options: Options) => Hooks
+): {
+  (options?: Options): (client: Service) => Service
+  (client: Service, options?: Options): Service
+} =>
+  dual(
+    (args) => isClient(args[0]),
+    // Every field of a plugin's options is optional, so no options are the empty ones.
+    (client: Service, options?: Options): Service => wrap(client, hooks(options ?? ({} as Options)))
+  )
+
+/**
  * Applies a plugin's layer to one client you hold, without providing it as a layer: the layer is built
  * in the current scope with `client` as the `LlmClient` it wraps, and the wrapped client is returned.
  * Its state (a memory store, a breaker, a sink) lives as long as that scope. Dual.

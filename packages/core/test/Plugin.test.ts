@@ -72,6 +72,22 @@ describe("Plugin", () => {
     })
   )
 
+  it.effect("combinator: a dual withX from hooks, data-first and data-last, options optional", () =>
+    Effect.gen(function* () {
+      const suffix = Plugin.combinator((options: { readonly suffix?: string }) => ({
+        transformRequest: (request) =>
+          Effect.succeed({ ...request, messages: [{ role: "user" as const, content: `q${options.suffix ?? "!"}` }] })
+      }))
+      const client = yield* LlmClient.LlmClient
+      const ask = (wrapped: LlmClient.Service) =>
+        Effect.map(wrapped.complete(ChatRequest.fromPrompt("m", "q")), ChatResponse.text)
+      assert.strictEqual(yield* ask(suffix(client, { suffix: "?" })), "q?")
+      assert.strictEqual(yield* ask(suffix({ suffix: "." })(client)), "q.")
+      assert.strictEqual(yield* ask(suffix(client)), "q!")
+      assert.strictEqual(yield* ask(suffix()(client)), "q!")
+    }).pipe(Effect.provide(layerRecording))
+  )
+
   it.effect("an operation without a hook passes straight through to the client it wraps", () =>
     Effect.gen(function* () {
       const calls = yield* Ref.make(0)

@@ -31,7 +31,6 @@
 import { CallContext, Cost, type LlmClient, Plugin, PluginOptions } from "@callm/core"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import { dual } from "effect/Function"
 import type * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
@@ -302,13 +301,7 @@ export const layer = (options: Options = {}): Layer.Layer<LlmClient.LlmClient, n
  * @since 0.2.0
  * @category combinators
  */
-export const withMetrics: {
-  (options?: Options): (client: LlmClient.Service) => LlmClient.Service
-  (client: LlmClient.Service, options?: Options): LlmClient.Service
-} = dual(
-  (args) => Plugin.isClient(args[0]),
-  (client: LlmClient.Service, options: Options = {}): LlmClient.Service => Plugin.wrap(client, hooks(options))
-)
+export const withMetrics = Plugin.combinator(hooks)
 
 /**
  * The metrics plugin with its options from `Config`: a `Config` of the whole options (e.g.

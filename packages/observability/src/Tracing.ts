@@ -24,7 +24,6 @@ import { Redact } from "@callm/redact"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import { dual } from "effect/Function"
 import { FetchHttpClient } from "effect/http"
 import * as Layer from "effect/Layer"
 import * as Otlp from "effect/observability/Otlp"
@@ -188,13 +187,7 @@ export const layer = (options: Options = {}): Layer.Layer<LlmClient.LlmClient, n
  * @since 0.2.0
  * @category combinators
  */
-export const withTracing: {
-  (options?: Options): (client: LlmClient.Service) => LlmClient.Service
-  (client: LlmClient.Service, options?: Options): LlmClient.Service
-} = dual(
-  (args) => Plugin.isClient(args[0]),
-  (client: LlmClient.Service, options: Options = {}): LlmClient.Service => Plugin.wrap(client, hooks(options))
-)
+export const withTracing = Plugin.combinator(hooks)
 
 /**
  * The tracing plugin with its options from `Config`: a `Config` of the whole options (e.g.

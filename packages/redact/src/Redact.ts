@@ -17,7 +17,6 @@
  */
 import { type ChatChunk, type ChatRequest, type ChatResponse, type LlmClient, Plugin } from "@callm/core"
 import * as Effect from "effect/Effect"
-import { dual } from "effect/Function"
 import type * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Result from "effect/Result"
@@ -308,13 +307,7 @@ export const layer = (options: Options = {}): Layer.Layer<LlmClient.LlmClient, n
  * @since 0.2.0
  * @category combinators
  */
-export const withRedact: {
-  (options?: Options): (client: LlmClient.Service) => LlmClient.Service
-  (client: LlmClient.Service, options?: Options): LlmClient.Service
-} = dual(
-  (args) => Plugin.isClient(args[0]),
-  (client: LlmClient.Service, options: Options = {}): LlmClient.Service => Plugin.wrap(client, hooks(options))
-)
+export const withRedact = Plugin.combinator(hooks)
 
 /**
  * The redaction plugin with its options from `Config`: a `Config` of the whole options (e.g.

@@ -39,7 +39,6 @@ import {
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import { dual } from "effect/Function"
 import type * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Random from "effect/Random"
@@ -198,20 +197,6 @@ export const makePolicy = (options: Options = {}): Policy => {
 
 const attemptSpan = (attempt: number) => Effect.withSpan("callm.attempt", { attributes: { "callm.attempt": attempt } })
 
-/**
- * Retries `complete`, `stream` and `completeMany` of a client. Dual.
- *
- * @since 0.1.0
- * @category combinators
- */
-export const withRetry: {
-  (options?: Options): (client: LlmClient.Service) => LlmClient.Service
-  (client: LlmClient.Service, options?: Options): LlmClient.Service
-} = dual(
-  (args) => Plugin.isClient(args[0]),
-  (client: LlmClient.Service, options: Options = {}): LlmClient.Service => Plugin.wrap(client, hooks(options))
-)
-
 const hooks = (options: Options): Plugin.Hooks => {
   const policy = makePolicy(options)
 
@@ -283,6 +268,14 @@ const hooks = (options: Options): Plugin.Hooks => {
 }
 
 type ChatResponse = Effect.Success<ReturnType<LlmClient.Service["complete"]>>
+
+/**
+ * Retries `complete`, `stream` and `completeMany` of a client. Dual.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const withRetry = Plugin.combinator(hooks)
 
 /**
  * The retry plugin as a layer.
