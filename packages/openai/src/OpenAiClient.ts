@@ -36,14 +36,11 @@
  * @since 0.1.0
  */
 import { ChatChunk, ChatRequest, ChatResponse, LlmClient, LlmError, Passthrough } from "@callm/core"
+import type * as Undici from "@effect/platform-node/Undici"
 import * as Clock from "effect/Clock"
 import type * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
-import { constTrue } from "effect/Function"
 import * as HttpClient from "effect/http/HttpClient"
-import type * as HttpClientError from "effect/http/HttpClientError"
-import * as HttpClientRequest from "effect/http/HttpClientRequest"
-import type * as HttpClientResponse from "effect/http/HttpClientResponse"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
@@ -52,6 +49,7 @@ import * as WireBody from "./internal/WireBody.ts"
 import * as OpenAiError from "./OpenAiError.ts"
 import * as ProviderLayer from "./ProviderLayer.ts"
 import * as SseStream from "./SseStream.ts"
+import * as Transport from "./Transport.ts"
 
 /**
  * Base URLs of well-known OpenAI-compatible servers (each already ends in its API version).
@@ -116,16 +114,30 @@ export interface Options {
  */
 export type PoolOptions = ProviderLayer.PoolOptions
 
-type Headers = Readonly<Record<string, string | undefined>>
-
 /**
- * Builds the provider on the `HttpClient` in context.
+ * Builds the provider on the `HttpClient` in context (a custom transport; `layer` runs on undici
+ * directly, see `makeWithDispatcher`).
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = Effect.fnUntraced(function* (options: Options = {}) {
   const http = yield* HttpClient.HttpClient
+  return makeWith(Transport.fromHttpClient(http, { spans: options.httpSpans === true }), options)
+})
+
+/**
+ * Builds the provider directly on an undici `Dispatcher` (an `Agent`, a `Pool`, one with interceptors):
+ * the transport of `layer`, without `HttpClient`'s per-request bookkeeping. The fiber's
+ * `NodeHttpClient.UndiciOptions` are passed on to each request, as with Effect's undici client.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const makeWithDispatcher = (dispatcher: Undici.Dispatcher, options: Options = {}): LlmClient.Service =>
+  makeWith(Transport.undici(dispatcher), options)
+
+const makeWith = (transport: Transport.Transport, options: Options): LlmClient.Service => {
   const baseUrl = (options.baseUrl ?? baseUrls.openai).replace(/\/+$/, "")
   const provider = options.name ?? hostOf(baseUrl)
   const includeUsage = options.includeUsage ?? true
@@ -137,85 +149,37 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
 
   const headers: Record<string, string> = { ...options.headers }
   if (options.apiKey !== undefined) headers.authorization = `Bearer ${Redacted.value(options.apiKey)}`
-  const completionsRequest = HttpClientRequest.post(`${baseUrl}/chat/completions`, { headers, acceptJson: true })
-  const streamRequest = HttpClientRequest.post(`${baseUrl}/chat/completions`, {
-    headers: { ...headers, accept: "text/event-stream" }
-  })
-  const batchRequest = HttpClientRequest.post(`${baseUrl}/batch`, { headers, acceptJson: true })
+  const completionsUrl = `${baseUrl}/chat/completions`
+  const batchUrl = `${baseUrl}/batch`
+  const jsonHeaders = { ...headers, accept: "application/json" }
+  const streamHeaders = { ...headers, accept: "text/event-stream" }
 
   const fail = (reason: LlmError.Reason, model: string | undefined) =>
     Effect.fail(LlmError.make(reason, { provider, model }))
-
-  const send = (request: HttpClientRequest.HttpClientRequest, model: string) => {
-    const execute = http.execute(request)
-    return Effect.catchTag(
-      options.httpSpans === true ? execute : Effect.provideService(execute, HttpClient.TracerDisabledWhen, constTrue),
-      "HttpClientError",
-      (error) => fail(OpenAiError.reasonFromHttpClientError(error), model)
-    )
-  }
-
-  const failFromResponse = (response: HttpClientResponse.HttpClientResponse, model: string) =>
-    Effect.flatMap(
-      Effect.orElseSucceed(response.text, () => ""),
-      (text) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          fail(
-            OpenAiError.reasonFromStatus(
-              response.status,
-              response.headers as Headers,
-              OpenAiError.parseErrorText(text),
-              now
-            ),
-            model
-          )
-        )
-    )
-
-  const readJson = (
-    response: HttpClientResponse.HttpClientResponse,
-    model: string
-  ): Effect.Effect<{ readonly json: unknown; readonly text: string }, LlmError.LlmError> =>
-    Effect.flatMap(
-      Effect.catchTag(response.text, "HttpClientError", (error) =>
-        fail(
-          new LlmError.Transport({
-            description: `The connection dropped while reading the response: ${error.message}`
-          }),
-          model
-        )
-      ),
-      (text) => {
-        const parsed = Result.try(() => JSON.parse(text) as unknown)
-        return Result.isSuccess(parsed)
-          ? Effect.succeed({ json: parsed.success, text })
-          : fail(
-              new LlmError.InvalidResponse({
-                status: response.status,
-                description: `The response body is not valid JSON: ${text.slice(0, 200)}`
-              }),
-              model
-            )
-      }
+  const withContext = (model: string) => (reason: LlmError.Reason) => LlmError.make(reason, { provider, model })
+  const statusFailure = (answer: Transport.TextAnswer, model: string) =>
+    Effect.mapError(
+      Transport.statusFailure(answer, OpenAiError.reasonFromStatus, OpenAiError.parseErrorText),
+      withContext(model)
     )
 
   const completeValid = (
     request: ChatRequest.ChatRequest
   ): Effect.Effect<ChatResponse.ChatResponse, LlmError.LlmError> =>
     Effect.flatMap(
-      send(
-        HttpClientRequest.bodyText(completionsRequest, WireBody.completion(request), "application/json"),
-        request.model
+      Effect.mapError(
+        transport.postText(completionsUrl, jsonHeaders, WireBody.completion(request)),
+        withContext(request.model)
       ),
-      (response) =>
-        response.status < 200 || response.status >= 300
-          ? failFromResponse(response, request.model)
-          : Effect.flatMap(readJson(response, request.model), ({ json, text }) => {
-              const decoded = ChatResponse.decode(json)
-              return Result.isSuccess(decoded)
-                ? Effect.succeed(Passthrough.attach(decoded.success, text))
-                : fail(decoded.failure, request.model)
-            })
+      (answer) => {
+        if (!Transport.isSuccess(answer.status)) return statusFailure(answer, request.model)
+        const json = Transport.parseJson(answer)
+        if (Result.isFailure(json)) return fail(json.failure, request.model)
+        const decoded = ChatResponse.decode(json.success)
+        return Result.isSuccess(decoded)
+          ? Effect.succeed(Passthrough.attach(decoded.success, answer.text))
+          : fail(decoded.failure, request.model)
+      }
     )
 
   const complete = (request: ChatRequest.ChatRequest) => Effect.flatMap(validate(request, provider), completeValid)
@@ -224,14 +188,16 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     Stream.unwrap(
       Effect.flatMap(validate(request, provider), (valid) =>
         Effect.map(
-          send(
-            HttpClientRequest.bodyText(streamRequest, WireBody.stream(valid, includeUsage), "application/json"),
-            valid.model
+          Effect.mapError(
+            transport.post(completionsUrl, streamHeaders, WireBody.stream(valid, includeUsage)),
+            withContext(valid.model)
           ),
-          (response): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
-            response.status < 200 || response.status >= 300
-              ? Stream.fromEffect(failFromResponse(response, valid.model))
-              : sseChunks(response.stream, { provider, model: valid.model })
+          (answer): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
+            Transport.isSuccess(answer.status)
+              ? sseChunks(answer.body, { provider, model: valid.model })
+              : Stream.fromEffect(
+                  Effect.flatMap(Transport.orEmpty(answer), (whole) => statusFailure(whole, valid.model))
+                )
         )
       )
     )
@@ -270,26 +236,22 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     const model = group[0]!.model
     const body = JSON.stringify(group.map((request) => ChatRequest.toWireBody(request)))
     const failAll = (error: LlmError.LlmError) => group.map(() => Result.fail(error))
-    return send(HttpClientRequest.bodyText(batchRequest, body, "application/json"), model).pipe(
-      Effect.flatMap((response): Effect.Effect<ReadonlyArray<LlmClient.ItemResult> | undefined, LlmError.LlmError> => {
-        if ((response.status === 404 || response.status === 405) && batchMode === "auto") {
-          return Effect.as(
-            Effect.orElseSucceed(response.text, () => ""),
-            undefined
-          )
-        }
-        if (response.status < 200 || response.status >= 300) return failFromResponse(response, model)
-        return Effect.flatMap(readJson(response, model), ({ json }) =>
-          Effect.flatMap(Clock.currentTimeMillis, (now) =>
-            Array.isArray(json) && json.length === group.length
-              ? Effect.succeed(group.map((request, index) => itemResult(json[index], request.model, now)))
-              : fail(
-                  new LlmError.InvalidResponse({
-                    description: `The batch endpoint answered ${Array.isArray(json) ? `${json.length} items for ${group.length}` : "something that is not an array"}`
-                  }),
-                  model
-                )
-          )
+    return Effect.mapError(transport.postText(batchUrl, jsonHeaders, body), withContext(model)).pipe(
+      Effect.flatMap((answer): Effect.Effect<ReadonlyArray<LlmClient.ItemResult> | undefined, LlmError.LlmError> => {
+        if ((answer.status === 404 || answer.status === 405) && batchMode === "auto") return Effect.undefined
+        if (!Transport.isSuccess(answer.status)) return statusFailure(answer, model)
+        const parsed = Transport.parseJson(answer)
+        if (Result.isFailure(parsed)) return fail(parsed.failure, model)
+        const json = parsed.success
+        return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Array.isArray(json) && json.length === group.length
+            ? Effect.succeed(group.map((request, index) => itemResult(json[index], request.model, now)))
+            : fail(
+                new LlmError.InvalidResponse({
+                  description: `The batch endpoint answered ${Array.isArray(json) ? `${json.length} items for ${group.length}` : "something that is not an array"}`
+                }),
+                model
+              )
         )
       }),
       Effect.catch((error: LlmError.LlmError) => Effect.succeed(failAll(error)))
@@ -330,7 +292,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
       : Effect.suspend(() => (batchEndpoint === false ? concurrent(requests) : viaBatch(requests)))
 
   return LlmClient.make({ complete, stream, completeMany })
-})
+}
 
 const validate = (request: ChatRequest.ChatRequest, provider: string) =>
   Effect.mapError(ChatRequest.validate(request), (error) =>
@@ -347,7 +309,7 @@ const hostOf = (url: string): string => {
  * reason its status says.
  */
 const sseChunks = (
-  body: Stream.Stream<Uint8Array, HttpClientError.HttpClientError>,
+  body: Stream.Stream<Uint8Array, LlmError.Transport>,
   context: { readonly provider: string; readonly model: string }
 ): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
   SseStream.chunks(body, {
@@ -395,7 +357,10 @@ export const layerWithHttpClient = (
  * @category layers
  */
 export const layer = (options: Options & PoolOptions = {}): Layer.Layer<LlmClient.LlmClient> =>
-  layerWithHttpClient(options).pipe(Layer.provide(ProviderLayer.httpClient(options)))
+  Layer.effect(
+    LlmClient.LlmClient,
+    Effect.map(ProviderLayer.dispatcher(options), (dispatcher) => makeWithDispatcher(dispatcher, options))
+  )
 
 /**
  * The provider configured from the environment: `OPENAI_API_KEY` (optional, for servers without auth)

@@ -253,15 +253,34 @@ const errorCode = (cause: unknown): { code: string | undefined; message: string 
  */
 export const reasonFromHttpClientError = (error: HttpClientError.HttpClientError): LlmError.Reason => {
   const reason = error.reason
-  const { code, message } = errorCode("cause" in reason ? reason.cause : undefined)
+  if (reason._tag === "EncodeError" || reason._tag === "InvalidUrlError") {
+    const timeout = timeoutFromCause(reason.cause)
+    return timeout ?? new LlmError.BadRequest({ description: reason.description ?? reason._tag })
+  }
+  return reasonFromCause("cause" in reason ? reason.cause : undefined, reason.description)
+}
+
+const timeoutFromCause = (cause: unknown): LlmError.Timeout | undefined => {
+  const { code, message } = errorCode(cause)
   if (code === "UND_ERR_CONNECT_TIMEOUT")
     return new LlmError.Timeout({ phase: "connect", description: message ?? code })
   if (code === "UND_ERR_HEADERS_TIMEOUT")
     return new LlmError.Timeout({ phase: "first-token", description: message ?? code })
   if (code === "UND_ERR_BODY_TIMEOUT") return new LlmError.Timeout({ phase: "idle", description: message ?? code })
-  if (reason._tag === "EncodeError" || reason._tag === "InvalidUrlError") {
-    return new LlmError.BadRequest({ description: reason.description ?? reason._tag })
-  }
-  const description = [code, message ?? reason.description].filter((part) => part !== undefined).join(": ")
+  return undefined
+}
+
+/**
+ * The reason for a request whose transport (undici, a socket) failed with `cause`: undici's timeouts
+ * are `Timeout` with their phase, everything else `Transport` with the error's code and message.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const reasonFromCause = (cause: unknown, fallback?: string | undefined): LlmError.Reason => {
+  const timeout = timeoutFromCause(cause)
+  if (timeout !== undefined) return timeout
+  const { code, message } = errorCode(cause)
+  const description = [code, message ?? fallback].filter((part) => part !== undefined).join(": ")
   return new LlmError.Transport(description === "" ? {} : { description })
 }

@@ -6,12 +6,14 @@
  * @since 0.2.0
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import type * as Undici from "@effect/platform-node/Undici"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import type * as HttpClient from "effect/http/HttpClient"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 
 /**
  * Options of the connection pool (undici `Agent` options).
@@ -35,11 +37,24 @@ export interface PoolOptions {
  * @category layers
  */
 export const httpClient = (options: PoolOptions = {}): Layer.Layer<HttpClient.HttpClient> =>
-  NodeHttpClient.layerUndiciOptions({
-    connect: { timeout: options.connectTimeoutMs ?? 10_000 },
-    ...(options.connections === undefined ? {} : { connections: options.connections }),
-    ...(options.keepAliveTimeoutMs === undefined ? {} : { keepAliveTimeout: options.keepAliveTimeoutMs })
-  })
+  NodeHttpClient.layerUndiciOptions(agentOptions(options))
+
+/**
+ * An undici `Agent` (one keep-alive pool per origin, no pipelining) for a provider to run on directly,
+ * destroyed when the scope closes.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const dispatcher = (options: PoolOptions = {}): Effect.Effect<Undici.Dispatcher, never, Scope.Scope> =>
+  NodeHttpClient.makeDispatcherOptions(agentOptions(options))
+
+const agentOptions = (options: PoolOptions) => ({
+  connect: { timeout: options.connectTimeoutMs ?? 10_000 },
+  pipelining: 1,
+  ...(options.connections === undefined ? {} : { connections: options.connections }),
+  ...(options.keepAliveTimeoutMs === undefined ? {} : { keepAliveTimeout: options.keepAliveTimeoutMs })
+})
 
 /**
  * The options every provider reads from the environment.

@@ -76,7 +76,7 @@ export const isSubstantive = (chunk: ChatChunk.ChatChunk): boolean =>
  * @category constructors
  */
 export const chunks = (
-  body: Stream.Stream<Uint8Array, HttpClientError.HttpClientError>,
+  body: Stream.Stream<Uint8Array, HttpClientError.HttpClientError | LlmError.Transport>,
   options: Options
 ): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
   Stream.transformPull(body, (pull) =>
@@ -122,6 +122,9 @@ export const chunks = (
           )
         )
 
+      const dropped = (description: string) =>
+        stop(new LlmError.Transport({ description: `The connection dropped mid-stream: ${description}` }))
+
       const loop: Pull.Pull<ReadonlyArray<ChatChunk.ChatChunk>, LlmError.LlmError> = Effect.suspend(() => {
         if (buffer.length > 0 && (done || buffer.some(isSubstantive))) {
           const out = buffer
@@ -146,13 +149,10 @@ export const chunks = (
             feed(undefined)
             return loop
           }),
-          Effect.catchTag("HttpClientError", (error) =>
-            stop(
-              new LlmError.Transport({
-                description: `The connection dropped mid-stream: ${error.reason.description ?? error.message}`
-              })
-            )
-          )
+          Effect.catchTags({
+            HttpClientError: (error) => dropped(error.reason.description ?? error.message),
+            Transport: (error) => dropped(error.description ?? error.message)
+          })
         )
       })
       return loop as Pull.Pull<readonly [ChatChunk.ChatChunk, ...Array<ChatChunk.ChatChunk>], LlmError.LlmError>

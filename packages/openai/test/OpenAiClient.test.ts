@@ -8,13 +8,14 @@ import { mockServer } from "@callm/testing/Mock"
 import { wireBehaviour } from "@callm/testing/ProviderSuite"
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Redacted, Result } from "effect"
-import { provider } from "./MockFixture.ts"
+import { provider, statusBehaviour } from "./MockFixture.ts"
 
 const ask = (prompt: string, options: Omit<ChatRequest.ChatRequest, "model" | "messages"> = {}) =>
   ChatRequest.fromPrompt("mock-small", prompt, options)
 
 describe("OpenAiClient against the mock server", () => {
   wireBehaviour(provider)
+  statusBehaviour(provider)
 
   it.live("completes a chat: text, finish reason and usage", () =>
     Effect.gen(function* () {
@@ -68,61 +69,6 @@ describe("OpenAiClient against the mock server", () => {
       assert.strictEqual(error.reason._tag, "BadRequest")
       assert.strictEqual((error.reason as LlmError.BadRequest).param, "n")
       assert.strictEqual(mock.stats().requests, 1)
-    })
-  )
-
-  const statusCases: ReadonlyArray<readonly [fault: string, tag: LlmError.ReasonTag, retryable: boolean]> = [
-    ["401", "Unauthorized", false],
-    ["403", "Unauthorized", false],
-    ["404", "NotFound", false],
-    ["408", "Timeout", true],
-    ["413", "BadRequest", false],
-    ["422", "BadRequest", false],
-    ["429", "RateLimited", true],
-    ["500", "ServerError", true],
-    ["502", "ServerError", true],
-    ["503", "Overloaded", true],
-    ["504", "ServerError", true],
-    ["529", "Overloaded", true],
-    ["content_filter", "ContentFiltered", false],
-    ["reset", "Transport", true],
-    ["malformed", "InvalidResponse", true]
-  ]
-
-  it.live("maps every HTTP status and failure the mock injects to its LlmError reason, for complete and stream", () =>
-    Effect.gen(function* () {
-      const mock = yield* mockServer()
-      for (const [fault, tag, retryable] of statusCases) {
-        const layer = provider(mock, { headers: { "x-mock-fault": fault } })
-        const completed = yield* Effect.flip(LlmClient.complete(ask("x")).pipe(Effect.provide(layer)))
-        assert.strictEqual(completed.reason._tag, tag, `complete with fault ${fault}`)
-        assert.strictEqual(completed.retryable, retryable, `complete with fault ${fault}`)
-        const streamed = yield* Effect.flip(collect(ask("x")).pipe(Effect.provide(layer)))
-        assert.strictEqual(streamed.reason._tag, tag, `stream with fault ${fault}`)
-      }
-      assert.strictEqual(mock.stats().faults["500"], 2)
-    })
-  )
-
-  it.live("reads Retry-After and the x-ratelimit headers of a 429", () =>
-    Effect.gen(function* () {
-      const mock = yield* mockServer()
-      const seconds = yield* Effect.flip(
-        LlmClient.complete(ask("x")).pipe(
-          Effect.provide(provider(mock, { headers: { "x-mock-fault": "429", "x-mock-retry-after": "3" } }))
-        )
-      )
-      assert.strictEqual(seconds.reason._tag, "RateLimited")
-      assert.strictEqual(Duration.toMillis(seconds.retryAfter!), 3000)
-      const reason = seconds.reason as LlmError.RateLimited
-      assert.isDefined(reason.limits?.limitRequests)
-      assert.isDefined(reason.limits?.remainingRequests)
-      const fraction = yield* Effect.flip(
-        LlmClient.complete(ask("x")).pipe(
-          Effect.provide(provider(mock, { headers: { "x-mock-fault": "429", "x-mock-retry-after": "0.05" } }))
-        )
-      )
-      assert.strictEqual(Duration.toMillis(fraction.retryAfter!), 50)
     })
   )
 

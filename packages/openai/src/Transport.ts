@@ -1,0 +1,278 @@
+/**
+ * How a provider reaches its server: one POST with a JSON body, and the answer's status, headers and
+ * body. Every provider (OpenAI's chat, Anthropic's messages) runs on one of two transports:
+ *
+ * - `undici`: directly on an undici `Dispatcher` (the default of the providers' `layer`, one keep-alive
+ *   pool per origin). A call is one `dispatcher.request`, no `HttpClient` request and response objects,
+ *   no per-request scope: the raw client's cost, with interruption aborting the request (an
+ *   `AbortSignal` while the answer's headers are awaited, the body destroyed when its stream ends).
+ * - `fromHttpClient`: on an Effect `HttpClient` you provide (a custom transport, `fetch`, a test
+ *   double), as the providers' `make` and `layerWithHttpClient` do.
+ *
+ * Failures are `LlmError` reasons (the provider adds its name and the model): a connect timeout is
+ * `Timeout` (`connect`), any other failure before the answer or while reading it is `Transport`.
+ *
+ * Hand-written over undici rather than through `NodeHttpClient` because `HttpClient`'s bookkeeping per
+ * request (request and response objects, a fiber and a scope) cost as much as the HTTP itself on the
+ * hot path (issue 17: the client at raw undici's speed).
+ *
+ * @since 0.2.0
+ */
+import type { LlmError } from "@callm/core"
+import { LlmError as Errors } from "@callm/core"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as NodeStream from "@effect/platform-node/NodeStream"
+import type * as Undici from "@effect/platform-node/Undici"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import { constTrue } from "effect/Function"
+import * as HttpClient from "effect/http/HttpClient"
+import * as HttpClientRequest from "effect/http/HttpClientRequest"
+import * as Result from "effect/Result"
+import * as Stream from "effect/Stream"
+import * as OpenAiError from "./OpenAiError.ts"
+
+/**
+ * An answer's headers, lower-cased names.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Headers = Readonly<Record<string, string | undefined>>
+
+/**
+ * A whole answer: status, headers and the body's text.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface TextAnswer {
+  readonly status: number
+  readonly headers: Headers
+  readonly text: string
+}
+
+/**
+ * An answer whose headers arrived; its body is read as text or as a stream of bytes (one of the two).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Answer {
+  readonly status: number
+  readonly headers: Headers
+  /** The whole body; a dropped connection is `Transport`. */
+  readonly text: Effect.Effect<string, LlmError.Reason>
+  /** The body's bytes as they arrive; ending the stream early aborts the request. */
+  readonly body: Stream.Stream<Uint8Array, LlmError.Transport>
+}
+
+/**
+ * A transport.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Transport {
+  /** POSTs `body` (JSON) to `url`; succeeds once the answer's headers arrived. */
+  readonly post: (url: string, headers: Headers, body: string) => Effect.Effect<Answer, LlmError.Reason>
+  /** POSTs `body` (JSON) to `url` and reads the whole answer, in one step (the hot path of `complete`). */
+  readonly postText: (url: string, headers: Headers, body: string) => Effect.Effect<TextAnswer, LlmError.Reason>
+}
+
+const readFailed = (cause: unknown) =>
+  new Errors.Transport({
+    description: `The connection dropped while reading the response: ${cause instanceof Error ? cause.message : String(cause)}`
+  })
+
+/**
+ * undici's headers (lower-cased; a repeated header is an array) with the first value of each.
+ */
+const headersOf = (raw: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>): Headers => {
+  let out: Record<string, string | undefined> | undefined
+  for (const name in raw) {
+    const value = raw[name]
+    if (typeof value !== "string") {
+      out ??= { ...(raw as Headers) }
+      out[name] = value?.[0]
+    }
+  }
+  return out ?? (raw as Headers)
+}
+
+/** undici's own timeouts off: timeouts are the caller's (`Effect.timeout`, `@callm/resilience`). */
+const noTimeouts = { headersTimeout: 60 * 60 * 1000, bodyTimeout: 0 } as const
+
+/**
+ * The transport on an undici `Dispatcher` (an `Agent`, a `Pool`, a dispatcher with interceptors). The
+ * fiber's `NodeHttpClient.UndiciOptions` are passed on to every request, as Effect's undici client does,
+ * so interceptors that read their own request options keep working.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const undici = (dispatcher: Undici.Dispatcher): Transport => {
+  const options = (url: string, headers: Headers, body: string, extra: object, signal: AbortSignal) => {
+    const parsed = new URL(url)
+    return {
+      ...extra,
+      method: "POST" as const,
+      origin: parsed.origin,
+      path: parsed.pathname + parsed.search,
+      headers: { ...headers, "content-type": "application/json" } as Record<string, string>,
+      body,
+      signal,
+      ...noTimeouts
+    }
+  }
+  const request = <A>(
+    url: string,
+    headers: Headers,
+    body: string,
+    then: (response: Undici.Dispatcher.ResponseData) => Promise<A>
+  ): Effect.Effect<A, LlmError.Reason> =>
+    Effect.flatMap(NodeHttpClient.UndiciOptions, (extra) =>
+      Effect.tryPromise({
+        try: (signal) =>
+          dispatcher.request(options(url, headers, body, extra, signal)).then(then, (cause) => {
+            throw new RequestFailed(cause)
+          }),
+        catch: (error) =>
+          error instanceof RequestFailed ? OpenAiError.reasonFromCause(error.cause) : (error as LlmError.Reason)
+      })
+    )
+  const text = (response: Undici.Dispatcher.ResponseData) =>
+    response.body.text().catch((cause) => {
+      throw readFailed(cause)
+    })
+  return {
+    postText: (url, headers, body) =>
+      request(url, headers, body, (response) =>
+        text(response).then(
+          (text) => ({ status: response.statusCode, headers: headersOf(response.headers), text }),
+          (error) => {
+            // An error answer's status says what happened even when its body is cut.
+            if (isSuccess(response.statusCode)) throw error
+            return { status: response.statusCode, headers: headersOf(response.headers), text: "" }
+          }
+        )
+      ),
+    post: (url, headers, body) =>
+      request(url, headers, body, async (response) => {
+        // A body nobody reads (an interrupted caller) must not hold its connection.
+        response.body.on("error", () => {})
+        return {
+          status: response.statusCode,
+          headers: headersOf(response.headers),
+          text: Effect.tryPromise({ try: () => text(response), catch: (error) => error as LlmError.Reason }),
+          body: NodeStream.fromReadable({
+            evaluate: () => response.body,
+            onError: (cause) =>
+              new Errors.Transport({ description: cause instanceof Error ? cause.message : String(cause) })
+          })
+        }
+      })
+  }
+}
+
+/** A failure of `dispatcher.request` itself, told apart from one while reading the body. */
+class RequestFailed {
+  readonly cause: unknown
+  constructor(cause: unknown) {
+    this.cause = cause
+  }
+}
+
+/**
+ * The transport on an Effect `HttpClient`. Without `spans`, the client's per-request span is off
+ * (callm's observability records one span per call).
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const fromHttpClient = (http: HttpClient.HttpClient, options: { readonly spans?: boolean } = {}): Transport => {
+  const post: Transport["post"] = (url, headers, body) => {
+    const execute = http.execute(
+      HttpClientRequest.bodyText(HttpClientRequest.post(url, { headers }), body, "application/json")
+    )
+    return Effect.map(
+      Effect.mapError(
+        options.spans === true ? execute : Effect.provideService(execute, HttpClient.TracerDisabledWhen, constTrue),
+        OpenAiError.reasonFromHttpClientError
+      ),
+      (response): Answer => ({
+        status: response.status,
+        headers: response.headers as Headers,
+        text: Effect.mapError(response.text, (error) => readFailed(error)),
+        body: Stream.mapError(
+          response.stream,
+          (error) => new Errors.Transport({ description: error.reason.description ?? error.message })
+        )
+      })
+    )
+  }
+  return {
+    post,
+    postText: (url, headers, body) =>
+      Effect.flatMap(post(url, headers, body), (answer) =>
+        isSuccess(answer.status)
+          ? Effect.map(answer.text, (text) => ({ status: answer.status, headers: answer.headers, text }))
+          : orEmpty(answer)
+      )
+  }
+}
+
+/**
+ * Whether a status is a success (2xx).
+ *
+ * @since 0.2.0
+ * @category predicates
+ */
+export const isSuccess = (status: number): boolean => status >= 200 && status < 300
+
+/**
+ * An answer with its whole body; a body that cannot be read reads as empty (for error answers, whose
+ * status says what happened).
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const orEmpty = (answer: Answer): Effect.Effect<TextAnswer> =>
+  Effect.map(
+    Effect.orElseSucceed(answer.text, () => ""),
+    (text) => ({ status: answer.status, headers: answer.headers, text })
+  )
+
+/**
+ * The failure an error answer stands for, by the provider's own mapping of status, headers and body
+ * (`OpenAiError.reasonFromStatus`, Anthropic's), at the current time (for `Retry-After` dates).
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const statusFailure = <Body>(
+  answer: TextAnswer,
+  reasonFromStatus: (status: number, headers: Headers, body: Body, now: number) => LlmError.Reason,
+  parseErrorText: (text: string) => Body
+): Effect.Effect<never, LlmError.Reason> =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    Effect.fail(reasonFromStatus(answer.status, answer.headers, parseErrorText(answer.text), now))
+  )
+
+/**
+ * The answer's body as JSON, or `InvalidResponse` quoting its start.
+ *
+ * @since 0.2.0
+ * @category decoding
+ */
+export const parseJson = (answer: TextAnswer): Result.Result<unknown, LlmError.InvalidResponse> => {
+  const parsed = Result.try(() => JSON.parse(answer.text) as unknown)
+  return Result.isSuccess(parsed)
+    ? Result.succeed(parsed.success)
+    : Result.fail(
+        new Errors.InvalidResponse({
+          status: answer.status,
+          description: `The response body is not valid JSON: ${answer.text.slice(0, 200)}`
+        })
+      )
+}
