@@ -8,7 +8,9 @@
  * @internal
  */
 import * as ApiError from "../ApiError.ts"
+import type * as ChatRequest from "../ChatRequest.ts"
 import * as Fault from "../Fault.ts"
+import * as Generate from "../Generate.ts"
 import * as Latency from "../Latency.ts"
 import * as RateLimit from "../RateLimit.ts"
 import * as Stats from "../Stats.ts"
@@ -151,6 +153,54 @@ export const makeAdmission = (ctx: MockContext, sending: ReturnType<typeof makeS
   const profileOf = (req: MockRequest): Latency.Profile | ApiError.ApiError =>
     req.overrides === undefined ? defaultProfile : Latency.profile(options, req.overrides)
 
+  /**
+   * The latency profile and cut point a request's `x-mock-*` headers ask for, or `undefined` when one
+   * of them is invalid (this answered with its 400).
+   */
+  const shapeOf = (
+    req: MockRequest,
+    res: MockResponse
+  ): { readonly profile: Latency.Profile; readonly cutAfter: number | undefined } | undefined => {
+    const profile = profileOf(req)
+    if ("status" in profile) {
+      sendError(res, profile)
+      return undefined
+    }
+    const cutAfter = cutAfterOf(req)
+    if (typeof cutAfter === "object") {
+      sendError(res, cutAfter)
+      return undefined
+    }
+    return { profile, cutAfter }
+  }
+
+  /** `admit` for one chat request: its prompt's estimate and its `max_tokens` (or the profile's) as its tokens. */
+  const admitChat = (
+    req: MockRequest,
+    res: MockResponse,
+    request: {
+      readonly model: string
+      readonly messages: ChatRequest.ChatRequest["messages"]
+      readonly maxTokens?: number | undefined
+    },
+    profile: Latency.Profile
+  ) =>
+    admit(
+      req,
+      res,
+      1,
+      limiter === undefined
+        ? 0
+        : Generate.estimatePromptTokens(request.messages) + (request.maxTokens ?? profile.tokens),
+      request.model
+    )
+
+  /** How long a completion of `tokens` takes under `profile` (0 when the profile is all zeros). */
+  const completionDelay = (profile: Latency.Profile, tokens: number): number =>
+    profile.overheadMs === 0 && profile.ttftMs === 0 && profile.itlMs === 0
+      ? 0
+      : Latency.completionMs(profile, tokens, ctx.jitter, ctx.jitterRandom)
+
   const isAuthorized = (req: MockRequest, res: MockResponse): boolean => {
     if (expectedAuthorization === undefined || req.authorization === expectedAuthorization) return true
     const provided = req.authorization?.replace(/^Bearer\s+/i, "")
@@ -185,5 +235,17 @@ export const makeAdmission = (ctx: MockContext, sending: ReturnType<typeof makeS
   const notAllowed = (req: MockRequest, res: MockResponse, path: string, allowed: string): void =>
     sendError(res, ApiError.methodNotAllowed(req.method ?? "", path, allowed), ["allow", allowed])
 
-  return { chooseFault, applyFault, admit, cutAfterOf, profileOf, isAuthorized, isAnthropicAuthorized, notAllowed }
+  return {
+    chooseFault,
+    applyFault,
+    admit,
+    admitChat,
+    completionDelay,
+    cutAfterOf,
+    profileOf,
+    shapeOf,
+    isAuthorized,
+    isAnthropicAuthorized,
+    notAllowed
+  }
 }

@@ -19,11 +19,8 @@ import {
   type MockResponse,
   maxPreparedAnswers,
   maxPreparedBodyLength,
-  modeCut,
   modeMalformed,
   modeNormal,
-  modeStallAfter,
-  modeTrickle,
   type Prepared
 } from "./Core.ts"
 import * as Model from "./Model.ts"
@@ -35,8 +32,8 @@ export const makeAnswers = (
   admission: ReturnType<typeof makeAdmission>
 ) => {
   const { counters, jitterRandom, jitter, limiter, capacity, allowedModels, prepared } = ctx
-  const { sendError, sendOverloaded, sendLater, startStream, slowJson } = sending
-  const { admit, cutAfterOf, profileOf } = admission
+  const { sendError, sendOverloaded, startStream, answerJson } = sending
+  const { admit, admitChat, completionDelay, shapeOf } = admission
 
   // Chat completions -------------------------------------------------------------------------------
 
@@ -75,22 +72,11 @@ export const makeAnswers = (
       sendError(res, ApiError.modelNotFound(request.model))
       return
     }
-    const profile = profileOf(req)
-    if ("status" in profile) {
-      sendError(res, profile)
-      return
-    }
-    const cutAfter = cutAfterOf(req)
-    if (typeof cutAfter === "object") {
-      sendError(res, cutAfter)
-      return
-    }
+    const shape = shapeOf(req, res)
+    if (shape === undefined) return
+    const { profile, cutAfter } = shape
 
-    const cost =
-      limiter === undefined
-        ? 0
-        : Generate.estimatePromptTokens(request.messages) + (request.maxTokens ?? profile.tokens)
-    const admitted = admit(req, res, 1, cost, request.model)
+    const admitted = admitChat(req, res, request, profile)
     if (admitted === undefined) return
     const { extra, mode } = admitted
 
@@ -153,15 +139,8 @@ export const makeAnswers = (
       // Wall clock on purpose (issue 15): mock hot path, plain callbacks with no Effect runtime per request.
       json = ChatResponse.completionJsonWith(id, Math.floor(Date.now() / 1000), rest)
     }
-    const delay =
-      profile.overheadMs === 0 && profile.ttftMs === 0 && profile.itlMs === 0
-        ? 0
-        : Latency.completionMs(profile, completion.tokens.length, jitter, jitterRandom)
-    if (mode === modeStallAfter || mode === modeTrickle) {
-      slowJson(res, delay, json, extra, mode)
-      return
-    }
-    sendLater(res, delay, json, extra, mode === modeCut)
+    const delay = completionDelay(profile, completion.tokens.length)
+    answerJson(res, delay, json, extra, mode)
   }
 
   // Batch ------------------------------------------------------------------------------------------
@@ -179,16 +158,10 @@ export const makeAnswers = (
       return
     }
     counters.batchItems += body.length
-    const profile = profileOf(req)
-    if ("status" in profile) {
-      sendError(res, profile)
-      return
-    }
-    const cutAfter = cutAfterOf(req)
-    if (typeof cutAfter === "object") {
-      sendError(res, cutAfter)
-      return
-    }
+    const shape = shapeOf(req, res)
+    if (shape === undefined) return
+    // The cut point is checked (a bad header is a 400) though a batch is never cut.
+    const { profile } = shape
 
     const items = body as Array<unknown>
     const requests: Array<ChatRequest.ChatRequest | ApiError.ApiError> = new Array(items.length)
@@ -254,8 +227,7 @@ export const makeAnswers = (
       : 0
     const respond = () => {
       if (res.destroyed) return
-      if (mode === modeStallAfter || mode === modeTrickle) slowJson(res, delay, json, extra, mode)
-      else sendLater(res, delay, json, extra, mode === modeCut)
+      answerJson(res, delay, json, extra, mode)
     }
     if (capacity === undefined) respond()
     // The fixed cost once for the whole batch, the token cost of every item.

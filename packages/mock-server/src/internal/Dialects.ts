@@ -8,7 +8,6 @@
  */
 
 import * as ApiError from "../ApiError.ts"
-import * as Generate from "../Generate.ts"
 import * as Latency from "../Latency.ts"
 import type { makeAdmission } from "./Admission.ts"
 import * as Anthropic from "./Anthropic.ts"
@@ -17,11 +16,8 @@ import {
   type MockRequest,
   type MockResponse,
   maxPreparedAnswers,
-  modeCut,
   modeMalformed,
-  modeNormal,
-  modeStallAfter,
-  modeTrickle
+  modeNormal
 } from "./Core.ts"
 import * as Embeddings from "./Embeddings.ts"
 import * as Model from "./Model.ts"
@@ -32,9 +28,9 @@ export const makeDialects = (
   sending: ReturnType<typeof makeSending>,
   admission: ReturnType<typeof makeAdmission>
 ) => {
-  const { counters, jitterRandom, jitter, limiter, capacity, allowedModels } = ctx
-  const { sendError, sendOverloaded, sendLater, paceEvents, slowJson } = sending
-  const { admit, cutAfterOf, profileOf } = admission
+  const { counters, jitterRandom, jitter, capacity, allowedModels } = ctx
+  const { sendError, sendOverloaded, paceEvents, answerJson } = sending
+  const { admit, admitChat, completionDelay, profileOf, shapeOf } = admission
 
   // Anthropic Messages -----------------------------------------------------------------------------
 
@@ -60,21 +56,10 @@ export const makeDialects = (
       sendError(res, ApiError.make(404, `model: ${request.model}`, "not_found_error"))
       return
     }
-    const profile = profileOf(req)
-    if ("status" in profile) {
-      sendError(res, profile)
-      return
-    }
-    const cutAfter = cutAfterOf(req)
-    if (typeof cutAfter === "object") {
-      sendError(res, cutAfter)
-      return
-    }
-    const cost =
-      limiter === undefined
-        ? 0
-        : Generate.estimatePromptTokens(request.messages) + (request.maxTokens ?? profile.tokens)
-    const admitted = admit(req, res, 1, cost, request.model)
+    const shape = shapeOf(req, res)
+    if (shape === undefined) return
+    const { profile, cutAfter } = shape
+    const admitted = admitChat(req, res, request, profile)
     if (admitted === undefined) return
     const { extra, mode } = admitted
     const completion = Model.answer(request, validated.intent, profile.tokens)
@@ -123,12 +108,7 @@ export const makeDialects = (
         mode === modeMalformed
           ? Anthropic.malformedJson(id)
           : Anthropic.messageJson(id, request.model, request, completion, usage)
-      const delay =
-        profile.overheadMs === 0 && profile.ttftMs === 0 && profile.itlMs === 0
-          ? 0
-          : Latency.completionMs(profile, completion.tokens.length, jitter, jitterRandom)
-      if (mode === modeStallAfter || mode === modeTrickle) slowJson(res, delay, json, headers, mode)
-      else sendLater(res, delay, json, headers, mode === modeCut)
+      answerJson(res, completionDelay(profile, completion.tokens.length), json, headers, mode)
     }
     if (capacity === undefined) respond()
     else {
@@ -178,8 +158,7 @@ export const makeDialects = (
           ? 0
           : Latency.spread(profile.overheadMs, jitter, jitterRandom) +
             Latency.spread(profile.ttftMs, jitter, jitterRandom)
-      if (mode === modeStallAfter || mode === modeTrickle) slowJson(res, delay, json, extra, mode)
-      else sendLater(res, delay, json, extra, mode === modeCut)
+      answerJson(res, delay, json, extra, mode)
     }
     if (capacity === undefined) respond()
     else if (!capacity.enter(capacity.costMs(1, tokens), respond, () => !res.destroyed)) sendOverloaded(res, extra)

@@ -36,8 +36,8 @@ export const makeSending = (ctx: MockContext) => {
 
   // Sending ----------------------------------------------------------------------------------------
 
-  const sendJson = (res: MockResponse, status: number, body: string, extra: ReadonlyArray<string>): void => {
-    Stats.increment(counters.statuses, status)
+  /** The headers of a JSON answer: its type, length and request id, then `extra`. */
+  const jsonHeaders = (res: MockResponse, body: string, extra: ReadonlyArray<string>): Array<string> => {
     const headers = [
       "content-type",
       "application/json",
@@ -47,7 +47,12 @@ export const makeSending = (ctx: MockContext) => {
       res.requestId
     ]
     for (let i = 0; i < extra.length; i++) headers.push(extra[i]!)
-    res.writeHead(status, headers)
+    return headers
+  }
+
+  const sendJson = (res: MockResponse, status: number, body: string, extra: ReadonlyArray<string>): void => {
+    Stats.increment(counters.statuses, status)
+    res.writeHead(status, jsonHeaders(res, body, extra))
     res.end(body)
   }
 
@@ -83,16 +88,7 @@ export const makeSending = (ctx: MockContext) => {
 
   const sendCut = (res: MockResponse, body: string, extra: ReadonlyArray<string>): void => {
     Stats.increment(counters.statuses, 200)
-    const headers = [
-      "content-type",
-      "application/json",
-      "content-length",
-      String(Buffer.byteLength(body)),
-      "x-mock-request-id",
-      res.requestId,
-      ...extra
-    ]
-    res.writeHead(200, headers)
+    res.writeHead(200, jsonHeaders(res, body, extra))
     cutOff(res, body.slice(0, Math.max(1, Math.floor(body.length / 2))))
   }
 
@@ -286,15 +282,7 @@ export const makeSending = (ctx: MockContext) => {
 
   /** A JSON answer under `stall-after:N` (headers and N bytes, then nothing) or `trickle:MS`. */
   const slowJson = (res: MockResponse, delay: number, body: string, extra: ReadonlyArray<string>, mode: number) => {
-    const headers = [
-      "content-type",
-      "application/json",
-      "content-length",
-      String(Buffer.byteLength(body)),
-      "x-mock-request-id",
-      res.requestId,
-      ...extra
-    ]
+    const headers = jsonHeaders(res, body, extra)
     const at: Array<number> = []
     const data: Array<string> = []
     if (mode === modeStallAfter) {
@@ -315,7 +303,14 @@ export const makeSending = (ctx: MockContext) => {
     startPaced(res, at, data, headers, endNormal, delay)
   }
 
+  /** A JSON answer after `delay` ms, as the fault `mode` drawn shapes it (stalled, trickled, cut or whole). */
+  const answerJson = (res: MockResponse, delay: number, body: string, extra: ReadonlyArray<string>, mode: number) => {
+    if (mode === modeStallAfter || mode === modeTrickle) slowJson(res, delay, body, extra, mode)
+    else sendLater(res, delay, body, extra, mode === modeCut)
+  }
+
   return {
+    answerJson,
     sendJson,
     sendError,
     sendOverloaded,
