@@ -112,67 +112,122 @@ const noTimeouts = { headersTimeout: 60 * 60 * 1000, bodyTimeout: 0 } as const
  * @category constructors
  */
 export const undici = (dispatcher: Undici.Dispatcher): Transport => {
-  const options = (url: string, headers: Headers, body: string, extra: object, signal: AbortSignal) => {
-    const parsed = new URL(url)
+  // Parsed once per URL and merged once per header set: providers post to a few fixed endpoints.
+  const targets = new Map<string, { readonly origin: string; readonly path: string }>()
+  const withType = new WeakMap<Headers, Record<string, string>>()
+  const options = (url: string, headers: Headers, body: string, extra: object) => {
+    let target = targets.get(url)
+    if (target === undefined) {
+      const parsed = new URL(url)
+      target = { origin: parsed.origin, path: parsed.pathname + parsed.search }
+      targets.set(url, target)
+    }
+    let sent = withType.get(headers)
+    if (sent === undefined) {
+      sent = { ...(headers as Record<string, string>), "content-type": "application/json" }
+      withType.set(headers, sent)
+    }
     return {
       ...extra,
       method: "POST" as const,
-      origin: parsed.origin,
-      path: parsed.pathname + parsed.search,
-      headers: { ...headers, "content-type": "application/json" } as Record<string, string>,
+      origin: target.origin,
+      path: target.path,
+      headers: sent,
       body,
-      signal,
       ...noTimeouts
     }
   }
-  const request = <A>(
-    url: string,
-    headers: Headers,
-    body: string,
-    then: (response: Undici.Dispatcher.ResponseData) => Promise<A>
-  ): Effect.Effect<A, LlmError.Reason> =>
-    Effect.flatMap(NodeHttpClient.UndiciOptions, (extra) =>
-      Effect.tryPromise({
-        try: (signal) =>
-          dispatcher.request(options(url, headers, body, extra, signal)).then(then, (cause) => {
-            throw new RequestFailed(cause)
-          }),
-        catch: (error) =>
-          error instanceof RequestFailed ? OpenAiError.reasonFromCause(error.cause) : (error as LlmError.Reason)
+
+  /**
+   * `postText` on undici's handler API (`dispatch`): the answer's bytes are collected as they arrive,
+   * with no body stream and no `AbortSignal` per call; interruption aborts through the controller.
+   */
+  const postText: Transport["postText"] = (url, headers, body) =>
+    Effect.withFiber((fiber) => {
+      const extra = fiber.getRef(NodeHttpClient.UndiciOptions)
+      return Effect.callback<TextAnswer, LlmError.Reason>((resume) => {
+        let controller: Undici.Dispatcher.DispatchController | undefined
+        let interrupted: Error | undefined
+        let status = 0
+        let raw: Readonly<Record<string, string | ReadonlyArray<string> | undefined>> = {}
+        const parts: Array<Buffer> = []
+        const handler: Undici.Dispatcher.DispatchHandler = {
+          onRequestStart: (c) => {
+            controller = c
+            if (interrupted !== undefined) c.abort(interrupted)
+          },
+          onResponseStart: (_, statusCode, headers) => {
+            if (statusCode < 200) return
+            status = statusCode
+            raw = headers
+          },
+          onResponseData: (_, chunk) => {
+            parts.push(chunk)
+          },
+          onResponseEnd: () => {
+            resume(Effect.succeed({ status, headers: headersOf(raw), text: utf8(parts) }))
+          },
+          onResponseError: (_, error) => {
+            if (interrupted !== undefined) return
+            resume(
+              status === 0
+                ? Effect.fail(OpenAiError.reasonFromCause(error))
+                : isSuccess(status)
+                  ? Effect.fail(readFailed(error))
+                  : // An error answer's status says what happened even when its body is cut.
+                    Effect.succeed({ status, headers: headersOf(raw), text: "" })
+            )
+          }
+        }
+        try {
+          dispatcher.dispatch(options(url, headers, body, extra), handler)
+        } catch (cause) {
+          resume(Effect.fail(OpenAiError.reasonFromCause(cause)))
+        }
+        return Effect.sync(() => {
+          interrupted = new Error("The request was interrupted")
+          controller?.abort(interrupted)
+        })
       })
-    )
+    })
+
   const text = (response: Undici.Dispatcher.ResponseData) =>
     response.body.text().catch((cause) => {
       throw readFailed(cause)
     })
-  return {
-    postText: (url, headers, body) =>
-      request(url, headers, body, (response) =>
-        text(response).then(
-          (text) => ({ status: response.statusCode, headers: headersOf(response.headers), text }),
-          (error) => {
-            // An error answer's status says what happened even when its body is cut.
-            if (isSuccess(response.statusCode)) throw error
-            return { status: response.statusCode, headers: headersOf(response.headers), text: "" }
-          }
-        )
-      ),
-    post: (url, headers, body) =>
-      request(url, headers, body, async (response) => {
-        // A body nobody reads (an interrupted caller) must not hold its connection.
-        response.body.on("error", () => {})
-        return {
-          status: response.statusCode,
-          headers: headersOf(response.headers),
-          text: Effect.tryPromise({ try: () => text(response), catch: (error) => error as LlmError.Reason }),
-          body: NodeStream.fromReadable({
-            evaluate: () => response.body,
-            onError: (cause) =>
-              new Errors.Transport({ description: cause instanceof Error ? cause.message : String(cause) })
-          })
-        }
+  const post: Transport["post"] = (url, headers, body) =>
+    Effect.flatMap(NodeHttpClient.UndiciOptions, (extra) =>
+      Effect.tryPromise({
+        try: (signal) =>
+          dispatcher.request({ ...options(url, headers, body, extra), signal }).then(
+            (response): Answer => {
+              // A body nobody reads (an interrupted caller) must not throw.
+              response.body.on("error", () => {})
+              return {
+                status: response.statusCode,
+                headers: headersOf(response.headers),
+                text: Effect.tryPromise({ try: () => text(response), catch: (error) => error as LlmError.Reason }),
+                body: NodeStream.fromReadable({
+                  evaluate: () => response.body,
+                  onError: (cause) =>
+                    new Errors.Transport({ description: cause instanceof Error ? cause.message : String(cause) })
+                })
+              }
+            },
+            (cause) => {
+              throw new RequestFailed(cause)
+            }
+          ),
+        catch: (error) => OpenAiError.reasonFromCause(error instanceof RequestFailed ? error.cause : error)
       })
-  }
+    )
+  return { post, postText }
+}
+
+/** The text of a body's bytes (UTF-8, a leading byte order mark dropped, as undici's `text()` does). */
+const utf8 = (parts: ReadonlyArray<Buffer>): string => {
+  const text = (parts.length === 1 ? parts[0]! : Buffer.concat(parts)).toString("utf8")
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text
 }
 
 /** A failure of `dispatcher.request` itself, told apart from one while reading the body. */

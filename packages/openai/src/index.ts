@@ -1,6 +1,6 @@
 /**
  * @callm/openai: the callm provider for any OpenAI-compatible `/v1/chat/completions` server, over
- * Effect's HttpClient on undici.
+ * undici (directly, or through an Effect HttpClient you provide).
  *
  * @since 0.1.0
  */
@@ -17,3 +17,5 @@ export * as OpenAiError from "./OpenAiError.ts"
 export * as ProviderLayer from "./ProviderLayer.ts"
 /** @since 0.2.0 */
 export * as SseStream from "./SseStream.ts"
+/** @since 0.2.0 */
+export * as Transport from "./Transport.ts"
