@@ -47,16 +47,11 @@ export const streamedText = (chunks: ReadonlyArray<any>): string =>
   chunks.map((chunk) => chunk.choices[0]?.delta?.content ?? "").join("")
 
 /**
- * Waits until `condition` holds, polling every 10 ms; fails naming `label` after `timeoutMs`.
- * (`@callm/testing`'s `eventually` depends on this package, so the mock's own tests keep this one.)
+ * `@callm/testing`'s `eventually` for promise tests (polls every 10 ms, fails naming the label after
+ * the timeout, 5 s by default), imported by path: `@callm/testing` depends on this package, so a
+ * dependency back would make a cycle in the workspace graph.
  */
-export const eventually = async (condition: () => boolean, label: string, timeoutMs = 2_000): Promise<void> => {
-  const deadline = performance.now() + timeoutMs
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error(`still waiting after ${timeoutMs} ms for: ${label}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
+export { eventuallyPromise as eventually } from "../../testing/src/Eventually.ts"
 
 /** Reads a response body until it ends or fails; returns the text and the failure, if any. */
 export const readUntilEnd = async (response: Response): Promise<{ text: string; error: unknown }> => {

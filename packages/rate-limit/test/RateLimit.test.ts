@@ -3,6 +3,7 @@ import { startMockServer } from "@callm/mock-server"
 import { RateLimit } from "@callm/rate-limit"
 import { lastJson, startTogether } from "@callm/testing/Children"
 import { withPlugin } from "@callm/testing/Client"
+import { eventuallyPromise } from "@callm/testing/Eventually"
 import { sharedRedisUrl, uniqueNamespace } from "@callm/testing/Redis"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Stream } from "effect"
@@ -256,7 +257,7 @@ describe("RateLimit shared through Redis", () => {
       [mock.baseUrl, sharedRedisUrl, prefix, JSON.stringify(options), "0", "hold"]
     ])
     try {
-      while (mock.stats().inFlight === 0) await new Promise((resolve) => setTimeout(resolve, 10))
+      await eventuallyPromise(() => mock.stats().inFlight > 0, "the holder has its call in flight", "10 seconds")
       holder!.child.kill("SIGKILL")
       await holder!.exited
       const [sent] = await runTogether([
