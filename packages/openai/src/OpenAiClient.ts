@@ -3,14 +3,16 @@
  * Ollama, DeepSeek, Qwen (DashScope's compatible mode), LM Studio, llama.cpp's server, and callm's
  * own mock and gateway.
  *
- * Built on Effect's `HttpClient`; `layer` runs it on undici (`@effect/platform-node`'s
- * `NodeHttpClient`) with one keep-alive connection pool per base URL.
+ * `layer` runs it directly on undici (`Transport.undici`, one keep-alive connection pool per origin);
+ * `make` and `layerWithHttpClient` run it on an Effect `HttpClient` you provide, and
+ * `makeWithDispatcher` on an undici dispatcher you provide.
  *
  * - `complete`: one POST, the JSON body checked against `ChatResponse`.
  * - `stream`: SSE parsed into chunks as bytes arrive (events and multi-byte characters split across
  *   network reads are reassembled). Interrupting the stream aborts the HTTP request. A stream that ends
  *   before `data: [DONE]` fails with `StreamInterrupted` carrying the text so far (or `Transport`, when
- *   not one chunk had arrived).
+ *   not one chunk had arrived); of a long answer, its last `SseStream.tailLength` characters (a stream
+ *   keeps no whole answer).
  * - `completeMany`: the server's `/batch` endpoint (callm's mock and gateway have one) when `batch` is
  *   `"auto"` and the server answers it, otherwise the items run concurrently, `concurrency` at a time.
  *

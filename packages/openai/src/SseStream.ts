@@ -4,7 +4,8 @@
  * chunks by the provider's own mapping, and one decision on how the stream ended. The end marker ends
  * it; the body ending without it, a dropped connection, a malformed or an error event fail it. After
  * the first chunk with content has reached the caller, every such failure is `StreamInterrupted` with
- * the text so far, so nothing downstream repeats text already shown.
+ * the text so far (its last `tailLength` characters: the stream keeps a bounded tail, not the whole
+ * answer), so nothing downstream repeats text already shown.
  *
  * Hand-written as one pull transform (rather than `decodeText` + `Sse.decode` + `mapEffect`) because
  * it tracks how the stream ended and the text delivered so far in one place, on the hot path.
@@ -70,6 +71,23 @@ export const isSubstantive = (chunk: ChatChunk.ChatChunk): boolean =>
   )
 
 /**
+ * How much of the text delivered so far a `StreamInterrupted` carries: its last 16,384 characters (the
+ * whole text of any shorter answer). The stream keeps no more than twice that, whatever its length.
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const tailLength = 16_384
+
+/** The last `tailLength` characters of `text`, not starting inside a surrogate pair. */
+const tail = (text: string): string => {
+  if (text.length <= tailLength) return text
+  const start = text.length - tailLength
+  const code = text.charCodeAt(start)
+  return text.slice(code >= 0xdc00 && code <= 0xdfff ? start + 1 : start)
+}
+
+/**
  * The chunks of an SSE response body, mapped by `options.onEvent`.
  *
  * @since 0.2.0
@@ -87,6 +105,8 @@ export const chunks = (
       let failure: LlmError.Reason | undefined
       let done = false
       let ended = false
+      // The tail of the text delivered so far, for `StreamInterrupted`: at most `tailLength` characters
+      // are reported, and at most twice that kept, so a long stream's memory stays flat.
       let text = ""
       let delivered = 0
 
@@ -117,7 +137,7 @@ export const chunks = (
           LlmError.make(
             delivered === 0
               ? reason
-              : new LlmError.StreamInterrupted({ text, chunks: delivered, description: reason.message }),
+              : new LlmError.StreamInterrupted({ text: tail(text), chunks: delivered, description: reason.message }),
             context
           )
         )
@@ -130,6 +150,7 @@ export const chunks = (
           const out = buffer
           buffer = []
           for (const chunk of out) text += ChatChunk.text(chunk)
+          if (text.length > 2 * tailLength) text = tail(text)
           delivered += out.length
           return Effect.succeed(out)
         }

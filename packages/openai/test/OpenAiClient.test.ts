@@ -2,7 +2,7 @@ import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { inspect } from "node:util"
 import { ChatChunk, ChatRequest, ChatResponse, LlmClient, type LlmError } from "@callm/core"
-import { OpenAiClient } from "@callm/openai"
+import { OpenAiClient, SseStream } from "@callm/openai"
 import { collect, collectUntilFailure } from "@callm/testing/Client"
 import { mockServer } from "@callm/testing/Mock"
 import { wireBehaviour } from "@callm/testing/ProviderSuite"
@@ -99,6 +99,21 @@ describe("OpenAiClient against the mock server", () => {
       assert.strictEqual(reason.text, chunks.map(ChatChunk.text).join(""))
       assert.strictEqual(reason.chunks, chunks.length)
       assert.isFalse(error!.retryable)
+    })
+  )
+
+  it.live("a long stream cut late reports the tail of its text, not the whole of it", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 12_000 })
+      const { chunks, error } = yield* collectUntilFailure(ask("cut me late")).pipe(
+        Effect.provide(provider(mock, { headers: { "x-mock-fault": "cut", "x-mock-cut-after": "10000" } }))
+      )
+      const whole = chunks.map(ChatChunk.text).join("")
+      assert.isAbove(whole.length, 2 * SseStream.tailLength)
+      const reason = error!.reason as LlmError.StreamInterrupted
+      assert.strictEqual(reason._tag, "StreamInterrupted")
+      assert.strictEqual(reason.text, whole.slice(-SseStream.tailLength))
+      assert.strictEqual(reason.chunks, chunks.length)
     })
   )
 
