@@ -22,6 +22,9 @@
  *    `idleTimeoutMs` between chunks, or the total), with an `error` event and no `[DONE]`. A client
  *    that disconnects cancels the upstream call.
  *
+ * Chat requests are answered by a plain `node:http` handler with one Effect run per request (the call
+ * itself), on the services the gateway was built with; the other routes are on Effect's HTTP router.
+ *
  * The gateway measures its own overhead: from the request's headers read to its last byte written,
  * minus the time spent in upstream calls, in the histogram `callm_gateway_overhead_seconds`.
  *
@@ -49,8 +52,8 @@ import type * as GatewayConfig from "./GatewayConfig.ts"
 import * as GatewayError from "./GatewayError.ts"
 import * as Build from "./internal/Build.ts"
 import * as ChatHandler from "./internal/ChatHandler.ts"
-import { errorResponse, json } from "./internal/ChatHandler.ts"
 import * as EmbeddingsRoute from "./internal/EmbeddingsRoute.ts"
+import { errorResponse, json } from "./internal/EmbeddingsRoute.ts"
 import * as Metrics from "./internal/Metrics.ts"
 import { requestsByStatus } from "./internal/Metrics.ts"
 import * as NodeServer from "./internal/NodeServer.ts"
@@ -251,7 +254,19 @@ export const make = Effect.fnUntraced(function* (options: Options) {
     )
   )
 
-  const chatCompletions = ChatHandler.chatCompletions({ current: () => current, admission })
+  // Chat requests are answered by a plain Node handler, one Effect run each on these services. With a
+  // server from `createNodeServer` sharing the admission, Node's request event calls it directly;
+  // otherwise the router below hands it Node's request and response.
+  const chatHandler = ChatHandler.make({
+    current: () => current,
+    admission,
+    services: yield* Effect.context<never>()
+  })
+  if (options.admission !== undefined) {
+    const unregister = NodeServer.register(options.admission, chatHandler)
+    yield* Effect.addFinalizer(() => Effect.sync(unregister))
+  }
+  const chatCompletions = ChatHandler.route(chatHandler)
 
   const models = Effect.gen(function* () {
     const request = yield* HttpServerRequest.HttpServerRequest

@@ -1,246 +1,188 @@
 /**
- * `POST /v1/chat/completions`: auth, the body, validation, the route, admission, then the plugin
- * stack under the gateway's deadlines; the answer as JSON or SSE.
+ * `POST /v1/chat/completions` in Node's terms: auth, the body, validation, the route and admission in
+ * plain `node:http` code, then one Effect run for the call itself (`ChatCall`), on the services the
+ * gateway was built with. No router, no per-request layer, no `HttpServerResponse` (issue 17: the
+ * Effect HTTP server's per-request machinery was most of the gateway's CPU per request).
+ *
+ * Hand-written where Effect's HTTP server would do, on purpose: that is the measured cost this removes.
  *
  * @internal
  */
 import { randomUUID } from "node:crypto"
-import { CallContext, type ChatChunk, ChatRequest, type LlmError, Passthrough, Preset } from "@callm/core"
-import * as ByteSize from "effect/ByteSize"
-import * as Clock from "effect/Clock"
-import * as Duration from "effect/Duration"
+import type * as Http from "node:http"
+import { ChatRequest, Passthrough } from "@callm/core"
+import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as HttpEffect from "effect/http/HttpEffect"
-import * as HttpIncomingMessage from "effect/http/HttpIncomingMessage"
 import * as HttpServerRequest from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
-import * as Metric from "effect/Metric"
-import * as Result from "effect/Result"
-import * as Stream from "effect/Stream"
 import type * as Admission from "../Admission.ts"
 import * as GatewayError from "../GatewayError.ts"
 import type { Built } from "./Build.ts"
-import { overheadSeconds, requestsByStatus } from "./Metrics.ts"
-import { type Stamp, stampKey } from "./NodeServer.ts"
-import { doneEvent, encodeChunks, encodeError, isDone, timeoutError } from "./Streaming.ts"
-import type * as UpstreamTiming from "./UpstreamTiming.ts"
-import { CurrentTiming } from "./UpstreamTiming.ts"
+import * as ChatCall from "./ChatCall.ts"
+import { errorResponse } from "./EmbeddingsRoute.ts"
+import { sendError, stampOf } from "./NodeServer.ts"
 
-/** What the handler reads: the configuration serving new requests, and the admission. */
+/** What the handler reads: the configuration serving new requests, the admission, the services. */
 export interface Deps {
   readonly current: () => Built
   readonly admission: Admission.Admission
+  readonly services: Context.Context<never>
 }
 
-/** A JSON answer. */
-export const json = (status: number, body: unknown, headers?: Readonly<Record<string, string>>) =>
-  HttpServerResponse.text(JSON.stringify(body), {
-    status,
-    contentType: "application/json",
-    ...(headers === undefined ? {} : { headers })
+const isChat = (request: Http.IncomingMessage) =>
+  request.method === "POST" &&
+  (request.url === "/v1/chat/completions" || request.url?.startsWith("/v1/chat/completions?") === true)
+
+/**
+ * Reads a body of at most `maxBytes` as UTF-8. Node's own `requestTimeout` (set by `createNodeServer`)
+ * bounds the read and answers 408 itself; a body over the limit is refused without reading the rest
+ * (Node discards it once the answer is written).
+ */
+const readBody = (
+  request: Http.IncomingMessage,
+  maxBytes: number,
+  done: (body: string | "tooLarge" | "failed") => void
+) => {
+  const declared = Number(request.headers["content-length"])
+  if (declared > maxBytes) return done("tooLarge")
+  const chunks: Array<Buffer> = []
+  let size = 0
+  let over = false
+  request.on("data", (chunk: Buffer) => {
+    if (over) return
+    size += chunk.length
+    if (size > maxBytes) {
+      over = true
+      done("tooLarge")
+      return
+    }
+    chunks.push(chunk)
   })
+  request.once("end", () => {
+    if (!over) done(chunks.length === 1 ? chunks[0]!.toString("utf8") : Buffer.concat(chunks, size).toString("utf8"))
+  })
+  request.once("error", () => {
+    if (!over) done("failed")
+  })
+}
 
-/** An error answer in OpenAI's shape, with the request id when known. */
-export const errorResponse = (answer: GatewayError.ErrorAnswer, requestId?: string) =>
-  json(
-    answer.status,
-    answer.body,
-    requestId === undefined ? answer.headers : { ...answer.headers, "x-request-id": requestId }
-  )
-
-const nanosNow = Clock.currentTimeNanos
-
-export const chatCompletions = (deps: Deps) => {
+/** The chat handler: answers `POST /v1/chat/completions`, lets every other request through. */
+export const make = (deps: Deps) => {
   const { admission } = deps
-  const { refusal, admit } = admission
-  return Effect.gen(function* () {
-    const startNanos = yield* nanosNow
+  const run = Effect.runCallbackWith(deps.services)
+  return (request: Http.IncomingMessage, response: Http.ServerResponse): boolean => {
+    if (!isChat(request)) return false
+    const stamp = stampOf(request, response)
     // This request's configuration, for its whole life (a reload swaps in the next one for later requests).
-    const { limits, routes, catchAll, limited, authEnabled, keyOf, active } = deps.current()
-    const request = yield* HttpServerRequest.HttpServerRequest
-    // Admission, first pass, before reading anything: refusing costs the least here.
-    const refused = refusal()
-    if (refused !== undefined) return errorResponse(refused)
-    const requestId = request.headers["x-request-id"] ?? `req_${randomUUID().replaceAll("-", "")}`
+    const built = deps.current()
+    const { limits, routes, catchAll, authEnabled, keyOf, active } = built
+    // Admission, first pass, before reading anything (the gate of `createNodeServer` already refused
+    // what it would; this is for a server without it).
+    const refused = admission.refusal()
+    if (refused !== undefined) {
+      sendError(response, refused)
+      return true
+    }
+    const header = request.headers["x-request-id"]
+    const requestId = typeof header === "string" && header !== "" ? header : `req_${randomUUID().replaceAll("-", "")}`
 
-    // Auth
     let keyId: string | undefined
     let allowedModels: ReadonlyArray<string> | undefined
     if (authEnabled) {
       const key = keyOf(request.headers.authorization)
-      if (key._tag !== "Found") return errorResponse(GatewayError.invalidApiKey(key._tag === "Unknown"), requestId)
+      if (key._tag !== "Found") {
+        sendError(response, GatewayError.invalidApiKey(key._tag === "Unknown"), requestId)
+        return true
+      }
       keyId = key.key.id
       allowedModels = key.key.models
     }
 
-    // Body: a client still sending holds no admission slot. Its deadline (`readTimeoutMs`) is Node's
-    // own `requestTimeout`, set by `createNodeServer`, which answers 408 itself: interrupting the read
-    // here would destroy the socket before any answer.
-    const body = yield* Effect.result(request.text)
-    if (Result.isFailure(body)) {
-      const error = body.failure
-      const tooLarge = error.reason._tag === "RequestParseError" && error.reason.reason === "BodyTooLarge"
-      return errorResponse(
-        tooLarge ? GatewayError.bodyTooLarge(limits.maxBodyBytes) : GatewayError.unparsableBody,
-        requestId
-      )
-    }
-    const parsed = Result.try(() => JSON.parse(body.success) as unknown)
-    if (Result.isFailure(parsed)) return errorResponse(GatewayError.unparsableBody, requestId)
-    const validated = ChatRequest.validateResult(parsed.success)
-    if (Result.isFailure(validated)) {
-      const reason = validated.failure
-      return errorResponse(
-        GatewayError.make(400, reason.description ?? reason.message, "invalid_request_error", {
-          param: reason.param,
-          code: "invalid_value"
-        }),
-        requestId
-      )
-    }
-    // Validate once, copy never: when the decode is the identity (the very object `JSON.parse` made,
-    // field for field the client's text), the text goes with it, and a provider that forwards it sends
-    // the client's bytes. A plugin that changes the request (a preset, a routed model name) makes a new
-    // object, which has no text.
-    const chat =
-      validated.success === parsed.success ? Passthrough.attach(validated.success, body.success) : validated.success
-
-    // Route
-    const route = routes.get(chat.model) ?? catchAll
-    if (route === undefined) return errorResponse(GatewayError.modelNotFound(chat.model), requestId)
-    if (allowedModels !== undefined && !allowedModels.includes(chat.model)) {
-      return errorResponse(GatewayError.modelNotAllowed(chat.model), requestId)
-    }
-
-    // Admission, second pass: the slot is taken only now that the request is whole.
-    const late = refusal()
-    if (late !== undefined) return errorResponse(late, requestId)
-    admit()
-    active.count++
-    const release = () => {
-      active.count--
-      admission.release()
-    }
-    let transferred = false
-    return yield* Effect.gen(function* () {
-      const timing: UpstreamTiming.UpstreamTiming = {
-        nanos: 0n,
-        firstChunkNanos: undefined,
-        streaming: chat.stream === true
+    // Body: a client still sending holds no admission slot.
+    readBody(request, limits.maxBodyBytes, (body) => {
+      if (body === "tooLarge") return sendError(response, GatewayError.bodyTooLarge(limits.maxBodyBytes), requestId)
+      if (body === "failed") return sendError(response, GatewayError.unparsableBody, requestId)
+      let parsed: unknown
+      try {
+        parsed = JSON.parse(body)
+      } catch {
+        return sendError(response, GatewayError.unparsableBody, requestId)
       }
-      const deadline = (yield* Clock.currentTimeMillis) + limits.requestTimeoutMs
-      const context = {
-        requestId,
-        ...(keyId === undefined ? {} : { keyId }),
-        ...(chat.user === undefined ? {} : { user: chat.user }),
-        deadline
-      }
-      // `x-callm-preset` picks a preset for this request (applied by the preset plugin under the
-      // request's explicit fields).
-      const preset = request.headers["x-callm-preset"]
-      const call = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-        effect.pipe(
-          Effect.provideService(CurrentTiming, timing),
-          Effect.provideService(Preset.CurrentPreset, preset === "" ? undefined : preset),
-          CallContext.withContext(context)
-        )
-      // With `createNodeServer`'s gate, the overhead is taken when the last byte is written (from the
-      // headers read, minus the time in upstream calls); without it, from here to the answer.
-      const stamp = (request.source as { [stampKey]?: Stamp })[stampKey]
-      const recordOverhead = (upstreamNanos: bigint) =>
-        stamp !== undefined
-          ? Effect.sync(() => {
-              stamp.timing = timing
-            })
-          : Effect.flatMap(nanosNow, (now) =>
-              Metric.update(overheadSeconds, Math.max(0, Number(now - startNanos - upstreamNanos) / 1e9))
-            )
-      /** An effect under the phase's own limit or what is left of the total, whichever ends first. */
-      const within = <A, E, R>(effect: Effect.Effect<A, E, R>, phase: "first-token" | "idle", phaseMs: number) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) => {
-          const left = Math.max(0, deadline - now)
-          const [ms, error] =
-            left <= phaseMs
-              ? [left, timeoutError("total", limits.requestTimeoutMs)]
-              : [phaseMs, timeoutError(phase, phaseMs)]
-          return Effect.timeoutOrElse(effect, { duration: Duration.millis(ms), orElse: () => Effect.fail(error) })
-        })
-
-      if (chat.stream !== true) {
-        const result = yield* call(limited.complete(chat)).pipe(
-          Effect.timeoutOrElse({
-            duration: Duration.millis(limits.requestTimeoutMs),
-            orElse: () => Effect.fail(timeoutError("total", limits.requestTimeoutMs))
+      const validated = ChatRequest.validateResult(parsed)
+      if (validated._tag === "Failure") {
+        const reason = validated.failure
+        return sendError(
+          response,
+          GatewayError.make(400, reason.description ?? reason.message, "invalid_request_error", {
+            param: reason.param,
+            code: "invalid_value"
           }),
-          Effect.result
+          requestId
         )
-        if (Result.isFailure(result)) return errorResponse(GatewayError.fromLlmError(result.failure), requestId)
-        // The upstream's own bytes when no plugin changed the answer (the provider attaches them).
-        const response = HttpServerResponse.text(Passthrough.text(result.success) ?? JSON.stringify(result.success), {
-          status: 200,
-          contentType: "application/json",
-          headers: { "x-request-id": requestId }
-        })
-        yield* recordOverhead(timing.nanos)
-        return response
       }
+      // Validate once, copy never: when the decode is the identity (the very object `JSON.parse` made,
+      // field for field the client's text), the text goes with it, and a provider that forwards it
+      // sends the client's bytes. A plugin that changes the request (a preset, a routed model name)
+      // makes a new object, which has no text.
+      const chat = validated.success === parsed ? Passthrough.attach(validated.success, body) : validated.success
 
-      // Streams: pull the first chunks before answering, so an upstream that fails before streaming
-      // gets an error status rather than a 200 with an error event. Every later pull has its own
-      // deadline (idle between chunks, and the total), so a stalled upstream ends the stream with an
-      // error event instead of holding the client for as long as it waits.
-      const includeUsage = chat.stream_options?.include_usage === true
-      const pull = yield* call(Stream.toPull(limited.stream(chat)))
-      const first = yield* call(within(pull, "first-token", limits.firstChunkTimeoutMs)).pipe(Effect.result)
-      const firstChunks: ReadonlyArray<ChatChunk.ChatChunk> = Result.isSuccess(first) ? first.success : []
-      if (Result.isFailure(first) && !isDone(first.failure)) {
-        return errorResponse(GatewayError.fromLlmError(first.failure as LlmError.LlmError), requestId)
-      }
-      const rest = Result.isSuccess(first)
-        ? Stream.fromPull(Effect.succeed(call(Effect.suspend(() => within(pull, "idle", limits.idleTimeoutMs)))))
-        : Stream.empty
-      const events = Stream.concat(Stream.fromArray(firstChunks), rest).pipe(
-        Stream.mapArray((chunks) => [encodeChunks(chunks, includeUsage)]),
-        // `[DONE]` only after a clean end: a client that stops at `[DONE]` must not mistake an
-        // error for a finished answer.
-        Stream.concat(Stream.succeed(doneEvent)),
-        Stream.catchTag("LlmError", (error) => Stream.succeed(encodeError(GatewayError.fromLlmError(error)))),
-        Stream.encodeText,
-        Stream.ensuring(Effect.sync(release))
+      const route = routes.get(chat.model) ?? catchAll
+      if (route === undefined) return sendError(response, GatewayError.modelNotFound(chat.model), requestId)
+      if (allowedModels !== undefined && !allowedModels.includes(chat.model))
+        return sendError(response, GatewayError.modelNotAllowed(chat.model), requestId)
+
+      // A client gone while it was sending gets nothing, and takes no slot.
+      if (response.destroyed) return
+      // Admission, second pass: the slot is taken only now that the request is whole.
+      const late = admission.refusal()
+      if (late !== undefined) return sendError(response, late, requestId)
+      admission.admit()
+      active.count++
+      const preset = request.headers["x-callm-preset"]
+      const interrupt = run(
+        ChatCall.answer({
+          built,
+          chat,
+          requestId,
+          keyId,
+          preset: typeof preset === "string" && preset !== "" ? preset : undefined,
+          response,
+          stamp
+        }),
+        {
+          onExit: () => {
+            active.count--
+            admission.release()
+          }
+        }
       )
-      yield* recordOverhead(timing.firstChunkNanos ?? timing.nanos)
-      transferred = true
-      return HttpEffect.scopeTransferToStream(
-        HttpServerResponse.stream(events, {
-          contentType: "text/event-stream",
-          headers: { "cache-control": "no-cache", "x-request-id": requestId }
-        })
-      )
-    }).pipe(
-      Effect.ensuring(
-        Effect.sync(() => {
-          if (!transferred) release()
-        })
-      )
-    )
-  }).pipe(
-    // A bug must still answer in OpenAI's shape (and be logged), never drop the connection.
-    Effect.catchDefect((defect) =>
-      Effect.as(
-        Effect.logError("callm gateway: unexpected error", defect),
-        errorResponse(
-          GatewayError.make(500, "The gateway failed unexpectedly.", "server_error", { code: "internal_error" })
-        )
-      )
-    ),
-    Effect.tap((response) => Metric.update(requestsByStatus(response.status), 1)),
-    (effect) =>
-      Effect.suspend(() =>
-        Effect.provideService(
-          effect,
-          HttpIncomingMessage.MaxBodySize,
-          ByteSize.bytes(deps.current().limits.maxBodyBytes)
-        )
-      )
-  )
+      // A client that goes away cancels the upstream call.
+      response.once("close", () => {
+        if (!response.writableFinished) interrupt()
+      })
+    })
+    return true
+  }
 }
+
+/**
+ * The handler as a route of Effect's HTTP server, for a gateway whose server does not call it itself
+ * (not made by `createNodeServer` with the gateway's admission): it hands the handler Node's request and
+ * response, and waits for the answer to be written.
+ */
+export const route = (handler: (request: Http.IncomingMessage, response: Http.ServerResponse) => boolean) =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    const response = (request as { readonly resolvedResponse?: Http.ServerResponse }).resolvedResponse
+    if (response === undefined) return Effect.succeed(errorResponse(needsNode))
+    handler(request.source as Http.IncomingMessage, response)
+    // Answered by the handler; Effect's server writes nothing once the response has ended.
+    return Effect.callback<HttpServerResponse.HttpServerResponse>((resume) => {
+      const done = () => resume(Effect.succeed(HttpServerResponse.empty()))
+      if (response.writableEnded) done()
+      else response.once("close", done)
+    })
+  })
+
+const needsNode = GatewayError.make(500, "The gateway's chat route needs Node's HTTP server.", "server_error", {
+  code: "internal_error"
+})

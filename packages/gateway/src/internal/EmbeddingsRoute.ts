@@ -243,14 +243,16 @@ export interface HandlerOptions {
   readonly recordOverhead: (seconds: number) => Effect.Effect<void>
 }
 
-const json = (status: number, body: unknown, headers?: Readonly<Record<string, string>>) =>
+/** A JSON answer, for the routes still on Effect's HTTP server. */
+export const json = (status: number, body: unknown, headers?: Readonly<Record<string, string>>) =>
   HttpServerResponse.text(JSON.stringify(body), {
     status,
     contentType: "application/json",
     ...(headers === undefined ? {} : { headers })
   })
 
-const errorResponse = (answer: GatewayError.ErrorAnswer, requestId?: string) =>
+/** An error answer in OpenAI's shape, with the request id when known. */
+export const errorResponse = (answer: GatewayError.ErrorAnswer, requestId?: string) =>
   json(
     answer.status,
     answer.body,

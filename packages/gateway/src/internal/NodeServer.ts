@@ -73,6 +73,32 @@ export const createNodeServer = (limits: GatewayConfig.Limits = {}, admission?: 
   return server
 }
 
+/** Writes a whole JSON answer (its text already encoded) and counts it. */
+export const sendJson = (
+  response: Http.ServerResponse,
+  status: number,
+  text: string,
+  headers?: Readonly<Record<string, string>>
+): void => {
+  countStatusUnsafe(status)
+  if (response.headersSent || response.destroyed) return
+  response.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+    ...headers
+  })
+  response.end(text)
+}
+
+/** Writes an error answer in OpenAI's shape, with the request id when known. */
+export const sendError = (response: Http.ServerResponse, answer: GatewayError.ErrorAnswer, requestId?: string) =>
+  sendJson(
+    response,
+    answer.status,
+    JSON.stringify(answer.body),
+    requestId === undefined ? answer.headers : { ...answer.headers, "x-request-id": requestId }
+  )
+
 /** How long `close` waits for clients to close their kept-alive sockets (see `createNodeServer`). */
 const shutdownLingerMs = 1000
 
@@ -107,6 +133,43 @@ const encodedRefusal = (refused: GatewayError.ErrorAnswer) => {
   return encoded
 }
 
+/**
+ * The stamp of a request (made on first ask): the overhead histogram takes from its `arrival` (the
+ * headers read) to the last byte written, minus the time in upstream calls, which the handler hands
+ * over in `timing` once the request reached one. `process.hrtime`, not `Clock`: Node's callbacks,
+ * outside any fiber.
+ */
+export const stampOf = (request: Http.IncomingMessage, response: Http.ServerResponse): Stamp => {
+  const stamped = (request as { [stampKey]?: Stamp })[stampKey]
+  if (stamped !== undefined) return stamped
+  const stamp: Stamp = { arrival: process.hrtime.bigint(), timing: undefined }
+  ;(request as { [stampKey]?: Stamp })[stampKey] = stamp
+  response.once("finish", () => {
+    if (stamp.timing === undefined) return
+    const nanos = process.hrtime.bigint() - stamp.arrival - stamp.timing.nanos
+    overheadSeconds.updateUnsafe(Math.max(0, Number(nanos) / 1e9), Context.empty())
+  })
+  return stamp
+}
+
+/** A request handler in Node's terms: true when it answers the request, false to let it through. */
+export type NodeHandler = (request: Http.IncomingMessage, response: Http.ServerResponse) => boolean
+
+/**
+ * The gateway's own handler for the servers made with an admission: the gateway sharing that
+ * admission (`Gateway.layer`) registers it, and the server calls it in Node's request event, so its
+ * chat requests never go through Effect's HTTP server (one Effect run per request, issue 17).
+ */
+const handlers = new WeakMap<Admission.Admission, NodeHandler>()
+
+/** Registers the gateway's handler for the servers sharing `admission`; returns the unregistration. */
+export const register = (admission: Admission.Admission, handler: NodeHandler): (() => void) => {
+  handlers.set(admission, handler)
+  return () => {
+    if (handlers.get(admission) === handler) handlers.delete(admission)
+  }
+}
+
 /** Answers a request Node just parsed when it is a refusal or `/healthz`; false to let it through. */
 const gate = (admission: Admission.Admission, request: Http.IncomingMessage, response: Http.ServerResponse) => {
   if (request.method === "GET" && request.url === "/healthz") {
@@ -117,16 +180,9 @@ const gate = (admission: Admission.Admission, request: Http.IncomingMessage, res
   if (request.method !== "POST" || !request.url?.startsWith("/v1/chat/completions")) return false
   const refused = admission.refusal()
   if (refused === undefined) {
-    // The overhead histogram: from here (the headers read) to the last byte written, minus the time
-    // in upstream calls, which the handler hands over in `timing` once the request reached one.
-    const stamp: Stamp = { arrival: process.hrtime.bigint(), timing: undefined }
-    ;(request as { [stampKey]?: Stamp })[stampKey] = stamp
-    response.once("finish", () => {
-      if (stamp.timing === undefined) return
-      const nanos = process.hrtime.bigint() - stamp.arrival - stamp.timing.nanos
-      overheadSeconds.updateUnsafe(Math.max(0, Number(nanos) / 1e9), Context.empty())
-    })
-    return false
+    stampOf(request, response)
+    const handler = handlers.get(admission)
+    return handler?.(request, response) === true
   }
   const { body, headers } = encodedRefusal(refused)
   response.writeHead(refused.status, headers)

@@ -1,0 +1,151 @@
+/**
+ * A chat request's call and answer, as the one Effect run per request: the plugin stack and the
+ * route's upstreams under the gateway's deadlines, with the caller in `CallContext`, and the answer
+ * written to Node's response as it comes (JSON, or SSE chunk by chunk).
+ *
+ * @internal
+ */
+import type * as Http from "node:http"
+import { CallContext, type ChatChunk, type ChatRequest, type LlmError, Passthrough, Preset } from "@callm/core"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
+import * as Stream from "effect/Stream"
+import * as GatewayError from "../GatewayError.ts"
+import type { Built } from "./Build.ts"
+import { countStatusUnsafe } from "./Metrics.ts"
+import { type Stamp, sendError, sendJson } from "./NodeServer.ts"
+import { doneEvent, encodeChunks, encodeError, isDone, timeoutError } from "./Streaming.ts"
+import type * as UpstreamTiming from "./UpstreamTiming.ts"
+import { CurrentTiming } from "./UpstreamTiming.ts"
+
+/** What the call needs of the request, checked and admitted by the handler. */
+export interface Request {
+  readonly built: Built
+  readonly chat: ChatRequest.ChatRequest
+  readonly requestId: string
+  readonly keyId: string | undefined
+  readonly preset: string | undefined
+  readonly response: Http.ServerResponse
+  readonly stamp: Stamp
+}
+
+/** Writes `text`, waiting for the socket to drain when Node's buffer is full. */
+const write = (response: Http.ServerResponse, text: string): Effect.Effect<void> =>
+  text === "" || response.write(text)
+    ? Effect.void
+    : Effect.callback<void>((resume) => {
+        const go = () => {
+          response.off("drain", go)
+          response.off("close", go)
+          resume(Effect.void)
+        }
+        response.on("drain", go)
+        response.on("close", go)
+      })
+
+const internalError = GatewayError.make(500, "The gateway failed unexpectedly.", "server_error", {
+  code: "internal_error"
+})
+
+/** Calls the upstreams for one admitted request and writes its answer. Never fails. */
+export const answer = (request: Request): Effect.Effect<void> => {
+  const { built, chat, requestId, response, stamp } = request
+  const { limits, limited } = built
+  return Effect.gen(function* () {
+    const timing: UpstreamTiming.UpstreamTiming = {
+      nanos: 0n,
+      firstChunkNanos: undefined,
+      streaming: chat.stream === true
+    }
+    const deadline = (yield* Clock.currentTimeMillis) + limits.requestTimeoutMs
+    const context = {
+      requestId,
+      ...(request.keyId === undefined ? {} : { keyId: request.keyId }),
+      ...(chat.user === undefined ? {} : { user: chat.user }),
+      deadline
+    }
+    // `x-callm-preset` picks a preset for this request (applied by the preset plugin under the
+    // request's explicit fields).
+    const call = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      effect.pipe(
+        Effect.provideService(CurrentTiming, timing),
+        Effect.provideService(Preset.CurrentPreset, request.preset),
+        CallContext.withContext(context)
+      )
+    /** An effect under the phase's own limit or what is left of the total, whichever ends first. */
+    const within = <A, E, R>(effect: Effect.Effect<A, E, R>, phase: "first-token" | "idle", phaseMs: number) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const left = Math.max(0, deadline - now)
+        const [ms, error] =
+          left <= phaseMs
+            ? [left, timeoutError("total", limits.requestTimeoutMs)]
+            : [phaseMs, timeoutError(phase, phaseMs)]
+        return Effect.timeoutOrElse(effect, { duration: Duration.millis(ms), orElse: () => Effect.fail(error) })
+      })
+
+    if (chat.stream !== true) {
+      const result = yield* call(limited.complete(chat)).pipe(
+        Effect.timeoutOrElse({
+          duration: Duration.millis(limits.requestTimeoutMs),
+          orElse: () => Effect.fail(timeoutError("total", limits.requestTimeoutMs))
+        }),
+        Effect.result
+      )
+      if (Result.isFailure(result)) return sendError(response, GatewayError.fromLlmError(result.failure), requestId)
+      // The overhead histogram takes this request when its last byte is written (see `stampOf`).
+      stamp.timing = timing
+      // The upstream's own bytes when no plugin changed the answer (the provider attaches them).
+      return sendJson(response, 200, Passthrough.text(result.success) ?? JSON.stringify(result.success), {
+        "x-request-id": requestId
+      })
+    }
+
+    // Streams: pull the first chunks before answering, so an upstream that fails before streaming
+    // gets an error status rather than a 200 with an error event. Every later pull has its own
+    // deadline (idle between chunks, and the total), so a stalled upstream ends the stream with an
+    // error event instead of holding the client for as long as it waits.
+    const includeUsage = chat.stream_options?.include_usage === true
+    const pull = yield* call(Stream.toPull(limited.stream(chat)))
+    const first = yield* call(within(pull, "first-token", limits.firstChunkTimeoutMs)).pipe(Effect.result)
+    if (Result.isFailure(first) && !isDone(first.failure))
+      return sendError(response, GatewayError.fromLlmError(first.failure as LlmError.LlmError), requestId)
+    stamp.timing = timing
+    countStatusUnsafe(200)
+    response.writeHead(200, {
+      "content-type": "text/event-stream",
+      "cache-control": "no-cache",
+      "x-request-id": requestId
+    })
+    if (Result.isSuccess(first)) {
+      yield* write(response, encodeChunks(first.success, includeUsage))
+      const next = call(Effect.suspend(() => within(pull, "idle", limits.idleTimeoutMs)))
+      while (true) {
+        const chunks: Result.Result<ReadonlyArray<ChatChunk.ChatChunk>, unknown> = yield* Effect.result(next)
+        if (Result.isSuccess(chunks)) {
+          yield* write(response, encodeChunks(chunks.success, includeUsage))
+          continue
+        }
+        if (isDone(chunks.failure)) break
+        // No `[DONE]` after an error: a client that stops at `[DONE]` must not mistake an error for a
+        // finished answer.
+        response.end(encodeError(GatewayError.fromLlmError(chunks.failure as LlmError.LlmError)))
+        return
+      }
+    }
+    response.end(doneEvent)
+  }).pipe(
+    Effect.scoped,
+    // A bug must still answer in OpenAI's shape (and be logged), never drop the connection silently.
+    Effect.catchDefect((defect) =>
+      Effect.andThen(
+        Effect.logError("callm gateway: unexpected error", defect),
+        Effect.sync(() => {
+          if (!response.headersSent) sendError(response, internalError, requestId)
+          else response.destroy()
+        })
+      )
+    )
+  )
+}
