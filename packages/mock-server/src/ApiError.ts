@@ -8,19 +8,10 @@
  * @since 0.1.0
  */
 
-/**
- * An error answer: the HTTP status and the fields of the OpenAI error body.
- *
- * @since 0.1.0
- * @category models
- */
-export interface ApiError {
-  readonly status: number
-  readonly message: string
-  readonly type: string
-  readonly param: string | null
-  readonly code: string | null
-}
+import type { ApiError } from "./ChatRequest.ts"
+
+/** An error answer (declared with the public `ChatRequest.validate` that returns it). */
+export type { ApiError }
 
 /**
  * Builds an error answer.

@@ -12,7 +12,22 @@
  *
  * @since 0.1.0
  */
-import * as ApiError from "./ApiError.ts"
+import * as ApiErrors from "./ApiError.ts"
+
+/**
+ * An error answer, as `validate` gives it and the mock server sends it: the HTTP status and the fields
+ * of OpenAI's error body (`{ "error": { "message", "type", "param", "code" } }`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ApiError {
+  readonly status: number
+  readonly message: string
+  readonly type: string
+  readonly param: string | null
+  readonly code: string | null
+}
 
 /**
  * One message of a validated request (only the fields the mock server reads).
@@ -87,7 +102,7 @@ export type ResponseFormat =
  */
 export type Validated =
   | { readonly ok: true; readonly request: ChatRequest }
-  | { readonly ok: false; readonly error: ApiError.ApiError }
+  | { readonly ok: false; readonly error: ApiError }
 
 /**
  * The roles a message may have.
@@ -107,7 +122,7 @@ export const roles: ReadonlySet<string> = new Set(["system", "user", "assistant"
 export const validate = (body: unknown): Validated => {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     return fail(
-      ApiError.make(
+      ApiErrors.make(
         400,
         `Invalid body: expected a JSON object, but got ${Array.isArray(body) ? "an array" : body === null ? "null" : `a ${typeof body}`} instead.`,
         "invalid_request_error",
@@ -119,19 +134,19 @@ export const validate = (body: unknown): Validated => {
   const fields = body as Record<string, unknown>
 
   const model = fields.model
-  if (model === undefined || model === null) return fail(ApiError.missingParameter("model"))
-  if (typeof model !== "string") return fail(ApiError.invalidType("model", "a string", model))
+  if (model === undefined || model === null) return fail(ApiErrors.missingParameter("model"))
+  if (typeof model !== "string") return fail(ApiErrors.invalidType("model", "a string", model))
   if (model === "")
     return fail(
-      ApiError.invalidValue("model", "Invalid value for 'model': expected a model name, got an empty string.")
+      ApiErrors.invalidValue("model", "Invalid value for 'model': expected a model name, got an empty string.")
     )
 
   const messages = fields.messages
-  if (messages === undefined || messages === null) return fail(ApiError.missingParameter("messages"))
-  if (!Array.isArray(messages)) return fail(ApiError.invalidType("messages", "an array", messages))
+  if (messages === undefined || messages === null) return fail(ApiErrors.missingParameter("messages"))
+  if (!Array.isArray(messages)) return fail(ApiErrors.invalidType("messages", "an array", messages))
   if (messages.length === 0) {
     return fail(
-      ApiError.invalidValue(
+      ApiErrors.invalidValue(
         "messages",
         "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
         "empty_array"
@@ -154,9 +169,9 @@ export const validate = (body: unknown): Validated => {
 
   const n = fields.n
   if (n !== undefined && n !== null) {
-    if (typeof n !== "number" || !Number.isInteger(n)) return fail(ApiError.invalidType("n", "an integer", n))
+    if (typeof n !== "number" || !Number.isInteger(n)) return fail(ApiErrors.invalidType("n", "an integer", n))
     if (n !== 1) {
-      return fail(ApiError.invalidValue("n", `Invalid value for 'n': the mock server supports only n = 1, got ${n}.`))
+      return fail(ApiErrors.invalidValue("n", `Invalid value for 'n': the mock server supports only n = 1, got ${n}.`))
     }
   }
 
@@ -168,7 +183,7 @@ export const validate = (body: unknown): Validated => {
     } else if (Array.isArray(stop)) {
       if (stop.length > 4) {
         return fail(
-          ApiError.invalidValue(
+          ApiErrors.invalidValue(
             "stop",
             `Invalid 'stop': array too long. Expected an array with maximum length 4, but got an array with length ${stop.length} instead.`,
             "array_above_max_length"
@@ -176,40 +191,40 @@ export const validate = (body: unknown): Validated => {
         )
       }
       for (let i = 0; i < stop.length; i++) {
-        if (typeof stop[i] !== "string") return fail(ApiError.invalidType(`stop[${i}]`, "a string", stop[i]))
+        if (typeof stop[i] !== "string") return fail(ApiErrors.invalidType(`stop[${i}]`, "a string", stop[i]))
       }
       stops = (stop as Array<string>).filter((s) => s !== "")
     } else {
-      return fail(ApiError.invalidType("stop", "a string or an array of strings", stop))
+      return fail(ApiErrors.invalidType("stop", "a string or an array of strings", stop))
     }
   }
 
   const seed = fields.seed
   if (seed !== undefined && seed !== null && (typeof seed !== "number" || !Number.isInteger(seed))) {
-    return fail(ApiError.invalidType("seed", "an integer", seed))
+    return fail(ApiErrors.invalidType("seed", "an integer", seed))
   }
 
   const stream = fields.stream
   if (stream !== undefined && stream !== null && typeof stream !== "boolean") {
-    return fail(ApiError.invalidType("stream", "a boolean", stream))
+    return fail(ApiErrors.invalidType("stream", "a boolean", stream))
   }
   const streamOptions = fields.stream_options
   let includeUsage = false
   if (streamOptions !== undefined && streamOptions !== null) {
     if (stream !== true) {
       return fail(
-        ApiError.invalidValue(
+        ApiErrors.invalidValue(
           "stream_options",
           "The 'stream_options' parameter is only allowed when 'stream' is enabled."
         )
       )
     }
     if (typeof streamOptions !== "object" || Array.isArray(streamOptions)) {
-      return fail(ApiError.invalidType("stream_options", "an object", streamOptions))
+      return fail(ApiErrors.invalidType("stream_options", "an object", streamOptions))
     }
     const include = (streamOptions as Record<string, unknown>).include_usage
     if (include !== undefined && include !== null && typeof include !== "boolean") {
-      return fail(ApiError.invalidType("stream_options.include_usage", "a boolean", include))
+      return fail(ApiErrors.invalidType("stream_options.include_usage", "a boolean", include))
     }
     includeUsage = include === true
   }
@@ -245,18 +260,18 @@ export const validate = (body: unknown): Validated => {
 
 const noStops: ReadonlyArray<string> = []
 
-const fail = (error: ApiError.ApiError): Validated => ({ ok: false, error })
+const fail = (error: ApiError): Validated => ({ ok: false, error })
 
-const validateMessage = (message: unknown, index: number): ApiError.ApiError | undefined => {
+const validateMessage = (message: unknown, index: number): ApiError | undefined => {
   const path = `messages[${index}]`
   if (typeof message !== "object" || message === null || Array.isArray(message)) {
-    return ApiError.invalidType(path, "an object", message)
+    return ApiErrors.invalidType(path, "an object", message)
   }
   const fields = message as Record<string, unknown>
   const role = fields.role
-  if (role === undefined || role === null) return ApiError.missingParameter(`${path}.role`)
+  if (role === undefined || role === null) return ApiErrors.missingParameter(`${path}.role`)
   if (typeof role !== "string" || !roles.has(role)) {
-    return ApiError.invalidValue(
+    return ApiErrors.invalidValue(
       `${path}.role`,
       `Invalid value: '${String(role)}'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.`
     )
@@ -264,30 +279,25 @@ const validateMessage = (message: unknown, index: number): ApiError.ApiError | u
   const content = fields.content
   if (content === undefined) {
     // An assistant message may carry only tool calls.
-    return role === "assistant" ? undefined : ApiError.missingParameter(`${path}.content`)
+    return role === "assistant" ? undefined : ApiErrors.missingParameter(`${path}.content`)
   }
   if (content === null || typeof content === "string") return undefined
-  if (!Array.isArray(content)) return ApiError.invalidType(`${path}.content`, "a string or an array of parts", content)
+  if (!Array.isArray(content)) return ApiErrors.invalidType(`${path}.content`, "a string or an array of parts", content)
   for (let i = 0; i < content.length; i++) {
     const part = content[i] as unknown
     if (typeof part !== "object" || part === null || typeof (part as Record<string, unknown>).type !== "string") {
-      return ApiError.invalidType(`${path}.content[${i}]`, "an object with a string 'type'", part)
+      return ApiErrors.invalidType(`${path}.content[${i}]`, "an object with a string 'type'", part)
     }
   }
   return undefined
 }
 
-const checkNumber = (
-  fields: Record<string, unknown>,
-  name: string,
-  min: number,
-  max: number
-): ApiError.ApiError | undefined => {
+const checkNumber = (fields: Record<string, unknown>, name: string, min: number, max: number): ApiError | undefined => {
   const value = fields[name]
   if (value === undefined || value === null) return undefined
-  if (typeof value !== "number" || !Number.isFinite(value)) return ApiError.invalidType(name, "a number", value)
+  if (typeof value !== "number" || !Number.isFinite(value)) return ApiErrors.invalidType(name, "a number", value)
   if (value < min || value > max) {
-    return ApiError.invalidValue(
+    return ApiErrors.invalidValue(
       name,
       `Invalid value for '${name}': expected a number between ${min} and ${max}, got ${value}.`
     )
@@ -295,12 +305,12 @@ const checkNumber = (
   return undefined
 }
 
-const checkPositiveInteger = (fields: Record<string, unknown>, name: string): ApiError.ApiError | undefined => {
+const checkPositiveInteger = (fields: Record<string, unknown>, name: string): ApiError | undefined => {
   const value = fields[name]
   if (value === undefined || value === null) return undefined
-  if (typeof value !== "number" || !Number.isInteger(value)) return ApiError.invalidType(name, "an integer", value)
+  if (typeof value !== "number" || !Number.isInteger(value)) return ApiErrors.invalidType(name, "an integer", value)
   if (value < 1) {
-    return ApiError.invalidValue(name, `Invalid value for '${name}': expected an integer of at least 1, got ${value}.`)
+    return ApiErrors.invalidValue(name, `Invalid value for '${name}': expected an integer of at least 1, got ${value}.`)
   }
   return undefined
 }
@@ -316,14 +326,14 @@ const isObject = (value: unknown): value is Record<string, unknown> =>
 /** `tools` and `tool_choice`, checked as OpenAI checks them. */
 const validateTools = (
   fields: Record<string, unknown>
-): { readonly tools: ReadonlyArray<Tool>; readonly toolChoice: ToolChoice } | ApiError.ApiError => {
+): { readonly tools: ReadonlyArray<Tool>; readonly toolChoice: ToolChoice } | ApiError => {
   const raw = fields.tools
   const choice = fields.tool_choice
   let tools = noTools
   if (raw !== undefined && raw !== null) {
-    if (!Array.isArray(raw)) return ApiError.invalidType("tools", "an array", raw)
+    if (!Array.isArray(raw)) return ApiErrors.invalidType("tools", "an array", raw)
     if (raw.length > 128) {
-      return ApiError.invalidValue(
+      return ApiErrors.invalidValue(
         "tools",
         `Invalid 'tools': array too long. Expected an array with maximum length 128, but got an array with length ${raw.length} instead.`,
         "array_above_max_length"
@@ -333,28 +343,28 @@ const validateTools = (
     for (let i = 0; i < raw.length; i++) {
       const tool = raw[i] as unknown
       const path = `tools[${i}]`
-      if (!isObject(tool)) return ApiError.invalidType(path, "an object", tool)
+      if (!isObject(tool)) return ApiErrors.invalidType(path, "an object", tool)
       if (tool.type !== "function") {
-        return ApiError.invalidValue(
+        return ApiErrors.invalidValue(
           `${path}.type`,
           `Invalid value: '${String(tool.type)}'. Supported values are: 'function'.`
         )
       }
       const fn = tool.function
-      if (fn === undefined || fn === null) return ApiError.missingParameter(`${path}.function`)
-      if (!isObject(fn)) return ApiError.invalidType(`${path}.function`, "an object", fn)
-      if (fn.name === undefined || fn.name === null) return ApiError.missingParameter(`${path}.function.name`)
+      if (fn === undefined || fn === null) return ApiErrors.missingParameter(`${path}.function`)
+      if (!isObject(fn)) return ApiErrors.invalidType(`${path}.function`, "an object", fn)
+      if (fn.name === undefined || fn.name === null) return ApiErrors.missingParameter(`${path}.function.name`)
       if (typeof fn.name !== "string" || !toolNamePattern.test(fn.name)) {
-        return ApiError.invalidValue(
+        return ApiErrors.invalidValue(
           `${path}.function.name`,
           `Invalid '${path}.function.name': string does not match pattern. Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$' of at most 64 characters.`
         )
       }
       if (fn.parameters !== undefined && fn.parameters !== null && !isObject(fn.parameters)) {
-        return ApiError.invalidType(`${path}.function.parameters`, "a JSON schema object", fn.parameters)
+        return ApiErrors.invalidType(`${path}.function.parameters`, "a JSON schema object", fn.parameters)
       }
       if (list.some((t) => t.name === fn.name)) {
-        return ApiError.invalidValue(
+        return ApiErrors.invalidValue(
           `${path}.function.name`,
           `Invalid 'tools': the tool name '${fn.name}' appears twice.`
         )
@@ -365,28 +375,28 @@ const validateTools = (
   }
   if (choice === undefined || choice === null) return { tools, toolChoice: tools.length > 0 ? autoChoice : noneChoice }
   if (tools.length === 0) {
-    return ApiError.invalidValue(
+    return ApiErrors.invalidValue(
       "tool_choice",
       "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified."
     )
   }
   if (choice === "auto" || choice === "none" || choice === "required") return { tools, toolChoice: { mode: choice } }
   if (typeof choice === "string") {
-    return ApiError.invalidValue(
+    return ApiErrors.invalidValue(
       "tool_choice",
       `Invalid value: '${choice}'. Supported values are: 'none', 'auto', 'required', or an object naming a function.`
     )
   }
-  if (!isObject(choice)) return ApiError.invalidType("tool_choice", "a string or an object", choice)
+  if (!isObject(choice)) return ApiErrors.invalidType("tool_choice", "a string or an object", choice)
   const named = choice.function
   if (choice.type !== "function" || !isObject(named) || typeof named.name !== "string") {
-    return ApiError.invalidValue(
+    return ApiErrors.invalidValue(
       "tool_choice",
       "Invalid value for 'tool_choice': expected { type: 'function', function: { name } }."
     )
   }
   if (!tools.some((tool) => tool.name === named.name)) {
-    return ApiError.invalidValue(
+    return ApiErrors.invalidValue(
       "tool_choice",
       `Invalid value for 'tool_choice': function '${named.name}' is not one of the declared tools.`
     )
@@ -395,9 +405,9 @@ const validateTools = (
 }
 
 /** `response_format`, checked as OpenAI checks it; `undefined` for plain text. */
-const validateResponseFormat = (format: unknown): ResponseFormat | ApiError.ApiError | undefined => {
+const validateResponseFormat = (format: unknown): ResponseFormat | ApiError | undefined => {
   if (format === undefined || format === null) return undefined
-  if (!isObject(format)) return ApiError.invalidType("response_format", "an object", format)
+  if (!isObject(format)) return ApiErrors.invalidType("response_format", "an object", format)
   switch (format.type) {
     case "text":
       return undefined
@@ -405,27 +415,27 @@ const validateResponseFormat = (format: unknown): ResponseFormat | ApiError.ApiE
       return { type: "json_object" }
     case "json_schema": {
       const spec = format.json_schema
-      if (spec === undefined || spec === null) return ApiError.missingParameter("response_format.json_schema")
-      if (!isObject(spec)) return ApiError.invalidType("response_format.json_schema", "an object", spec)
+      if (spec === undefined || spec === null) return ApiErrors.missingParameter("response_format.json_schema")
+      if (!isObject(spec)) return ApiErrors.invalidType("response_format.json_schema", "an object", spec)
       if (spec.name === undefined || spec.name === null) {
-        return ApiError.missingParameter("response_format.json_schema.name")
+        return ApiErrors.missingParameter("response_format.json_schema.name")
       }
       if (typeof spec.name !== "string" || !toolNamePattern.test(spec.name)) {
-        return ApiError.invalidValue(
+        return ApiErrors.invalidValue(
           "response_format.json_schema.name",
           "Invalid 'response_format.json_schema.name': expected a string that matches the pattern '^[a-zA-Z0-9_-]+$' of at most 64 characters."
         )
       }
       const schema = spec.schema
       if (schema !== undefined && schema !== null && !isObject(schema)) {
-        return ApiError.invalidType("response_format.json_schema.schema", "a JSON schema object", schema)
+        return ApiErrors.invalidType("response_format.json_schema.schema", "a JSON schema object", schema)
       }
       const strict = spec.strict
       if (strict !== undefined && strict !== null && typeof strict !== "boolean") {
-        return ApiError.invalidType("response_format.json_schema.strict", "a boolean", strict)
+        return ApiErrors.invalidType("response_format.json_schema.strict", "a boolean", strict)
       }
       if (strict === true && isObject(schema) && schema.type === "object" && schema.additionalProperties !== false) {
-        return ApiError.invalidValue(
+        return ApiErrors.invalidValue(
           "response_format",
           `Invalid schema for response_format '${spec.name}': In context=(), 'additionalProperties' is required to be supplied and to be false.`
         )
@@ -433,7 +443,7 @@ const validateResponseFormat = (format: unknown): ResponseFormat | ApiError.ApiE
       return { type: "json_schema", name: spec.name, schema: schema ?? {}, strict: strict === true }
     }
     default:
-      return ApiError.invalidValue(
+      return ApiErrors.invalidValue(
         "response_format.type",
         `Invalid value: '${String(format.type)}'. Supported values are: 'json_object', 'json_schema', and 'text'.`
       )

@@ -10,7 +10,33 @@
  *
  * @since 0.1.0
  */
-import type { Completion } from "./Generate.ts"
+
+/**
+ * Why a completion ended, as OpenAI reports it.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type FinishReason = "stop" | "length" | "tool_calls"
+
+/**
+ * A generated completion: its tokens (which concatenate to the content), why it ended, and the
+ * prompt's token estimate.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Completion {
+  readonly tokens: ReadonlyArray<string>
+  readonly content: string
+  readonly finishReason: FinishReason
+  readonly promptTokens: number
+  /**
+   * Set when the answer is a tool call: its id and the tool's name; `content` then holds the
+   * arguments (JSON) and `tokens` their pieces, as a stream sends them.
+   */
+  readonly toolCall?: { readonly id: string; readonly name: string } | undefined
+}
 
 /**
  * The `system_fingerprint` of every answer.

@@ -58,7 +58,7 @@ export const namedKinds: ReadonlyArray<string> = [
  * Whether a string names a fault kind.
  *
  * @since 0.1.0
- * @category guards
+ * @category predicates
  */
 export const isFaultKind = (kind: string): boolean => {
   if (namedKinds.includes(kind)) return true

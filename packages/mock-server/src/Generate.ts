@@ -11,6 +11,7 @@
  * @since 0.1.0
  */
 import type { ChatRequest, Message } from "./ChatRequest.ts"
+import type { Completion, FinishReason } from "./ChatResponse.ts"
 import { fnv1a, mulberry32 } from "./internal/prng.ts"
 
 /**
@@ -21,32 +22,8 @@ import { fnv1a, mulberry32 } from "./internal/prng.ts"
  */
 export const echoModel = "mock-echo"
 
-/**
- * Why a completion ended, as OpenAI reports it.
- *
- * @since 0.1.0
- * @category models
- */
-export type FinishReason = "stop" | "length" | "tool_calls"
-
-/**
- * A generated completion: its tokens (which concatenate to the content), why it ended, and the
- * prompt's token estimate.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Completion {
-  readonly tokens: ReadonlyArray<string>
-  readonly content: string
-  readonly finishReason: FinishReason
-  readonly promptTokens: number
-  /**
-   * Set when the answer is a tool call: its id and the tool's name; `content` then holds the
-   * arguments (JSON) and `tokens` their pieces, as a stream sends them.
-   */
-  readonly toolCall?: { readonly id: string; readonly name: string } | undefined
-}
+/** A generated completion and why it ended (declared with the public `ChatResponse` that encodes it). */
+export type { Completion, FinishReason }
 
 /**
  * The words generated text is made of.

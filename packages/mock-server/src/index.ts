@@ -30,9 +30,5 @@ export * as MockServer from "./MockServer.ts"
 export { type MockServerHandle, startMockServer } from "./MockServer.ts"
 /** @since 0.1.0 */
 export type { MockStats } from "./Stats.ts"
-/** @since 0.2.0 */
-export type { ApiError } from "./ApiError.ts"
-/** @since 0.2.0 */
-export type { Completion, FinishReason } from "./Generate.ts"
 /** @since 0.1.0 */
 export * as Stats from "./Stats.ts"
