@@ -4,7 +4,8 @@
  * `ChatRequest` goes to Claude, and the same `ChatResponse` and `ChatChunk`s come back
  * (`AnthropicMessages` has the mapping).
  *
- * On the same transport as `@callm/openai`: Effect's `HttpClient` over undici, one keep-alive pool.
+ * On the same transport as `@callm/openai` (`Transport`): `layer` directly on undici with one keep-alive
+ * pool, `make` and `layerWithHttpClient` on an Effect `HttpClient` you provide.
  *
  * - `complete`: one POST; the message is mapped to a `ChatResponse`.
  * - `stream`: Anthropic's SSE events (`message_start`, `content_block_start`, `content_block_delta` with
@@ -40,16 +41,13 @@
  * @since 0.1.0
  */
 import { type ChatChunk, ChatRequest, type ChatResponse, LlmClient, LlmError } from "@callm/core"
-import { OpenAiError, ProviderLayer, SseStream } from "@callm/openai"
+import { ProviderLayer, SseStream, Transport } from "@callm/openai"
+import type * as Undici from "@effect/platform-node/Undici"
 import * as Clock from "effect/Clock"
 import type * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import type * as Sse from "effect/encoding/Sse"
-import { constTrue } from "effect/Function"
 import * as HttpClient from "effect/http/HttpClient"
-import type * as HttpClientError from "effect/http/HttpClientError"
-import * as HttpClientRequest from "effect/http/HttpClientRequest"
-import type * as HttpClientResponse from "effect/http/HttpClientResponse"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
@@ -101,16 +99,28 @@ export interface Options {
  */
 export type PoolOptions = ProviderLayer.PoolOptions
 
-type Headers = Readonly<Record<string, string | undefined>>
-
 /**
- * Builds the provider on the `HttpClient` in context.
+ * Builds the provider on the `HttpClient` in context (a custom transport; `layer` runs on undici
+ * directly, see `makeWithDispatcher`).
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = Effect.fnUntraced(function* (options: Options = {}) {
   const http = yield* HttpClient.HttpClient
+  return makeWith(Transport.fromHttpClient(http, { spans: options.httpSpans === true }), options)
+})
+
+/**
+ * Builds the provider directly on an undici `Dispatcher` (`Transport.undici` of `@callm/openai`).
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const makeWithDispatcher = (dispatcher: Undici.Dispatcher, options: Options = {}): LlmClient.Service =>
+  makeWith(Transport.undici(dispatcher), options)
+
+const makeWith = (transport: Transport.Transport, options: Options): LlmClient.Service => {
   const origin = (options.baseUrl ?? defaultBaseUrl).replace(/\/+$/, "")
   const messagesUrl = /\/v1$/.test(origin) ? `${origin}/messages` : `${origin}/v1/messages`
   const provider = options.name ?? hostOf(origin)
@@ -119,11 +129,17 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
 
   const headers: Record<string, string> = { "anthropic-version": AnthropicMessages.apiVersion, ...options.headers }
   if (options.apiKey !== undefined) headers["x-api-key"] = Redacted.value(options.apiKey)
-  const messagesRequest = HttpClientRequest.post(messagesUrl, { headers, acceptJson: true })
-  const streamRequest = HttpClientRequest.post(messagesUrl, { headers: { ...headers, accept: "text/event-stream" } })
+  const jsonHeaders = { ...headers, accept: "application/json" }
+  const streamHeaders = { ...headers, accept: "text/event-stream" }
 
   const fail = (reason: LlmError.Reason, model: string | undefined) =>
     Effect.fail(LlmError.make(reason, { provider, model }))
+  const withContext = (model: string) => (reason: LlmError.Reason) => LlmError.make(reason, { provider, model })
+  const statusFailure = (answer: Transport.TextAnswer, model: string) =>
+    Effect.mapError(
+      Transport.statusFailure(answer, AnthropicError.reasonFromStatus, AnthropicError.parseErrorText),
+      withContext(model)
+    )
 
   /** Validates a request and maps it to the wire body, or fails naming the field. */
   const prepare = (request: ChatRequest.ChatRequest, stream: boolean) =>
@@ -143,61 +159,19 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
       }
     )
 
-  const send = (request: HttpClientRequest.HttpClientRequest, model: string) => {
-    const execute = http.execute(request)
-    return Effect.catchTag(
-      options.httpSpans === true ? execute : Effect.provideService(execute, HttpClient.TracerDisabledWhen, constTrue),
-      "HttpClientError",
-      (error) => fail(OpenAiError.reasonFromHttpClientError(error), model)
-    )
-  }
-
-  const failFromResponse = (response: HttpClientResponse.HttpClientResponse, model: string) =>
-    Effect.flatMap(
-      Effect.orElseSucceed(response.text, () => ""),
-      (text) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          fail(
-            AnthropicError.reasonFromStatus(
-              response.status,
-              response.headers as Headers,
-              AnthropicError.parseErrorText(text),
-              now
-            ),
-            model
-          )
-        )
-    )
-
   const complete = (request: ChatRequest.ChatRequest): Effect.Effect<ChatResponse.ChatResponse, LlmError.LlmError> =>
     Effect.flatMap(prepare(request, false), ({ body, jsonTool, model }) =>
-      Effect.flatMap(send(HttpClientRequest.bodyText(messagesRequest, body, "application/json"), model), (response) =>
-        response.status < 200 || response.status >= 300
-          ? failFromResponse(response, model)
-          : Effect.flatMap(
-              Effect.catchTag(response.text, "HttpClientError", (error) =>
-                fail(
-                  new LlmError.Transport({
-                    description: `The connection dropped while reading the response: ${error.message}`
-                  }),
-                  model
-                )
-              ),
-              (text) =>
-                Effect.flatMap(Clock.currentTimeMillis, (now) => {
-                  const json = Result.try(() => JSON.parse(text) as unknown)
-                  if (Result.isFailure(json))
-                    return fail(
-                      new LlmError.InvalidResponse({
-                        status: response.status,
-                        description: `The response body is not valid JSON: ${text.slice(0, 200)}`
-                      }),
-                      model
-                    )
-                  const mapped = AnthropicMessages.fromWireBody(json.success, Math.floor(now / 1000), { jsonTool })
-                  return Result.isSuccess(mapped) ? Effect.succeed(mapped.success) : fail(mapped.failure, model)
-                })
-            )
+      Effect.flatMap(
+        Effect.mapError(transport.postText(messagesUrl, jsonHeaders, body), withContext(model)),
+        (answer) => {
+          if (!Transport.isSuccess(answer.status)) return statusFailure(answer, model)
+          const json = Transport.parseJson(answer)
+          if (Result.isFailure(json)) return fail(json.failure, model)
+          return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+            const mapped = AnthropicMessages.fromWireBody(json.success, Math.floor(now / 1000), { jsonTool })
+            return Result.isSuccess(mapped) ? Effect.succeed(mapped.success) : fail(mapped.failure, model)
+          })
+        }
       )
     )
 
@@ -206,24 +180,24 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
       Effect.flatMap(prepare(request, true), ({ body, jsonTool, model }) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
           Effect.map(
-            send(HttpClientRequest.bodyText(streamRequest, body, "application/json"), model),
-            (response): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
-              response.status < 200 || response.status >= 300
-                ? Stream.fromEffect(failFromResponse(response, model))
-                : sseChunks(response.stream, {
+            Effect.mapError(transport.post(messagesUrl, streamHeaders, body), withContext(model)),
+            (answer): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
+              Transport.isSuccess(answer.status)
+                ? sseChunks(answer.body, {
                     provider,
                     model,
                     created: Math.floor(now / 1000),
                     includeUsage,
                     jsonTool
                   })
+                : Stream.fromEffect(Effect.flatMap(Transport.orEmpty(answer), (whole) => statusFailure(whole, model)))
           )
         )
       )
     )
 
   return LlmClient.make({ complete, stream, concurrency: options.concurrency ?? LlmClient.defaultConcurrency })
-})
+}
 
 const hostOf = (url: string): string => {
   const parsed = Result.try(() => new URL(url))
@@ -244,7 +218,7 @@ const asRecord = (u: unknown): Record<string, unknown> | undefined =>
  * tool call, usage so far) lives in its closure, one per stream.
  */
 const sseChunks = (
-  body: Stream.Stream<Uint8Array, HttpClientError.HttpClientError>,
+  body: Stream.Stream<Uint8Array, LlmError.Transport>,
   context: {
     readonly provider: string
     readonly model: string
@@ -397,7 +371,10 @@ export const layerWithHttpClient = (
  * @category layers
  */
 export const layer = (options: Options & PoolOptions = {}): Layer.Layer<LlmClient.LlmClient> =>
-  layerWithHttpClient(options).pipe(Layer.provide(ProviderLayer.httpClient(options)))
+  Layer.effect(
+    LlmClient.LlmClient,
+    Effect.map(ProviderLayer.dispatcher(options), (dispatcher) => makeWithDispatcher(dispatcher, options))
+  )
 
 /**
  * The provider configured from the environment: `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL` (default

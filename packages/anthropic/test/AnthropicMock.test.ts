@@ -7,17 +7,26 @@ import { inspect } from "node:util"
 import { AnthropicClient } from "@callm/anthropic"
 import { ChatChunk, ChatRequest, ChatResponse, LlmClient, type LlmError } from "@callm/core"
 import type { MockServerHandle } from "@callm/mock-server"
+import { ProviderLayer } from "@callm/openai"
 import { collect, collectUntilFailure, whole } from "@callm/testing/Client"
 import { mockServer } from "@callm/testing/Mock"
 import { wireBehaviour } from "@callm/testing/ProviderSuite"
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Redacted, Result, Schema } from "effect"
+import { Duration, Effect, Layer, Redacted, Result, Schema } from "effect"
 
 const provider = (mock: MockServerHandle, options: AnthropicClient.Options = {}) =>
   AnthropicClient.layer({ baseUrl: mock.url, ...options })
 
+/** The same provider on an `HttpClient` provided to it (the custom-transport path). */
+const onHttpClient = (mock: MockServerHandle, options: AnthropicClient.Options = {}) =>
+  AnthropicClient.layerWithHttpClient({ baseUrl: mock.url, ...options }).pipe(Layer.provide(ProviderLayer.httpClient()))
+
 const ask = (prompt: string, options: Parameters<typeof ChatRequest.fromPrompt>[2] = {}) =>
   ChatRequest.fromPrompt("mock-small", prompt, options)
+
+describe("AnthropicClient on an HttpClient you provide, against the mock's /v1/messages", () => {
+  wireBehaviour(onHttpClient)
+})
 
 describe("AnthropicClient against the mock's /v1/messages", () => {
   wireBehaviour(provider)
