@@ -7,9 +7,9 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import { once } from "node:events"
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { delimiter, join } from "node:path"
 import { GatewayConfig } from "@callm/gateway"
 import { startMockServer } from "@callm/mock-server"
 import { freePort } from "@callm/testing/Ports"
@@ -23,6 +23,13 @@ afterEach(() => {
   nginxChild?.kill("SIGKILL")
   nginxChild = undefined
 })
+
+// Debian installs nginx in /usr/sbin, which a user's PATH often leaves out: that one, when PATH has none.
+const nginxBin =
+  !(process.env.PATH ?? "").split(delimiter).some((folder) => existsSync(join(folder, "nginx"))) &&
+  existsSync("/usr/sbin/nginx")
+    ? "/usr/sbin/nginx"
+    : "nginx"
 
 /** nginx from the recipe, in front of the given gateways, in the foreground (`daemon off`). */
 const startNginx = async (gateways: ReadonlyArray<Serve>) => {
@@ -39,7 +46,9 @@ const startNginx = async (gateways: ReadonlyArray<Serve>) => {
   const file = join(prefix, "nginx.conf")
   // Root's workers would run as nobody, who cannot write the test's private folder.
   writeFileSync(file, process.getuid?.() === 0 ? `user root;\n${config}` : config)
-  const child = spawn("nginx", ["-p", prefix, "-c", file, "-g", "daemon off;"], { stdio: ["ignore", "ignore", "pipe"] })
+  const child = spawn(nginxBin, ["-p", prefix, "-c", file, "-g", "daemon off;"], {
+    stdio: ["ignore", "ignore", "pipe"]
+  })
   nginxChild = child
   let stderr = ""
   child.stderr!.on("data", (data) => {
