@@ -9,7 +9,7 @@ import { performance } from "node:perf_hooks"
 import { Cache } from "@callm/cache"
 import { ChatRequest, LlmClient, Plugin } from "@callm/core"
 import { Metrics } from "@callm/observability"
-import { OpenAiClient } from "@callm/openai"
+import { OpenAiClient, ProviderLayer } from "@callm/openai"
 import { RateLimit } from "@callm/rate-limit"
 import { CircuitBreaker, Retry, Timeout } from "@callm/resilience"
 import { Effect, Layer, ManagedRuntime } from "effect"
@@ -87,6 +87,10 @@ export const scenario: Scenario = {
     const agent = new Agent({ connect: { timeout: 10_000 } })
     const sdk = new OpenAI({ baseURL: `${mock.url}/v1`, apiKey: "unused", maxRetries: 0 })
     const bare = ManagedRuntime.make(OpenAiClient.layer({ baseUrl: `${mock.url}/v1` }))
+    // The same provider on Effect's HttpClient (the custom-transport path), beside `layer`'s direct undici.
+    const onHttpClient = ManagedRuntime.make(
+      OpenAiClient.layerWithHttpClient({ baseUrl: `${mock.url}/v1` }).pipe(Layer.provide(ProviderLayer.httpClient()))
+    )
     const stacks = fullStack(mock.url)
     try {
       const runs: Record<string, Array<Run>> = {}
@@ -113,6 +117,7 @@ export const scenario: Scenario = {
             )
         ],
         ["LlmClient (bare)", (seconds) => effectLoop(bare, seconds)],
+        ["LlmClient (bare, on Effect HttpClient)", (seconds) => effectLoop(onHttpClient, seconds)],
         ...stacks.map(([label, runtime]): [string, (seconds: number) => Promise<Run>] => [
           label,
           (seconds) => effectLoop(runtime, seconds)
@@ -253,7 +258,7 @@ export const scenario: Scenario = {
         }
       }
     } finally {
-      await Promise.all([bare.dispose(), ...stacks.map(([, runtime]) => runtime.dispose())])
+      await Promise.all([bare.dispose(), onHttpClient.dispose(), ...stacks.map(([, runtime]) => runtime.dispose())])
       await agent.close()
       await mock.close()
     }
