@@ -18,7 +18,6 @@
 import { RedisFallback, StoreFailure } from "@callm/redis"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -60,18 +59,7 @@ export type Reservation =
  * @since 0.1.0
  * @category errors
  */
-export class BudgetStoreError extends Data.TaggedError("BudgetStoreError")<{
-  readonly reason: StoreFailure.Reason
-  readonly cause: unknown
-}> {
-  constructor(props: { readonly reason?: StoreFailure.Reason | undefined; readonly cause: unknown }) {
-    super({ reason: props.reason ?? StoreFailure.reasonOf(props.cause), cause: props.cause })
-  }
-
-  override get message(): string {
-    return `budget store failed (${this.reason}): ${StoreFailure.describe(this.cause)}`
-  }
-}
+export class BudgetStoreError extends StoreFailure.StoreError("BudgetStoreError", "budget store") {}
 
 /**
  * @since 0.1.0

@@ -15,7 +15,6 @@
 import { RedisFallback, StoreFailure } from "@callm/redis"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -28,18 +27,7 @@ import * as Redis from "effect/persistence/Redis"
  * @since 0.1.0
  * @category errors
  */
-export class InFlightStoreError extends Data.TaggedError("InFlightStoreError")<{
-  readonly reason: StoreFailure.Reason
-  readonly cause: unknown
-}> {
-  constructor(props: { readonly reason?: StoreFailure.Reason | undefined; readonly cause: unknown }) {
-    super({ reason: props.reason ?? StoreFailure.reasonOf(props.cause), cause: props.cause })
-  }
-
-  override get message(): string {
-    return `in-flight store failed (${this.reason}): ${StoreFailure.describe(this.cause)}`
-  }
-}
+export class InFlightStoreError extends StoreFailure.StoreError("InFlightStoreError", "in-flight store") {}
 
 /**
  * The operations of an in-flight store.

@@ -11,6 +11,7 @@
  * @since 0.2.0
  */
 import * as Cause from "effect/Cause"
+import * as Data from "effect/Data"
 
 /**
  * Why a store call failed.
@@ -92,3 +93,40 @@ export const describe = (cause: unknown, fallback = "unknown error"): string => 
  */
 export const failure = (reason: Reason, message: string): Error & { readonly reason: Reason } =>
   Object.assign(new Error(message), { reason })
+
+/**
+ * What `StoreError` makes: a class of tagged errors with a `reason` and a `cause`, whose `reason` may
+ * be left out when constructing (it is then read from `cause`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface StoreErrorClass<Tag extends string> {
+  new (props: {
+    readonly reason?: Reason | undefined
+    readonly cause: unknown
+  }): Cause.YieldableError & { readonly _tag: Tag; readonly reason: Reason; readonly cause: unknown }
+}
+
+/**
+ * The base of a store's error class: a tagged error with a `reason` (read from `cause` when not
+ * given), the `cause`, and a message naming the store (`what`) and the reason.
+ *
+ * @example
+ * ```ts
+ * export class BudgetStoreError extends StoreFailure.StoreError("BudgetStoreError", "budget store") {}
+ * ```
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const StoreError = <Tag extends string>(tag: Tag, what: string): StoreErrorClass<Tag> =>
+  class extends Data.TaggedError(tag)<{ readonly reason: Reason; readonly cause: unknown }> {
+    constructor(props: { readonly reason?: Reason | undefined; readonly cause: unknown }) {
+      super({ reason: props.reason ?? reasonOf(props.cause), cause: props.cause })
+    }
+
+    override get message(): string {
+      return `${what} failed (${this.reason}): ${describe(this.cause)}`
+    }
+  }
