@@ -3,13 +3,8 @@
  * `packages/*\/src/**\/*.ts` for direct reads of the host clock and fails with file:line for any that is
  * not a documented exception below. Comment lines are skipped, so an exception can be explained in place.
  */
-import { readdirSync, readFileSync } from "node:fs"
-import { join, relative } from "node:path"
-import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
-
-const root = fileURLToPath(new URL("../../..", import.meta.url))
-const packages = join(root, "packages")
+import { readSource, sources } from "./RepoSources.ts"
 
 const wallClock = /\bDate\.now\b|\bnew Date\s*\(\s*\)|\bperformance\.now\b/
 
@@ -101,13 +96,6 @@ const exceptions: ReadonlyArray<Exception> = [
   }
 ]
 
-const sourceFiles = (dir: string): Array<string> =>
-  readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
-    const path = join(dir, entry.name)
-    if (entry.isDirectory()) return entry.name === "node_modules" ? [] : sourceFiles(path)
-    return entry.name.endsWith(".ts") ? [path] : []
-  })
-
 /** Every host-clock read in `files` (paths from the root) as `file:line: code`, minus the exceptions. */
 const offences = (files: ReadonlyArray<string>, read: (file: string) => string): Array<string> => {
   const found: Array<string> = []
@@ -125,20 +113,7 @@ const offences = (files: ReadonlyArray<string>, read: (file: string) => string):
   return found
 }
 
-const librarySources = (): Array<string> =>
-  readdirSync(packages, { withFileTypes: true })
-    .filter((entry) => entry.isDirectory())
-    .flatMap((entry) => {
-      const src = join(packages, entry.name, "src")
-      try {
-        return sourceFiles(src)
-      } catch {
-        return [] // a package without src/
-      }
-    })
-    .map((path) => relative(root, path))
-
-const readSource = (file: string) => readFileSync(join(root, file), "utf8")
+const librarySources = () => sources(["packages"])
 
 describe("NoWallClock", () => {
   it("no library module under packages/*/src reads the host clock outside the documented exceptions", () => {

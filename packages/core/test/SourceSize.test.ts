@@ -3,12 +3,10 @@
  * `packages/*\/src/**\/*.ts` and `apps/*\/src/**\/*.ts` and fails for a file over 400 lines whose first
  * comment block lacks "Over 400 lines on purpose:" followed by a reason.
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs"
-import { join, relative } from "node:path"
-import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
+import { readSource, sources as sourcesUnder } from "./RepoSources.ts"
 
-const root = fileURLToPath(new URL("../../..", import.meta.url))
+const sources = () => sourcesUnder(["packages", "apps"])
 const maxLines = 400
 const marker = "Over 400 lines on purpose:"
 
@@ -17,27 +15,8 @@ const marker = "Over 400 lines on purpose:"
  * shrinks: an entry whose file is back under the limit (or got its reason) fails the second test.
  */
 const beingSplit: ReadonlyArray<{ readonly file: string; readonly owner: string }> = [
-  { file: "packages/gateway/src/Grpc.ts", owner: "owner: another engineer, being split today (gateway)" },
-  { file: "apps/runner/src/ClusterJob.ts", owner: "owner: another engineer, being split today (runner)" },
-  { file: "apps/runner/src/ClusterRun.ts", owner: "owner: another engineer, being split today (runner)" }
+  { file: "packages/gateway/src/Grpc.ts", owner: "owner: another engineer, being split today (gateway)" }
 ]
-
-const sourceFiles = (dir: string): Array<string> => {
-  if (!existsSync(dir)) return [] // a package without src/
-  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
-    const path = join(dir, entry.name)
-    if (entry.isDirectory()) return entry.name === "node_modules" ? [] : sourceFiles(path)
-    return entry.name.endsWith(".ts") ? [path] : []
-  })
-}
-
-const sources = (): Array<string> =>
-  ["packages", "apps"].flatMap((top) =>
-    readdirSync(join(root, top), { withFileTypes: true })
-      .filter((entry) => entry.isDirectory())
-      .flatMap((entry) => sourceFiles(join(root, top, entry.name, "src")))
-      .map((path) => relative(root, path))
-  )
 
 const lineCount = (text: string) => text.split("\n").length - (text.endsWith("\n") ? 1 : 0)
 
@@ -69,8 +48,6 @@ const offences = (files: ReadonlyArray<string>, read: (file: string) => string):
     const lines = lineCount(text)
     return lines > maxLines && !statesWhy(text) ? [`${file}: ${lines} lines`] : []
   })
-
-const readSource = (file: string) => readFileSync(join(root, file), "utf8")
 
 describe("SourceSize", () => {
   it("no source file under packages/*/src or apps/*/src is over 400 lines without saying why in its header", () => {
