@@ -8,11 +8,11 @@ import { AnthropicClient } from "@callm/anthropic"
 import { ChatChunk, ChatRequest, ChatResponse, LlmClient, type LlmError } from "@callm/core"
 import type { MockServerHandle } from "@callm/mock-server"
 import { ProviderLayer } from "@callm/openai"
-import { collect, collectUntilFailure, whole } from "@callm/testing/Client"
+import { collect, whole } from "@callm/testing/Client"
 import { mockServer } from "@callm/testing/Mock"
-import { wireBehaviour } from "@callm/testing/ProviderSuite"
+import { type StatusCase, statusBehaviour, wireBehaviour } from "@callm/testing/ProviderSuite"
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Layer, Redacted, Result, Schema } from "effect"
+import { Effect, Layer, Redacted, Result, Schema } from "effect"
 
 const provider = (mock: MockServerHandle, options: AnthropicClient.Options = {}) =>
   AnthropicClient.layer({ baseUrl: mock.url, ...options })
@@ -24,12 +24,28 @@ const onHttpClient = (mock: MockServerHandle, options: AnthropicClient.Options =
 const ask = (prompt: string, options: Parameters<typeof ChatRequest.fromPrompt>[2] = {}) =>
   ChatRequest.fromPrompt("mock-small", prompt, options)
 
+/** Anthropic's statuses (its 529 is `overloaded_error`). */
+const statusCases: ReadonlyArray<StatusCase> = [
+  ["401", "Unauthorized", false],
+  ["403", "Unauthorized", false],
+  ["404", "NotFound", false],
+  ["413", "BadRequest", false],
+  ["429", "RateLimited", true],
+  ["500", "ServerError", true],
+  ["503", "Overloaded", true],
+  ["529", "Overloaded", true],
+  ["reset", "Transport", true],
+  ["malformed", "InvalidResponse", true]
+]
+
 describe("AnthropicClient on an HttpClient you provide, against the mock's /v1/messages", () => {
   wireBehaviour(onHttpClient)
+  statusBehaviour(onHttpClient, statusCases)
 })
 
 describe("AnthropicClient against the mock's /v1/messages", () => {
   wireBehaviour(provider)
+  statusBehaviour(provider, statusCases)
 
   it.live("completes a chat: text, finish reason and usage", () =>
     Effect.gen(function* () {
@@ -85,76 +101,6 @@ describe("AnthropicClient against the mock's /v1/messages", () => {
       assert.strictEqual(error.reason._tag, "BadRequest")
       assert.include(error.message, "system")
       assert.strictEqual(mock.stats().messages, 1)
-    })
-  )
-
-  const statusCases: ReadonlyArray<readonly [fault: string, tag: LlmError.ReasonTag, retryable: boolean]> = [
-    ["401", "Unauthorized", false],
-    ["403", "Unauthorized", false],
-    ["404", "NotFound", false],
-    ["413", "BadRequest", false],
-    ["429", "RateLimited", true],
-    ["500", "ServerError", true],
-    ["503", "Overloaded", true],
-    ["529", "Overloaded", true],
-    ["reset", "Transport", true],
-    ["malformed", "InvalidResponse", true]
-  ]
-
-  it.live("maps every status and failure the mock injects to its LlmError reason, for complete and stream", () =>
-    Effect.gen(function* () {
-      const mock = yield* mockServer()
-      for (const [fault, tag, retryable] of statusCases) {
-        const layer = provider(mock, { headers: { "x-mock-fault": fault } })
-        const completed = yield* Effect.flip(LlmClient.complete(ask("x")).pipe(Effect.provide(layer)))
-        assert.strictEqual(completed.reason._tag, tag, `complete with fault ${fault}`)
-        assert.strictEqual(completed.retryable, retryable, `complete with fault ${fault}`)
-        const streamed = yield* Effect.flip(collect(ask("x")).pipe(Effect.provide(layer)))
-        assert.strictEqual(streamed.reason._tag, tag, `stream with fault ${fault}`)
-      }
-      assert.strictEqual(mock.stats().faults["500"], 2)
-    })
-  )
-
-  it.live("reads the retry-after of a 429", () =>
-    Effect.gen(function* () {
-      const mock = yield* mockServer()
-      const seconds = yield* Effect.flip(
-        LlmClient.complete(ask("x")).pipe(
-          Effect.provide(provider(mock, { headers: { "x-mock-fault": "429", "x-mock-retry-after": "3" } }))
-        )
-      )
-      assert.strictEqual(seconds.reason._tag, "RateLimited")
-      assert.strictEqual(Duration.toMillis(seconds.retryAfter!), 3000)
-    })
-  )
-
-  it.live("answers RateLimited with a retry-after once the mock's rpm budget is spent", () =>
-    Effect.gen(function* () {
-      const mock = yield* mockServer({ rpm: 3 })
-      const results = yield* Effect.forEach([1, 2, 3, 4, 5], () => Effect.result(LlmClient.complete(ask("x")))).pipe(
-        Effect.provide(provider(mock))
-      )
-      const tags = results.map((result) => (Result.isSuccess(result) ? "ok" : result.failure.reason._tag))
-      assert.deepStrictEqual(tags, ["ok", "ok", "ok", "RateLimited", "RateLimited"])
-      const limited = results[3]!
-      if (Result.isFailure(limited)) assert.isAbove(Duration.toMillis(limited.failure.retryAfter!), 0)
-    })
-  )
-
-  it.live("a stream cut after N chunks delivers exactly those chunks, then StreamInterrupted with their text", () =>
-    Effect.gen(function* () {
-      const mock = yield* mockServer({ tokens: 10 })
-      const { chunks, error } = yield* collectUntilFailure(ask("cut me")).pipe(
-        Effect.provide(provider(mock, { headers: { "x-mock-fault": "cut", "x-mock-cut-after": "3" } }))
-      )
-      const content = chunks.filter((chunk) => ChatChunk.text(chunk) !== "")
-      assert.strictEqual(content.length, 3)
-      assert.strictEqual(error?.reason._tag, "StreamInterrupted")
-      const reason = error!.reason as LlmError.StreamInterrupted
-      assert.strictEqual(reason.text, chunks.map(ChatChunk.text).join(""))
-      assert.strictEqual(reason.chunks, chunks.length)
-      assert.isFalse(error!.retryable)
     })
   )
 

@@ -7,15 +7,15 @@ import { collect, collectUntilFailure } from "@callm/testing/Client"
 import { mockServer } from "@callm/testing/Mock"
 import { wireBehaviour } from "@callm/testing/ProviderSuite"
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Redacted, Result } from "effect"
-import { provider, statusBehaviour } from "./MockFixture.ts"
+import { Effect, Redacted, Result } from "effect"
+import { openAiStatusBehaviour, provider } from "./MockFixture.ts"
 
 const ask = (prompt: string, options: Omit<ChatRequest.ChatRequest, "model" | "messages"> = {}) =>
   ChatRequest.fromPrompt("mock-small", prompt, options)
 
 describe("OpenAiClient against the mock server", () => {
   wireBehaviour(provider)
-  statusBehaviour(provider)
+  openAiStatusBehaviour(provider)
 
   it.live("completes a chat: text, finish reason and usage", () =>
     Effect.gen(function* () {
@@ -69,36 +69,6 @@ describe("OpenAiClient against the mock server", () => {
       assert.strictEqual(error.reason._tag, "BadRequest")
       assert.strictEqual((error.reason as LlmError.BadRequest).param, "n")
       assert.strictEqual(mock.stats().requests, 1)
-    })
-  )
-
-  it.live("answers 429 with RateLimited once the mock's rpm budget is spent", () =>
-    Effect.gen(function* () {
-      const mock = yield* mockServer({ rpm: 3 })
-      const results = yield* Effect.forEach([1, 2, 3, 4, 5], () => Effect.result(LlmClient.complete(ask("x")))).pipe(
-        Effect.provide(provider(mock))
-      )
-      const tags = results.map((result) => (Result.isSuccess(result) ? "ok" : result.failure.reason._tag))
-      assert.deepStrictEqual(tags, ["ok", "ok", "ok", "RateLimited", "RateLimited"])
-      const limited = results[3]!
-      if (Result.isFailure(limited)) assert.isAbove(Duration.toMillis(limited.failure.retryAfter!), 0)
-    })
-  )
-
-  it.live("a stream cut after N chunks delivers exactly those chunks, then StreamInterrupted with their text", () =>
-    Effect.gen(function* () {
-      const mock = yield* mockServer({ tokens: 10 })
-      const { chunks, error } = yield* collectUntilFailure(ask("cut me")).pipe(
-        Effect.provide(provider(mock, { headers: { "x-mock-fault": "cut", "x-mock-cut-after": "3" } }))
-      )
-      const content = chunks.filter((chunk) => ChatChunk.text(chunk) !== "")
-      assert.strictEqual(content.length, 3)
-      assert.isDefined(error)
-      assert.strictEqual(error!.reason._tag, "StreamInterrupted")
-      const reason = error!.reason as LlmError.StreamInterrupted
-      assert.strictEqual(reason.text, chunks.map(ChatChunk.text).join(""))
-      assert.strictEqual(reason.chunks, chunks.length)
-      assert.isFalse(error!.retryable)
     })
   )
 

@@ -6,11 +6,11 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type * as Undici from "@effect/platform-node/Undici"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
-import { onHttpClient, statusBehaviour } from "./MockFixture.ts"
+import { onHttpClient, openAiStatusBehaviour } from "./MockFixture.ts"
 
 describe("OpenAiClient on an HttpClient you provide", () => {
   wireBehaviour(onHttpClient)
-  statusBehaviour(onHttpClient)
+  openAiStatusBehaviour(onHttpClient)
 })
 
 describe("OpenAiClient on a dispatcher you provide", () => {

@@ -3,10 +3,10 @@
  * (OpenAI's chat completions, Anthropic's messages): the tests each provider's suite shares, run with
  * `wireBehaviour(provider)` inside its `describe`, beside the tests of what is its own.
  */
-import { ChatChunk, ChatRequest, ChatResponse, LlmClient } from "@callm/core"
+import { ChatChunk, ChatRequest, ChatResponse, LlmClient, type LlmError } from "@callm/core"
 import type { MockServerHandle } from "@callm/mock-server"
 import { assert, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, type Layer, Stream } from "effect"
+import { Duration, Effect, Fiber, type Layer, Result, Stream } from "effect"
 import { collect, collectUntilFailure } from "./Client.ts"
 import { eventually } from "./Eventually.ts"
 import { mockServer } from "./Mock.ts"
@@ -20,7 +20,10 @@ export type Provider = (
 const ask = (prompt: string, options: Omit<ChatRequest.ChatRequest, "model" | "messages"> = {}) =>
   ChatRequest.fromPrompt("mock-small", prompt, options)
 
-/** Registers the shared tests (multi-byte text, `max_tokens`, early stream failures, interruption, stalls). */
+/**
+ * Registers the shared tests (multi-byte text, `max_tokens`, the rpm budget, early and late stream
+ * failures, interruption, stalls).
+ */
 export const wireBehaviour = (provider: Provider): void => {
   it.live("echoes multi-byte text through mock-echo, streamed and not", () =>
     Effect.gen(function* () {
@@ -60,6 +63,35 @@ export const wireBehaviour = (provider: Provider): void => {
     })
   )
 
+  it.live("answers RateLimited with a retry-after once the mock's rpm budget is spent", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ rpm: 3 })
+      const results = yield* Effect.forEach([1, 2, 3, 4, 5], () => Effect.result(LlmClient.complete(ask("x")))).pipe(
+        Effect.provide(provider(mock))
+      )
+      const tags = results.map((result) => (Result.isSuccess(result) ? "ok" : result.failure.reason._tag))
+      assert.deepStrictEqual(tags, ["ok", "ok", "ok", "RateLimited", "RateLimited"])
+      const limited = results[3]!
+      if (Result.isFailure(limited)) assert.isAbove(Duration.toMillis(limited.failure.retryAfter!), 0)
+    })
+  )
+
+  it.live("a stream cut after N chunks delivers exactly those chunks, then StreamInterrupted with their text", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 10 })
+      const { chunks, error } = yield* collectUntilFailure(ask("cut me")).pipe(
+        Effect.provide(provider(mock, { headers: { "x-mock-fault": "cut", "x-mock-cut-after": "3" } }))
+      )
+      const content = chunks.filter((chunk) => ChatChunk.text(chunk) !== "")
+      assert.strictEqual(content.length, 3)
+      assert.strictEqual(error?.reason._tag, "StreamInterrupted")
+      const reason = error!.reason as LlmError.StreamInterrupted
+      assert.strictEqual(reason.text, chunks.map(ChatChunk.text).join(""))
+      assert.strictEqual(reason.chunks, chunks.length)
+      assert.isFalse(error!.retryable)
+    })
+  )
+
   it.live("interrupting a stream aborts the HTTP request: the mock sees the socket close", () =>
     Effect.gen(function* () {
       const mock = yield* mockServer({ tokens: 200, itlMs: 20 })
@@ -91,6 +123,43 @@ export const wireBehaviour = (provider: Provider): void => {
       )
       assert.isTrue(result._tag === "None")
       yield* eventually(() => mock.stats().aborted === 1, "the stalled request to be aborted")
+    })
+  )
+}
+
+/** A fault the mock injects (`x-mock-fault`), the reason it must map to, and whether that is retryable. */
+export type StatusCase = readonly [fault: string, tag: LlmError.ReasonTag, retryable: boolean]
+
+/**
+ * Registers the tests of how a provider maps the mock's injected statuses and failures to `LlmError`
+ * reasons (`cases`, for `complete` and `stream`), and a 429's `Retry-After`.
+ */
+export const statusBehaviour = (provider: Provider, cases: ReadonlyArray<StatusCase>): void => {
+  it.live("maps every status and failure the mock injects to its LlmError reason, for complete and stream", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      for (const [fault, tag, retryable] of cases) {
+        const layer = provider(mock, { headers: { "x-mock-fault": fault } })
+        const completed = yield* Effect.flip(LlmClient.complete(ask("x")).pipe(Effect.provide(layer)))
+        assert.strictEqual(completed.reason._tag, tag, `complete with fault ${fault}`)
+        assert.strictEqual(completed.retryable, retryable, `complete with fault ${fault}`)
+        const streamed = yield* Effect.flip(collect(ask("x")).pipe(Effect.provide(layer)))
+        assert.strictEqual(streamed.reason._tag, tag, `stream with fault ${fault}`)
+      }
+      assert.strictEqual(mock.stats().faults["500"], 2)
+    })
+  )
+
+  it.live("reads the Retry-After of a 429", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer()
+      const error = yield* Effect.flip(
+        LlmClient.complete(ask("x")).pipe(
+          Effect.provide(provider(mock, { headers: { "x-mock-fault": "429", "x-mock-retry-after": "3" } }))
+        )
+      )
+      assert.strictEqual(error.reason._tag, "RateLimited")
+      assert.strictEqual(Duration.toMillis(error.retryAfter!), 3000)
     })
   )
 }
