@@ -6,13 +6,12 @@
  *
  * @since 0.1.0
  */
-import * as Result from "effect/Result"
+import type * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
-import * as SchemaIssue from "effect/SchemaIssue"
 import type { ToolCall } from "./ChatRequest.ts"
 import { type ChatResponse, Usage } from "./ChatResponse.ts"
 import * as Shape from "./internal/Shape.ts"
-import * as LlmError from "./LlmError.ts"
+import type * as LlmError from "./LlmError.ts"
 
 /**
  * A fragment of a tool call; fragments with the same `index` concatenate.
@@ -82,9 +81,6 @@ export const ChatChunk = Schema.Struct({
  */
 export type ChatChunk = typeof ChatChunk.Type
 
-const decodeResult = Schema.decodeUnknownResult(ChatChunk)
-const formatIssue = SchemaIssue.makeFormatterDefault()
-
 const nullableString = Shape.optional(Shape.nullOr(Shape.isString))
 
 /** The schema above as plain checks (`internal/Shape`), for the hot path. */
@@ -121,6 +117,8 @@ const isChatChunk = Shape.struct({
   system_fingerprint: nullableString
 })
 
+const decoders = Shape.decoders(ChatChunk, isChatChunk, "A stream chunk does not look like a chat.completion.chunk")
+
 /**
  * Decodes a chunk a server sent; fields the schema does not name are kept.
  *
@@ -130,8 +128,7 @@ const isChatChunk = Shape.struct({
  * @since 0.1.0
  * @category decoding
  */
-export const decode = (input: unknown): Result.Result<ChatChunk, LlmError.InvalidResponse> =>
-  isChatChunk(input) ? Result.succeed(input as ChatChunk) : decodeStrict(input)
+export const decode: (input: unknown) => Result.Result<ChatChunk, LlmError.InvalidResponse> = decoders.lenient
 
 /**
  * Decodes a chunk with the `ChatChunk` schema (what `decode` falls back to); fields the schema does not
@@ -140,17 +137,7 @@ export const decode = (input: unknown): Result.Result<ChatChunk, LlmError.Invali
  * @since 0.2.0
  * @category decoding
  */
-export const decodeStrict = (input: unknown): Result.Result<ChatChunk, LlmError.InvalidResponse> => {
-  const result = decodeResult(input)
-  // Validated, then the server's own object is returned: decoding would strip the fields it adds.
-  return Result.isSuccess(result)
-    ? Result.succeed(input as ChatChunk)
-    : Result.fail(
-        new LlmError.InvalidResponse({
-          description: `A stream chunk does not look like a chat.completion.chunk: ${formatIssue(result.failure.issue)}`
-        })
-      )
-}
+export const decodeStrict: (input: unknown) => Result.Result<ChatChunk, LlmError.InvalidResponse> = decoders.strict
 
 /**
  * The content a chunk adds to the first choice; empty when it adds none.

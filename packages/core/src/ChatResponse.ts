@@ -8,12 +8,11 @@
  *
  * @since 0.1.0
  */
-import * as Result from "effect/Result"
+import type * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
-import * as SchemaIssue from "effect/SchemaIssue"
 import { ToolCall } from "./ChatRequest.ts"
 import * as Shape from "./internal/Shape.ts"
-import * as LlmError from "./LlmError.ts"
+import type * as LlmError from "./LlmError.ts"
 
 /**
  * Token counts of one call.
@@ -94,9 +93,6 @@ export const ChatResponse = Schema.Struct({
  */
 export type ChatResponse = typeof ChatResponse.Type
 
-const decodeResult = Schema.decodeUnknownResult(ChatResponse)
-const formatIssue = SchemaIssue.makeFormatterDefault()
-
 /** The schema above as plain checks (`internal/Shape`), for the hot path. */
 const isChatResponse = Shape.struct({
   id: Shape.isString,
@@ -121,6 +117,8 @@ const isChatResponse = Shape.struct({
   service_tier: Shape.optional(Shape.nullOr(Shape.isString))
 })
 
+const decoders = Shape.decoders(ChatResponse, isChatResponse, "The response does not look like a chat completion")
+
 /**
  * Decodes a response body a server sent; fields the schema does not name are kept.
  *
@@ -131,8 +129,7 @@ const isChatResponse = Shape.struct({
  * @since 0.1.0
  * @category decoding
  */
-export const decode = (input: unknown): Result.Result<ChatResponse, LlmError.InvalidResponse> =>
-  isChatResponse(input) ? Result.succeed(input as ChatResponse) : decodeStrict(input)
+export const decode: (input: unknown) => Result.Result<ChatResponse, LlmError.InvalidResponse> = decoders.lenient
 
 /**
  * Decodes a response body with the `ChatResponse` schema (what `decode` falls back to); fields the
@@ -141,17 +138,7 @@ export const decode = (input: unknown): Result.Result<ChatResponse, LlmError.Inv
  * @since 0.2.0
  * @category decoding
  */
-export const decodeStrict = (input: unknown): Result.Result<ChatResponse, LlmError.InvalidResponse> => {
-  const result = decodeResult(input)
-  // Validated, then the server's own object is returned: decoding would strip the fields it adds.
-  return Result.isSuccess(result)
-    ? Result.succeed(input as ChatResponse)
-    : Result.fail(
-        new LlmError.InvalidResponse({
-          description: `The response does not look like a chat completion: ${formatIssue(result.failure.issue)}`
-        })
-      )
-}
+export const decodeStrict: (input: unknown) => Result.Result<ChatResponse, LlmError.InvalidResponse> = decoders.strict
 
 /**
  * The text of the first choice; empty when the model returned none (tool calls, refusal).

@@ -11,6 +11,10 @@
  *
  * @since 0.2.0
  */
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import * as SchemaIssue from "effect/SchemaIssue"
+import * as LlmError from "../LlmError.ts"
 
 /** @internal */
 export type Check = (value: unknown) => boolean
@@ -74,3 +78,25 @@ export const usage: Check = struct({
   prompt_tokens_details: optional(nullOr(isRecord)),
   completion_tokens_details: optional(nullOr(isRecord))
 })
+
+const formatIssue = SchemaIssue.makeFormatterDefault()
+
+/**
+ * The two decoders of what a server sends: `strict`, the schema alone, and `lenient`, `check` first
+ * and the schema only for a value that fails it (for its message). Both return the server's own object
+ * (decoding would strip the fields it adds); a failure is `InvalidResponse`, `what` then the issue.
+ *
+ * @internal
+ */
+export const decoders = <A, I>(schema: Schema.Codec<A, I>, check: Check, what: string) => {
+  const decodeResult = Schema.decodeUnknownResult(schema)
+  const strict = (input: unknown): Result.Result<A, LlmError.InvalidResponse> => {
+    const result = decodeResult(input)
+    return Result.isSuccess(result)
+      ? Result.succeed(input as A)
+      : Result.fail(new LlmError.InvalidResponse({ description: `${what}: ${formatIssue(result.failure.issue)}` }))
+  }
+  const lenient = (input: unknown): Result.Result<A, LlmError.InvalidResponse> =>
+    check(input) ? Result.succeed(input as A) : strict(input)
+  return { strict, lenient }
+}
