@@ -25,9 +25,12 @@ import {
   modeTrickle,
   noHeaders
 } from "./Core.ts"
-import type { makeSending } from "./Streaming.ts"
+import type { Sending } from "./Streaming.ts"
 
-export const makeAdmission = (ctx: MockContext, sending: ReturnType<typeof makeSending>) => {
+/** Admission, faults and auth, as the answering parts take them. */
+export type Admission = ReturnType<typeof makeAdmission>
+
+export const makeAdmission = (ctx: MockContext, sending: Sending) => {
   const { options, counters, faults, limiter, nominalLimiter, defaultProfile, expectedAuthorization } = ctx
   const { sendError } = sending
 
@@ -174,7 +177,11 @@ export const makeAdmission = (ctx: MockContext, sending: ReturnType<typeof makeS
     return { profile, cutAfter }
   }
 
-  /** `admit` for one chat request: its prompt's estimate and its `max_tokens` (or the profile's) as its tokens. */
+  /**
+   * The checks of one chat request before it is answered: its `x-mock-*` headers (`shapeOf`), then
+   * `admit` with its prompt's estimate and its `max_tokens` (or the profile's) as its tokens. What to
+   * answer with, or `undefined` when this already answered.
+   */
   const admitChat = (
     req: MockRequest,
     res: MockResponse,
@@ -182,18 +189,18 @@ export const makeAdmission = (ctx: MockContext, sending: ReturnType<typeof makeS
       readonly model: string
       readonly messages: ChatRequest.ChatRequest["messages"]
       readonly maxTokens?: number | undefined
-    },
-    profile: Latency.Profile
-  ) =>
-    admit(
-      req,
-      res,
-      1,
+    }
+  ) => {
+    const shape = shapeOf(req, res)
+    if (shape === undefined) return undefined
+    const { profile, cutAfter } = shape
+    const tokens =
       limiter === undefined
         ? 0
-        : Generate.estimatePromptTokens(request.messages) + (request.maxTokens ?? profile.tokens),
-      request.model
-    )
+        : Generate.estimatePromptTokens(request.messages) + (request.maxTokens ?? profile.tokens)
+    const admitted = admit(req, res, 1, tokens, request.model)
+    return admitted === undefined ? undefined : { profile, cutAfter, extra: admitted.extra, mode: admitted.mode }
+  }
 
   /** How long a completion of `tokens` takes under `profile` (0 when the profile is all zeros). */
   const completionDelay = (profile: Latency.Profile, tokens: number): number =>

@@ -12,7 +12,7 @@ import * as ChatRequest from "../ChatRequest.ts"
 import * as ChatResponse from "../ChatResponse.ts"
 import * as Generate from "../Generate.ts"
 import * as Latency from "../Latency.ts"
-import type { makeAdmission } from "./Admission.ts"
+import type { Admission } from "./Admission.ts"
 import {
   type MockContext,
   type MockRequest,
@@ -24,13 +24,9 @@ import {
   type Prepared
 } from "./Core.ts"
 import * as Model from "./Model.ts"
-import type { makeSending } from "./Streaming.ts"
+import type { Sending } from "./Streaming.ts"
 
-export const makeAnswers = (
-  ctx: MockContext,
-  sending: ReturnType<typeof makeSending>,
-  admission: ReturnType<typeof makeAdmission>
-) => {
+export const makeAnswers = (ctx: MockContext, sending: Sending, admission: Admission) => {
   const { counters, jitterRandom, jitter, limiter, capacity, allowedModels, prepared } = ctx
   const { sendError, sendOverloaded, startStream, answerJson } = sending
   const { admit, admitChat, completionDelay, shapeOf } = admission
@@ -72,13 +68,9 @@ export const makeAnswers = (
       sendError(res, ApiError.modelNotFound(request.model))
       return
     }
-    const shape = shapeOf(req, res)
-    if (shape === undefined) return
-    const { profile, cutAfter } = shape
-
-    const admitted = admitChat(req, res, request, profile)
+    const admitted = admitChat(req, res, request)
     if (admitted === undefined) return
-    const { extra, mode } = admitted
+    const { profile, cutAfter, extra, mode } = admitted
 
     if (known === undefined) {
       known = {

@@ -11,18 +11,14 @@ import * as ApiError from "../ApiError.ts"
 import * as ChatRequest from "../ChatRequest.ts"
 import * as ChatResponse from "../ChatResponse.ts"
 import * as Stats from "../Stats.ts"
-import type { makeAdmission } from "./Admission.ts"
+import type { Admission } from "./Admission.ts"
 import { BatchApi } from "./BatchApi.ts"
 import { chatPath, embeddingsPath, type MockContext, type MockRequest, type MockResponse, noHeaders } from "./Core.ts"
 import * as Embeddings from "./Embeddings.ts"
 import * as Model from "./Model.ts"
-import type { makeSending } from "./Streaming.ts"
+import type { Sending } from "./Streaming.ts"
 
-export const makeBatchRoutes = (
-  ctx: MockContext,
-  sending: ReturnType<typeof makeSending>,
-  admission: ReturnType<typeof makeAdmission>
-) => {
+export const makeBatchRoutes = (ctx: MockContext, sending: Sending, admission: Admission) => {
   const { options, counters, faults, allowedModels } = ctx
   const { sendJson, sendError } = sending
   const { admit } = admission

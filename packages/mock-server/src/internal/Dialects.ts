@@ -9,7 +9,7 @@
 
 import * as ApiError from "../ApiError.ts"
 import * as Latency from "../Latency.ts"
-import type { makeAdmission } from "./Admission.ts"
+import type { Admission } from "./Admission.ts"
 import * as Anthropic from "./Anthropic.ts"
 import {
   type MockContext,
@@ -21,16 +21,12 @@ import {
 } from "./Core.ts"
 import * as Embeddings from "./Embeddings.ts"
 import * as Model from "./Model.ts"
-import type { makeSending } from "./Streaming.ts"
+import type { Sending } from "./Streaming.ts"
 
-export const makeDialects = (
-  ctx: MockContext,
-  sending: ReturnType<typeof makeSending>,
-  admission: ReturnType<typeof makeAdmission>
-) => {
+export const makeDialects = (ctx: MockContext, sending: Sending, admission: Admission) => {
   const { counters, jitterRandom, jitter, capacity, allowedModels } = ctx
   const { sendError, sendOverloaded, paceEvents, answerJson } = sending
-  const { admit, admitChat, completionDelay, profileOf, shapeOf } = admission
+  const { admit, admitChat, completionDelay, profileOf } = admission
 
   // Anthropic Messages -----------------------------------------------------------------------------
 
@@ -56,12 +52,9 @@ export const makeDialects = (
       sendError(res, ApiError.make(404, `model: ${request.model}`, "not_found_error"))
       return
     }
-    const shape = shapeOf(req, res)
-    if (shape === undefined) return
-    const { profile, cutAfter } = shape
-    const admitted = admitChat(req, res, request, profile)
+    const admitted = admitChat(req, res, request)
     if (admitted === undefined) return
-    const { extra, mode } = admitted
+    const { profile, cutAfter, extra, mode } = admitted
     const completion = Model.answer(request, validated.intent, profile.tokens)
     const respond = () => {
       if (res.destroyed) return

@@ -31,6 +31,9 @@ import {
   tricklePieces
 } from "./Core.ts"
 
+/** The sending half of the server, as the other parts take it. */
+export type Sending = ReturnType<typeof makeSending>
+
 export const makeSending = (ctx: MockContext) => {
   const { counters, jitterRandom, jitter, capacity } = ctx
 
