@@ -85,33 +85,28 @@ const nullableString = Shape.optional(Shape.nullOr(Shape.isString))
 
 /** The schema above as plain checks (`internal/Shape`), for the hot path. */
 const isChatChunk = Shape.struct({
-  id: Shape.isString,
-  object: Shape.isString,
-  created: Shape.isNumber,
-  model: Shape.isString,
-  choices: Shape.arrayOf(
+  ...Shape.completionHead,
+  choices: Shape.choices(
+    "delta",
     Shape.struct({
-      index: Shape.isNumber,
-      delta: Shape.struct({
-        role: nullableString,
-        content: nullableString,
-        refusal: nullableString,
-        tool_calls: Shape.optional(
-          Shape.nullOr(
-            Shape.arrayOf(
-              Shape.struct({
-                index: Shape.isNumber,
-                id: nullableString,
-                type: nullableString,
-                function: Shape.optional(Shape.struct({ name: nullableString, arguments: nullableString }))
-              })
-            )
+      role: nullableString,
+      content: nullableString,
+      refusal: nullableString,
+      tool_calls: Shape.optional(
+        Shape.nullOr(
+          Shape.arrayOf(
+            Shape.struct({
+              index: Shape.isNumber,
+              id: nullableString,
+              type: nullableString,
+              function: Shape.optional(Shape.struct({ name: nullableString, arguments: nullableString }))
+            })
           )
-        ),
-        reasoning_content: nullableString
-      }),
-      finish_reason: nullableString
-    })
+        )
+      ),
+      reasoning_content: nullableString
+    }),
+    nullableString
   ),
   usage: Shape.optional(Shape.nullOr(Shape.usage)),
   system_fingerprint: nullableString

@@ -95,22 +95,17 @@ export type ChatResponse = typeof ChatResponse.Type
 
 /** The schema above as plain checks (`internal/Shape`), for the hot path. */
 const isChatResponse = Shape.struct({
-  id: Shape.isString,
-  object: Shape.isString,
-  created: Shape.isNumber,
-  model: Shape.isString,
-  choices: Shape.arrayOf(
+  ...Shape.completionHead,
+  choices: Shape.choices(
+    "message",
     Shape.struct({
-      index: Shape.isNumber,
-      message: Shape.struct({
-        role: Shape.isString,
-        content: Shape.optional(Shape.nullOr(Shape.isString)),
-        refusal: Shape.optional(Shape.nullOr(Shape.isString)),
-        tool_calls: Shape.optional(Shape.nullOr(Shape.arrayOf(Shape.toolCall))),
-        reasoning_content: Shape.optional(Shape.nullOr(Shape.isString))
-      }),
-      finish_reason: Shape.nullOr(Shape.isString)
-    })
+      role: Shape.isString,
+      content: Shape.optional(Shape.nullOr(Shape.isString)),
+      refusal: Shape.optional(Shape.nullOr(Shape.isString)),
+      tool_calls: Shape.optional(Shape.nullOr(Shape.arrayOf(Shape.toolCall))),
+      reasoning_content: Shape.optional(Shape.nullOr(Shape.isString))
+    }),
+    Shape.nullOr(Shape.isString)
   ),
   usage: Shape.optional(Shape.nullOr(Shape.usage)),
   system_fingerprint: Shape.optional(Shape.nullOr(Shape.isString)),

@@ -63,6 +63,18 @@ export const struct = (fields: Readonly<Record<string, Check>>): Check => {
 /** @internal */
 export const any: Check = () => true
 
+/** The fields a completion and a completion chunk open with. @internal */
+export const completionHead: Readonly<Record<string, Check>> = {
+  id: isString,
+  object: isString,
+  created: isNumber,
+  model: isString
+}
+
+/** One choice of a completion (`field`: `message`) or of a chunk (`delta`), `index` first. @internal */
+export const choices = (field: string, content: Check, finishReason: Check): Check =>
+  arrayOf(struct({ index: isNumber, [field]: content, finish_reason: finishReason }))
+
 /** A tool call as `ChatRequest.ToolCall` has it. @internal */
 export const toolCall: Check = struct({
   id: isString,
