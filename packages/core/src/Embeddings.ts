@@ -153,19 +153,12 @@ export const validateResult = (input: unknown): Result.Result<EmbeddingRequest, 
  * @since 0.2.0
  * @category decoding
  */
-export const validate = (input: unknown): Effect.Effect<EmbeddingRequest, LlmError.LlmError> => {
-  const result = validateResult(input)
-  return Result.isSuccess(result)
-    ? Effect.succeed(result.success)
-    : Effect.fail(
-        LlmError.make(result.failure, {
-          model:
-            typeof input === "object" && input !== null && typeof (input as { model?: unknown }).model === "string"
-              ? (input as { model: string }).model
-              : undefined
-        })
-      )
-}
+export const validate = (input: unknown): Effect.Effect<EmbeddingRequest, LlmError.LlmError> =>
+  Effect.mapError(Effect.fromResult(validateResult(input)), (reason) => {
+    // The model, when the input names one, so the error says which model was asked for.
+    const model = (input as { model?: unknown } | null)?.model
+    return LlmError.make(reason, { model: typeof model === "string" ? model : undefined })
+  })
 
 /**
  * Decodes a response body a server sent; fields the schema does not name are kept.
