@@ -144,63 +144,68 @@ export const warmUpEach = async <T>(
   return warm
 }
 
-/** One latency CDF chart: latency (ms, log scale) against percentile, a line per series. */
-export const cdfChart = (
+/** A line chart of `values`, a line per `series` field, 520 px wide. */
+const lineChart = (
   file: string,
   title: string,
-  series: ReadonlyArray<{ readonly label: string; readonly latency: Latency }>
+  height: number,
+  values: ReadonlyArray<Record<string, unknown>>,
+  axes: { readonly x: Record<string, unknown>; readonly y: Record<string, unknown> },
+  points: boolean
 ): Chart => ({
   file,
   spec: {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     title,
     width: 520,
-    height: 300,
-    data: {
-      values: series.flatMap(({ label, latency }) =>
-        latency.cdf
-          .filter(([, ms]) => Number.isFinite(ms) && ms > 0)
-          .map(([percentile, ms]) => ({ series: label, percentile, ms }))
-      )
-    },
-    mark: { type: "line", point: true, tooltip: true },
-    encoding: {
-      x: { field: "ms", type: "quantitative", scale: { type: "log" }, title: "latency (ms, log scale)" },
-      y: { field: "percentile", type: "quantitative", title: "percentile", scale: { domain: [0, 100] } },
-      color: { field: "series", type: "nominal", title: null }
-    }
+    height,
+    data: { values },
+    mark: points ? { type: "line", point: true, tooltip: true } : { type: "line", tooltip: true },
+    encoding: { ...axes, color: { field: "series", type: "nominal", title: null } }
   }
 })
+
+/** One latency CDF chart: latency (ms, log scale) against percentile, a line per series. */
+export const cdfChart = (
+  file: string,
+  title: string,
+  series: ReadonlyArray<{ readonly label: string; readonly latency: Latency }>
+): Chart =>
+  lineChart(
+    file,
+    title,
+    300,
+    series.flatMap(({ label, latency }) =>
+      latency.cdf
+        .filter(([, ms]) => Number.isFinite(ms) && ms > 0)
+        .map(([percentile, ms]) => ({ series: label, percentile, ms }))
+    ),
+    {
+      x: { field: "ms", type: "quantitative", scale: { type: "log" }, title: "latency (ms, log scale)" },
+      y: { field: "percentile", type: "quantitative", title: "percentile", scale: { domain: [0, 100] } }
+    },
+    true
+  )
 
 /** RSS over time: MiB against seconds, a line per series. */
 export const rssChart = (
   file: string,
   title: string,
   series: ReadonlyArray<{ readonly label: string; readonly samples: ReadonlyArray<readonly [number, number]> }>
-): Chart => ({
-  file,
-  spec: {
-    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+): Chart =>
+  lineChart(
+    file,
     title,
-    width: 520,
-    height: 260,
-    data: {
-      values: series.flatMap(({ label, samples }) =>
-        samples.map(([seconds, bytes]) => ({
-          series: label,
-          seconds: round(seconds, 2),
-          mib: round(bytes / 1048576, 1)
-        }))
-      )
-    },
-    mark: { type: "line", tooltip: true },
-    encoding: {
+    260,
+    series.flatMap(({ label, samples }) =>
+      samples.map(([seconds, bytes]) => ({ series: label, seconds: round(seconds, 2), mib: round(bytes / 1048576, 1) }))
+    ),
+    {
       x: { field: "seconds", type: "quantitative", title: "seconds" },
-      y: { field: "mib", type: "quantitative", title: "RSS (MiB)" },
-      color: { field: "series", type: "nominal", title: null }
-    }
-  }
-})
+      y: { field: "mib", type: "quantitative", title: "RSS (MiB)" }
+    },
+    false
+  )
 
 /** Samples `read()` (bytes) every `everyMs` until `stop()`; samples are (seconds since start, bytes). */
 export const sampleRss = (read: () => number, everyMs = 250) => {
