@@ -47,8 +47,8 @@ import * as Clock from "effect/Clock"
 import type * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import type * as Sse from "effect/encoding/Sse"
-import * as HttpClient from "effect/http/HttpClient"
-import * as Layer from "effect/Layer"
+import type * as HttpClient from "effect/http/HttpClient"
+import type * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
@@ -106,10 +106,8 @@ export type PoolOptions = ProviderLayer.PoolOptions
  * @since 0.1.0
  * @category constructors
  */
-export const make = Effect.fnUntraced(function* (options: Options = {}) {
-  const http = yield* HttpClient.HttpClient
-  return makeWith(Transport.fromHttpClient(http, { spans: options.httpSpans === true }), options)
-})
+export const make = (options: Options = {}): Effect.Effect<LlmClient.Service, never, HttpClient.HttpClient> =>
+  on.make(options)
 
 /**
  * Builds the provider directly on an undici `Dispatcher` (`Transport.undici` of `@callm/openai`).
@@ -118,7 +116,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
  * @category constructors
  */
 export const makeWithDispatcher = (dispatcher: Undici.Dispatcher, options: Options = {}): LlmClient.Service =>
-  makeWith(Transport.undici(dispatcher), options)
+  on.makeWithDispatcher(dispatcher, options)
 
 const makeWith = (transport: Transport.Transport, options: Options): LlmClient.Service => {
   const origin = (options.baseUrl ?? defaultBaseUrl).replace(/\/+$/, "")
@@ -198,6 +196,8 @@ const makeWith = (transport: Transport.Transport, options: Options): LlmClient.S
 
   return LlmClient.make({ complete, stream, concurrency: options.concurrency ?? LlmClient.defaultConcurrency })
 }
+
+const on = ProviderLayer.constructors<Options>(makeWith)
 
 const hostOf = (url: string): string => {
   const parsed = Result.try(() => new URL(url))
@@ -362,7 +362,7 @@ const sseChunks = (
  */
 export const layerWithHttpClient = (
   options: Options = {}
-): Layer.Layer<LlmClient.LlmClient, never, HttpClient.HttpClient> => Layer.effect(LlmClient.LlmClient, make(options))
+): Layer.Layer<LlmClient.LlmClient, never, HttpClient.HttpClient> => on.layerWithHttpClient(options)
 
 /**
  * The provider on undici, with its own keep-alive connection pool, closed when the layer's scope closes.
@@ -370,11 +370,7 @@ export const layerWithHttpClient = (
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options & PoolOptions = {}): Layer.Layer<LlmClient.LlmClient> =>
-  Layer.effect(
-    LlmClient.LlmClient,
-    Effect.map(ProviderLayer.dispatcher(options), (dispatcher) => makeWithDispatcher(dispatcher, options))
-  )
+export const layer = (options: Options & PoolOptions = {}): Layer.Layer<LlmClient.LlmClient> => on.layer(options)
 
 /**
  * The provider configured from the environment: `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL` (default

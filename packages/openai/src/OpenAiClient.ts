@@ -42,8 +42,8 @@ import type * as Undici from "@effect/platform-node/Undici"
 import * as Clock from "effect/Clock"
 import type * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
-import * as HttpClient from "effect/http/HttpClient"
-import * as Layer from "effect/Layer"
+import type * as HttpClient from "effect/http/HttpClient"
+import type * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
@@ -123,10 +123,8 @@ export type PoolOptions = ProviderLayer.PoolOptions
  * @since 0.1.0
  * @category constructors
  */
-export const make = Effect.fnUntraced(function* (options: Options = {}) {
-  const http = yield* HttpClient.HttpClient
-  return makeWith(Transport.fromHttpClient(http, { spans: options.httpSpans === true }), options)
-})
+export const make = (options: Options = {}): Effect.Effect<LlmClient.Service, never, HttpClient.HttpClient> =>
+  on.make(options)
 
 /**
  * Builds the provider directly on an undici `Dispatcher` (an `Agent`, a `Pool`, one with interceptors):
@@ -137,7 +135,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
  * @category constructors
  */
 export const makeWithDispatcher = (dispatcher: Undici.Dispatcher, options: Options = {}): LlmClient.Service =>
-  makeWith(Transport.undici(dispatcher), options)
+  on.makeWithDispatcher(dispatcher, options)
 
 const makeWith = (transport: Transport.Transport, options: Options): LlmClient.Service => {
   const baseUrl = (options.baseUrl ?? baseUrls.openai).replace(/\/+$/, "")
@@ -296,6 +294,8 @@ const makeWith = (transport: Transport.Transport, options: Options): LlmClient.S
   return LlmClient.make({ complete, stream, completeMany })
 }
 
+const on = ProviderLayer.constructors<Options>(makeWith)
+
 const validate = (request: ChatRequest.ChatRequest, provider: string) =>
   Effect.mapError(ChatRequest.validate(request), (error) =>
     LlmError.make(error.reason, { provider, model: error.model })
@@ -349,7 +349,7 @@ const sseChunks = (
  */
 export const layerWithHttpClient = (
   options: Options = {}
-): Layer.Layer<LlmClient.LlmClient, never, HttpClient.HttpClient> => Layer.effect(LlmClient.LlmClient, make(options))
+): Layer.Layer<LlmClient.LlmClient, never, HttpClient.HttpClient> => on.layerWithHttpClient(options)
 
 /**
  * The provider on undici, with its own keep-alive connection pool (one pool per origin), closed when the
@@ -358,11 +358,7 @@ export const layerWithHttpClient = (
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options & PoolOptions = {}): Layer.Layer<LlmClient.LlmClient> =>
-  Layer.effect(
-    LlmClient.LlmClient,
-    Effect.map(ProviderLayer.dispatcher(options), (dispatcher) => makeWithDispatcher(dispatcher, options))
-  )
+export const layer = (options: Options & PoolOptions = {}): Layer.Layer<LlmClient.LlmClient> => on.layer(options)
 
 /**
  * The provider configured from the environment: `OPENAI_API_KEY` (optional, for servers without auth)

@@ -1,19 +1,21 @@
 /**
  * What every provider's layers share (OpenAI's chat and embeddings, Anthropic's messages): the undici
- * connection pool a provider runs on, and options read from the environment with explicit options
- * winning.
+ * connection pool a provider runs on, the constructors on either transport (`constructors`), and
+ * options read from the environment with explicit options winning.
  *
  * @since 0.2.0
  */
+import { LlmClient } from "@callm/core"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type * as Undici from "@effect/platform-node/Undici"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
-import type * as HttpClient from "effect/http/HttpClient"
+import * as HttpClient from "effect/http/HttpClient"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import * as Transport from "./Transport.ts"
 
 /**
  * Options of the connection pool (undici `Agent` options).
@@ -90,3 +92,36 @@ export const fromEnv = <O extends EnvOptions, A, E>(
       })
     })
   )
+
+/**
+ * The constructors every provider has, from its one `makeWith(transport, options)`:
+ * - `make`: on the `HttpClient` in context (`Transport.fromHttpClient`; `httpSpans` turns its
+ *   per-request span on);
+ * - `makeWithDispatcher`: directly on an undici dispatcher you provide (`Transport.undici`);
+ * - `layerWithHttpClient`: `make` as a layer;
+ * - `layer`: on undici directly, with its own pool (`dispatcher`), closed with the layer's scope.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const constructors = <O extends { readonly httpSpans?: boolean | undefined }>(
+  makeWith: (transport: Transport.Transport, options: O) => LlmClient.Service
+) => {
+  const make = Effect.fnUntraced(function* (options: O) {
+    const http = yield* HttpClient.HttpClient
+    return makeWith(Transport.fromHttpClient(http, { spans: options.httpSpans === true }), options)
+  })
+  const makeWithDispatcher = (dispatcher: Undici.Dispatcher, options: O): LlmClient.Service =>
+    makeWith(Transport.undici(dispatcher), options)
+  return {
+    make,
+    makeWithDispatcher,
+    layerWithHttpClient: (options: O): Layer.Layer<LlmClient.LlmClient, never, HttpClient.HttpClient> =>
+      Layer.effect(LlmClient.LlmClient, make(options)),
+    layer: (options: O & PoolOptions): Layer.Layer<LlmClient.LlmClient> =>
+      Layer.effect(
+        LlmClient.LlmClient,
+        Effect.map(dispatcher(options), (undici) => makeWithDispatcher(undici, options))
+      )
+  }
+}
