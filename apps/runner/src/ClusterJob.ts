@@ -13,6 +13,9 @@
  * (the same policy as a plain `callm run` rerun, `RunOutput.isRetried`) lose their record and are marked
  * with the round's number, and every worker submits that round's lines as new chunks.
  *
+ * Over 400 lines on purpose: the tables' migration and every query on them are one file, so that a
+ * change to a column is made, and reviewed, with all the SQL that reads or writes it.
+ *
  * @since 0.3.0
  */
 import { PgClient } from "@effect/sql-pg"

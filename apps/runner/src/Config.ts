@@ -37,10 +37,10 @@ import { type Cost, type LlmClient, Plugin, PluginOptions, Preset } from "@callm
 import type { GatewayConfig } from "@callm/gateway"
 import { Audit, AuditSink, Metrics, Tracing } from "@callm/observability"
 import { NodeAuditSink } from "@callm/observability/node"
-import { Budget, BudgetStore, RateLimit } from "@callm/rate-limit"
+import { Budget, BudgetStore, RateLimit, RedisConnection } from "@callm/rate-limit"
 import { Redact } from "@callm/redact"
 import { CircuitBreaker, CircuitBreakerStore, Fallback, Hedge, Retry, Router, Timeout } from "@callm/resilience"
-import { type Context, Effect, Layer, Result, Schema } from "effect"
+import { type Context, Effect, Layer, Option, Result, Schema, type Scope } from "effect"
 import type * as Redis from "effect/persistence/Redis"
 import { UserError } from "./UserError.ts"
 
@@ -334,4 +334,23 @@ export const redisUrlProblem = (url: string): string | undefined => {
   return Result.isSuccess(parsed) && (parsed.success.protocol === "redis:" || parsed.success.protocol === "rediss:")
     ? undefined
     : `--redis-url must be a URL such as redis://127.0.0.1:6379 (or rediss:// for TLS), got ${JSON.stringify(url)}`
+}
+
+/**
+ * The one Redis connection of a command's `--redis-url` (`undefined` without the flag), for every
+ * plugin that shares state with other processes; it lives as long as the scope. It never fails once
+ * the URL is a Redis URL: while Redis does not answer, the stores use local state (and say so once).
+ *
+ * @since 0.3.0
+ * @category loading
+ */
+export const connectRedis = (
+  command: string,
+  url: Option.Option<string>
+): Effect.Effect<Context.Context<Redis.Redis> | undefined, UserError, Scope.Scope> => {
+  if (Option.isNone(url)) return Effect.succeed(undefined)
+  const problem = redisUrlProblem(url.value)
+  return problem === undefined
+    ? Layer.build(RedisConnection.layer({ url: url.value }))
+    : Effect.fail(new UserError({ message: `${command}: ${problem}` }))
 }

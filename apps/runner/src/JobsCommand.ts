@@ -4,71 +4,46 @@
  *
  * @since 0.3.0
  */
-import { Effect, Option } from "effect"
-import { Command, Flag } from "effect/cli"
-import * as ClusterJob from "./ClusterJob.ts"
-import { UserError } from "./UserError.ts"
+import * as Command from "effect/cli/Command"
+import * as Flag from "effect/cli/Flag"
+import * as FlagKinds from "./FlagKinds.ts"
+import * as Handler from "./Handler.ts"
 
-const table = (rows: ReadonlyArray<ClusterJob.Progress>): string => {
-  const header = ["job", "lines", "done", "failed", "workers", "sends", "state", "created"]
-  const body = rows.map((row) => [
-    row.name,
-    row.total === null ? "?" : String(row.total),
-    String(row.done),
-    String(row.failed),
-    `${row.workers}/${row.workersEver}`,
-    String(row.sends),
-    row.finishedAt !== null ? "done" : row.total === null ? "submitting" : row.workers > 0 ? "running" : "stalled",
-    row.createdAt.replace("T", " ").slice(0, 19)
-  ])
-  const widths = header.map((title, column) => Math.max(title.length, ...body.map((cells) => cells[column]!.length)))
-  const format = (cells: ReadonlyArray<string>) =>
-    cells
-      .map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
-      .join("  ")
-  return [format(header), ...body.map(format)].join("\n")
+/**
+ * The flags of `callm jobs`.
+ *
+ * @since 0.3.0
+ * @category flags
+ */
+export const flags = {
+  cluster: Flag.String("cluster").pipe(
+    Flag.withDescription("PostgreSQL URL of the cluster (as given to callm run --cluster)")
+  ),
+  job: FlagKinds.optionalText("job", "Only this job"),
+  json: FlagKinds.off("json", "One JSON object a job")
 }
 
 /**
- * The `jobs` command.
+ * The parsed flags of `callm jobs`.
+ *
+ * @since 0.3.0
+ * @category flags
+ */
+export type Flags = Command.Command.Config.Infer<typeof flags>
+
+/**
+ * The `jobs` command. Its handler (`Jobs.ts`) and the PostgreSQL client are loaded when it runs.
  *
  * @since 0.3.0
  * @category commands
  */
 export const command = Command.make(
   "jobs",
-  {
-    cluster: Flag.String("cluster").pipe(
-      Flag.withDescription("PostgreSQL URL of the cluster (as given to callm run --cluster)")
-    ),
-    job: Flag.String("job").pipe(Flag.withDescription("Only this job"), Flag.optional),
-    json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("One JSON object a job"))
-  },
-  (flags) =>
-    Effect.gen(function* () {
-      const problem = ClusterJob.urlProblem(flags.cluster)
-      if (problem !== undefined) return yield* new UserError({ message: `jobs: ${problem}` })
-      const sql = yield* ClusterJob.open(flags.cluster).pipe(
-        Effect.mapError(
-          (reason) =>
-            new UserError({
-              message: `jobs: cannot reach PostgreSQL at ${ClusterJob.describeUrl(flags.cluster)}: ${reason}`
-            })
-        )
-      )
-      const rows = yield* ClusterJob.progress(Option.getOrUndefined(flags.job)).pipe(Effect.provide(sql), Effect.orDie)
-      if (flags.json) {
-        for (const row of rows) process.stdout.write(`${JSON.stringify(row)}\n`)
-        return
-      }
-      if (rows.length === 0) {
-        process.stdout.write(
-          `no ${Option.isSome(flags.job) ? `job ${JSON.stringify(flags.job.value)}` : "jobs"} on ${ClusterJob.describeUrl(flags.cluster)}\n`
-        )
-        return
-      }
-      process.stdout.write(`${table(rows)}\n`)
-    }).pipe(Effect.scoped)
+  flags,
+  Handler.lazy(
+    () => import("./Jobs.ts"),
+    (Jobs, flags) => Jobs.run(flags)
+  )
 ).pipe(
   Command.withDescription(
     "List the jobs of a cluster (callm run --cluster) with their progress: lines, done, failed, workers alive/ever"

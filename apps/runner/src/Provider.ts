@@ -1,6 +1,8 @@
 /**
- * The client the `run` and `chat` commands call: the provider chosen from the flags and the
- * configuration, and, when the configuration names no plugins, callm's default resilience.
+ * The client the `run` and `chat` commands call, and the upstream `serve` proxies to without a
+ * configuration: the provider, the model and the base URL chosen from the flags, the configuration and
+ * the environment (in that order), and, when the configuration names no plugins, callm's default
+ * resilience.
  *
  * The default keeps a user's work without any configuration: transient failures (rate limits, with
  * their `Retry-After`; overload; 5xx; dropped connections; timeouts) are retried with exponential
@@ -13,31 +15,56 @@
 import type { LlmClient } from "@callm/core"
 import { OpenAiClient } from "@callm/openai"
 import { Retry, Timeout } from "@callm/resilience"
-import { type Config as EffectConfig, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { Duration, Effect, type Config as EffectConfig, Layer, Option, Redacted } from "effect"
 import type * as Config from "./Config.ts"
-import * as Embedded from "./Embedded.ts"
+import type * as Embedded from "./Embedded.ts"
 import { UserError } from "./UserError.ts"
 
 /**
- * Retries a call gets when no configuration names plugins (`--retries`).
+ * The base URL of an OpenAI-compatible server when neither a flag nor a configuration names one:
+ * `OPENAI_BASE_URL`, else OpenAI's.
  *
- * Ten is more than an SDK's two on purpose: a batch run that gives up on a line makes its user rerun
- * it, while one more wait costs only time. With 30 % of calls failing transiently, a line still fails
- * after ten retries about once in 600,000 lines.
- *
- * @since 0.2.0
+ * @since 0.3.0
  * @category defaults
  */
-export const defaultRetries = 10
+export const defaultBaseUrl = (env: Readonly<Record<string, string | undefined>>): string =>
+  env.OPENAI_BASE_URL ?? "https://api.openai.com/v1"
 
 /**
- * How long one attempt may take when no configuration names plugins (`--timeout`): five minutes, room
- * for a long answer that is not streamed.
+ * The model for calls that name none: `--model`, else the configuration's, else `mock-small` with
+ * `--mock`, else `CALLM_MODEL`, else `gpt-4o-mini`.
  *
- * @since 0.2.0
+ * @since 0.3.0
  * @category defaults
  */
-export const defaultTimeout = "5 minutes"
+export const model = (options: {
+  readonly model: Option.Option<string>
+  readonly config: Config.CallmConfig
+  readonly mock: boolean
+  readonly env: Readonly<Record<string, string | undefined>>
+}): string =>
+  Option.getOrElse(
+    options.model,
+    () => options.config.model ?? (options.mock ? "mock-small" : (options.env.CALLM_MODEL ?? "gpt-4o-mini"))
+  )
+
+/**
+ * The base URL calls go to and where it came from (for an error that names it): `--base-url`, else
+ * the configuration's `provider.baseUrl`, else `OPENAI_BASE_URL`, else OpenAI's.
+ *
+ * @since 0.3.0
+ * @category defaults
+ */
+export const baseUrl = (options: {
+  readonly baseUrl: Option.Option<string>
+  readonly config: Config.CallmConfig
+  readonly env: Readonly<Record<string, string | undefined>>
+}): { readonly url: string; readonly from: string } =>
+  Option.isSome(options.baseUrl)
+    ? { url: options.baseUrl.value, from: "--base-url" }
+    : options.config.provider?.baseUrl !== undefined
+      ? { url: options.config.provider.baseUrl, from: "the config's provider.baseUrl" }
+      : { url: defaultBaseUrl(options.env), from: "OPENAI_BASE_URL" }
 
 /**
  * Parses a `--timeout` value: seconds (`90`), a number with a unit (`500ms`, `30s`, `5m`, `1h`), or
@@ -115,7 +142,13 @@ export const provider = (options: {
 }): Layer.Layer<LlmClient.LlmClient, EffectConfig.ConfigError> => {
   if (options.mock !== false) {
     const latency = options.mock
-    return Layer.unwrap(Effect.map(Embedded.mockUrl(latency), (url) => OpenAiClient.layer({ baseUrl: `${url}/v1` })))
+    // The mock server is loaded only when a command runs with --mock.
+    return Layer.unwrap(
+      Effect.flatMap(
+        Effect.promise(() => import("./Embedded.ts")),
+        (Embedded) => Effect.map(Embedded.mockUrl(latency), (url) => OpenAiClient.layer({ baseUrl: `${url}/v1` }))
+      )
+    )
   }
   const configured = options.config.provider
   const keyEnv = configured?.apiKeyEnv

@@ -27,14 +27,15 @@ import { basename } from "node:path"
 import { performance } from "node:perf_hooks"
 import { createInterface } from "node:readline"
 import { ChatRequest, ChatResponse, Cost, LlmError } from "@callm/core"
-import { OpenAiBatches, OpenAiError } from "@callm/openai"
 import { startMockServer } from "@callm/mock-server"
+import { OpenAiBatches, OpenAiError } from "@callm/openai"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { Duration, Effect, Redacted, Result, Schedule, Stream } from "effect"
 import type { HttpClient } from "effect/http"
 import type * as Config from "./Config.ts"
-import * as RunCommand from "./RunCommand.ts"
+import * as RunLine from "./RunLine.ts"
 import * as RunOutput from "./RunOutput.ts"
+import * as StopSignals from "./StopSignals.ts"
 import { UserError } from "./UserError.ts"
 
 /**
@@ -214,7 +215,7 @@ export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpCli
     const writeError = (entry: Pending, error: LlmError.LlmError) => {
       if (done.has(entry.key)) return
       done.add(entry.key)
-      writer.write(RunCommand.errorRecord(entry, error, 0))
+      writer.write(RunLine.errorRecord(entry, error, 0))
       counts.failed++
       failedByReason.set(error.reason._tag, (failedByReason.get(error.reason._tag) ?? 0) + 1)
     }
@@ -270,14 +271,14 @@ export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpCli
         Effect.suspend(() => {
           const line = ++number
           if (text.trim() === "") return Effect.void
-          const item = RunCommand.parseLine(text, line, { model: options.model }, seen)
+          const item = RunLine.parseLine(text, line, { model: options.model }, seen)
           if (done.has(item.key)) {
             counts.skipped++
             return Effect.void
           }
           if (item.request === undefined) {
             done.add(item.key)
-            writer.write(RunCommand.errorRecord(item, undefined))
+            writer.write(RunLine.errorRecord(item, undefined))
             counts.badLines++
             failedByReason.set(item.problem!.reason, (failedByReason.get(item.problem!.reason) ?? 0) + 1)
             options.say(item.problem!.message)
@@ -354,7 +355,7 @@ export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpCli
         const decoded = ChatResponse.decode(body)
         if (Result.isFailure(decoded)) return writeError(entry, LlmError.make(decoded.failure, { provider }))
         done.add(entry.key)
-        writer.write(RunCommand.successRecord(entry, decoded.success, latency))
+        writer.write(RunLine.successRecord(entry, decoded.success, latency))
         counts.answered++
         const usage = decoded.success.usage
         const price = Cost.priceOf(options.prices, decoded.success.model)
@@ -490,17 +491,7 @@ export const fromFlags = (flags: {
       process.exitCode = 130
       flags.say(`stopping: the batch jobs keep running at the provider; rerun the same command to resume them`)
     }
-    yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        process.on("SIGINT", onSignal)
-        process.on("SIGTERM", onSignal)
-      }),
-      () =>
-        Effect.sync(() => {
-          process.off("SIGINT", onSignal)
-          process.off("SIGTERM", onSignal)
-        })
-    )
+    yield* StopSignals.handle(onSignal)
     const keyEnv = flags.config.provider?.apiKeyEnv ?? "OPENAI_API_KEY"
     const key = flags.mock ? undefined : process.env[keyEnv]
     const { exitCode } = yield* run({
@@ -510,7 +501,7 @@ export const fromFlags = (flags: {
       baseUrl,
       apiKey: key === undefined || key === "" ? undefined : Redacted.make(key),
       headers: flags.config.provider?.headers,
-      policy: flags.retryFailed ? "all" : flags.skipFailed ? "none" : "retryable",
+      policy: RunOutput.retryPolicy(flags),
       fsync: flags.fsync,
       prices: { ...Cost.mockPrices, ...flags.config.prices },
       progress: flags.style !== "quiet",

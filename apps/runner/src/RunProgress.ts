@@ -9,6 +9,10 @@
  *
  * @since 0.2.0
  */
+import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
+import * as Schedule from "effect/Schedule"
 
 /**
  * How progress is shown.
@@ -197,4 +201,50 @@ export const summary = (
       ? "; rerun the same command to resume (it retries the lines that failed for a passing reason)"
       : ""
   return `callm run: ${state} in ${snapshot.elapsedSeconds.toFixed(1)} s: ${parts.join(", ")}; ${rate.toFixed(1)}/s; retries ${snapshot.retries}, cache hits ${snapshot.cacheHits}${resent}${repaired}${next}\n`
+}
+
+/**
+ * A metric's total across its attribute sets (those with `attributes`, when given), for the progress
+ * line: retries, cache hits.
+ *
+ * @since 0.3.0
+ * @category rendering
+ */
+export const metricTotal = (name: string, attributes?: Readonly<Record<string, string>>): Effect.Effect<number> =>
+  Effect.map(Metric.snapshot, (snapshots) => {
+    let total = 0
+    for (const snapshot of snapshots) {
+      if (snapshot.id !== name) continue
+      const own = snapshot.attributes ?? {}
+      if (attributes !== undefined && !Object.entries(attributes).every(([key, value]) => own[key] === value)) continue
+      const state = snapshot.state as { count?: number }
+      if (typeof state.count === "number") total += state.count
+    }
+    return total
+  })
+
+/**
+ * Shows the progress in a style until the returned fiber is interrupted: the bar every 200 ms, the
+ * other forms every `intervalSeconds`.
+ *
+ * @since 0.3.0
+ * @category rendering
+ */
+export const report = (
+  style: Style,
+  snapshot: Effect.Effect<Snapshot>,
+  intervalSeconds: number
+): Effect.Effect<Fiber.Fiber<number>> => {
+  const interval = style === "bar" ? 200 : intervalSeconds * 1000
+  return Effect.forkDetach(
+    Effect.repeat(
+      Effect.flatMap(snapshot, (now) =>
+        Effect.sync(() => {
+          const text = render(style, now, process.stderr.columns ?? 100)
+          if (text !== undefined) process.stderr.write(text)
+        })
+      ),
+      Schedule.spaced(interval)
+    ).pipe(Effect.delay(interval))
+  )
 }

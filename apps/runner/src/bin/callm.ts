@@ -1,18 +1,16 @@
 /**
  * Entry point of the `callm` binary.
  *
+ * A bare `callm --version` (or `-v`) is answered before `effect/cli` loads: loading it and Node's
+ * platform layer alone takes about 270 ms here, most of the 300 ms `--version` may take. The line is
+ * the one `effect/cli` prints (test/Version.test.ts compares them); any other command line, `--help`
+ * included, goes through `effect/cli`.
+ *
  * @since 0.1.0
  */
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Cause, Effect, Exit, Runtime } from "effect"
-import * as Cli from "../Cli.ts"
+import * as Version from "../Version.ts"
 
-// SIGINT and SIGTERM interrupt the program; the long-running commands (`serve`, `mock`) then drain and
-// close. A stop that did just that is a clean exit (0), as process managers expect, not 130, unless the
-// command said otherwise (`run` stopped early exits 130: there is work left to resume).
-const teardown: Runtime.Teardown = (exit, onExit) =>
-  Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)
-    ? onExit(typeof process.exitCode === "number" ? process.exitCode : 0)
-    : Runtime.defaultTeardown(exit, onExit)
-
-Cli.run.pipe(Effect.provide(NodeServices.layer), (program) => NodeRuntime.runMain(program, { teardown }))
+const args = process.argv.slice(2)
+if (args.length === 1 && (args[0] === "--version" || args[0] === "-v"))
+  process.stdout.write(Version.versionLine(process.stdout, process.env))
+else (await import("../Main.ts")).main()
