@@ -3,10 +3,12 @@
  * (OpenAI's chat completions, Anthropic's messages): the tests each provider's suite shares, run with
  * `wireBehaviour(provider)` inside its `describe`, beside the tests of what is its own.
  */
+
+import { inspect } from "node:util"
 import { ChatChunk, ChatRequest, ChatResponse, LlmClient, type LlmError } from "@callm/core"
 import type { MockServerHandle } from "@callm/mock-server"
 import { assert, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, type Layer, Result, Stream } from "effect"
+import { Duration, Effect, Fiber, type Layer, Redacted, Result, Stream } from "effect"
 import { collect, collectUntilFailure } from "./Client.ts"
 import { eventually } from "./Eventually.ts"
 import { mockServer } from "./Mock.ts"
@@ -14,7 +16,7 @@ import { mockServer } from "./Mock.ts"
 /** The provider under test, pointed at a mock, with the mock's `x-mock-*` headers on every request. */
 export type Provider = (
   mock: MockServerHandle,
-  options?: { readonly headers?: Record<string, string> }
+  options?: { readonly headers?: Record<string, string>; readonly apiKey?: Redacted.Redacted<string> }
 ) => Layer.Layer<LlmClient.LlmClient>
 
 const ask = (prompt: string, options: Omit<ChatRequest.ChatRequest, "model" | "messages"> = {}) =>
@@ -22,7 +24,7 @@ const ask = (prompt: string, options: Omit<ChatRequest.ChatRequest, "model" | "m
 
 /**
  * Registers the shared tests (multi-byte text, `max_tokens`, the rpm budget, early and late stream
- * failures, interruption, stalls).
+ * failures, the API key, interruption, stalls).
  */
 export const wireBehaviour = (provider: Provider): void => {
   it.live("echoes multi-byte text through mock-echo, streamed and not", () =>
@@ -89,6 +91,27 @@ export const wireBehaviour = (provider: Provider): void => {
       assert.strictEqual(reason.text, chunks.map(ChatChunk.text).join(""))
       assert.strictEqual(reason.chunks, chunks.length)
       assert.isFalse(error!.retryable)
+    })
+  )
+
+  it.live("sends the API key in the provider's header and never shows it in an error", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ apiKey: "sk-right-key-123456" })
+      const ok = yield* LlmClient.complete(ask("x")).pipe(
+        Effect.provide(provider(mock, { apiKey: Redacted.make("sk-right-key-123456") }))
+      )
+      assert.strictEqual(ok.object, "chat.completion")
+      const error = yield* Effect.flip(
+        LlmClient.complete(ask("x")).pipe(
+          Effect.provide(provider(mock, { apiKey: Redacted.make("sk-wrong-SECRET-987654") }))
+        )
+      )
+      assert.strictEqual(error.reason._tag, "Unauthorized")
+      for (const shown of [error.message, JSON.stringify(error), inspect(error, { depth: 10 }), String(error)]) {
+        assert.notInclude(shown, "SECRET")
+      }
+      const missing = yield* Effect.flip(LlmClient.complete(ask("x")).pipe(Effect.provide(provider(mock))))
+      assert.strictEqual(missing.reason._tag, "Unauthorized")
     })
   )
 
