@@ -34,10 +34,6 @@
  * )
  * ```
  *
- * Over 400 lines on purpose: one provider's requests, its SSE event reader (a state machine over
- * Anthropic's events) and its layers; the mapping is already apart (`AnthropicMessages`), as are the
- * errors (`AnthropicError`), and what is left shares the stream's state.
- *
  * @since 0.1.0
  */
 import { type ChatChunk, ChatRequest, type ChatResponse, LlmClient, LlmError } from "@callm/core"

@@ -31,10 +31,6 @@
  * )
  * ```
  *
- * Over 400 lines on purpose: one provider's requests, its SSE reader (the state of a stream as bytes
- * arrive), the batch endpoint probe and its layers; the errors are already apart (`OpenAiError`), and
- * what is left shares the client's pool and options.
- *
  * @since 0.1.0
  */
 import { ChatChunk, ChatRequest, ChatResponse, LlmClient, LlmError, Passthrough } from "@callm/core"
