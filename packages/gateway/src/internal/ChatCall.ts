@@ -45,6 +45,36 @@ const write = (response: Http.ServerResponse, text: string): Effect.Effect<void>
         response.on("close", go)
       })
 
+/**
+ * A stream's deadlines after its first chunk: `idleMs` between chunks (`reset` at each) and what is
+ * left of the total. Two Node timers for the whole stream, refreshed per chunk, instead of a timeout
+ * (a race of two fibers) around every pull, which cost more than the chunk itself (issue 17).
+ */
+const deadlines = (idleMs: number, leftMs: number, totalMs: number) => {
+  let idle: ReturnType<typeof setTimeout> | undefined
+  const expired = Effect.callback<never, LlmError.LlmError>((resume) => {
+    const [firstMs, firstError] =
+      leftMs <= idleMs ? [leftMs, timeoutError("total", totalMs)] : [idleMs, timeoutError("idle", idleMs)]
+    idle = setTimeout(() => resume(Effect.fail(firstError)), firstMs)
+    const total = setTimeout(() => resume(Effect.fail(timeoutError("total", totalMs))), leftMs)
+    return Effect.sync(() => {
+      clearTimeout(idle)
+      clearTimeout(total)
+    })
+  })
+  return { expired, reset: () => idle?.refresh() }
+}
+
+/**
+ * Answers a request the handler's timer stopped at `requestTimeoutMs` (504, or an error event when the
+ * stream had started).
+ */
+export const timedOut = (response: Http.ServerResponse, requestId: string, totalMs: number): void => {
+  const answer = GatewayError.fromLlmError(timeoutError("total", totalMs))
+  if (!response.headersSent) sendError(response, answer, requestId)
+  else if (!response.writableEnded) response.end(encodeError(answer))
+}
+
 const internalError = GatewayError.make(500, "The gateway failed unexpectedly.", "server_error", {
   code: "internal_error"
 })
@@ -86,13 +116,8 @@ export const answer = (request: Request): Effect.Effect<void> => {
       })
 
     if (chat.stream !== true) {
-      const result = yield* call(limited.complete(chat)).pipe(
-        Effect.timeoutOrElse({
-          duration: Duration.millis(limits.requestTimeoutMs),
-          orElse: () => Effect.fail(timeoutError("total", limits.requestTimeoutMs))
-        }),
-        Effect.result
-      )
+      // The total deadline is the handler's timer (`timedOut`): no race of fibers per request.
+      const result = yield* Effect.result(call(limited.complete(chat)))
       if (Result.isFailure(result)) return sendError(response, GatewayError.fromLlmError(result.failure), requestId)
       // The overhead histogram takes this request when its last byte is written (see `stampOf`).
       stamp.timing = timing
@@ -102,41 +127,53 @@ export const answer = (request: Request): Effect.Effect<void> => {
       })
     }
 
-    // Streams: pull the first chunks before answering, so an upstream that fails before streaming
-    // gets an error status rather than a 200 with an error event. Every later pull has its own
-    // deadline (idle between chunks, and the total), so a stalled upstream ends the stream with an
-    // error event instead of holding the client for as long as it waits.
-    const includeUsage = chat.stream_options?.include_usage === true
-    const pull = yield* call(Stream.toPull(limited.stream(chat)))
-    const first = yield* call(within(pull, "first-token", limits.firstChunkTimeoutMs)).pipe(Effect.result)
-    if (Result.isFailure(first) && !isDone(first.failure))
-      return sendError(response, GatewayError.fromLlmError(first.failure as LlmError.LlmError), requestId)
-    stamp.timing = timing
-    countStatusUnsafe(200)
-    response.writeHead(200, {
-      "content-type": "text/event-stream",
-      "cache-control": "no-cache",
-      "x-request-id": requestId
-    })
-    if (Result.isSuccess(first)) {
-      yield* write(response, encodeChunks(first.success, includeUsage))
-      const next = call(Effect.suspend(() => within(pull, "idle", limits.idleTimeoutMs)))
-      while (true) {
-        const chunks: Result.Result<ReadonlyArray<ChatChunk.ChatChunk>, unknown> = yield* Effect.result(next)
-        if (Result.isSuccess(chunks)) {
-          yield* write(response, encodeChunks(chunks.success, includeUsage))
-          continue
+    // Streams: in a scope of their own (the pull), closed when the stream ends.
+    return yield* Effect.scoped(
+      Effect.gen(function* () {
+        // Streams: pull the first chunks before answering, so an upstream that fails before streaming
+        // gets an error status rather than a 200 with an error event. Every later pull has its own
+        // deadline (idle between chunks, and the total), so a stalled upstream ends the stream with an
+        // error event instead of holding the client for as long as it waits.
+        const includeUsage = chat.stream_options?.include_usage === true
+        const pull = yield* call(Stream.toPull(limited.stream(chat)))
+        const first = yield* call(within(pull, "first-token", limits.firstChunkTimeoutMs)).pipe(Effect.result)
+        if (Result.isFailure(first) && !isDone(first.failure))
+          return sendError(response, GatewayError.fromLlmError(first.failure as LlmError.LlmError), requestId)
+        stamp.timing = timing
+        countStatusUnsafe(200)
+        response.writeHead(200, {
+          "content-type": "text/event-stream",
+          "cache-control": "no-cache",
+          "x-request-id": requestId
+        })
+        if (Result.isSuccess(first)) {
+          yield* write(response, encodeChunks(first.success, includeUsage))
+          const { expired, reset } = deadlines(
+            limits.idleTimeoutMs,
+            Math.max(0, deadline - (yield* Clock.currentTimeMillis)),
+            limits.requestTimeoutMs
+          )
+          const rest = Effect.gen(function* () {
+            while (true) {
+              const chunks: Result.Result<ReadonlyArray<ChatChunk.ChatChunk>, unknown> = yield* Effect.result(pullNext)
+              if (Result.isFailure(chunks)) {
+                if (isDone(chunks.failure)) return
+                return yield* Effect.fail(chunks.failure as LlmError.LlmError)
+              }
+              reset()
+              yield* write(response, encodeChunks(chunks.success, includeUsage))
+            }
+          })
+          const pullNext = call(pull)
+          const ended = yield* Effect.result(Effect.raceFirst(rest, expired))
+          // No `[DONE]` after an error: a client that stops at `[DONE]` must not mistake an error for a
+          // finished answer.
+          if (Result.isFailure(ended)) return response.end(encodeError(GatewayError.fromLlmError(ended.failure)))
         }
-        if (isDone(chunks.failure)) break
-        // No `[DONE]` after an error: a client that stops at `[DONE]` must not mistake an error for a
-        // finished answer.
-        response.end(encodeError(GatewayError.fromLlmError(chunks.failure as LlmError.LlmError)))
-        return
-      }
-    }
-    response.end(doneEvent)
+        response.end(doneEvent)
+      })
+    )
   }).pipe(
-    Effect.scoped,
     // A bug must still answer in OpenAI's shape (and be logged), never drop the connection silently.
     Effect.catchDefect((defect) =>
       Effect.andThen(

@@ -139,6 +139,9 @@ export const make = (deps: Deps) => {
       admission.admit()
       active.count++
       const preset = request.headers["x-callm-preset"]
+      let ended = false
+      let expired = false
+      let timer: ReturnType<typeof setTimeout> | undefined
       const interrupt = run(
         ChatCall.answer({
           built,
@@ -151,11 +154,20 @@ export const make = (deps: Deps) => {
         }),
         {
           onExit: () => {
+            ended = true
+            clearTimeout(timer)
             active.count--
             admission.release()
+            if (expired) ChatCall.timedOut(response, requestId, limits.requestTimeoutMs)
           }
         }
       )
+      // The total deadline of a call, as a Node timer interrupting the run (a stream has its own).
+      if (!ended && chat.stream !== true)
+        timer = setTimeout(() => {
+          expired = true
+          interrupt()
+        }, limits.requestTimeoutMs)
       // A client that goes away cancels the upstream call.
       response.once("close", () => {
         if (!response.writableFinished) interrupt()

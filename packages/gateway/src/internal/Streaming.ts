@@ -3,7 +3,7 @@
  *
  * @internal
  */
-import { type ChatChunk, LlmError } from "@callm/core"
+import { type ChatChunk, LlmError, Passthrough } from "@callm/core"
 import * as Duration from "effect/Duration"
 import type * as GatewayError from "../GatewayError.ts"
 
@@ -29,7 +29,8 @@ export const encodeChunks = (chunks: ReadonlyArray<ChatChunk.ChatChunk>, include
   for (const chunk of chunks) {
     // A client that did not ask for usage does not get the usage-only chunk OpenAI would not send it.
     if (!includeUsage && chunk.choices.length === 0 && chunk.usage != null) continue
-    out += `data: ${JSON.stringify(chunk)}\n\n`
+    // The upstream event's own text when no plugin changed the chunk (the provider attaches it).
+    out += `data: ${Passthrough.text(chunk) ?? JSON.stringify(chunk)}\n\n`
   }
   return out
 }
