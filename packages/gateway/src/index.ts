@@ -1,6 +1,7 @@
 /**
- * @callm/gateway: an OpenAI-compatible LLM gateway on Effect's HTTP server, with routes, auth, load
- * shedding, streaming and callm's plugin stack. `callm serve` runs it.
+ * @callm/gateway: an OpenAI-compatible LLM gateway on Node's HTTP server (chat on a plain handler,
+ * the other routes on Effect's router), with routes, auth, load shedding, streaming and callm's plugin
+ * stack. `callm serve` runs it.
  *
  * @since 0.1.0
  */
