@@ -127,16 +127,17 @@ export const answer = (request: Request): Effect.Effect<void> => {
       })
     }
 
-    // Streams: in a scope of their own (the pull), closed when the stream ends.
+    // Streams: in a scope of their own (the pull), closed when the stream ends, and in the call's
+    // context once for the whole stream (not again for every pull).
     return yield* Effect.scoped(
       Effect.gen(function* () {
         // Streams: pull the first chunks before answering, so an upstream that fails before streaming
-        // gets an error status rather than a 200 with an error event. Every later pull has its own
-        // deadline (idle between chunks, and the total), so a stalled upstream ends the stream with an
-        // error event instead of holding the client for as long as it waits.
+        // gets an error status rather than a 200 with an error event. The later pulls are under the
+        // stream's deadlines (idle between chunks, and the total), so a stalled upstream ends the
+        // stream with an error event instead of holding the client for as long as it waits.
         const includeUsage = chat.stream_options?.include_usage === true
-        const pull = yield* call(Stream.toPull(limited.stream(chat)))
-        const first = yield* call(within(pull, "first-token", limits.firstChunkTimeoutMs)).pipe(Effect.result)
+        const pull = yield* Stream.toPull(limited.stream(chat))
+        const first = yield* Effect.result(within(pull, "first-token", limits.firstChunkTimeoutMs))
         if (Result.isFailure(first) && !isDone(first.failure))
           return sendError(response, GatewayError.fromLlmError(first.failure as LlmError.LlmError), requestId)
         stamp.timing = timing
@@ -155,7 +156,7 @@ export const answer = (request: Request): Effect.Effect<void> => {
           )
           const rest = Effect.gen(function* () {
             while (true) {
-              const chunks: Result.Result<ReadonlyArray<ChatChunk.ChatChunk>, unknown> = yield* Effect.result(pullNext)
+              const chunks: Result.Result<ReadonlyArray<ChatChunk.ChatChunk>, unknown> = yield* Effect.result(pull)
               if (Result.isFailure(chunks)) {
                 if (isDone(chunks.failure)) return
                 return yield* Effect.fail(chunks.failure as LlmError.LlmError)
@@ -164,7 +165,6 @@ export const answer = (request: Request): Effect.Effect<void> => {
               yield* write(response, encodeChunks(chunks.success, includeUsage))
             }
           })
-          const pullNext = call(pull)
           const ended = yield* Effect.result(Effect.raceFirst(rest, expired))
           // No `[DONE]` after an error: a client that stops at `[DONE]` must not mistake an error for a
           // finished answer.
@@ -172,7 +172,7 @@ export const answer = (request: Request): Effect.Effect<void> => {
         }
         response.end(doneEvent)
       })
-    )
+    ).pipe(call)
   }).pipe(
     // A bug must still answer in OpenAI's shape (and be logged), never drop the connection silently.
     Effect.catchDefect((defect) =>
