@@ -155,9 +155,15 @@ export type StatusCase = readonly [fault: string, tag: LlmError.ReasonTag, retry
 
 /**
  * Registers the tests of how a provider maps the mock's injected statuses and failures to `LlmError`
- * reasons (`cases`, for `complete` and `stream`), and a 429's `Retry-After`.
+ * reasons (`cases`, for `complete` and `stream`), and a 429's `Retry-After` (and what `onRateLimited`
+ * checks of it).
  */
-export const statusBehaviour = (provider: Provider, cases: ReadonlyArray<StatusCase>): void => {
+export const statusBehaviour = (
+  provider: Provider,
+  cases: ReadonlyArray<StatusCase>,
+  /** What else a provider reads from that 429 (OpenAI's `x-ratelimit-*` headers). */
+  onRateLimited: (error: LlmError.LlmError) => void = () => {}
+): void => {
   it.live("maps every status and failure the mock injects to its LlmError reason, for complete and stream", () =>
     Effect.gen(function* () {
       const mock = yield* mockServer()
@@ -183,6 +189,7 @@ export const statusBehaviour = (provider: Provider, cases: ReadonlyArray<StatusC
       )
       assert.strictEqual(error.reason._tag, "RateLimited")
       assert.strictEqual(Duration.toMillis(error.retryAfter!), 3000)
+      onRateLimited(error)
     })
   )
 }
