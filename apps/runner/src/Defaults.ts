@@ -1,6 +1,7 @@
 /**
- * The defaults the commands' flags show in their help (`--retries`, `--timeout`), apart from the
- * client they configure, so that defining a command loads nothing of the client.
+ * The defaults the commands' flags show in their help (`--retries`, `--timeout`) and the upstream's
+ * default base URL, apart from the client they configure, so that defining a command (or serving
+ * without a configuration) loads nothing of the client.
  *
  * @since 0.3.0
  */
@@ -25,3 +26,13 @@ export const retries = 10
  * @category defaults
  */
 export const timeout = "5 minutes"
+
+/**
+ * The base URL of an OpenAI-compatible server when neither a flag nor a configuration names one:
+ * `OPENAI_BASE_URL`, else OpenAI's.
+ *
+ * @since 0.3.0
+ * @category defaults
+ */
+export const baseUrl = (env: Readonly<Record<string, string | undefined>>): string =>
+  env.OPENAI_BASE_URL ?? "https://api.openai.com/v1"

@@ -17,18 +17,9 @@ import { OpenAiClient } from "@callm/openai"
 import { Retry, Timeout } from "@callm/resilience"
 import { Duration, Effect, type Config as EffectConfig, Layer, Option, Redacted } from "effect"
 import type * as Config from "./Config.ts"
+import * as Defaults from "./Defaults.ts"
 import type * as Embedded from "./Embedded.ts"
 import { UserError } from "./UserError.ts"
-
-/**
- * The base URL of an OpenAI-compatible server when neither a flag nor a configuration names one:
- * `OPENAI_BASE_URL`, else OpenAI's.
- *
- * @since 0.3.0
- * @category defaults
- */
-export const defaultBaseUrl = (env: Readonly<Record<string, string | undefined>>): string =>
-  env.OPENAI_BASE_URL ?? "https://api.openai.com/v1"
 
 /**
  * The model for calls that name none: `--model`, else the configuration's, else `mock-small` with
@@ -64,7 +55,7 @@ export const baseUrl = (options: {
     ? { url: options.baseUrl.value, from: "--base-url" }
     : options.config.provider?.baseUrl !== undefined
       ? { url: options.config.provider.baseUrl, from: "the config's provider.baseUrl" }
-      : { url: defaultBaseUrl(options.env), from: "OPENAI_BASE_URL" }
+      : { url: Defaults.baseUrl(options.env), from: "OPENAI_BASE_URL" }
 
 /**
  * Parses a `--timeout` value: seconds (`90`), a number with a unit (`500ms`, `30s`, `5m`, `1h`), or

@@ -6,16 +6,18 @@
  */
 
 import { type Cache, CacheStore, EmbeddingsCache } from "@callm/cache"
-import { Cost, type Embeddings } from "@callm/core"
+import { Cost, type Embeddings, Plugin, Preset } from "@callm/core"
 import { Admission, Gateway, GatewayConfig, Grpc } from "@callm/gateway"
 import { Tracing } from "@callm/observability"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Console, Context, Effect, Layer, Option, Result } from "effect"
 import { HttpServer } from "effect/http"
-import * as Config from "./Config.ts"
-import * as Provider from "./Provider.ts"
+import type * as Config from "./Config.ts"
+import * as Defaults from "./Defaults.ts"
 import type * as ServeCommand from "./ServeCommand.ts"
 import { UserError } from "./UserError.ts"
+
+const loadConfigModule = Effect.promise(() => import("./Config.ts"))
 
 /**
  * A loaded `serve` configuration: the gateway's part (upstreams, routes, keys, limits) and the rest of
@@ -39,6 +41,7 @@ export interface ServeConfig {
  */
 export const loadConfig = (path: string): Effect.Effect<ServeConfig, UserError> =>
   Effect.gen(function* () {
+    const Config = yield* loadConfigModule
     const loaded = yield* Config.load(path).pipe(
       Effect.mapError((error) => new UserError({ message: `serve: ${error.message}` }))
     )
@@ -134,7 +137,7 @@ const listenError = (host: string, port: number, cause: unknown) => {
 export const run = (flags: ServeCommand.Flags) =>
   Effect.gen(function* () {
     const loaded = Option.isSome(flags.config) ? yield* loadConfig(flags.config.value) : undefined
-    const config = loaded?.gateway ?? GatewayConfig.proxyAll(Provider.defaultBaseUrl(process.env), "OPENAI_API_KEY")
+    const config = loaded?.gateway ?? GatewayConfig.proxyAll(Defaults.baseUrl(process.env), "OPENAI_API_KEY")
     const callm = loaded?.callm ?? {}
     if (loaded === undefined) {
       yield* Console.error(
@@ -152,13 +155,17 @@ export const run = (flags: ServeCommand.Flags) =>
           )
       }
     // One Redis connection for every plugin that shares state, and for the keys' budgets and limits.
-    const redis = yield* Config.connectRedis("serve", flags.redisUrl)
+    // The plugin registry (every plugin package) is loaded only when a configuration may name plugins
+    // or a Redis is shared: a bare `callm serve` starts without it.
+    const Config = loaded !== undefined || Option.isSome(flags.redisUrl) ? yield* loadConfigModule : undefined
+    const redis = Config === undefined ? undefined : yield* Config.connectRedis("serve", flags.redisUrl)
     // The preset plugin always leads the stack: a request picks a preset with `x-callm-preset`, and
     // `--preset` sets the one for requests that pick none.
+    const defaultPreset = Option.getOrUndefined(flags.preset)
     const stackOf = (next: ServeConfig) =>
-      Config.pluginStack(boundModelLabels(next.callm, next.gateway), Option.getOrUndefined(flags.preset), undefined, {
-        redis
-      })
+      Config === undefined
+        ? Plugin.stack(Preset.layer({ presets: undefined, default: defaultPreset }))
+        : Config.pluginStack(boundModelLabels(next.callm, next.gateway), defaultPreset, undefined, { redis })
     const plugins = stackOf({ gateway: config, callm })
     // Spans go to an OpenTelemetry collector when the standard variable names one.
     const otlpUrl = process.env.OTEL_EXPORTER_OTLP_ENDPOINT
