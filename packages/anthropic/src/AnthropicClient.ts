@@ -83,7 +83,10 @@ export interface Options {
   readonly concurrency?: number | undefined
   /** End streams with a usage chunk, as OpenAI's `include_usage` does. Default true. */
   readonly includeUsage?: boolean | undefined
-  /** Record an HTTP client span per request (Effect's `HttpClient` tracing). Default false. */
+  /**
+   * Record an HTTP client span per request (Effect's `HttpClient` tracing; only with `make` or
+   * `layerWithHttpClient`). Default false.
+   */
   readonly httpSpans?: boolean | undefined
 }
 

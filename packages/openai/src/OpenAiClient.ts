@@ -98,8 +98,10 @@ export interface Options {
   /** Ask streams for a final usage chunk (`stream_options.include_usage`). Default true. */
   readonly includeUsage?: boolean | undefined
   /**
-   * Record an HTTP client span per request (Effect's `HttpClient` tracing). Default false: callm's
-   * observability plugin records one span per call, and the per-request span costs time on the hot path.
+   * Record an HTTP client span per request (Effect's `HttpClient` tracing; only on an `HttpClient`, with
+   * `make` or `layerWithHttpClient`: `layer`'s direct undici transport records none). Default false:
+   * callm's observability plugin records one span per call, and the per-request span costs time on the
+   * hot path.
    */
   readonly httpSpans?: boolean | undefined
 }
