@@ -12,7 +12,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
-import * as Config from "./Config.ts"
+import type * as Config from "./Config.ts"
 import * as Provider from "./Provider.ts"
 import type * as RunCommand from "./RunCommand.ts"
 import type * as RunProgress from "./RunProgress.ts"
@@ -82,7 +82,15 @@ export const resolve = (flags: RunCommand.Flags): Effect.Effect<Resolved, UserEr
     )
     const fileProblem = checkFiles(flags.input, flags.output)
     if (fileProblem !== undefined) return yield* new UserError({ message: fileProblem })
-    const config = Option.isSome(flags.config) ? yield* Config.load(flags.config.value) : ({} as Config.CallmConfig)
+    const configPath = Option.getOrUndefined(flags.config)
+    // The configuration module (and the plugin registry behind it) is loaded only for a --config.
+    const config: Config.CallmConfig =
+      configPath === undefined
+        ? {}
+        : yield* Effect.flatMap(
+            Effect.promise(() => import("./Config.ts")),
+            (Config) => Config.load(configPath)
+          )
     const model = Provider.model({ model: flags.model, config, mock: flags.mock, env: process.env })
     const style: RunProgress.Style = flags.quiet
       ? "quiet"

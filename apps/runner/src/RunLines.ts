@@ -8,8 +8,7 @@
  */
 import { statSync } from "node:fs"
 import { performance } from "node:perf_hooks"
-import { type ChatResponse, Cost, LlmClient, type LlmError, Preset } from "@callm/core"
-import { Tracing } from "@callm/observability"
+import { type ChatResponse, Cost, LlmClient, type LlmError, Plugin, Preset } from "@callm/core"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -17,7 +16,6 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
-import * as Config from "./Config.ts"
 import * as FailFast from "./FailFast.ts"
 import * as Provider from "./Provider.ts"
 import type * as Run from "./Run.ts"
@@ -47,19 +45,28 @@ export const run = (resolved: Run.Resolved) =>
       env: process.env,
       warn: (message) => say(`warning: ${message}`)
     })
-    const redis = yield* Config.connectRedis("run", flags.redisUrl)
-
     const trip = yield* Deferred.make<string>()
     const failFast = FailFast.make({
       baseUrl,
       onTrip: (sentence) => Deferred.doneUnsafe(trip, Effect.succeed(sentence))
     })
-    const client = Config.pluginStack(
-      config,
-      Option.getOrUndefined(flags.preset),
-      Option.getOrUndefined(flags.budget),
-      { redis },
-      { defaults: Provider.defaultPlugins({ retries: flags.retries, timeout }), inner: [failFast.layer] }
+    const defaults = Provider.defaultPlugins({ retries: flags.retries, timeout })
+    const preset = Option.getOrUndefined(flags.preset)
+    // The plugin registry (every plugin package, a good part of the run's memory) is loaded only when
+    // the configuration names plugins, a budget is set or a Redis is shared. Without them the stack is
+    // the one `Config.pluginStack` builds then: presets, the default retries and timeout, fail fast.
+    const needsRegistry = config.plugins !== undefined || Option.isSome(flags.budget) || Option.isSome(flags.redisUrl)
+    const Config = needsRegistry ? yield* Effect.promise(() => import("./Config.ts")) : undefined
+    const client = (
+      Config === undefined
+        ? Plugin.stack(Preset.layer({ presets: config.presets, default: preset }), ...defaults, failFast.layer)
+        : Config.pluginStack(
+            config,
+            preset,
+            Option.getOrUndefined(flags.budget),
+            { redis: yield* Config.connectRedis("run", flags.redisUrl) },
+            { defaults, inner: [failFast.layer] }
+          )
     ).pipe(Layer.provide(provider))
 
     if (Option.isSome(flags.metricsPort)) {
@@ -72,7 +79,15 @@ export const run = (resolved: Run.Resolved) =>
     // Spans go to an OpenTelemetry collector when the standard variable names one (the edge of the
     // app is where the environment is read).
     const otlpUrl = process.env.OTEL_EXPORTER_OTLP_ENDPOINT
-    const tracer = otlpUrl === undefined || otlpUrl === "" ? Layer.empty : Tracing.layerOtlp({ url: otlpUrl })
+    const tracer =
+      otlpUrl === undefined || otlpUrl === ""
+        ? Layer.empty
+        : Layer.unwrap(
+            Effect.map(
+              Effect.promise(() => import("@callm/observability")),
+              ({ Tracing }) => Tracing.layerOtlp({ url: otlpUrl })
+            )
+          )
 
     const repaired = RunOutput.repair(flags.output)
     const resumed = yield* Effect.promise(() => RunOutput.resume(flags.output, RunOutput.retryPolicy(flags)))
