@@ -62,7 +62,8 @@ export const build = Effect.fnUntraced(function* (
 
   // One provider per upstream, all on one undici dispatcher (a keep-alive pool per origin).
   const providers = new Map<string, LlmClient.Service>()
-  const httpContext = yield* Layer.build(UpstreamTiming.layerHttpClient({ connect: { timeout: 10_000 } }))
+  const dispatcher = yield* UpstreamTiming.makeDispatcher({ connect: { timeout: 10_000 } })
+  const httpContext = yield* Layer.build(UpstreamTiming.layerHttpClient(dispatcher))
   for (const [name, upstream] of Object.entries(config.upstreams)) {
     const key = upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv]
     const common = {
@@ -71,11 +72,14 @@ export const build = Effect.fnUntraced(function* (
       ...(key === undefined || key === "" ? {} : { apiKey: Redacted.make(key) }),
       ...(upstream.headers === undefined ? {} : { headers: upstream.headers })
     }
-    const provider = yield* (
+    // Directly on undici (no Effect `HttpClient` request and response per call).
+    const provider =
       upstream.kind === "anthropic"
-        ? AnthropicClient.make(common)
-        : OpenAiClient.make({ ...common, ...(upstream.batch === undefined ? {} : { batch: upstream.batch }) })
-    ).pipe(Effect.provide(httpContext))
+        ? AnthropicClient.makeWithDispatcher(dispatcher, common)
+        : OpenAiClient.makeWithDispatcher(dispatcher, {
+            ...common,
+            ...(upstream.batch === undefined ? {} : { batch: upstream.batch })
+          })
     // Innermost the timing and the failure count, then this upstream's own breaker: its state, its
     // metrics (`callm_breaker_state{upstream}`) and its refusals are this upstream's alone.
     const counted = countFailures(name, timeUpstream(provider))

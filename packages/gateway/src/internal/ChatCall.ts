@@ -15,9 +15,9 @@ import * as Stream from "effect/Stream"
 import * as GatewayError from "../GatewayError.ts"
 import type { Built } from "./Build.ts"
 import { countStatusUnsafe } from "./Metrics.ts"
-import { type Stamp, sendError, sendJson } from "./NodeServer.ts"
+import { internalError, type Stamp, sendError, sendJson } from "./NodeServer.ts"
 import { doneEvent, encodeChunks, encodeError, isDone, timeoutError } from "./Streaming.ts"
-import type * as UpstreamTiming from "./UpstreamTiming.ts"
+import * as UpstreamTiming from "./UpstreamTiming.ts"
 import { CurrentTiming } from "./UpstreamTiming.ts"
 
 /** What the call needs of the request, checked and admitted by the handler. */
@@ -75,10 +75,6 @@ export const timedOut = (response: Http.ServerResponse, requestId: string, total
   else if (!response.writableEnded) response.end(encodeError(answer))
 }
 
-const internalError = GatewayError.make(500, "The gateway failed unexpectedly.", "server_error", {
-  code: "internal_error"
-})
-
 /** Calls the upstreams for one admitted request and writes its answer. Never fails. */
 export const answer = (request: Request): Effect.Effect<void> => {
   const { built, chat, requestId, response, stamp } = request
@@ -99,7 +95,7 @@ export const answer = (request: Request): Effect.Effect<void> => {
     // `x-callm-preset` picks a preset for this request (applied by the preset plugin under the
     // request's explicit fields).
     const call = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      effect.pipe(
+      UpstreamTiming.timed(timing, effect).pipe(
         Effect.provideService(CurrentTiming, timing),
         Effect.provideService(Preset.CurrentPreset, request.preset),
         CallContext.withContext(context)

@@ -20,7 +20,7 @@ import * as GatewayError from "../GatewayError.ts"
 import type { Built } from "./Build.ts"
 import * as ChatCall from "./ChatCall.ts"
 import { errorResponse } from "./EmbeddingsRoute.ts"
-import { sendError, stampOf } from "./NodeServer.ts"
+import { internalError, sendError, stampOf } from "./NodeServer.ts"
 
 /** What the handler reads: the configuration serving new requests, the admission, the services. */
 export interface Deps {
@@ -98,8 +98,20 @@ export const make = (deps: Deps) => {
       allowedModels = key.key.models
     }
 
-    // Body: a client still sending holds no admission slot.
+    // Body: a client still sending holds no admission slot. A bug in what follows runs in Node's
+    // callback, outside any fiber: it is logged and answered 500 instead of ending the process.
     readBody(request, limits.maxBodyBytes, (body) => {
+      try {
+        answer(body)
+      } catch (defect) {
+        run(Effect.logError("callm gateway: unexpected error", defect))
+        if (!response.headersSent) sendError(response, internalError, requestId)
+        else response.destroy()
+      }
+    })
+    return true
+
+    function answer(body: string | "tooLarge" | "failed") {
       if (body === "tooLarge") return sendError(response, GatewayError.bodyTooLarge(limits.maxBodyBytes), requestId)
       if (body === "failed") return sendError(response, GatewayError.unparsableBody, requestId)
       let parsed: unknown
@@ -172,8 +184,7 @@ export const make = (deps: Deps) => {
       response.once("close", () => {
         if (!response.writableFinished) interrupt()
       })
-    })
-    return true
+    }
   }
 }
 

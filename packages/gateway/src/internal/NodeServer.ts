@@ -90,6 +90,11 @@ export const sendJson = (
   response.end(text)
 }
 
+/** The answer to a bug: OpenAI's shape, never a dropped connection. */
+export const internalError = GatewayError.make(500, "The gateway failed unexpectedly.", "server_error", {
+  code: "internal_error"
+})
+
 /** Writes an error answer in OpenAI's shape, with the request id when known. */
 export const sendError = (response: Http.ServerResponse, answer: GatewayError.ErrorAnswer, requestId?: string) =>
   sendJson(
@@ -182,7 +187,14 @@ const gate = (admission: Admission.Admission, request: Http.IncomingMessage, res
   if (refused === undefined) {
     stampOf(request, response)
     const handler = handlers.get(admission)
-    return handler?.(request, response) === true
+    try {
+      return handler?.(request, response) === true
+    } catch {
+      // A bug in the handler's synchronous part must not end the process: answered 500 (unlogged,
+      // there is no fiber here; what runs later is logged by the handler).
+      if (!response.headersSent) sendError(response, internalError)
+      return true
+    }
   }
   const { body, headers } = encodedRefusal(refused)
   response.writeHead(refused.status, headers)

@@ -23,6 +23,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as HttpClient from "effect/http/HttpClient"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Undici from "undici"
 
@@ -102,29 +103,40 @@ const timingInterceptor: Undici.Dispatcher.DispatcherComposeInterceptor = (dispa
 }
 
 /**
- * The gateway's HTTP client for its upstreams: Effect's undici client on one keep-alive dispatcher,
- * with each non-streamed call's socket wait added to the request's timing.
+ * The gateway's undici dispatcher for its upstreams (a keep-alive pool per origin, closed with the
+ * scope), with each non-streamed call's socket wait added to the request's timing (see `timed`).
  */
-export const layerHttpClient = (options: Undici.Agent.Options): Layer.Layer<HttpClient.HttpClient> =>
+export const makeDispatcher = (options: Undici.Agent.Options): Effect.Effect<Undici.Dispatcher, never, Scope.Scope> =>
+  Effect.map(NodeHttpClient.makeDispatcherOptions(options), (dispatcher) => dispatcher.compose(timingInterceptor))
+
+/**
+ * Effect's HTTP client on the gateway's dispatcher (for the routes that take an `HttpClient`: the
+ * embeddings), timing its calls as `timed` does.
+ */
+export const layerHttpClient = (dispatcher: Undici.Dispatcher): Layer.Layer<HttpClient.HttpClient> =>
   Layer.effect(
     HttpClient.HttpClient,
-    Effect.gen(function* () {
-      const dispatcher = (yield* NodeHttpClient.makeDispatcherOptions(options)).compose(timingInterceptor)
-      const client = yield* Effect.provideService(NodeHttpClient.makeUndici, NodeHttpClient.Dispatcher, dispatcher)
-      return HttpClient.transform(client, (effect) =>
-        Effect.flatMap(CurrentTiming, (timing) =>
-          timing === undefined || timing.streaming
-            ? effect
-            : Effect.flatMap(NodeHttpClient.UndiciOptions, (undiciOptions) =>
-                Effect.provideService(effect, NodeHttpClient.UndiciOptions, {
-                  ...undiciOptions,
-                  [timingOption]: timing
-                } as Partial<Undici.Dispatcher.RequestOptions>)
-              )
-        )
+    Effect.map(Effect.provideService(NodeHttpClient.makeUndici, NodeHttpClient.Dispatcher, dispatcher), (client) =>
+      HttpClient.transform(client, (effect) =>
+        Effect.flatMap(CurrentTiming, (timing) => (timing === undefined ? effect : timed(timing, effect)))
       )
-    })
+    )
   )
+
+/**
+ * Runs a call with its timing in the fiber's `NodeHttpClient.UndiciOptions`, which the providers'
+ * undici transport (and Effect's undici client) spread into every request they dispatch, so the
+ * interceptor adds the call's socket wait to it. Streams are timed around the stream instead.
+ */
+export const timed = <A, E, R>(timing: UpstreamTiming, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  timing.streaming
+    ? effect
+    : Effect.flatMap(NodeHttpClient.UndiciOptions, (undiciOptions) =>
+        Effect.provideService(effect, NodeHttpClient.UndiciOptions, {
+          ...undiciOptions,
+          [timingOption]: timing
+        } as Partial<Undici.Dispatcher.RequestOptions>)
+      )
 
 /** The innermost wrapper of a route: adds a stream's time in the upstream to the request's timing. */
 export const timeUpstream = (client: LlmClient.Service): LlmClient.Service =>
