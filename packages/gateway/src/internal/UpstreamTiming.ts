@@ -6,7 +6,7 @@
  * - A non-streamed call's wait is timed on the socket: from undici's `onRequestSent` (the request's
  *   last byte handed to the socket) to its `onResponseStart` (the answer's headers parsed), by an
  *   undici interceptor on the gateway's dispatcher. Everything else of a call is the gateway's own
- *   work and counts as overhead: building and encoding the request in Effect's HTTP client, undici's
+ *   work and counts as overhead: building and encoding the request in the provider, undici's
  *   dispatch and its write, reading and decoding the answer. (Timing the whole `HttpClient` call
  *   instead counted that work as upstream time, and the histogram read half of what the bench measured
  *   end to end.)
