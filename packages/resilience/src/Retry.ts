@@ -39,12 +39,15 @@ import {
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
 import type * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Random from "effect/Random"
+import * as References from "effect/References"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import * as Tracer from "effect/Tracer"
 import { recoverBeforeFirstChunk } from "./internal/stream.ts"
 import * as RetryBudget from "./RetryBudget.ts"
 
@@ -152,7 +155,10 @@ export interface Policy {
  * @since 0.1.0
  * @category constructors
  */
-export const makePolicy = (options: Options = {}): Policy => {
+export const makePolicy = (options: Options = {}): Policy => policyOf(options)
+
+/** The policy, with `start` at a time already read (epoch milliseconds) for a caller holding the clock. */
+const policyOf = (options: Options): Policy & { readonly deposit: (now: number) => void } => {
   const maxAttempts = Math.max(1, options.maxAttempts ?? 4)
   const baseMs = Duration.toMillis(Duration.fromInputUnsafe(options.baseDelay ?? "250 millis"))
   const maxMs = Duration.toMillis(Duration.fromInputUnsafe(options.maxDelay ?? "8 seconds"))
@@ -167,6 +173,7 @@ export const makePolicy = (options: Options = {}): Policy => {
 
   return {
     start: Effect.map(Clock.currentTimeMillis, (now) => budget.deposit(now)),
+    deposit: (now) => budget.deposit(now),
     next: (error, attempt) =>
       Effect.gen(function* () {
         if (!retryOn(error)) return undefined
@@ -196,29 +203,44 @@ export const makePolicy = (options: Options = {}): Policy => {
 }
 
 const attemptSpan = (attempt: number) => Effect.withSpan("callm.attempt", { attributes: { "callm.attempt": attempt } })
+const firstAttemptSpan = attemptSpan(1)
+
+/**
+ * Whether spans go anywhere: a tracer other than Effect's in-memory native one is installed (the
+ * `Tracing` plugin's OTLP exporter, or one of the caller's). Without one an attempt span is made and
+ * dropped unseen, so the hot path skips it.
+ */
+const tracing = (fiber: Fiber.Fiber<unknown, unknown>): boolean =>
+  fiber.getRef(Tracer.Tracer) !== Tracer.nativeTracer && fiber.getRef(References.TracerEnabled)
 
 const hooks = (options: Options): Plugin.Hooks => {
-  const policy = makePolicy(options)
+  const policy = policyOf(options)
 
   const complete = (
     request: ChatRequest.ChatRequest,
     next: (request: ChatRequest.ChatRequest) => Effect.Effect<ChatResponse, LlmError.LlmError>
   ): Effect.Effect<ChatResponse, LlmError.LlmError> =>
-    Effect.andThen(
-      policy.start,
-      Effect.suspend(() => {
-        const attempt = (n: number): Effect.Effect<ChatResponse, LlmError.LlmError> =>
-          next(request).pipe(
-            attemptSpan(n),
-            Effect.catchTag("LlmError", (error) =>
-              Effect.flatMap(policy.next(error, n), (wait) =>
-                wait === undefined ? Effect.fail(error) : Effect.andThen(Effect.sleep(wait), attempt(n + 1))
-              )
-            )
+    // The first attempt runs bare (no schedule, no span unless traced); the retry loop is entered only
+    // from its failure.
+    Effect.withFiber((fiber) => {
+      policy.deposit(fiber.getRef(Clock.Clock).currentTimeMillisUnsafe())
+      const traced = tracing(fiber)
+      const retryAfter =
+        (n: number) =>
+        (error: LlmError.LlmError): Effect.Effect<ChatResponse, LlmError.LlmError> =>
+          Effect.flatMap(policy.next(error, n), (wait) =>
+            wait === undefined ? Effect.fail(error) : Effect.andThen(Effect.sleep(wait), attempt(n + 1))
           )
-        return attempt(1)
-      })
-    )
+      const attempt = (n: number): Effect.Effect<ChatResponse, LlmError.LlmError> => {
+        const call = next(request)
+        return Effect.catchTag(
+          traced ? (n === 1 ? firstAttemptSpan(call) : attemptSpan(n)(call)) : call,
+          "LlmError",
+          retryAfter(n)
+        )
+      }
+      return attempt(1)
+    })
 
   const stream = (
     request: ChatRequest.ChatRequest,

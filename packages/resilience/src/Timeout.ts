@@ -11,8 +11,10 @@
  */
 import { CallContext, type ChatChunk, type LlmClient, LlmError, Plugin, PluginOptions } from "@callm/core"
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import { dual } from "effect/Function"
 import type * as Layer from "effect/Layer"
 import type * as Pull from "effect/Pull"
@@ -54,6 +56,35 @@ const millis = (input: Duration.Input | undefined) =>
 const timeout = (phase: LlmError.TimeoutPhase, afterMs: number) =>
   LlmError.make(new LlmError.Timeout({ phase, after: Duration.millis(afterMs) }))
 
+/** The clock fibers run on unless a test (or a caller) provides another: `TestClock` keeps `timeoutOrElse`. */
+const liveClock = Context.get(Context.empty(), Clock.Clock)
+
+/**
+ * `Effect.timeoutOrElse` on the live clock, with one Node timer instead of a race of two fibers (the
+ * call's and a sleeper's): the call runs in one child fiber; when the timer fires first it is
+ * interrupted (which aborts its HTTP request) and, once it has stopped, the result is `onTimeout`'s
+ * failure. Interrupting the caller interrupts the call and clears the timer. Hand-written because
+ * `timeoutOrElse` forks the timer as a fiber per call, the larger part of this plugin's cost.
+ */
+const onNodeTimer = <A, E>(effect: Effect.Effect<A, E>, ms: number, onTimeout: () => E): Effect.Effect<A, E> =>
+  Effect.flatMap(Effect.forkChild(effect, { startImmediately: true }), (child) =>
+    Effect.callback<A, E>((resume) => {
+      let timedOut = false
+      const timer = setTimeout(() => {
+        timedOut = true
+        child.interruptUnsafe()
+      }, ms)
+      child.addObserver((exit) => {
+        clearTimeout(timer)
+        resume(timedOut ? Effect.fail(onTimeout()) : exit)
+      })
+      return Effect.suspend(() => {
+        clearTimeout(timer)
+        return Fiber.interrupt(child)
+      })
+    })
+  )
+
 /**
  * Applies the limits to a client. Dual.
  *
@@ -74,15 +105,19 @@ const hooks = (options: Options): Plugin.Hooks => {
   const bounded = <A>(effect: Effect.Effect<A, LlmError.LlmError>): Effect.Effect<A, LlmError.LlmError> =>
     totalMs === undefined
       ? effect
-      : Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          effect.pipe(
-            CallContext.withContext({ deadline: now + totalMs }),
-            Effect.timeoutOrElse({
-              duration: Duration.millis(totalMs),
-              orElse: () => Effect.fail(timeout("total", totalMs))
-            })
-          )
-        )
+      : Effect.withFiber((fiber) => {
+          const clock = fiber.getRef(Clock.Clock)
+          const context = CallContext.merge(Context.get(fiber.context, CallContext.Current), {
+            deadline: clock.currentTimeMillisUnsafe() + totalMs
+          })
+          const call = Effect.provideService(effect, CallContext.Current, context)
+          return clock === liveClock
+            ? onNodeTimer(call, totalMs, () => timeout("total", totalMs))
+            : Effect.timeoutOrElse(call, {
+                duration: Duration.millis(totalMs),
+                orElse: () => Effect.fail(timeout("total", totalMs))
+              })
+        })
 
   const stream = (
     stream: Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError>

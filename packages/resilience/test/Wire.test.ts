@@ -259,4 +259,21 @@ describe("resilience against the mock", () => {
       assert.strictEqual(health.find((deployment) => deployment.name === "down")!.requests, 2)
     }).pipe(Effect.scoped)
   )
+
+  it.live("on the live clock, total fails a slow call with Timeout and aborts its request at the mock", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ overheadMs: 2_000 })
+      const client = yield* build(Timeout.layer({ total: "100 millis" }).pipe(Layer.provide(provider(mock))))
+      const started = Date.now()
+      const result = yield* Effect.result(client.complete(ask(0)))
+      assert.isTrue(Result.isFailure(result))
+      if (Result.isFailure(result)) assert.strictEqual(result.failure.reason._tag, "Timeout")
+      assert.isBelow(Date.now() - started, 1_500)
+      yield* eventually(() => mock.stats().aborted === 1, "the mock to see the request aborted", "2 seconds")
+      // A fast call under the same limit succeeds.
+      const fast = yield* mockServer({})
+      const quick = yield* build(Timeout.layer({ total: "5 seconds" }).pipe(Layer.provide(provider(fast))))
+      assert.strictEqual((yield* quick.complete(ask(1))).object, "chat.completion")
+    }).pipe(Effect.scoped)
+  )
 })
