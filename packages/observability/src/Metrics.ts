@@ -69,16 +69,53 @@ export const OptionsSchema = Schema.Struct({
 const latencyBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
 const tokenGapBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 
+/*
+ * Each metric's constructor, so that every label set gets a metric object of its own (see `series`).
+ */
+const makeRequestsTotal = () =>
+  Metric.counter("callm_requests_total", {
+    description: "LLM calls by operation, model, upstream, outcome (ok, error, cancelled) and error reason.",
+    incremental: true
+  })
+const makeRequestDurationSeconds = () =>
+  Metric.histogram("callm_request_duration_seconds", {
+    description: "LLM call latency in seconds, start to end (the whole stream for streams).",
+    boundaries: latencyBoundaries
+  })
+const makeTimeToFirstTokenSeconds = () =>
+  Metric.histogram("callm_time_to_first_token_seconds", {
+    description: "Streams: seconds from the call to its first content chunk.",
+    boundaries: latencyBoundaries
+  })
+const makeInterTokenSeconds = () =>
+  Metric.histogram("callm_inter_token_seconds", {
+    description: "Streams: seconds between consecutive content chunks.",
+    boundaries: tokenGapBoundaries
+  })
+const makeTokensTotal = () =>
+  Metric.counter("callm_tokens_total", {
+    description: "Tokens used as reported by the servers, by model, upstream and type (prompt, completion).",
+    incremental: true
+  })
+const makeCostUsdTotal = () =>
+  Metric.counter("callm_cost_usd_total", {
+    description: "Cost of LLM calls in US dollars, from reported usage and the configured price table.",
+    incremental: true
+  })
+const makeCostUnpricedTotal = () =>
+  Metric.counter("callm_cost_unpriced_total", {
+    description: "Calls with usage whose model has no price in the price table.",
+    incremental: true
+  })
+const makeInFlight = () => Metric.gauge("callm_in_flight", { description: "LLM calls in flight." })
+
 /**
  * Calls by operation, model, upstream, outcome and error reason.
  *
  * @since 0.1.0
  * @category metrics
  */
-export const requestsTotal = Metric.counter("callm_requests_total", {
-  description: "LLM calls by operation, model, upstream, outcome (ok, error, cancelled) and error reason.",
-  incremental: true
-})
+export const requestsTotal = makeRequestsTotal()
 
 /**
  * Call latency, start to end (the whole stream, for streams).
@@ -86,10 +123,7 @@ export const requestsTotal = Metric.counter("callm_requests_total", {
  * @since 0.1.0
  * @category metrics
  */
-export const requestDurationSeconds = Metric.histogram("callm_request_duration_seconds", {
-  description: "LLM call latency in seconds, start to end (the whole stream for streams).",
-  boundaries: latencyBoundaries
-})
+export const requestDurationSeconds = makeRequestDurationSeconds()
 
 /**
  * Streams: time from the call to its first content.
@@ -97,10 +131,7 @@ export const requestDurationSeconds = Metric.histogram("callm_request_duration_s
  * @since 0.1.0
  * @category metrics
  */
-export const timeToFirstTokenSeconds = Metric.histogram("callm_time_to_first_token_seconds", {
-  description: "Streams: seconds from the call to its first content chunk.",
-  boundaries: latencyBoundaries
-})
+export const timeToFirstTokenSeconds = makeTimeToFirstTokenSeconds()
 
 /**
  * Streams: time between content chunks.
@@ -108,10 +139,7 @@ export const timeToFirstTokenSeconds = Metric.histogram("callm_time_to_first_tok
  * @since 0.1.0
  * @category metrics
  */
-export const interTokenSeconds = Metric.histogram("callm_inter_token_seconds", {
-  description: "Streams: seconds between consecutive content chunks.",
-  boundaries: tokenGapBoundaries
-})
+export const interTokenSeconds = makeInterTokenSeconds()
 
 /**
  * Tokens used, from the usage the servers reported.
@@ -119,10 +147,7 @@ export const interTokenSeconds = Metric.histogram("callm_inter_token_seconds", {
  * @since 0.1.0
  * @category metrics
  */
-export const tokensTotal = Metric.counter("callm_tokens_total", {
-  description: "Tokens used as reported by the servers, by model, upstream and type (prompt, completion).",
-  incremental: true
-})
+export const tokensTotal = makeTokensTotal()
 
 /**
  * Cost in US dollars, from usage and the price table (`Cost.Prices`).
@@ -130,10 +155,7 @@ export const tokensTotal = Metric.counter("callm_tokens_total", {
  * @since 0.1.0
  * @category metrics
  */
-export const costUsdTotal = Metric.counter("callm_cost_usd_total", {
-  description: "Cost of LLM calls in US dollars, from reported usage and the configured price table.",
-  incremental: true
-})
+export const costUsdTotal = makeCostUsdTotal()
 
 /**
  * Calls whose model has no price in the table: their cost is unknown, not zero.
@@ -141,10 +163,7 @@ export const costUsdTotal = Metric.counter("callm_cost_usd_total", {
  * @since 0.1.0
  * @category metrics
  */
-export const costUnpricedTotal = Metric.counter("callm_cost_unpriced_total", {
-  description: "Calls with usage whose model has no price in the price table.",
-  incremental: true
-})
+export const costUnpricedTotal = makeCostUnpricedTotal()
 
 /**
  * Calls in flight.
@@ -152,7 +171,16 @@ export const costUnpricedTotal = Metric.counter("callm_cost_unpriced_total", {
  * @since 0.1.0
  * @category metrics
  */
-export const inFlight = Metric.gauge("callm_in_flight", { description: "LLM calls in flight." })
+export const inFlight = makeInFlight()
+
+/**
+ * The series of `attributes`, on a metric object of its own: the same series as
+ * `Metric.withAttributes(base, attributes)`, but Effect caches a series key per metric object for the
+ * last attribute set it saw, so label sets sharing one object (prompt and completion tokens on every
+ * call) would recompute it, a sorted JSON, on each update.
+ */
+const series = <In, Out>(make: () => Metric.Metric<In, Out>, attributes: Record<string, string>) =>
+  Metric.withAttributes(make(), attributes)
 
 /** One set of labelled metrics per label combination, made once: the hot path only looks them up. */
 const memo = <A>(make: (key: string) => A) => {
@@ -197,25 +225,25 @@ export const hooks = (options: Options = {}): Plugin.Hooks => {
   }
   const costs = memo((labels) => {
     const [model, key] = labels.split("\u0000") as [string, string]
-    return Metric.withAttributes(costUsdTotal, { model, upstream, key })
+    return series(makeCostUsdTotal, { model, upstream, key })
   })
 
   const requests = memo((key) => {
     const [operation, model, outcome, reason] = key.split("\u0000") as [string, string, string, string]
-    return Metric.withAttributes(requestsTotal, { operation, model, upstream, outcome, reason })
+    return series(makeRequestsTotal, { operation, model, upstream, outcome, reason })
   })
   const durations = memo((key) => {
     const [operation, model, outcome] = key.split("\u0000") as [string, string, string]
-    return Metric.withAttributes(requestDurationSeconds, { operation, model, upstream, outcome })
+    return series(makeRequestDurationSeconds, { operation, model, upstream, outcome })
   })
   const perModel = memo((model) => ({
-    ttft: Metric.withAttributes(timeToFirstTokenSeconds, { model, upstream }),
-    gap: Metric.withAttributes(interTokenSeconds, { model, upstream }),
-    prompt: Metric.withAttributes(tokensTotal, { model, upstream, type: "prompt" }),
-    completion: Metric.withAttributes(tokensTotal, { model, upstream, type: "completion" }),
-    unpriced: Metric.withAttributes(costUnpricedTotal, { model })
+    ttft: series(makeTimeToFirstTokenSeconds, { model, upstream }),
+    gap: series(makeInterTokenSeconds, { model, upstream }),
+    prompt: series(makeTokensTotal, { model, upstream, type: "prompt" }),
+    completion: series(makeTokensTotal, { model, upstream, type: "completion" }),
+    unpriced: series(makeCostUnpricedTotal, { model })
   }))
-  const gauges = memo((operation) => Metric.withAttributes(inFlight, { operation, upstream }))
+  const gauges = memo((operation) => series(makeInFlight, { operation, upstream }))
 
   const record = (finished: Observe.Finished) =>
     Effect.withFiber((fiber) => {
