@@ -228,13 +228,32 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
       )
     )
 
-  /** Admits a call: takes its request and token budgets (waiting or refusing), then an in-flight slot. */
+  /**
+   * Admits a call: takes its request and token budgets (waiting or refusing), then an in-flight slot.
+   * A call the buckets let through at once, with no in-flight limit, is admitted without a generator.
+   */
   const admit = (key: string, requests: number, tokens: number) =>
-    Effect.gen(function* () {
+    Effect.clockWith((clock) => {
       // One wait for the whole admission: the in-flight wait gets what the bucket wait left of maxWait.
-      const admitted = yield* Clock.currentTimeMillis
-      const requestWait = yield* consume("requests", key, requests)
-      const tokenWait = yield* consume("tokens", key, tokens)
+      const admitted = clock.currentTimeMillisUnsafe()
+      return Effect.flatMap(consume("requests", key, requests), (requestWait) =>
+        Effect.flatMap(consume("tokens", key, tokens), (tokenWait) =>
+          Duration.isZero(requestWait) && Duration.isZero(tokenWait) && options.maxInFlight === undefined
+            ? Effect.undefined
+            : admitSlow(key, requests, tokens, admitted, requestWait, tokenWait)
+        )
+      )
+    })
+
+  const admitSlow = (
+    key: string,
+    requests: number,
+    tokens: number,
+    admitted: number,
+    requestWait: Duration.Duration,
+    tokenWait: Duration.Duration
+  ) =>
+    Effect.gen(function* () {
       const waitMs = Math.max(Duration.toMillis(requestWait), Duration.toMillis(tokenWait))
       if (waitMs > 0) {
         if (onLimit === "fail" || waitMs > maxWaitMs) {
@@ -280,14 +299,15 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
 
   return {
     complete: (request, next) =>
-      Effect.gen(function* () {
-        const key = yield* keyFor(request)
-        const estimated = bucketsOf(key).tokens === undefined ? 0 : estimate(request)
-        const release = yield* admit(key, 1, estimated)
-        return yield* next(request).pipe(
-          Effect.tap((response) => reconcile(key, estimated, response.usage?.total_tokens)),
-          Effect.ensuring(release ?? Effect.void)
-        )
+      Effect.flatMap(keyFor(request), (key) => {
+        const counted = bucketsOf(key).tokens !== undefined
+        const estimated = counted ? estimate(request) : 0
+        return Effect.flatMap(admit(key, 1, estimated), (release) => {
+          const call = counted
+            ? Effect.tap(next(request), (response) => reconcile(key, estimated, response.usage?.total_tokens))
+            : next(request)
+          return release === undefined ? call : Effect.ensuring(call, release)
+        })
       }),
     stream: (request, next) =>
       Stream.unwrap(
