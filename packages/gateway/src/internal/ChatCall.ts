@@ -6,9 +6,8 @@
  * @internal
  */
 import type * as Http from "node:http"
-import { CallContext, type ChatChunk, type ChatRequest, type LlmError, Passthrough, Preset } from "@callm/core"
+import { CallContext, type ChatRequest, type LlmError, Passthrough, Preset } from "@callm/core"
 import * as Clock from "effect/Clock"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
@@ -16,7 +15,7 @@ import * as GatewayError from "../GatewayError.ts"
 import type { Built } from "./Build.ts"
 import { countStatusUnsafe } from "./Metrics.ts"
 import { internalError, type Stamp, sendError, sendJson } from "./NodeServer.ts"
-import { doneEvent, encodeChunks, encodeError, isDone, timeoutError } from "./Streaming.ts"
+import { doneEvent, encodeChunks, encodeError, timeoutError } from "./Streaming.ts"
 import * as UpstreamTiming from "./UpstreamTiming.ts"
 import { CurrentTiming } from "./UpstreamTiming.ts"
 
@@ -46,23 +45,39 @@ const write = (response: Http.ServerResponse, text: string): Effect.Effect<void>
       })
 
 /**
- * A stream's deadlines after its first chunk: `idleMs` between chunks (`reset` at each) and what is
- * left of the total. Two Node timers for the whole stream, refreshed per chunk, instead of a timeout
- * (a race of two fibers) around every pull, which cost more than the chunk itself (issue 17).
+ * A stream's deadlines: `firstMs` to its first chunk, then `idleMs` between chunks (`reset` at each
+ * network read's chunks), and `leftMs` in all. Two Node timers for the whole stream instead of a
+ * timeout (a race of two fibers) around every pull, which cost more than the chunk itself (issue 17).
  */
-const deadlines = (idleMs: number, leftMs: number, totalMs: number) => {
-  let idle: ReturnType<typeof setTimeout> | undefined
+const deadlines = (firstMs: number, idleMs: number, leftMs: number, totalMs: number) => {
+  let phase: ReturnType<typeof setTimeout> | undefined
+  let fail: ((error: LlmError.LlmError) => void) | undefined
+  let started = false
+  /** The phase's timer: to the first chunk, or idle once chunks came (unless the total ends first). */
+  const arm = () => {
+    const [ms, error] = started
+      ? [idleMs, timeoutError("idle", idleMs)]
+      : [firstMs, timeoutError("first-token", firstMs)]
+    if (ms < leftMs) phase = setTimeout(() => fail?.(error), ms)
+  }
   const expired = Effect.callback<never, LlmError.LlmError>((resume) => {
-    const [firstMs, firstError] =
-      leftMs <= idleMs ? [leftMs, timeoutError("total", totalMs)] : [idleMs, timeoutError("idle", idleMs)]
-    idle = setTimeout(() => resume(Effect.fail(firstError)), firstMs)
-    const total = setTimeout(() => resume(Effect.fail(timeoutError("total", totalMs))), leftMs)
+    fail = (error) => resume(Effect.fail(error))
+    const total = setTimeout(() => fail?.(timeoutError("total", totalMs)), leftMs)
+    arm()
     return Effect.sync(() => {
-      clearTimeout(idle)
+      fail = undefined
+      clearTimeout(phase)
       clearTimeout(total)
     })
   })
-  return { expired, reset: () => idle?.refresh() }
+  const reset = () => {
+    if (started) return phase?.refresh()
+    started = true
+    clearTimeout(phase)
+    phase = undefined
+    if (fail !== undefined) arm()
+  }
+  return { expired, reset }
 }
 
 /**
@@ -100,16 +115,6 @@ export const answer = (request: Request): Effect.Effect<void> => {
         Effect.provideService(Preset.CurrentPreset, request.preset),
         CallContext.withContext(context)
       )
-    /** An effect under the phase's own limit or what is left of the total, whichever ends first. */
-    const within = <A, E, R>(effect: Effect.Effect<A, E, R>, phase: "first-token" | "idle", phaseMs: number) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const left = Math.max(0, deadline - now)
-        const [ms, error] =
-          left <= phaseMs
-            ? [left, timeoutError("total", limits.requestTimeoutMs)]
-            : [phaseMs, timeoutError(phase, phaseMs)]
-        return Effect.timeoutOrElse(effect, { duration: Duration.millis(ms), orElse: () => Effect.fail(error) })
-      })
 
     if (chat.stream !== true) {
       // The total deadline is the handler's timer (`timedOut`): no race of fibers per request.
@@ -123,52 +128,45 @@ export const answer = (request: Request): Effect.Effect<void> => {
       })
     }
 
-    // Streams: in a scope of their own (the pull), closed when the stream ends, and in the call's
-    // context once for the whole stream (not again for every pull).
-    return yield* Effect.scoped(
-      Effect.gen(function* () {
-        // Streams: pull the first chunks before answering, so an upstream that fails before streaming
-        // gets an error status rather than a 200 with an error event. The later pulls are under the
-        // stream's deadlines (idle between chunks, and the total), so a stalled upstream ends the
-        // stream with an error event instead of holding the client for as long as it waits.
-        const includeUsage = chat.stream_options?.include_usage === true
-        const pull = yield* Stream.toPull(limited.stream(chat))
-        const first = yield* Effect.result(within(pull, "first-token", limits.firstChunkTimeoutMs))
-        if (Result.isFailure(first) && !isDone(first.failure))
-          return sendError(response, GatewayError.fromLlmError(first.failure as LlmError.LlmError), requestId)
-        stamp.timing = timing
-        countStatusUnsafe(200)
-        response.writeHead(200, {
-          "content-type": "text/event-stream",
-          "cache-control": "no-cache",
-          "x-request-id": requestId
-        })
-        if (Result.isSuccess(first)) {
-          yield* write(response, encodeChunks(first.success, includeUsage))
-          const { expired, reset } = deadlines(
-            limits.idleTimeoutMs,
-            Math.max(0, deadline - (yield* Clock.currentTimeMillis)),
-            limits.requestTimeoutMs
-          )
-          const rest = Effect.gen(function* () {
-            while (true) {
-              const chunks: Result.Result<ReadonlyArray<ChatChunk.ChatChunk>, unknown> = yield* Effect.result(pull)
-              if (Result.isFailure(chunks)) {
-                if (isDone(chunks.failure)) return
-                return yield* Effect.fail(chunks.failure as LlmError.LlmError)
-              }
-              reset()
-              yield* write(response, encodeChunks(chunks.success, includeUsage))
-            }
-          })
-          const ended = yield* Effect.result(Effect.raceFirst(rest, expired))
-          // No `[DONE]` after an error: a client that stops at `[DONE]` must not mistake an error for a
-          // finished answer.
-          if (Result.isFailure(ended)) return response.end(encodeError(GatewayError.fromLlmError(ended.failure)))
-        }
-        response.end(doneEvent)
+    // Streams: run whole, one step per network read's chunks (no pull handle, whose every
+    // pull re-provides the context and takes a semaphore), under the stream's deadlines (to the first
+    // chunk, idle between chunks, and the total) as two timers raced once against the whole stream, so
+    // a stalled upstream ends with an error instead of holding the client for as long as it waits.
+    // The answer's status waits for the first chunks, so an upstream that fails before streaming gets
+    // an error status rather than a 200 with an error event.
+    const includeUsage = chat.stream_options?.include_usage === true
+    const { expired, reset } = deadlines(
+      limits.firstChunkTimeoutMs,
+      limits.idleTimeoutMs,
+      Math.max(0, deadline - (yield* Clock.currentTimeMillis)),
+      limits.requestTimeoutMs
+    )
+    let started = false
+    const start = () => {
+      started = true
+      stamp.timing = timing
+      countStatusUnsafe(200)
+      response.writeHead(200, {
+        "content-type": "text/event-stream",
+        "cache-control": "no-cache",
+        "x-request-id": requestId
       })
-    ).pipe(call)
+    }
+    const run = Stream.runForEachArray(limited.stream(chat), (chunks) => {
+      if (!started) start()
+      reset()
+      return write(response, encodeChunks(chunks, includeUsage))
+    })
+    const ended = yield* Effect.result(Effect.raceFirst(call(run), expired))
+    if (Result.isFailure(ended)) {
+      const error = GatewayError.fromLlmError(ended.failure)
+      if (!started) return sendError(response, error, requestId)
+      // No `[DONE]` after an error: a client that stops at `[DONE]` must not mistake an error for a
+      // finished answer.
+      return response.end(encodeError(error))
+    }
+    if (!started) start()
+    response.end(doneEvent)
   }).pipe(
     // A bug must still answer in OpenAI's shape (and be logged), never drop the connection silently.
     Effect.catchDefect((defect) =>

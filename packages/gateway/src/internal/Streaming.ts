@@ -7,9 +7,6 @@ import { type ChatChunk, LlmError, Passthrough } from "@callm/core"
 import * as Duration from "effect/Duration"
 import type * as GatewayError from "../GatewayError.ts"
 
-export const isDone = (u: unknown) =>
-  typeof u === "object" && u !== null && "_tag" in u && (u as { _tag: unknown })._tag === "Done"
-
 const timeoutSetting = { "first-token": "firstChunkTimeoutMs", idle: "idleTimeoutMs", total: "requestTimeoutMs" }
 
 /** A request that outlived one of the gateway's deadlines: 504, or an error event mid-stream. */
