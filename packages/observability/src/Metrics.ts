@@ -72,41 +72,40 @@ const tokenGapBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 /*
  * Each metric's constructor, so that every label set gets a metric object of its own (see `series`).
  */
-const makeRequestsTotal = () =>
-  Metric.counter("callm_requests_total", {
-    description: "LLM calls by operation, model, upstream, outcome (ok, error, cancelled) and error reason.",
-    incremental: true
-  })
-const makeRequestDurationSeconds = () =>
-  Metric.histogram("callm_request_duration_seconds", {
-    description: "LLM call latency in seconds, start to end (the whole stream for streams).",
-    boundaries: latencyBoundaries
-  })
-const makeTimeToFirstTokenSeconds = () =>
-  Metric.histogram("callm_time_to_first_token_seconds", {
-    description: "Streams: seconds from the call to its first content chunk.",
-    boundaries: latencyBoundaries
-  })
-const makeInterTokenSeconds = () =>
-  Metric.histogram("callm_inter_token_seconds", {
-    description: "Streams: seconds between consecutive content chunks.",
-    boundaries: tokenGapBoundaries
-  })
-const makeTokensTotal = () =>
-  Metric.counter("callm_tokens_total", {
-    description: "Tokens used as reported by the servers, by model, upstream and type (prompt, completion).",
-    incremental: true
-  })
-const makeCostUsdTotal = () =>
-  Metric.counter("callm_cost_usd_total", {
-    description: "Cost of LLM calls in US dollars, from reported usage and the configured price table.",
-    incremental: true
-  })
-const makeCostUnpricedTotal = () =>
-  Metric.counter("callm_cost_unpriced_total", {
-    description: "Calls with usage whose model has no price in the price table.",
-    incremental: true
-  })
+const counter = (name: string, description: string) => () => Metric.counter(name, { description, incremental: true })
+const histogram = (name: string, description: string, boundaries: ReadonlyArray<number>) => () =>
+  Metric.histogram(name, { description, boundaries })
+const makeRequestsTotal = counter(
+  "callm_requests_total",
+  "LLM calls by operation, model, upstream, outcome (ok, error, cancelled) and error reason."
+)
+const makeRequestDurationSeconds = histogram(
+  "callm_request_duration_seconds",
+  "LLM call latency in seconds, start to end (the whole stream for streams).",
+  latencyBoundaries
+)
+const makeTimeToFirstTokenSeconds = histogram(
+  "callm_time_to_first_token_seconds",
+  "Streams: seconds from the call to its first content chunk.",
+  latencyBoundaries
+)
+const makeInterTokenSeconds = histogram(
+  "callm_inter_token_seconds",
+  "Streams: seconds between consecutive content chunks.",
+  tokenGapBoundaries
+)
+const makeTokensTotal = counter(
+  "callm_tokens_total",
+  "Tokens used as reported by the servers, by model, upstream and type (prompt, completion)."
+)
+const makeCostUsdTotal = counter(
+  "callm_cost_usd_total",
+  "Cost of LLM calls in US dollars, from reported usage and the configured price table."
+)
+const makeCostUnpricedTotal = counter(
+  "callm_cost_unpriced_total",
+  "Calls with usage whose model has no price in the price table."
+)
 const makeInFlight = () => Metric.gauge("callm_in_flight", { description: "LLM calls in flight." })
 
 /**
