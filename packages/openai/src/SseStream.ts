@@ -160,22 +160,24 @@ export const chunks = (
         }
         if (done) return Cause.done()
         if (ended) return stop(new LlmError.Transport({ description: `The stream ended before ${options.endMarker}` }))
-        return pull.pipe(
-          Effect.flatMap((arrays) => {
-            for (const bytes of arrays) feed(bytes)
-            return loop
-          }),
-          Pull.catchDone(() => {
-            ended = true
-            feed(undefined)
-            return loop
-          }),
-          Effect.catchTags({
-            HttpClientError: (error) => dropped(error.reason.description ?? error.message),
-            Transport: (error) => dropped(error.description ?? error.message)
-          })
-        )
+        return next
       })
+      // Built once for the stream, not again for every network read.
+      const next = pull.pipe(
+        Effect.flatMap((arrays) => {
+          for (const bytes of arrays) feed(bytes)
+          return loop
+        }),
+        Pull.catchDone(() => {
+          ended = true
+          feed(undefined)
+          return loop
+        }),
+        Effect.catchTags({
+          HttpClientError: (error) => dropped(error.reason.description ?? error.message),
+          Transport: (error) => dropped(error.description ?? error.message)
+        })
+      )
       return loop as Pull.Pull<readonly [ChatChunk.ChatChunk, ...Array<ChatChunk.ChatChunk>], LlmError.LlmError>
     })
   )

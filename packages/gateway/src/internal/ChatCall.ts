@@ -6,7 +6,7 @@
  * @internal
  */
 import type * as Http from "node:http"
-import { CallContext, type ChatRequest, type LlmError, Passthrough, Preset } from "@callm/core"
+import { CallContext, type ChatRequest, type LlmError, Preset } from "@callm/core"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
@@ -14,7 +14,7 @@ import * as Stream from "effect/Stream"
 import * as GatewayError from "../GatewayError.ts"
 import type { Built } from "./Build.ts"
 import { countStatusUnsafe } from "./Metrics.ts"
-import { internalError, type Stamp, sendError, sendJson } from "./NodeServer.ts"
+import { answerDefects, type Stamp, sendError } from "./NodeServer.ts"
 import { doneEvent, encodeChunks, encodeError, timeoutError } from "./Streaming.ts"
 import * as UpstreamTiming from "./UpstreamTiming.ts"
 import { CurrentTiming } from "./UpstreamTiming.ts"
@@ -55,10 +55,10 @@ const deadlines = (firstMs: number, idleMs: number, leftMs: number, totalMs: num
   let started = false
   /** The phase's timer: to the first chunk, or idle once chunks came (unless the total ends first). */
   const arm = () => {
-    const [ms, error] = started
-      ? [idleMs, timeoutError("idle", idleMs)]
-      : [firstMs, timeoutError("first-token", firstMs)]
-    if (ms < leftMs) phase = setTimeout(() => fail?.(error), ms)
+    // The error is made only when the timer fires: an `LlmError` captures a stack, and two made up
+    // front for every stream showed in the profile.
+    const [ms, name] = started ? [idleMs, "idle" as const] : [firstMs, "first-token" as const]
+    if (ms < leftMs) phase = setTimeout(() => fail?.(timeoutError(name, ms)), ms)
   }
   const expired = Effect.callback<never, LlmError.LlmError>((resume) => {
     fail = (error) => resume(Effect.fail(error))
@@ -90,7 +90,7 @@ export const timedOut = (response: Http.ServerResponse, requestId: string, total
   else if (!response.writableEnded) response.end(encodeError(answer))
 }
 
-/** Calls the upstreams for one admitted request and writes its answer. Never fails. */
+/** Calls the upstreams for one admitted streamed request and writes its answer. Never fails. */
 export const answer = (request: Request): Effect.Effect<void> => {
   const { built, chat, requestId, response, stamp } = request
   const { limits, limited } = built
@@ -115,18 +115,6 @@ export const answer = (request: Request): Effect.Effect<void> => {
         Effect.provideService(Preset.CurrentPreset, request.preset),
         CallContext.withContext(context)
       )
-
-    if (chat.stream !== true) {
-      // The total deadline is the handler's timer (`timedOut`): no race of fibers per request.
-      const result = yield* Effect.result(call(limited.complete(chat)))
-      if (Result.isFailure(result)) return sendError(response, GatewayError.fromLlmError(result.failure), requestId)
-      // The overhead histogram takes this request when its last byte is written (see `stampOf`).
-      stamp.timing = timing
-      // The upstream's own bytes when no plugin changed the answer (the provider attaches them).
-      return sendJson(response, 200, Passthrough.text(result.success) ?? JSON.stringify(result.success), {
-        "x-request-id": requestId
-      })
-    }
 
     // Streams: run whole, one step per network read's chunks (no pull handle, whose every
     // pull re-provides the context and takes a semaphore), under the stream's deadlines (to the first
@@ -167,16 +155,5 @@ export const answer = (request: Request): Effect.Effect<void> => {
     }
     if (!started) start()
     response.end(doneEvent)
-  }).pipe(
-    // A bug must still answer in OpenAI's shape (and be logged), never drop the connection silently.
-    Effect.catchDefect((defect) =>
-      Effect.andThen(
-        Effect.logError("callm gateway: unexpected error", defect),
-        Effect.sync(() => {
-          if (!response.headersSent) sendError(response, internalError, requestId)
-          else response.destroy()
-        })
-      )
-    )
-  )
+  }).pipe((effect) => answerDefects(effect, response, requestId))
 }
