@@ -16,7 +16,8 @@
  * - `completeMany`: the items that failed with retryable errors are sent again, as a batch.
  *
  * Each attempt runs in a span `callm.attempt` (attribute `callm.attempt`), so traces show retries as
- * children of the call. Interrupting the caller interrupts the attempt in flight (its HTTP request is
+ * children of the call, when a tracer that exports spans is installed (e.g. `Tracing.layerOtlp`);
+ * without one no attempt span is made (Effect's native tracer would keep it nowhere). Interrupting the caller interrupts the attempt in flight (its HTTP request is
  * aborted) or the wait before the next one.
  *
  * Metrics: `callm_retries_total{reason}` (retries made, by the error that caused them),
