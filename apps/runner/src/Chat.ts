@@ -4,7 +4,13 @@
  * @since 0.3.0
  */
 import { ChatChunk, ChatRequest, ChatResponse, LlmClient, type LlmError, Plugin, Preset } from "@callm/core"
-import { Clock, Console, Effect, type Config as EffectConfig, Layer, Option, Stream } from "effect"
+import * as Clock from "effect/Clock"
+import type * as EffectConfig from "effect/Config"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import type * as ChatCommand from "./ChatCommand.ts"
 import * as Provider from "./Provider.ts"
 import { UserError } from "./UserError.ts"

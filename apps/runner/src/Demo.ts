@@ -16,8 +16,12 @@
 
 import { readFileSync } from "node:fs"
 import { ChatRequest, ChatResponse, LlmClient } from "@callm/core"
-import { OpenAiClient } from "@callm/openai"
-import { Clock, Console, Effect, Layer, Result } from "effect"
+import * as OpenAiClient from "@callm/openai/OpenAiClient"
+import * as Clock from "effect/Clock"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Result from "effect/Result"
 import * as Embedded from "./Embedded.ts"
 
 /**

@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import { type MockServerOptions as MockOptions, startMockServer } from "@callm/mock-server"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 
 /**
  * The latency and capacity model of an embedded mock.

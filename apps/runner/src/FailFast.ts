@@ -10,7 +10,8 @@
  * @since 0.2.0
  */
 import { type LlmError, Plugin } from "@callm/core"
-import { Effect, Result } from "effect"
+import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
 import type * as Config from "./Config.ts"
 
 /**

@@ -4,7 +4,8 @@
  *
  * @since 0.3.0
  */
-import { Effect, Option } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as ClusterJob from "./ClusterJob.ts"
 import type * as JobsCommand from "./JobsCommand.ts"
 import { UserError } from "./UserError.ts"

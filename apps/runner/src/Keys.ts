@@ -6,7 +6,10 @@
  */
 import { randomBytes } from "node:crypto"
 import { GatewayConfig } from "@callm/gateway"
-import { Console, Effect, Option, Result } from "effect"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Result from "effect/Result"
 import type * as KeysCommand from "./KeysCommand.ts"
 import { UserError } from "./UserError.ts"
 

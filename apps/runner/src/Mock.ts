@@ -5,7 +5,9 @@
  * @since 0.3.0
  */
 import { type MockServerOptions as MockOptions, startMockServer } from "@callm/mock-server"
-import { Console, Effect, Option } from "effect"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import type * as MockCommand from "./MockCommand.ts"
 import { UserError } from "./UserError.ts"
 

@@ -13,9 +13,15 @@
  * @since 0.2.0
  */
 import type { LlmClient } from "@callm/core"
-import { OpenAiClient } from "@callm/openai"
-import { Retry, Timeout } from "@callm/resilience"
-import { Duration, Effect, type Config as EffectConfig, Layer, Option, Redacted } from "effect"
+import * as OpenAiClient from "@callm/openai/OpenAiClient"
+import * as Retry from "@callm/resilience/Retry"
+import * as Timeout from "@callm/resilience/Timeout"
+import type * as EffectConfig from "effect/Config"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import type * as Config from "./Config.ts"
 import * as Defaults from "./Defaults.ts"
 import type * as Embedded from "./Embedded.ts"

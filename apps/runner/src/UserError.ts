@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import { Data } from "effect"
+import * as Data from "effect/Data"
 
 /**
  * Printed by the CLI as one line on stderr, with exit code 1 and no stack trace.
