@@ -19,6 +19,7 @@ import type * as Admission from "../Admission.ts"
 import * as GatewayError from "../GatewayError.ts"
 import type { Built } from "./Build.ts"
 import * as ChatCall from "./ChatCall.ts"
+import * as CompleteCall from "./CompleteCall.ts"
 import { errorResponse } from "./EmbeddingsRoute.ts"
 import { internalError, sendError, stampOf } from "./NodeServer.ts"
 
@@ -155,7 +156,7 @@ export const make = (deps: Deps) => {
       let expired = false
       let timer: ReturnType<typeof setTimeout> | undefined
       const interrupt = run(
-        ChatCall.answer({
+        (chat.stream === true ? ChatCall.answer : CompleteCall.answer)({
           built,
           chat,
           requestId,

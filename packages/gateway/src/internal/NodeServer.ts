@@ -7,6 +7,7 @@
  */
 import * as Http from "node:http"
 import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
 import type * as Admission from "../Admission.ts"
 import * as GatewayConfig from "../GatewayConfig.ts"
 import * as GatewayError from "../GatewayError.ts"
@@ -73,20 +74,26 @@ export const createNodeServer = (limits: GatewayConfig.Limits = {}, admission?: 
   return server
 }
 
-/** Writes a whole JSON answer (its text already encoded) and counts it. */
+/**
+ * Writes a whole JSON answer (its text already encoded) and counts it, with `headers` and the request
+ * id when known (one header object per answer, built in place).
+ */
 export const sendJson = (
   response: Http.ServerResponse,
   status: number,
   text: string,
-  headers?: Readonly<Record<string, string>>
+  headers?: Readonly<Record<string, string>>,
+  requestId?: string
 ): void => {
   countStatusUnsafe(status)
   if (response.headersSent || response.destroyed) return
-  response.writeHead(status, {
+  const head: Record<string, string | number> = {
     "content-type": "application/json",
-    "content-length": Buffer.byteLength(text),
-    ...headers
-  })
+    "content-length": Buffer.byteLength(text)
+  }
+  if (headers !== undefined) for (const name in headers) head[name] = headers[name]!
+  if (requestId !== undefined) head["x-request-id"] = requestId
+  response.writeHead(status, head)
   response.end(text)
 }
 
@@ -97,11 +104,25 @@ export const internalError = GatewayError.make(500, "The gateway failed unexpect
 
 /** Writes an error answer in OpenAI's shape, with the request id when known. */
 export const sendError = (response: Http.ServerResponse, answer: GatewayError.ErrorAnswer, requestId?: string) =>
-  sendJson(
-    response,
-    answer.status,
-    JSON.stringify(answer.body),
-    requestId === undefined ? answer.headers : { ...answer.headers, "x-request-id": requestId }
+  sendJson(response, answer.status, JSON.stringify(answer.body), answer.headers, requestId)
+
+/**
+ * A call's run with its bugs answered: in OpenAI's shape (and logged) while nothing was written,
+ * else the connection closed; never dropped silently.
+ */
+export const answerDefects = (
+  effect: Effect.Effect<void>,
+  response: Http.ServerResponse,
+  requestId: string
+): Effect.Effect<void> =>
+  Effect.catchDefect(effect, (defect) =>
+    Effect.andThen(
+      Effect.logError("callm gateway: unexpected error", defect),
+      Effect.sync(() => {
+        if (!response.headersSent) sendError(response, internalError, requestId)
+        else response.destroy()
+      })
+    )
   )
 
 /** How long `close` waits for clients to close their kept-alive sockets (see `createNodeServer`). */

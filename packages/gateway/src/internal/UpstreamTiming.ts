@@ -132,11 +132,15 @@ export const timed = <A, E, R>(timing: UpstreamTiming, effect: Effect.Effect<A, 
   timing.streaming
     ? effect
     : Effect.flatMap(NodeHttpClient.UndiciOptions, (undiciOptions) =>
-        Effect.provideService(effect, NodeHttpClient.UndiciOptions, {
-          ...undiciOptions,
-          [timingOption]: timing
-        } as Partial<Undici.Dispatcher.RequestOptions>)
+        Effect.provideService(effect, NodeHttpClient.UndiciOptions, withTimingOption(undiciOptions, timing))
       )
+
+/** `UndiciOptions` carrying `timing` to the timed dispatcher's interceptor. */
+export const withTimingOption = (
+  undiciOptions: Partial<Undici.Dispatcher.RequestOptions>,
+  timing: UpstreamTiming
+): Partial<Undici.Dispatcher.RequestOptions> =>
+  ({ ...undiciOptions, [timingOption]: timing }) as Partial<Undici.Dispatcher.RequestOptions>
 
 /** The innermost wrapper of a route: adds a stream's time in the upstream to the request's timing. */
 export const timeUpstream = (client: LlmClient.Service): LlmClient.Service =>
