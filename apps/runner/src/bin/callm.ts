@@ -6,11 +6,18 @@
  * the one `effect/cli` prints (test/Version.test.ts compares them); any other command line, `--help`
  * included, goes through `effect/cli`.
  *
+ * Any other command first replaces this process by Node with a young generation of at most 16 MiB
+ * (`--max-semi-space-size=16`, see `HeapFlags.ts`), unless the Node flags already set its size.
+ *
  * @since 0.1.0
  */
+import * as HeapFlags from "../HeapFlags.ts"
 import * as Version from "../Version.ts"
 
 const args = process.argv.slice(2)
 if (args.length === 1 && (args[0] === "--version" || args[0] === "-v"))
   process.stdout.write(Version.versionLine(process.stdout, process.env))
-else (await import("../Main.ts")).main()
+else {
+  HeapFlags.reexec()
+  ;(await import("../Main.ts")).main()
+}
