@@ -173,14 +173,15 @@ export const build = Effect.fnUntraced(function* (
   }
   const catchAll = routes.get("*")
 
-  // The keys' rate limits (rpm, tpm), outermost and shared by every route: a key's limit is the key's,
-  // whatever models it calls. A call over the limit is answered 429 with Retry-After, never queued.
+  // `complete` makes its route's effect right away, not in `Effect.suspend`: a built's routes never change.
   const dispatch = LlmClient.make({
-    complete: (request) => Effect.suspend(() => (routes.get(request.model) ?? catchAll)!.client.complete(request)),
+    complete: (request) => (routes.get(request.model) ?? catchAll)!.client.complete(request),
     stream: (request) => Stream.suspend(() => (routes.get(request.model) ?? catchAll)!.client.stream(request)),
     completeMany: (requests) =>
       Effect.suspend(() => (routes.get(requests[0]?.model ?? "") ?? catchAll)!.client.completeMany(requests))
   })
+  // The keys' rate limits (rpm, tpm), outermost and shared by every route: a key's limit is the key's,
+  // whatever models it calls. A call over the limit is answered 429 with Retry-After, never queued.
   const keyLimits = new Map(
     keyConfigs
       .filter((key) => key.rpm !== undefined || key.tpm !== undefined)

@@ -59,11 +59,14 @@ const readBody = (
     }
     chunks.push(chunk)
   })
-  request.once("end", () => {
+  // `on`, not `once`: each fires at most once per request, and `once` allocates a wrapper per listener.
+  request.on("end", () => {
     if (!over) done(chunks.length === 1 ? chunks[0]!.toString("utf8") : Buffer.concat(chunks, size).toString("utf8"))
   })
-  request.once("error", () => {
-    if (!over) done("failed")
+  request.on("error", () => {
+    if (over) return
+    over = true
+    done("failed")
   })
 }
 
@@ -182,7 +185,7 @@ export const make = (deps: Deps) => {
           interrupt()
         }, limits.requestTimeoutMs)
       // A client that goes away cancels the upstream call.
-      response.once("close", () => {
+      response.on("close", () => {
         if (!response.writableFinished) interrupt()
       })
     }

@@ -170,7 +170,8 @@ export const stampOf = (request: Http.IncomingMessage, response: Http.ServerResp
   if (stamped !== undefined) return stamped
   const stamp: Stamp = { arrival: process.hrtime.bigint(), timing: undefined }
   ;(request as { [stampKey]?: Stamp })[stampKey] = stamp
-  response.once("finish", () => {
+  // `on`: a response finishes once (and `once` allocates a wrapper per request).
+  response.on("finish", () => {
     if (stamp.timing === undefined) return
     const nanos = process.hrtime.bigint() - stamp.arrival - stamp.timing.nanos
     overheadSeconds.updateUnsafe(Math.max(0, Number(nanos) / 1e9), Context.empty())
