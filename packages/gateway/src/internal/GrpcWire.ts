@@ -176,34 +176,45 @@ const compact = <A extends Record<string, unknown>>(record: A): A => {
   return out as A
 }
 
-export const toWireResponse = (response: ChatResponse.ChatResponse) => {
-  const choice = response.choices[0]
-  const usage = usageOf(response.usage)
+/** The fields an answer and a chunk share, as the wire message. */
+const wireAnswer = (
+  answer: { readonly id: string; readonly model: string; readonly usage?: ChatResponse.ChatResponse["usage"] },
+  choice:
+    | { readonly content: string | null | undefined; readonly finish_reason: string | null | undefined }
+    | undefined,
+  toolCalls: ReadonlyArray<Record<string, unknown>>
+) => {
+  const usage = usageOf(answer.usage)
   return compact({
-    id: response.id,
-    model: response.model,
-    content: choice?.message.content ?? "",
+    id: answer.id,
+    model: answer.model,
+    content: choice?.content ?? "",
     finish_reason: choice?.finish_reason ?? "",
     ...(usage === undefined ? {} : { usage }),
-    tool_calls: (choice?.message.tool_calls ?? []).map((call, index) => ({
+    tool_calls: toolCalls
+  })
+}
+
+export const toWireResponse = (response: ChatResponse.ChatResponse) => {
+  const choice = response.choices[0]
+  return wireAnswer(
+    response,
+    choice === undefined ? undefined : { content: choice.message.content, finish_reason: choice.finish_reason },
+    (choice?.message.tool_calls ?? []).map((call, index) => ({
       index,
       id: call.id,
       name: call.function.name,
       arguments: call.function.arguments
     }))
-  })
+  )
 }
 
 export const toWireChunk = (chunk: ChatChunk.ChatChunk) => {
   const choice = chunk.choices[0]
-  const usage = usageOf(chunk.usage)
-  return compact({
-    id: chunk.id,
-    model: chunk.model,
-    content: choice?.delta.content ?? "",
-    finish_reason: choice?.finish_reason ?? "",
-    ...(usage === undefined ? {} : { usage }),
-    tool_calls: (choice?.delta.tool_calls ?? []).map((call) =>
+  return wireAnswer(
+    chunk,
+    choice === undefined ? undefined : { content: choice.delta.content, finish_reason: choice.finish_reason },
+    (choice?.delta.tool_calls ?? []).map((call) =>
       compact({
         index: call.index,
         id: call.id ?? "",
@@ -211,7 +222,7 @@ export const toWireChunk = (chunk: ChatChunk.ChatChunk) => {
         arguments: call.function?.arguments ?? ""
       })
     )
-  })
+  )
 }
 
 /** One metadata value as a string (grpc-js gives strings or buffers). */
