@@ -12,28 +12,19 @@ export interface Failure {
 }
 
 /** The gRPC status for the HTTP status the REST endpoint answers. */
-const codeOfStatus = (status: number): GrpcJs.status => {
-  switch (status) {
-    case 400:
-    case 413:
-      return GrpcJs.status.INVALID_ARGUMENT
-    case 401:
-      return GrpcJs.status.UNAUTHENTICATED
-    case 403:
-      return GrpcJs.status.PERMISSION_DENIED
-    case 404:
-      return GrpcJs.status.NOT_FOUND
-    case 408:
-    case 504:
-      return GrpcJs.status.DEADLINE_EXCEEDED
-    case 429:
-      return GrpcJs.status.RESOURCE_EXHAUSTED
-    case 502:
-    case 503:
-      return GrpcJs.status.UNAVAILABLE
-    default:
-      return GrpcJs.status.INTERNAL
-  }
+const codeOfStatus = (status: number): GrpcJs.status => grpcCodes[status] ?? GrpcJs.status.INTERNAL
+
+const grpcCodes: Readonly<Record<number, GrpcJs.status>> = {
+  400: GrpcJs.status.INVALID_ARGUMENT,
+  413: GrpcJs.status.INVALID_ARGUMENT,
+  401: GrpcJs.status.UNAUTHENTICATED,
+  403: GrpcJs.status.PERMISSION_DENIED,
+  404: GrpcJs.status.NOT_FOUND,
+  408: GrpcJs.status.DEADLINE_EXCEEDED,
+  504: GrpcJs.status.DEADLINE_EXCEEDED,
+  429: GrpcJs.status.RESOURCE_EXHAUSTED,
+  502: GrpcJs.status.UNAVAILABLE,
+  503: GrpcJs.status.UNAVAILABLE
 }
 
 export const fromAnswer = (answer: GatewayError.ErrorAnswer): Failure => ({
