@@ -26,13 +26,11 @@ describe("what callm run loads", () => {
     try {
       const loaded = join(directory, "loaded.txt")
       const hook = join(directory, "hook.mjs")
+      // Every module the run loads, by URL, one a line.
+      const register = `registerHooks({ load: (url, context, next) => (appendFileSync(${JSON.stringify(loaded)}, url + "\\n"), next(url, context)) })`
       writeFileSync(
         hook,
-        [
-          'import { registerHooks } from "node:module"',
-          'import { appendFileSync } from "node:fs"',
-          `registerHooks({ load: (url, context, next) => (appendFileSync(${JSON.stringify(loaded)}, url + "\\n"), next(url, context)) })`
-        ].join("\n")
+        `import { registerHooks } from "node:module"\nimport { appendFileSync } from "node:fs"\n${register}\n`
       )
       const input = join(directory, "prompts.jsonl")
       writeFileSync(input, `${JSON.stringify({ id: 1, prompt: "hi" })}\n${JSON.stringify({ id: 2, prompt: "ho" })}\n`)
