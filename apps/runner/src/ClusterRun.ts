@@ -24,6 +24,10 @@
  *   with the sentence of plain `callm run` and exits 1, recording none of those lines: the other workers,
  *   or the rerun with the cause fixed, send them. Ctrl-C or SIGTERM: exit 130, the job goes on.
  *
+ * Over 400 lines on purpose: one worker's life (connect, submit the chunks, the chunk activity, fail
+ * fast, wait, write, summarise) reads in order here; the workflow definitions and the output are apart
+ * already (`ClusterWorkflow`, `ClusterOutput`).
+ *
  * @since 0.3.0
  */
 import { hostname } from "node:os"
