@@ -114,10 +114,14 @@ export const constructors = <O extends { readonly httpSpans?: boolean | undefine
   const makeWithDispatcher = (dispatcher: Undici.Dispatcher, options: O): LlmClient.Service =>
     makeWith(Transport.undici(dispatcher), options)
   return {
+    /** On the `HttpClient` in context. */
     make,
+    /** Directly on an undici dispatcher you provide. */
     makeWithDispatcher,
+    /** `make` as a layer. */
     layerWithHttpClient: (options: O): Layer.Layer<LlmClient.LlmClient, never, HttpClient.HttpClient> =>
       Layer.effect(LlmClient.LlmClient, make(options)),
+    /** On undici directly, with its own pool, closed with the layer's scope. */
     layer: (options: O & PoolOptions): Layer.Layer<LlmClient.LlmClient> =>
       Layer.effect(
         LlmClient.LlmClient,
