@@ -33,6 +33,24 @@ const run = (command: string, args: ReadonlyArray<string>, cwd: string) => {
   return execFileSync(command, args, { cwd, stdio: ["ignore", "pipe", "inherit"], encoding: "utf8" })
 }
 
+/**
+ * `pnpm install` from the registry, tried up to three times when the failure is the network's (a TLS
+ * or connection error on a download, seen once in CI as SELF_SIGNED_CERT_IN_CHAIN on a fresh tarball):
+ * the test is about our tarballs, not about one flaky fetch. Any other failure fails at once.
+ */
+const installFromRegistry = (cwd: string) => {
+  const network = /SELF_SIGNED_CERT|ECONNRESET|ETIMEDOUT|EAI_AGAIN|ECONNREFUSED|socket hang up|ERR_SOCKET/
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return run("pnpm", ["install", "--config.confirmModulesPurge=false"], cwd)
+    } catch (error) {
+      const text = String((error as { stdout?: unknown }).stdout ?? "") + String(error)
+      if (attempt >= 3 || !network.test(text)) throw error
+      process.stderr.write(`consumer test: pnpm install failed on the network (attempt ${attempt}), trying again\n`)
+    }
+  }
+}
+
 const work = mkdtempSync(join(tmpdir(), "callm-consumer-"))
 const tarballs = join(work, "tarballs")
 mkdirSync(tarballs)
@@ -213,7 +231,7 @@ if (result.answer !== "consumer says hi" || result.streamed === 0 || result.many
 )
 
 try {
-  run("pnpm", ["install", "--config.confirmModulesPurge=false"], project)
+  installFromRegistry(project)
   run(join(project, "node_modules", ".bin", "tsc"), ["-p", "tsconfig.json"], project)
   const output = run(process.execPath, ["main.ts"], project)
   process.stdout.write(output)
