@@ -24,24 +24,19 @@ import {
   type Prepared
 } from "./Core.ts"
 import * as Model from "./Model.ts"
-import type { Sending } from "./Streaming.ts"
+import { type Sending, unparsed } from "./Streaming.ts"
 
 export const makeAnswers = (ctx: MockContext, sending: Sending, admission: Admission) => {
   const { counters, jitterRandom, jitter, limiter, capacity, allowedModels, prepared } = ctx
-  const { sendError, sendOverloaded, startStream, answerJson } = sending
+  const { sendError, parseBody, sendOverloaded, startStream, answerJson } = sending
   const { admit, admitChat, completionDelay, shapeOf } = admission
 
   // Chat completions -------------------------------------------------------------------------------
 
   /** Parses and validates a chat request; sends the 400 and returns `undefined` when it is invalid. */
   const parseChat = (res: MockResponse, text: string): ChatRequest.ChatRequest | undefined => {
-    let body: unknown
-    try {
-      body = JSON.parse(text)
-    } catch {
-      sendError(res, ApiError.unparsableBody)
-      return undefined
-    }
+    const body = parseBody(res, text)
+    if (body === unparsed) return undefined
     if (typeof body === "object" && body !== null && (body as { stream?: unknown }).stream === true) counters.streams++
     const validated = ChatRequest.validate(body)
     if (validated.ok) return validated.request
@@ -138,13 +133,8 @@ export const makeAnswers = (ctx: MockContext, sending: Sending, admission: Admis
   // Batch ------------------------------------------------------------------------------------------
 
   const answerBatch = (req: MockRequest, res: MockResponse, text: string): void => {
-    let body: unknown
-    try {
-      body = JSON.parse(text)
-    } catch {
-      sendError(res, ApiError.unparsableBody)
-      return
-    }
+    const body = parseBody(res, text)
+    if (body === unparsed) return
     if (!Array.isArray(body)) {
       sendError(res, ApiError.invalidType("body", "a JSON array of chat completion requests", body))
       return

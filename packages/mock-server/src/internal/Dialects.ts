@@ -21,11 +21,11 @@ import {
 } from "./Core.ts"
 import * as Embeddings from "./Embeddings.ts"
 import * as Model from "./Model.ts"
-import type { Sending } from "./Streaming.ts"
+import { type Sending, unparsed } from "./Streaming.ts"
 
 export const makeDialects = (ctx: MockContext, sending: Sending, admission: Admission) => {
   const { counters, jitterRandom, jitter, capacity, allowedModels } = ctx
-  const { sendError, sendOverloaded, paceEvents, answerJson } = sending
+  const { sendError, parseBody, sendOverloaded, paceEvents, answerJson } = sending
   const { admit, admitChat, completionDelay, profileOf } = admission
 
   // Anthropic Messages -----------------------------------------------------------------------------
@@ -34,13 +34,8 @@ export const makeDialects = (ctx: MockContext, sending: Sending, admission: Admi
   const cachedPrefixes = new Set<string>()
 
   const answerMessages = (req: MockRequest, res: MockResponse, text: string): void => {
-    let body: unknown
-    try {
-      body = JSON.parse(text)
-    } catch {
-      sendError(res, ApiError.make(400, "Request body is not valid JSON", "invalid_request_error"))
-      return
-    }
+    const body = parseBody(res, text, ApiError.make(400, "Request body is not valid JSON", "invalid_request_error"))
+    if (body === unparsed) return
     if (typeof body === "object" && body !== null && (body as { stream?: unknown }).stream === true) counters.streams++
     const validated = Anthropic.validate(body)
     if ("status" in validated) {
@@ -113,13 +108,8 @@ export const makeDialects = (ctx: MockContext, sending: Sending, admission: Admi
   // Embeddings -------------------------------------------------------------------------------------
 
   const answerEmbeddings = (req: MockRequest, res: MockResponse, text: string): void => {
-    let body: unknown
-    try {
-      body = JSON.parse(text)
-    } catch {
-      sendError(res, ApiError.unparsableBody)
-      return
-    }
+    const body = parseBody(res, text)
+    if (body === unparsed) return
     const request = Embeddings.validate(body)
     if ("status" in request) {
       sendError(res, request)

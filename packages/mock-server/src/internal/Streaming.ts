@@ -34,6 +34,9 @@ import {
 /** The sending half of the server, as the other parts take it. */
 export type Sending = ReturnType<typeof makeSending>
 
+/** What `parseBody` returns for a body that is not JSON (its 400 already sent). */
+export const unparsed: unique symbol = Symbol("unparsed")
+
 export const makeSending = (ctx: MockContext) => {
   const { counters, jitterRandom, jitter, capacity } = ctx
 
@@ -63,6 +66,16 @@ export const makeSending = (ctx: MockContext) => {
     if (res.headersSent || res.destroyed) return
     if (res.dialect === dialectAnthropic) sendJson(res, error.status, Anthropic.errorJson(error), extra)
     else sendJson(res, error.status, ApiError.toJson(error), extra)
+  }
+
+  /** A request body as JSON; on text that is not JSON, sends `error` (400) and returns `unparsed`. */
+  const parseBody = (res: MockResponse, text: string, error = ApiError.unparsableBody): unknown => {
+    try {
+      return JSON.parse(text)
+    } catch {
+      sendError(res, error)
+      return unparsed
+    }
   }
 
   /** The 503 of a full queue (capacity model), with how long to wait. */
@@ -316,6 +329,7 @@ export const makeSending = (ctx: MockContext) => {
     answerJson,
     sendJson,
     sendError,
+    parseBody,
     sendOverloaded,
     cutOff,
     sendCut,
