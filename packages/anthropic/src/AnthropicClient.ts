@@ -38,13 +38,9 @@
  */
 import { type ChatChunk, ChatRequest, type ChatResponse, LlmClient, LlmError } from "@callm/core"
 import { ProviderLayer, SseStream, Transport } from "@callm/openai"
-import type * as Undici from "@effect/platform-node/Undici"
 import * as Clock from "effect/Clock"
-import type * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import type * as Sse from "effect/encoding/Sse"
-import type * as HttpClient from "effect/http/HttpClient"
-import type * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
@@ -65,7 +61,7 @@ export const defaultBaseUrl = "https://api.anthropic.com"
  * @since 0.1.0
  * @category models
  */
-export interface Options {
+export interface Options extends ProviderLayer.ClientOptions {
   /**
    * The API's origin, e.g. `https://api.anthropic.com` (default) or a proxy's. A base URL that already
    * ends in `/v1` is taken as it is (`http://127.0.0.1:8790/v1` for callm's mock).
@@ -73,21 +69,8 @@ export interface Options {
   readonly baseUrl?: string | undefined
   /** Sent as `x-api-key`. */
   readonly apiKey?: Redacted.Redacted<string> | undefined
-  /** Extra headers on every request (`anthropic-beta`, a gateway's routing header). */
-  readonly headers?: Readonly<Record<string, string>> | undefined
-  /** The name errors and metrics use for this upstream. Default: the base URL's host. */
-  readonly name?: string | undefined
   /** `max_tokens` when a request sets none (the API requires it). Default 4096. */
   readonly defaultMaxTokens?: number | undefined
-  /** Calls in flight for `completeMany`. Default 16. */
-  readonly concurrency?: number | undefined
-  /** End streams with a usage chunk, as OpenAI's `include_usage` does. Default true. */
-  readonly includeUsage?: boolean | undefined
-  /**
-   * Record an HTTP client span per request (Effect's `HttpClient` tracing; only with `make` or
-   * `layerWithHttpClient`). Default false.
-   */
-  readonly httpSpans?: boolean | undefined
 }
 
 /**
@@ -97,25 +80,6 @@ export interface Options {
  * @category models
  */
 export type PoolOptions = ProviderLayer.PoolOptions
-
-/**
- * Builds the provider on the `HttpClient` in context (a custom transport; `layer` runs on undici
- * directly, see `makeWithDispatcher`).
- *
- * @since 0.1.0
- * @category constructors
- */
-export const make = (options: Options = {}): Effect.Effect<LlmClient.Service, never, HttpClient.HttpClient> =>
-  on.make(options)
-
-/**
- * Builds the provider directly on an undici `Dispatcher` (`Transport.undici` of `@callm/openai`).
- *
- * @since 0.2.0
- * @category constructors
- */
-export const makeWithDispatcher = (dispatcher: Undici.Dispatcher, options: Options = {}): LlmClient.Service =>
-  on.makeWithDispatcher(dispatcher, options)
 
 const makeWith = (transport: Transport.Transport, options: Options): LlmClient.Service => {
   const origin = (options.baseUrl ?? defaultBaseUrl).replace(/\/+$/, "")
@@ -129,14 +93,7 @@ const makeWith = (transport: Transport.Transport, options: Options): LlmClient.S
   const jsonHeaders = { ...headers, accept: "application/json" }
   const streamHeaders = { ...headers, accept: "text/event-stream" }
 
-  const fail = (reason: LlmError.Reason, model: string | undefined) =>
-    Effect.fail(LlmError.make(reason, { provider, model }))
-  const withContext = (model: string) => (reason: LlmError.Reason) => LlmError.make(reason, { provider, model })
-  const statusFailure = (answer: Transport.TextAnswer, model: string) =>
-    Effect.mapError(
-      Transport.statusFailure(answer, AnthropicError.reasonFromStatus, AnthropicError.parseErrorText),
-      withContext(model)
-    )
+  const { fail, withContext, statusFailure } = ProviderLayer.failures(provider, AnthropicError)
 
   /** Validates a request and maps it to the wire body, or fails naming the field. */
   const prepare = (request: ChatRequest.ChatRequest, stream: boolean) =>
@@ -196,7 +153,10 @@ const makeWith = (transport: Transport.Transport, options: Options): LlmClient.S
   return LlmClient.make({ complete, stream, concurrency: options.concurrency ?? LlmClient.defaultConcurrency })
 }
 
-const on = ProviderLayer.constructors<Options>(makeWith)
+const on = ProviderLayer.constructors<Options>(makeWith, {
+  apiKey: "ANTHROPIC_API_KEY",
+  baseUrl: "ANTHROPIC_BASE_URL"
+})
 
 const hostOf = (url: string): string => {
   const parsed = Result.try(() => new URL(url))
@@ -354,14 +314,29 @@ const sseChunks = (
   })
 
 /**
+ * Builds the provider on the `HttpClient` in context (a custom transport; `layer` runs on undici
+ * directly, see `makeWithDispatcher`).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = on.make
+
+/**
+ * Builds the provider directly on an undici `Dispatcher` (`Transport.undici` of `@callm/openai`).
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const makeWithDispatcher = on.makeWithDispatcher
+
+/**
  * The provider on an `HttpClient` you provide (a custom undici `Dispatcher`, a test transport, `fetch`).
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerWithHttpClient = (
-  options: Options = {}
-): Layer.Layer<LlmClient.LlmClient, never, HttpClient.HttpClient> => on.layerWithHttpClient(options)
+export const layerWithHttpClient = on.layerWithHttpClient
 
 /**
  * The provider on undici, with its own keep-alive connection pool, closed when the layer's scope closes.
@@ -369,7 +344,7 @@ export const layerWithHttpClient = (
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options & PoolOptions = {}): Layer.Layer<LlmClient.LlmClient> => on.layer(options)
+export const layer = on.layer
 
 /**
  * The provider configured from the environment: `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL` (default
@@ -378,7 +353,4 @@ export const layer = (options: Options & PoolOptions = {}): Layer.Layer<LlmClien
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig = (
-  options: Options & PoolOptions = {}
-): Layer.Layer<LlmClient.LlmClient, Config.ConfigError> =>
-  ProviderLayer.fromEnv(options, { apiKey: "ANTHROPIC_API_KEY", baseUrl: "ANTHROPIC_BASE_URL" }, layer)
+export const layerConfig = on.layerConfig

@@ -34,12 +34,8 @@
  * @since 0.1.0
  */
 import { ChatChunk, ChatRequest, ChatResponse, LlmClient, LlmError, Passthrough } from "@callm/core"
-import type * as Undici from "@effect/platform-node/Undici"
 import * as Clock from "effect/Clock"
-import type * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
-import type * as HttpClient from "effect/http/HttpClient"
-import type * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
@@ -74,15 +70,11 @@ export const baseUrls = {
  * @since 0.1.0
  * @category models
  */
-export interface Options {
+export interface Options extends ProviderLayer.ClientOptions {
   /** The server's base URL including its version path, e.g. `http://localhost:8000/v1`. Default: OpenAI. */
   readonly baseUrl?: string | undefined
   /** Sent as `Authorization: Bearer ...`. Omit for servers without auth (Ollama, a local vLLM). */
   readonly apiKey?: Redacted.Redacted<string> | undefined
-  /** Extra headers on every request (`OpenAI-Organization`, `OpenAI-Project`, a gateway's routing header). */
-  readonly headers?: Readonly<Record<string, string>> | undefined
-  /** The name errors and metrics use for this upstream. Default: the base URL's host. */
-  readonly name?: string | undefined
   /**
    * How `completeMany` sends its items:
    * - `"auto"` (default): the server's `/batch` endpoint; if it answers 404 or 405, concurrent calls from
@@ -93,17 +85,6 @@ export interface Options {
   readonly batch?: "auto" | "endpoint" | "concurrent" | undefined
   /** Items per `/batch` request; larger arrays are split. Default 64. */
   readonly maxBatchSize?: number | undefined
-  /** Calls in flight for concurrent `completeMany`. Default 16. */
-  readonly concurrency?: number | undefined
-  /** Ask streams for a final usage chunk (`stream_options.include_usage`). Default true. */
-  readonly includeUsage?: boolean | undefined
-  /**
-   * Record an HTTP client span per request (Effect's `HttpClient` tracing; only on an `HttpClient`, with
-   * `make` or `layerWithHttpClient`: `layer`'s direct undici transport records none). Default false:
-   * callm's observability plugin records one span per call, and the per-request span costs time on the
-   * hot path.
-   */
-  readonly httpSpans?: boolean | undefined
 }
 
 /**
@@ -113,27 +94,6 @@ export interface Options {
  * @category models
  */
 export type PoolOptions = ProviderLayer.PoolOptions
-
-/**
- * Builds the provider on the `HttpClient` in context (a custom transport; `layer` runs on undici
- * directly, see `makeWithDispatcher`).
- *
- * @since 0.1.0
- * @category constructors
- */
-export const make = (options: Options = {}): Effect.Effect<LlmClient.Service, never, HttpClient.HttpClient> =>
-  on.make(options)
-
-/**
- * Builds the provider directly on an undici `Dispatcher` (an `Agent`, a `Pool`, one with interceptors):
- * the transport of `layer`, without `HttpClient`'s per-request bookkeeping. The fiber's
- * `NodeHttpClient.UndiciOptions` are passed on to each request, as with Effect's undici client.
- *
- * @since 0.2.0
- * @category constructors
- */
-export const makeWithDispatcher = (dispatcher: Undici.Dispatcher, options: Options = {}): LlmClient.Service =>
-  on.makeWithDispatcher(dispatcher, options)
 
 const makeWith = (transport: Transport.Transport, options: Options): LlmClient.Service => {
   const baseUrl = (options.baseUrl ?? baseUrls.openai).replace(/\/+$/, "")
@@ -152,14 +112,7 @@ const makeWith = (transport: Transport.Transport, options: Options): LlmClient.S
   const jsonHeaders = { ...headers, accept: "application/json" }
   const streamHeaders = { ...headers, accept: "text/event-stream" }
 
-  const fail = (reason: LlmError.Reason, model: string | undefined) =>
-    Effect.fail(LlmError.make(reason, { provider, model }))
-  const withContext = (model: string) => (reason: LlmError.Reason) => LlmError.make(reason, { provider, model })
-  const statusFailure = (answer: Transport.TextAnswer, model: string) =>
-    Effect.mapError(
-      Transport.statusFailure(answer, OpenAiError.reasonFromStatus, OpenAiError.parseErrorText),
-      withContext(model)
-    )
+  const { fail, withContext, statusFailure } = ProviderLayer.failures(provider, OpenAiError)
 
   const completeValid = (
     request: ChatRequest.ChatRequest
@@ -292,7 +245,7 @@ const makeWith = (transport: Transport.Transport, options: Options): LlmClient.S
   return LlmClient.make({ complete, stream, completeMany })
 }
 
-const on = ProviderLayer.constructors<Options>(makeWith)
+const on = ProviderLayer.constructors<Options>(makeWith, { apiKey: "OPENAI_API_KEY", baseUrl: "OPENAI_BASE_URL" })
 
 const validate = (request: ChatRequest.ChatRequest, provider: string) =>
   Effect.mapError(ChatRequest.validate(request), (error) =>
@@ -340,14 +293,31 @@ const sseChunks = (
   })
 
 /**
+ * Builds the provider on the `HttpClient` in context (a custom transport; `layer` runs on undici
+ * directly, see `makeWithDispatcher`).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = on.make
+
+/**
+ * Builds the provider directly on an undici `Dispatcher` (an `Agent`, a `Pool`, one with interceptors):
+ * the transport of `layer`, without `HttpClient`'s per-request bookkeeping. The fiber's
+ * `NodeHttpClient.UndiciOptions` are passed on to each request, as with Effect's undici client.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const makeWithDispatcher = on.makeWithDispatcher
+
+/**
  * The provider on an `HttpClient` you provide (a custom undici `Dispatcher`, a test transport, `fetch`).
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerWithHttpClient = (
-  options: Options = {}
-): Layer.Layer<LlmClient.LlmClient, never, HttpClient.HttpClient> => on.layerWithHttpClient(options)
+export const layerWithHttpClient = on.layerWithHttpClient
 
 /**
  * The provider on undici, with its own keep-alive connection pool (one pool per origin), closed when the
@@ -356,7 +326,7 @@ export const layerWithHttpClient = (
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options & PoolOptions = {}): Layer.Layer<LlmClient.LlmClient> => on.layer(options)
+export const layer = on.layer
 
 /**
  * The provider configured from the environment: `OPENAI_API_KEY` (optional, for servers without auth)
@@ -365,7 +335,4 @@ export const layer = (options: Options & PoolOptions = {}): Layer.Layer<LlmClien
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig = (
-  options: Options & PoolOptions = {}
-): Layer.Layer<LlmClient.LlmClient, Config.ConfigError> =>
-  ProviderLayer.fromEnv(options, { apiKey: "OPENAI_API_KEY", baseUrl: "OPENAI_BASE_URL" }, layer)
+export const layerConfig = on.layerConfig

@@ -53,15 +53,11 @@ export const defaultMaxInputsPerRequest = 2048
  * @since 0.2.0
  * @category models
  */
-export interface Options {
+export interface Options extends ProviderLayer.EndpointOptions {
   /** The server's base URL including its version path. Default: OpenAI. */
   readonly baseUrl?: string | undefined
   /** Sent as `Authorization: Bearer ...`. */
   readonly apiKey?: Redacted.Redacted<string> | undefined
-  /** Extra headers on every request. */
-  readonly headers?: Readonly<Record<string, string>> | undefined
-  /** The name errors use for this upstream. Default: the base URL's host. */
-  readonly name?: string | undefined
   /** Inputs per HTTP request; larger arrays are split. Default 2048. */
   readonly maxInputsPerRequest?: number | undefined
   /** HTTP requests in flight for one split call. Default 4. */
