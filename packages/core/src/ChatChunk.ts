@@ -10,6 +10,7 @@ import type * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import type { ToolCall } from "./ChatRequest.ts"
 import { type ChatResponse, Usage } from "./ChatResponse.ts"
+import * as Completion from "./internal/Completion.ts"
 import * as Shape from "./internal/Shape.ts"
 import type * as LlmError from "./LlmError.ts"
 
@@ -39,10 +40,8 @@ export const ToolCallDelta = Schema.Struct({
  */
 export const Delta = Schema.Struct({
   role: Schema.optionalKey(Schema.NullOr(Schema.String)),
-  content: Schema.optionalKey(Schema.NullOr(Schema.String)),
-  refusal: Schema.optionalKey(Schema.NullOr(Schema.String)),
-  tool_calls: Schema.optionalKey(Schema.NullOr(Schema.Array(ToolCallDelta))),
-  reasoning_content: Schema.optionalKey(Schema.NullOr(Schema.String))
+  ...Completion.messageText,
+  tool_calls: Schema.optionalKey(Schema.NullOr(Schema.Array(ToolCallDelta)))
 })
 
 /**
@@ -66,13 +65,9 @@ export const ChunkChoice = Schema.Struct({
  * @category schemas
  */
 export const ChatChunk = Schema.Struct({
-  id: Schema.String,
-  object: Schema.String,
-  created: Schema.Number,
-  model: Schema.String,
+  ...Completion.envelope,
   choices: Schema.Array(ChunkChoice),
-  usage: Schema.optionalKey(Schema.NullOr(Usage)),
-  system_fingerprint: Schema.optionalKey(Schema.NullOr(Schema.String))
+  usage: Schema.optionalKey(Schema.NullOr(Usage))
 })
 
 /**

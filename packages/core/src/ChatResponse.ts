@@ -11,6 +11,7 @@
 import type * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import { ToolCall } from "./ChatRequest.ts"
+import * as Completion from "./internal/Completion.ts"
 import * as Shape from "./internal/Shape.ts"
 import type * as LlmError from "./LlmError.ts"
 
@@ -51,10 +52,8 @@ export type FinishReason = "stop" | "length" | "tool_calls" | "content_filter" |
  */
 export const AssistantMessage = Schema.Struct({
   role: Schema.String,
-  content: Schema.optionalKey(Schema.NullOr(Schema.String)),
-  refusal: Schema.optionalKey(Schema.NullOr(Schema.String)),
-  tool_calls: Schema.optionalKey(Schema.NullOr(Schema.Array(ToolCall))),
-  reasoning_content: Schema.optionalKey(Schema.NullOr(Schema.String))
+  ...Completion.messageText,
+  tool_calls: Schema.optionalKey(Schema.NullOr(Schema.Array(ToolCall)))
 })
 
 /**
@@ -77,13 +76,9 @@ export const Choice = Schema.Struct({
  * @category schemas
  */
 export const ChatResponse = Schema.Struct({
-  id: Schema.String,
-  object: Schema.String,
-  created: Schema.Number,
-  model: Schema.String,
+  ...Completion.envelope,
   choices: Schema.Array(Choice),
   usage: Schema.optionalKey(Schema.NullOr(Usage)),
-  system_fingerprint: Schema.optionalKey(Schema.NullOr(Schema.String)),
   service_tier: Schema.optionalKey(Schema.NullOr(Schema.String))
 })
 
