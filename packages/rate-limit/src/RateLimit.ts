@@ -28,7 +28,6 @@ import * as Fiber from "effect/Fiber"
 import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
-import * as RateLimiter from "effect/persistence/RateLimiter"
 import type * as Redis from "effect/persistence/Redis"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
@@ -36,7 +35,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as InFlight from "./InFlight.ts"
-import * as RateLimitStore from "./RateLimitStore.ts"
+import * as TokenBuckets from "./TokenBuckets.ts"
 
 /**
  * Options of the rate limiter.
@@ -146,8 +145,7 @@ const rejected = {
   in_flight: Metric.withAttributes(rejectionsTotal, { limit: "in_flight" })
 }
 
-const hooks = Effect.fnUntraced(function* (options: Options) {
-  const limiter = yield* RateLimiter.RateLimiter
+const hooks = Effect.fnUntraced(function* (options: Options, buckets: TokenBuckets.TokenBuckets) {
   const slots = yield* InFlight.InFlightStore
   const windowMs = Duration.toMillis(Duration.fromInputUnsafe(options.window ?? "1 minute"))
   const maxWaitMs = Duration.toMillis(Duration.fromInputUnsafe(options.maxWait ?? "30 seconds"))
@@ -156,8 +154,8 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
   const keyOf = options.key ?? ((_request, context) => context.keyId ?? "global")
   const estimate = options.estimateTokens ?? estimateTokens
 
-  type Bucket = { readonly limit: number; readonly window: Duration.Duration } | undefined
-  /** A bucket of `burst` refilled at `limit` per window, as `RateLimiter.consume` options. */
+  type Bucket = TokenBuckets.Spec | undefined
+  /** A bucket of `burst` refilled at `limit` per window. */
   const bucket = (name: "requests" | "tokens", limit: number | undefined, ownLimit: boolean): Bucket => {
     if (limit === undefined) return undefined
     // A key's own limit gets a burst in the same proportion as the default's.
@@ -167,7 +165,7 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
       ownLimit && burstOption !== undefined && defaultLimit !== undefined
         ? Math.max(1, Math.round((burstOption * limit) / defaultLimit))
         : Math.max(1, burstOption ?? limit)
-    return { limit: burst, window: Duration.millis((windowMs * burst) / limit) }
+    return TokenBuckets.spec(burst, Duration.millis((windowMs * burst) / limit))
   }
   const defaults = {
     requests: bucket("requests", options.requests, false),
@@ -188,30 +186,11 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
     return buckets
   }
 
-  const consume = (which: "requests" | "tokens", key: string, tokens: number) => {
+  /** Takes from a bucket of `key`: the milliseconds to wait for the tokens (0: at once). */
+  const consume = (which: "requests" | "tokens", key: string, tokens: number): Effect.Effect<number> => {
     const spec = bucketsOf(key)[which]
-    if (spec === undefined || tokens === 0) return Effect.succeed(Duration.zero)
-    return limiter
-      .consume({
-        algorithm: "token-bucket",
-        onExceeded: "delay",
-        key: `${which}:${key}`,
-        tokens,
-        limit: spec.limit,
-        window: spec.window
-      })
-      .pipe(
-        Effect.map((result) => result.delay),
-        // A rate-limit store that fails must not fail the call: it is let through, and said so.
-        Effect.catchTag("RateLimiterError", (error) =>
-          Effect.as(
-            Effect.logWarning(
-              `callm rate limit: ${which} budget unavailable (${error.message}); letting the call through`
-            ),
-            Duration.zero
-          )
-        )
-      )
+    if (spec === undefined || tokens === 0) return Effect.succeed(0)
+    return buckets.take(`${which}:${key}`, tokens, spec)
   }
 
   const refuse = (limit: keyof typeof rejected, waitMs: number, key: string) =>
@@ -230,18 +209,27 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
 
   /**
    * Admits a call: takes its request and token budgets (waiting or refusing), then an in-flight slot.
-   * A call the buckets let through at once, with no in-flight limit, is admitted without a generator.
+   * A call the buckets let through at once, with no in-flight limit, is admitted without a generator;
+   * on memory buckets, both takes are one synchronous step.
    */
   const admit = (key: string, requests: number, tokens: number) =>
     Effect.clockWith((clock) => {
       // One wait for the whole admission: the in-flight wait gets what the bucket wait left of maxWait.
       const admitted = clock.currentTimeMillisUnsafe()
+      const decide = (requestWait: number, tokenWait: number) =>
+        requestWait === 0 && tokenWait === 0 && options.maxInFlight === undefined
+          ? Effect.undefined
+          : admitSlow(key, requests, tokens, admitted, requestWait, tokenWait)
+      const takeUnsafe = buckets.takeUnsafe
+      if (takeUnsafe !== undefined) {
+        const specs = bucketsOf(key)
+        const requestWait =
+          specs.requests === undefined ? 0 : takeUnsafe(`requests:${key}`, requests, specs.requests, admitted)
+        const tokenWait = specs.tokens === undefined ? 0 : takeUnsafe(`tokens:${key}`, tokens, specs.tokens, admitted)
+        return decide(requestWait, tokenWait)
+      }
       return Effect.flatMap(consume("requests", key, requests), (requestWait) =>
-        Effect.flatMap(consume("tokens", key, tokens), (tokenWait) =>
-          Duration.isZero(requestWait) && Duration.isZero(tokenWait) && options.maxInFlight === undefined
-            ? Effect.undefined
-            : admitSlow(key, requests, tokens, admitted, requestWait, tokenWait)
-        )
+        Effect.flatMap(consume("tokens", key, tokens), (tokenWait) => decide(requestWait, tokenWait))
       )
     })
 
@@ -250,21 +238,17 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
     requests: number,
     tokens: number,
     admitted: number,
-    requestWait: Duration.Duration,
-    tokenWait: Duration.Duration
+    requestWait: number,
+    tokenWait: number
   ) =>
     Effect.gen(function* () {
-      const waitMs = Math.max(Duration.toMillis(requestWait), Duration.toMillis(tokenWait))
+      const waitMs = Math.max(requestWait, tokenWait)
       if (waitMs > 0) {
         if (onLimit === "fail" || waitMs > maxWaitMs) {
           // Give back what was taken: the call does not go.
           yield* consume("requests", key, -requests)
           yield* consume("tokens", key, -tokens)
-          return yield* refuse(
-            Duration.toMillis(requestWait) >= Duration.toMillis(tokenWait) ? "requests" : "tokens",
-            waitMs,
-            key
-          )
+          return yield* refuse(requestWait >= tokenWait ? "requests" : "tokens", waitMs, key)
         }
         yield* Metric.update(waitsTotal, 1)
         yield* Metric.update(waitSeconds, waitMs / 1000)
@@ -351,10 +335,8 @@ const hooks = Effect.fnUntraced(function* (options: Options) {
  * @category layers
  */
 export const layer = (options: Options): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> =>
-  Plugin.layer(hooks(options)).pipe(
-    Layer.provide(
-      Layer.merge(RateLimiter.layer.pipe(Layer.provide(RateLimiter.layerStoreMemory)), InFlight.layerMemory)
-    )
+  Plugin.layer(Effect.suspend(() => hooks(options, TokenBuckets.makeMemory()))).pipe(
+    Layer.provide(InFlight.layerMemory)
   )
 
 /**
@@ -368,16 +350,12 @@ export const layer = (options: Options): Layer.Layer<LlmClient.LlmClient, never,
 export const layerRedis = (
   options: Options & { readonly prefix?: string | undefined }
 ): Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient | Redis.Redis> =>
-  Plugin.layer(hooks(options)).pipe(
-    Layer.provide(
-      Layer.merge(
-        RateLimiter.layer.pipe(
-          Layer.provide(RateLimitStore.layerRedis({ prefix: `${options.prefix ?? "callm:ratelimit"}:` }))
-        ),
-        InFlight.layerRedis({ prefix: `${options.prefix ?? "callm:ratelimit"}:inflight:` })
-      )
+  Plugin.layer(
+    Effect.flatMap(
+      TokenBuckets.makeRedis({ prefix: `${options.prefix ?? "callm:ratelimit"}:`, name: "rate limit" }),
+      (buckets) => hooks(options, buckets)
     )
-  )
+  ).pipe(Layer.provide(InFlight.layerRedis({ prefix: `${options.prefix ?? "callm:ratelimit"}:inflight:` })))
 
 /**
  * Limits the calls of a client you hold, with its budgets in memory for as long as the scope. Dual.

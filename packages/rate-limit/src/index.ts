@@ -17,3 +17,5 @@ export * as RateLimit from "./RateLimit.ts"
 export * as RateLimitStore from "./RateLimitStore.ts"
 /** @since 0.2.0 */
 export * as RedisConnection from "./RedisConnection.ts"
+/** @since 0.2.0 */
+export * as TokenBuckets from "./TokenBuckets.ts"

@@ -19,7 +19,7 @@
 import { randomUUID } from "node:crypto"
 import { CallContext, Embeddings, LlmError } from "@callm/core"
 import { OpenAiEmbeddings } from "@callm/openai"
-import { RateLimitStore } from "@callm/rate-limit"
+import { TokenBuckets } from "@callm/rate-limit"
 import * as ByteSize from "effect/ByteSize"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -30,7 +30,6 @@ import * as HttpIncomingMessage from "effect/http/HttpIncomingMessage"
 import * as HttpServerRequest from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as Layer from "effect/Layer"
-import * as RateLimiter from "effect/persistence/RateLimiter"
 import type * as Redis from "effect/persistence/Redis"
 import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
@@ -154,39 +153,26 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   )
   const serves = (model: string) => routeOf(model) !== undefined
   if (keyLimits.size === 0) return { serves, embed: stacked.embed } satisfies EmbeddingsRoute
-  const limiter = Context.get(
-    yield* Layer.build(
-      RateLimiter.layer.pipe(
-        Layer.provide(
-          options.redis === undefined
-            ? RateLimiter.layerStoreMemory
-            : RateLimitStore.layerRedis({ prefix: "callm:gateway:ratelimit:embeddings:" }).pipe(
-                Layer.provide(Layer.succeedContext(options.redis))
-              )
+  const buckets =
+    options.redis === undefined
+      ? TokenBuckets.makeMemory()
+      : yield* Effect.provideContext(
+          TokenBuckets.makeRedis({ prefix: "callm:gateway:ratelimit:embeddings:", name: "gateway embeddings limit" }),
+          options.redis
         )
-      )
-    ),
-    RateLimiter.RateLimiter
+  const window = Duration.millis(windowMs)
+  const specs = new Map(
+    [...keyLimits].map(([key, limits]) => [
+      key,
+      {
+        requests: limits.requests === undefined ? undefined : TokenBuckets.spec(limits.requests, window),
+        tokens: limits.tokens === undefined ? undefined : TokenBuckets.spec(limits.tokens, window)
+      }
+    ])
   )
   const consume = (which: "requests" | "tokens", key: string, tokens: number) => {
-    const limit = keyLimits.get(key)?.[which]
-    if (limit === undefined || tokens === 0) return Effect.succeed(0)
-    return limiter
-      .consume({
-        algorithm: "token-bucket",
-        onExceeded: "delay",
-        key: `${which}:${key}`,
-        tokens,
-        limit,
-        window: Duration.millis(windowMs)
-      })
-      .pipe(
-        Effect.map((result) => Duration.toMillis(result.delay)),
-        // A store that fails lets the call through, as the chat limits do.
-        Effect.catchTag("RateLimiterError", (error) =>
-          Effect.as(Effect.logWarning(`callm gateway: embeddings ${which} budget unavailable: ${error.message}`), 0)
-        )
-      )
+    const spec = specs.get(key)?.[which]
+    return spec === undefined ? Effect.succeed(0) : buckets.take(`${which}:${key}`, tokens, spec)
   }
   const embed = (request: Embeddings.EmbeddingRequest) =>
     Effect.gen(function* () {
