@@ -111,6 +111,13 @@ export const Message = Schema.Struct({
  */
 export type Message = typeof Message.Type
 
+/** What a tool's function and a `json_schema` response format both have: a name (OpenAI's rule), a description, `strict`. */
+const named = {
+  name: Schema.String.check(Schema.isPattern(/^[a-zA-Z0-9_-]{1,64}$/)),
+  description: Schema.optionalKey(Schema.String),
+  strict: Schema.optionalKey(Schema.NullOr(Schema.Boolean))
+}
+
 /**
  * A function the model may call.
  *
@@ -119,12 +126,7 @@ export type Message = typeof Message.Type
  */
 export const Tool = Schema.Struct({
   type: Schema.Literal("function"),
-  function: Schema.Struct({
-    name: Schema.String.check(Schema.isPattern(/^[a-zA-Z0-9_-]{1,64}$/)),
-    description: Schema.optionalKey(Schema.String),
-    parameters: Schema.optionalKey(Schema.Record(Schema.String, Schema.Json)),
-    strict: Schema.optionalKey(Schema.NullOr(Schema.Boolean))
-  })
+  function: Schema.Struct({ ...named, parameters: Schema.optionalKey(Schema.Record(Schema.String, Schema.Json)) })
 })
 
 /**
@@ -179,12 +181,7 @@ export const ChatRequest = Schema.Struct({
       Schema.Struct({ type: Schema.Literal("json_object") }),
       Schema.Struct({
         type: Schema.Literal("json_schema"),
-        json_schema: Schema.Struct({
-          name: Schema.String.check(Schema.isPattern(/^[a-zA-Z0-9_-]{1,64}$/)),
-          description: Schema.optionalKey(Schema.String),
-          schema: Schema.optionalKey(Schema.Record(Schema.String, Schema.Json)),
-          strict: Schema.optionalKey(Schema.NullOr(Schema.Boolean))
-        })
+        json_schema: Schema.Struct({ ...named, schema: Schema.optionalKey(Schema.Record(Schema.String, Schema.Json)) })
       })
     ])
   ),
