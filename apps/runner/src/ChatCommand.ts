@@ -65,11 +65,6 @@ export type Flags = Command.Command.Config.Infer<typeof flags>
  * @category commands
  */
 export const command: Command.Command<"chat", Flags, {}, LlmError.LlmError | EffectConfig.ConfigError | UserError> =
-  Command.make(
-    "chat",
-    flags,
-    Handler.lazy(
-      () => import("./Chat.ts"),
-      (Chat, flags) => Chat.run(flags)
-    )
-  ).pipe(Command.withDescription("Ask one question; the answer streams to the terminal"))
+  Handler.command("chat", flags, () => import("./Chat.ts")).pipe(
+    Command.withDescription("Ask one question; the answer streams to the terminal")
+  )

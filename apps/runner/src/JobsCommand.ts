@@ -37,14 +37,7 @@ export type Flags = Command.Command.Config.Infer<typeof flags>
  * @since 0.3.0
  * @category commands
  */
-export const command = Command.make(
-  "jobs",
-  flags,
-  Handler.lazy(
-    () => import("./Jobs.ts"),
-    (Jobs, flags) => Jobs.run(flags)
-  )
-).pipe(
+export const command = Handler.command("jobs", flags, () => import("./Jobs.ts")).pipe(
   Command.withDescription(
     "List the jobs of a cluster (callm run --cluster) with their progress: lines, done, failed, workers alive/ever"
   )

@@ -73,11 +73,6 @@ export type Flags = Command.Command.Config.Infer<typeof flags>
  * @since 0.1.0
  * @category commands
  */
-export const command = Command.make(
-  "mock",
-  flags,
-  Handler.lazy(
-    () => import("./Mock.ts"),
-    (Mock, flags) => Mock.run(flags)
-  )
-).pipe(Command.withDescription("Start the OpenAI-compatible mock LLM server"))
+export const command = Handler.command("mock", flags, () => import("./Mock.ts")).pipe(
+  Command.withDescription("Start the OpenAI-compatible mock LLM server")
+)

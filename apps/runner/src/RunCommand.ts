@@ -155,14 +155,7 @@ export type Flags = Command.Command.Config.Infer<typeof flags>
  * @since 0.1.0
  * @category commands
  */
-export const command = Command.make(
-  "run",
-  flags,
-  Handler.lazy(
-    () => import("./Run.ts"),
-    (Run, flags) => Run.run(flags)
-  )
-).pipe(
+export const command = Handler.command("run", flags, () => import("./Run.ts")).pipe(
   Command.withDescription(
     "Run a JSONL file of prompts through the client. Retries passing failures by default; exit status 0 only when every line was answered (2: some failed, 1: could not run, 130: interrupted); rerun the same command to resume"
   )

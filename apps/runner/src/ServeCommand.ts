@@ -52,11 +52,6 @@ export type Flags = Command.Command.Config.Infer<typeof flags>
  * @since 0.1.0
  * @category commands
  */
-export const command = Command.make(
-  "serve",
-  flags,
-  Handler.lazy(
-    () => import("./Serve.ts"),
-    (Serve, flags) => Serve.run(flags)
-  )
-).pipe(Command.withDescription("Serve the OpenAI-compatible gateway"))
+export const command = Handler.command("serve", flags, () => import("./Serve.ts")).pipe(
+  Command.withDescription("Serve the OpenAI-compatible gateway")
+)
