@@ -1,11 +1,12 @@
 /**
  * The streaming plumbing every provider shares whose answers arrive as server-sent events (OpenAI's
- * chat completions, Anthropic's messages): bytes to events with Effect's SSE parser, events to
- * chunks by the provider's own mapping, and one decision on how the stream ended. The end marker ends
- * it; the body ending without it, a dropped connection, a malformed or an error event fail it. After
- * the first chunk with content has reached the caller, every such failure is `StreamInterrupted` with
- * the text so far (its last `tailLength` characters: the stream keeps a bounded tail, not the whole
- * answer), so nothing downstream repeats text already shown.
+ * chat completions, Anthropic's messages): bytes to events with a hand-written SSE parser (Effect's
+ * `Sse` algorithm, at several times its speed), events to chunks by the provider's own mapping, and
+ * one decision on how the stream ended. The end marker ends it; the body ending without it, a dropped
+ * connection, a malformed or an error event fail it. After the first chunk with content has reached
+ * the caller, every such failure is `StreamInterrupted` with the text so far (its last `tailLength`
+ * characters: the stream keeps a bounded tail, not the whole answer), so nothing downstream repeats
+ * text already shown.
  *
  * Hand-written as one pull transform (rather than `decodeText` + `Sse.decode` + `mapEffect`) because
  * it tracks how the stream ended and the text delivered so far in one place, on the hot path.
@@ -15,7 +16,7 @@
 import { ChatChunk, LlmError } from "@callm/core"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
-import * as Sse from "effect/encoding/Sse"
+import type * as Sse from "effect/encoding/Sse"
 import type * as HttpClientError from "effect/http/HttpClientError"
 import * as Pull from "effect/Pull"
 import * as Stream from "effect/Stream"
@@ -87,6 +88,102 @@ const tail = (text: string): string => {
   return text.slice(code >= 0xdc00 && code <= 0xdfff ? start + 1 : start)
 }
 
+/** `TextDecoder.decode`'s options for every piece but the last, made once. */
+const streaming = { stream: true } as const
+
+/** The most text one pending event may hold (10 MiB, as Effect's SSE parser allows). */
+const maxEventSize = 10 * 1024 * 1024
+
+const LF = 10
+const CR = 13
+const SPACE = 32
+
+/**
+ * A server-sent events parser (the WHATWG algorithm, as `Sse.makeParser` implements it, minus `retry`,
+ * which no provider's stream uses): text in, `Event`s out. Hand-written for the hot path: lines are
+ * found with `indexOf` (a scan per character only in a piece with a CR), and an event's one data line
+ * is taken as it is, without the line feed Effect's parser appends and slices off again. `feed` is
+ * false once the pending event outgrows `maxEventSize`.
+ */
+const makeParser = (onEvent: (event: Sse.Event) => void) => {
+  let first = true
+  // The unterminated line so far, and whether a CR ended the last piece (its LF may start the next).
+  let pending = ""
+  let afterCr = false
+  let id: string | undefined
+  let name: string | undefined
+  let data: string | undefined
+
+  const line = (text: string) => {
+    if (text.length === 0) {
+      const event = data
+      const type = name
+      data = undefined
+      name = undefined
+      if (event !== undefined) onEvent({ _tag: "Event", id, event: type || "message", data: event })
+      return
+    }
+    const colon = text.indexOf(":")
+    if (colon === 0) return
+    const field = colon < 0 ? text : text.slice(0, colon)
+    const value = colon < 0 ? "" : text.slice(text.charCodeAt(colon + 1) === SPACE ? colon + 2 : colon + 1)
+    if (field === "data") data = data === undefined ? value : `${data}\n${value}`
+    else if (field === "event") name = value
+    else if (field === "id" && !value.includes("\u0000")) id = value
+  }
+
+  const feed = (chunk: string): boolean => {
+    if (chunk.length === 0) return true
+    if (first) {
+      first = false
+      if (chunk.charCodeAt(0) === 0xfeff) chunk = chunk.slice(1)
+    }
+    const length = chunk.length
+    const scan = chunk.indexOf("\r") >= 0
+    let position = 0
+    while (position < length) {
+      if (afterCr) {
+        afterCr = false
+        if (chunk.charCodeAt(position) === LF) {
+          position++
+          continue
+        }
+      }
+      let end: number
+      if (scan) {
+        end = position
+        while (end < length) {
+          const code = chunk.charCodeAt(end)
+          if (code === CR || code === LF) break
+          end++
+        }
+      } else {
+        end = chunk.indexOf("\n", position)
+        if (end < 0) end = length
+      }
+      if (end === length) {
+        pending += chunk.slice(position)
+        break
+      }
+      afterCr = chunk.charCodeAt(end) === CR
+      if (pending.length > 0) {
+        const whole = pending + chunk.slice(position, end)
+        pending = ""
+        line(whole)
+      } else line(chunk.slice(position, end))
+      position = end + 1
+    }
+    if (pending.length + (data?.length ?? 0) > maxEventSize) {
+      pending = ""
+      data = undefined
+      name = undefined
+      return false
+    }
+    return true
+  }
+  return { feed }
+}
+
 /**
  * The chunks of an SSE response body, mapped by `options.onEvent`.
  *
@@ -121,14 +218,16 @@ export const chunks = (
           failure ??= reason
         }
       })
-      const parser = Sse.makeParser((event) => {
-        if (done || failure !== undefined || event._tag === "Retry") return
+      const parser = makeParser((event) => {
+        if (done || failure !== undefined) return
         onEvent(event)
       })
 
       const feed = (bytes: Uint8Array | undefined) => {
-        const error = parser.feed(bytes === undefined ? decoder.decode() : decoder.decode(bytes, { stream: true }))
-        if (error !== undefined) failure ??= new LlmError.InvalidResponse({ description: error.message })
+        if (!parser.feed(bytes === undefined ? decoder.decode() : decoder.decode(bytes, streaming)))
+          failure ??= new LlmError.InvalidResponse({
+            description: `Pending SSE event exceeded the maximum size of ${maxEventSize}`
+          })
       }
 
       /** Past the first delivered chunk, any failure is an interruption carrying the text so far. */

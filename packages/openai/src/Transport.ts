@@ -3,9 +3,10 @@
  * body. Every provider (OpenAI's chat, Anthropic's messages) runs on one of two transports:
  *
  * - `undici`: directly on an undici `Dispatcher` (the default of the providers' `layer`, one keep-alive
- *   pool per origin). A call is one `dispatcher.request`, no `HttpClient` request and response objects,
- *   no per-request scope: the raw client's cost, with interruption aborting the request (an
- *   `AbortSignal` while the answer's headers are awaited, the body destroyed when its stream ends).
+ *   pool per origin). A call is one `dispatcher.dispatch` with a handler of its own, no `HttpClient`
+ *   request and response objects, no `Readable` body, no `AbortSignal`, no per-request scope: the raw
+ *   client's cost, with interruption aborting the request through undici's controller (while the
+ *   answer's headers are awaited, or when the body's stream ends before the body does).
  * - `fromHttpClient`: on an Effect `HttpClient` you provide (a custom transport, `fetch`, a test
  *   double), as the providers' `make` and `layerWithHttpClient` do.
  *
@@ -21,14 +22,17 @@
 import type { LlmError } from "@callm/core"
 import { LlmError as Errors } from "@callm/core"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as NodeStream from "@effect/platform-node/NodeStream"
 import type * as Undici from "@effect/platform-node/Undici"
+import * as Cause from "effect/Cause"
+import * as Channel from "effect/Channel"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import { constTrue } from "effect/Function"
 import * as HttpClient from "effect/http/HttpClient"
 import * as HttpClientRequest from "effect/http/HttpClientRequest"
 import * as Result from "effect/Result"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as OpenAiError from "./OpenAiError.ts"
 
@@ -191,36 +195,45 @@ export const undici = (dispatcher: Undici.Dispatcher): Transport => {
       })
     })
 
-  const text = (response: Undici.Dispatcher.ResponseData) =>
-    response.body.text().catch((cause) => {
-      throw readFailed(cause)
-    })
+  /**
+   * `post` on the same handler API: the answer resumes the caller at its headers, and its bytes queue
+   * up in the handler until the body is read, as `text` or as a stream that takes every part queued
+   * since its last pull in one step (parts that arrived in the same tick go downstream together). No
+   * `Readable`, no `AbortSignal` per call: interruption before the headers and a body stream ended
+   * early abort through the controller; a body nobody reads past `highWaterMark` pauses the socket.
+   */
   const post: Transport["post"] = (url, headers, body) =>
-    Effect.flatMap(NodeHttpClient.UndiciOptions, (extra) =>
-      Effect.tryPromise({
-        try: (signal) =>
-          dispatcher.request({ ...options(url, headers, body, extra), signal }).then(
-            (response): Answer => {
-              // A body nobody reads (an interrupted caller) must not throw.
-              response.body.on("error", () => {})
-              return {
-                status: response.statusCode,
-                headers: headersOf(response.headers),
-                text: Effect.tryPromise({ try: () => text(response), catch: (error) => error as LlmError.Reason }),
-                body: NodeStream.fromReadable({
-                  evaluate: () => response.body,
-                  onError: (cause) =>
-                    new Errors.Transport({ description: cause instanceof Error ? cause.message : String(cause) })
-                })
-              }
-            },
-            (cause) => {
-              throw new RequestFailed(cause)
-            }
-          ),
-        catch: (error) => OpenAiError.reasonFromCause(error instanceof RequestFailed ? error.cause : error)
+    Effect.withFiber((fiber) => {
+      const extra = fiber.getRef(NodeHttpClient.UndiciOptions)
+      return Effect.callback<Answer, LlmError.Reason>((resume) => {
+        const answer = new Body()
+        let answered = false
+        const handler: Undici.Dispatcher.DispatchHandler = {
+          onRequestStart: (c) => {
+            answer.controller = c
+            if (answer.closed) c.abort(interruptedError())
+          },
+          onResponseStart: (_, statusCode, headers) => {
+            if (statusCode < 200) return
+            answered = true
+            resume(Effect.succeed(answer.answer(statusCode, headersOf(headers))))
+          },
+          onResponseData: (_, chunk) => answer.push(chunk),
+          onResponseEnd: () => answer.end(undefined),
+          onResponseError: (_, error) => {
+            if (answer.closed) return
+            if (answered) answer.end(error)
+            else resume(Effect.fail(OpenAiError.reasonFromCause(error)))
+          }
+        }
+        try {
+          dispatcher.dispatch(options(url, headers, body, extra), handler)
+        } catch (cause) {
+          resume(Effect.fail(OpenAiError.reasonFromCause(cause)))
+        }
+        return Effect.sync(() => answer.close())
       })
-    )
+    })
   return { post, postText }
 }
 
@@ -230,11 +243,123 @@ const utf8 = (parts: ReadonlyArray<Buffer>): string => {
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text
 }
 
-/** A failure of `dispatcher.request` itself, told apart from one while reading the body. */
-class RequestFailed {
-  readonly cause: unknown
-  constructor(cause: unknown) {
-    this.cause = cause
+const interruptedError = () => new Error("The request was interrupted")
+
+/** How long the rest of a body its reader stopped at is read before the request is aborted. */
+const drainMs = 1_000
+
+/** How many bytes of an answer may wait, unread, before the socket is paused. */
+const highWaterMark = 64 * 1024
+
+/**
+ * An answer's body as its parts arrive from undici's handler, until it is read (as text or as a
+ * stream, one of the two).
+ */
+class Body {
+  controller: Undici.Dispatcher.DispatchController | undefined
+  /** Aborted by the caller (interrupted before the headers, or the body's stream ended early). */
+  closed = false
+  private parts: Array<Uint8Array> = []
+  private size = 0
+  private ended = false
+  private failure: Error | undefined
+  private wake: (() => void) | undefined
+  private whole = false
+  private draining = false
+  private onEnd: (() => void) | undefined
+
+  push(chunk: Uint8Array) {
+    if (this.draining) return
+    this.parts.push(chunk)
+    this.size += chunk.length
+    if (this.size > highWaterMark && !this.whole) this.controller?.pause()
+    this.wakeUp()
+  }
+
+  end(failure: Error | undefined) {
+    this.ended = true
+    this.failure = failure
+    this.onEnd?.()
+    this.wakeUp()
+  }
+
+  close() {
+    if (this.closed || this.ended) return
+    this.closed = true
+    this.controller?.abort(interruptedError())
+  }
+
+  /**
+   * The body's stream ended before the body: interrupted, the request is aborted; ended by its reader
+   * (an SSE stream's end marker comes a moment before the body's own end), the rest is read and
+   * dropped so the connection stays in the pool, unless it takes longer than `drainMs`.
+   */
+  private finish(exit: Exit.Exit<unknown, unknown>) {
+    if (this.closed || this.ended) return
+    if (Exit.isFailure(exit)) return this.close()
+    this.draining = true
+    this.parts = []
+    this.controller?.resume()
+    const timer = setTimeout(() => this.close(), drainMs)
+    timer.unref()
+    this.onEnd = () => clearTimeout(timer)
+  }
+
+  private wakeUp() {
+    const wake = this.wake
+    if (wake !== undefined) {
+      this.wake = undefined
+      wake()
+    }
+  }
+
+  /** Waits for the next part, the end or a failure. */
+  private readonly next = Effect.callback<void>((resume) => {
+    this.wake = () => resume(Effect.void)
+    return Effect.sync(() => {
+      this.wake = undefined
+    })
+  })
+
+  private readonly text: Effect.Effect<string, LlmError.Reason> = Effect.suspend(() => {
+    this.whole = true
+    if (this.controller?.paused === true) this.controller.resume()
+    if (this.failure !== undefined) return Effect.fail(readFailed(this.failure))
+    if (this.ended) return Effect.succeed(utf8(this.parts as Array<Buffer>))
+    return Effect.flatMap(this.next, () => this.text)
+  })
+
+  private readonly pull: Effect.Effect<readonly [Uint8Array, ...Array<Uint8Array>], LlmError.Transport | Cause.Done> =
+    Effect.suspend(() => {
+      if (this.parts.length > 0) {
+        const out = this.parts as unknown as readonly [Uint8Array, ...Array<Uint8Array>]
+        this.parts = []
+        this.size = 0
+        if (this.controller?.paused === true) this.controller.resume()
+        return Effect.succeed(out)
+      }
+      if (this.failure !== undefined) {
+        const cause = this.failure
+        return Effect.fail(new Errors.Transport({ description: cause.message }))
+      }
+      if (this.ended) return Cause.done()
+      return Effect.flatMap(this.next, () => this.pull)
+    })
+
+  answer(status: number, headers: Headers): Answer {
+    return {
+      status,
+      headers,
+      text: this.text,
+      body: Stream.fromChannel(
+        Channel.fromTransform((_, scope) =>
+          Effect.as(
+            Scope.addFinalizerExit(scope, (exit) => Effect.sync(() => this.finish(exit))),
+            this.pull
+          )
+        )
+      )
+    }
   }
 }
 

@@ -67,6 +67,30 @@ describe("OpenAiClient stream parsing", () => {
     })
   )
 
+  it.live("reads a BOM, comments, named events, ids, data split over lines and bare CR line endings", () =>
+    Effect.gen(function* () {
+      const server = yield* replayServer
+      const lines = readFileSync(new URL("./fixtures/openai-text.chunks.txt", import.meta.url), "utf8")
+        .split("\n")
+        .filter((line) => line.length > 0)
+      const events = lines.map((line, index) => {
+        // The JSON cut in two after its first comma: two `data:` lines, joined by a line feed.
+        const cut = line.indexOf(",") + 1
+        const data = `data: ${line.slice(0, cut)}\ndata:${line.slice(cut)}\n`
+        return index % 2 === 0
+          ? `: keep-alive\nid: ${index}\n${data}\n`
+          : `event: message\r${data.replaceAll("\n", "\r")}\r`
+      })
+      const bytes = Buffer.from(`\ufeff${events.join("")}data: [DONE]\n\n`, "utf8")
+      server.queue(
+        bytes,
+        Array.from({ length: bytes.length - 1 }, (_, index) => index + 1)
+      )
+      const chunks = yield* streamOnce(server.url)
+      assert.strictEqual(chunks.map(ChatChunk.text).join(""), expectedText("openai-text.chunks.txt"))
+    })
+  )
+
   it.live("keeps DeepSeek's reasoning_content and usage extras, and accumulates to the whole response", () =>
     Effect.gen(function* () {
       const server = yield* replayServer
