@@ -8,7 +8,6 @@
 import { type Cache, CacheStore, EmbeddingsCache } from "@callm/cache"
 import { Cost, type Embeddings, Plugin, Preset } from "@callm/core"
 import { Admission, Gateway, GatewayConfig, Grpc } from "@callm/gateway"
-import { Tracing } from "@callm/observability"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as Console from "effect/Console"
 import * as Context from "effect/Context"
@@ -172,9 +171,18 @@ export const run = (flags: ServeCommand.Flags) =>
         ? Plugin.stack(Preset.layer({ presets: undefined, default: defaultPreset }))
         : Config.pluginStack(boundModelLabels(next.callm, next.gateway), defaultPreset, undefined, { redis })
     const plugins = stackOf({ gateway: config, callm })
-    // Spans go to an OpenTelemetry collector when the standard variable names one.
+    // Spans go to an OpenTelemetry collector when the standard variable names one (the exporter is
+    // loaded only then).
     const otlpUrl = process.env.OTEL_EXPORTER_OTLP_ENDPOINT
-    const tracer = otlpUrl === undefined || otlpUrl === "" ? Layer.empty : Tracing.layerOtlp({ url: otlpUrl })
+    const tracer =
+      otlpUrl === undefined || otlpUrl === ""
+        ? Layer.empty
+        : Layer.unwrap(
+            Effect.map(
+              Effect.promise(() => import("@callm/observability")),
+              ({ Tracing }) => Tracing.layerOtlp({ url: otlpUrl })
+            )
+          )
     // One admission for the Node server (refusals and /healthz before any Effect runs) and the gateway.
     const admission = yield* Effect.acquireRelease(
       Effect.sync(() => Admission.make(config.limits)),

@@ -21,17 +21,22 @@
  * @since 0.2.0
  */
 
+import { createRequire } from "node:module"
 import { fileURLToPath } from "node:url"
-import * as GrpcJs from "@grpc/grpc-js"
-import * as ProtoLoader from "@grpc/proto-loader"
+import type * as GrpcJs from "@grpc/grpc-js"
+import type * as ProtoLoader from "@grpc/proto-loader"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Gateway from "./Gateway.ts"
-import { makeHandlers } from "./internal/GrpcHandlers.ts"
-import { tolerant } from "./internal/GrpcWire.ts"
+
+// `@grpc/grpc-js` and `@grpc/proto-loader` (with protobufjs, about 28 MiB of RSS) are loaded when the
+// gRPC server starts or the service is loaded, not with the package: `callm serve` without
+// `--grpc-port` never loads them.
+const require = createRequire(import.meta.url)
+const grpcJs = (): typeof GrpcJs => require("@grpc/grpc-js")
 
 /**
  * Where the service's `.proto` file is (inside the package), for clients that load it.
@@ -93,7 +98,8 @@ export const requestsTotal = Metric.counter("callm_gateway_grpc_requests_total",
  * @category constructors
  */
 export const loadService = (): GrpcJs.ServiceDefinition => {
-  const definition = GrpcJs.loadPackageDefinition(ProtoLoader.loadSync(protoPath, loaderOptions))
+  const protoLoader: typeof ProtoLoader = require("@grpc/proto-loader")
+  const definition = grpcJs().loadPackageDefinition(protoLoader.loadSync(protoPath, loaderOptions))
   const v1 = (definition.callm as GrpcJs.GrpcObject).v1 as GrpcJs.GrpcObject
   return (v1.Llm as GrpcJs.ServiceClientConstructor).service
 }
@@ -109,13 +115,17 @@ export const layer = (options: Options): Layer.Layer<GrpcServer, GrpcError, Gate
   Layer.effect(
     GrpcServer,
     Effect.gen(function* () {
+      const [{ makeHandlers }, { tolerant }] = yield* Effect.promise(() =>
+        Promise.all([import("./internal/GrpcHandlers.ts"), import("./internal/GrpcWire.ts")])
+      )
+      const grpc = grpcJs()
       const handlers = yield* makeHandlers(requestsTotal)
       // The REST body limit, as gRPC's message limit: grpc-js answers a larger message with
       // RESOURCE_EXHAUSTED (gRPC's code for it) before it is read, without a retry-after trailer.
       const maxBodyBytes = (yield* Gateway.GatewayState).frontDoor().limits.maxBodyBytes
       const server = yield* Effect.acquireRelease(
         Effect.sync(() => {
-          const server = new GrpcJs.Server({ "grpc.max_receive_message_length": maxBodyBytes })
+          const server = new grpc.Server({ "grpc.max_receive_message_length": maxBodyBytes })
           server.addService(tolerant(loadService()), handlers as unknown as GrpcJs.UntypedServiceImplementation)
           return server
         }),
@@ -135,7 +145,7 @@ export const layer = (options: Options): Layer.Layer<GrpcServer, GrpcError, Gate
       const port = yield* Effect.callback<number, GrpcError>((resume) => {
         server.bindAsync(
           `${host.includes(":") ? `[${host}]` : host}:${options.port}`,
-          GrpcJs.ServerCredentials.createInsecure(),
+          grpc.ServerCredentials.createInsecure(),
           (error, port) =>
             resume(
               error === null

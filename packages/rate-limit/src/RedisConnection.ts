@@ -25,7 +25,6 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Redis from "effect/persistence/Redis"
-import { createClient } from "redis"
 
 /**
  * Options of the connection.
@@ -87,6 +86,9 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   const commandTimeout = Duration.fromInputUnsafe(options.commandTimeout ?? "250 millis")
   const retryAfterMs = Duration.toMillis(Duration.fromInputUnsafe(options.retryAfter ?? "1 second"))
   const runSync = Effect.runSyncWith(yield* Effect.context<never>())
+  // The Redis client (about 30 MiB of RSS) is loaded by the first connection, not with the package:
+  // a process that imports callm's stores but is given no Redis URL never loads it.
+  const { createClient } = yield* Effect.promise(() => import("redis"))
 
   // Node-redis' own reconnection, with a strategy that never gives up (its default, and NodeRedis',
   // stop on the first failure before the client was ever ready).
