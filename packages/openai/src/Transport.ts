@@ -23,17 +23,14 @@ import type { LlmError } from "@callm/core"
 import { LlmError as Errors } from "@callm/core"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type * as Undici from "@effect/platform-node/Undici"
-import * as Cause from "effect/Cause"
-import * as Channel from "effect/Channel"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import { constTrue } from "effect/Function"
 import * as HttpClient from "effect/http/HttpClient"
 import * as HttpClientRequest from "effect/http/HttpClientRequest"
 import * as Result from "effect/Result"
-import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { Body, interruptedError, readFailed, utf8 } from "./internal/DispatchBody.ts"
 import * as OpenAiError from "./OpenAiError.ts"
 
 /**
@@ -83,11 +80,6 @@ export interface Transport {
   /** POSTs `body` (JSON) to `url` and reads the whole answer, in one step (the hot path of `complete`). */
   readonly postText: (url: string, headers: Headers, body: string) => Effect.Effect<TextAnswer, LlmError.Reason>
 }
-
-const readFailed = (cause: unknown) =>
-  new Errors.Transport({
-    description: `The connection dropped while reading the response: ${cause instanceof Error ? cause.message : String(cause)}`
-  })
 
 /**
  * undici's headers (lower-cased; a repeated header is an array) with the first value of each.
@@ -235,132 +227,6 @@ export const undici = (dispatcher: Undici.Dispatcher): Transport => {
       })
     })
   return { post, postText }
-}
-
-/** The text of a body's bytes (UTF-8, a leading byte order mark dropped, as undici's `text()` does). */
-const utf8 = (parts: ReadonlyArray<Buffer>): string => {
-  const text = (parts.length === 1 ? parts[0]! : Buffer.concat(parts)).toString("utf8")
-  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text
-}
-
-const interruptedError = () => new Error("The request was interrupted")
-
-/** How long the rest of a body its reader stopped at is read before the request is aborted. */
-const drainMs = 1_000
-
-/** How many bytes of an answer may wait, unread, before the socket is paused. */
-const highWaterMark = 64 * 1024
-
-/**
- * An answer's body as its parts arrive from undici's handler, until it is read (as text or as a
- * stream, one of the two).
- */
-class Body {
-  controller: Undici.Dispatcher.DispatchController | undefined
-  /** Aborted by the caller (interrupted before the headers, or the body's stream ended early). */
-  closed = false
-  private parts: Array<Uint8Array> = []
-  private size = 0
-  private ended = false
-  private failure: Error | undefined
-  private wake: (() => void) | undefined
-  private whole = false
-  private draining = false
-  private onEnd: (() => void) | undefined
-
-  push(chunk: Uint8Array) {
-    if (this.draining) return
-    this.parts.push(chunk)
-    this.size += chunk.length
-    if (this.size > highWaterMark && !this.whole) this.controller?.pause()
-    this.wakeUp()
-  }
-
-  end(failure: Error | undefined) {
-    this.ended = true
-    this.failure = failure
-    this.onEnd?.()
-    this.wakeUp()
-  }
-
-  close() {
-    if (this.closed || this.ended) return
-    this.closed = true
-    this.controller?.abort(interruptedError())
-  }
-
-  /**
-   * The body's stream ended before the body: interrupted, the request is aborted; ended by its reader
-   * (an SSE stream's end marker comes a moment before the body's own end), the rest is read and
-   * dropped so the connection stays in the pool, unless it takes longer than `drainMs`.
-   */
-  private finish(exit: Exit.Exit<unknown, unknown>) {
-    if (this.closed || this.ended) return
-    if (Exit.isFailure(exit)) return this.close()
-    this.draining = true
-    this.parts = []
-    this.controller?.resume()
-    const timer = setTimeout(() => this.close(), drainMs)
-    timer.unref()
-    this.onEnd = () => clearTimeout(timer)
-  }
-
-  private wakeUp() {
-    const wake = this.wake
-    if (wake !== undefined) {
-      this.wake = undefined
-      wake()
-    }
-  }
-
-  /** Waits for the next part, the end or a failure. */
-  private readonly next = Effect.callback<void>((resume) => {
-    this.wake = () => resume(Effect.void)
-    return Effect.sync(() => {
-      this.wake = undefined
-    })
-  })
-
-  private readonly text: Effect.Effect<string, LlmError.Reason> = Effect.suspend(() => {
-    this.whole = true
-    if (this.controller?.paused === true) this.controller.resume()
-    if (this.failure !== undefined) return Effect.fail(readFailed(this.failure))
-    if (this.ended) return Effect.succeed(utf8(this.parts as Array<Buffer>))
-    return Effect.flatMap(this.next, () => this.text)
-  })
-
-  private readonly pull: Effect.Effect<readonly [Uint8Array, ...Array<Uint8Array>], LlmError.Transport | Cause.Done> =
-    Effect.suspend(() => {
-      if (this.parts.length > 0) {
-        const out = this.parts as unknown as readonly [Uint8Array, ...Array<Uint8Array>]
-        this.parts = []
-        this.size = 0
-        if (this.controller?.paused === true) this.controller.resume()
-        return Effect.succeed(out)
-      }
-      if (this.failure !== undefined) {
-        const cause = this.failure
-        return Effect.fail(new Errors.Transport({ description: cause.message }))
-      }
-      if (this.ended) return Cause.done()
-      return Effect.flatMap(this.next, () => this.pull)
-    })
-
-  answer(status: number, headers: Headers): Answer {
-    return {
-      status,
-      headers,
-      text: this.text,
-      body: Stream.fromChannel(
-        Channel.fromTransform((_, scope) =>
-          Effect.as(
-            Scope.addFinalizerExit(scope, (exit) => Effect.sync(() => this.finish(exit))),
-            this.pull
-          )
-        )
-      )
-    }
-  }
 }
 
 /**
