@@ -95,6 +95,51 @@ export const withPolicy: {
 )
 
 /**
+ * Lookups, by kind (`complete`, `stream`) and result (`hit`, `miss`, `bypass`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const requestsTotal = Metric.counter("callm_cache_requests_total", {
+  description: "Cache lookups by kind (complete, stream) and result (hit, miss, bypass).",
+  incremental: true
+})
+
+/**
+ * Store failures turned into misses, by operation.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const errorsTotal = Metric.counter("callm_cache_errors_total", {
+  description: "Cache store failures (treated as misses), by operation.",
+  incremental: true
+})
+
+/**
+ * Calls that waited for an identical call in flight instead of calling the upstream.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const singleFlightWaitsTotal = Metric.counter("callm_cache_single_flight_waits_total", {
+  description:
+    "Calls that waited for an identical call in flight (in this process or another) instead of calling the upstream.",
+  incremental: true
+})
+
+const outcomes = new Map<string, Metric.Metric<number, unknown>>()
+const count = (kind: string, result: string) => {
+  const key = `${kind}:${result}`
+  let metric = outcomes.get(key)
+  if (metric === undefined) {
+    metric = Metric.withAttributes(requestsTotal, { kind, result })
+    outcomes.set(key, metric)
+  }
+  return Metric.update(metric, 1)
+}
+
+/**
  * Options of the cache plugin.
  *
  * @since 0.1.0
@@ -141,51 +186,6 @@ export const OptionsSchema = Schema.Struct({
   compressAbove: Schema.optionalKey(PluginOptions.IntAtLeast(0)),
   timeout: Schema.optionalKey(PluginOptions.DurationInput)
 })
-
-/**
- * Lookups, by kind (`complete`, `stream`) and result (`hit`, `miss`, `bypass`).
- *
- * @since 0.1.0
- * @category metrics
- */
-export const requestsTotal = Metric.counter("callm_cache_requests_total", {
-  description: "Cache lookups by kind (complete, stream) and result (hit, miss, bypass).",
-  incremental: true
-})
-
-/**
- * Store failures turned into misses, by operation.
- *
- * @since 0.1.0
- * @category metrics
- */
-export const errorsTotal = Metric.counter("callm_cache_errors_total", {
-  description: "Cache store failures (treated as misses), by operation.",
-  incremental: true
-})
-
-/**
- * Calls that waited for an identical call in flight instead of calling the upstream.
- *
- * @since 0.1.0
- * @category metrics
- */
-export const singleFlightWaitsTotal = Metric.counter("callm_cache_single_flight_waits_total", {
-  description:
-    "Calls that waited for an identical call in flight (in this process or another) instead of calling the upstream.",
-  incremental: true
-})
-
-const outcomes = new Map<string, Metric.Metric<number, unknown>>()
-const count = (kind: string, result: string) => {
-  const key = `${kind}:${result}`
-  let metric = outcomes.get(key)
-  if (metric === undefined) {
-    metric = Metric.withAttributes(requestsTotal, { kind, result })
-    outcomes.set(key, metric)
-  }
-  return Metric.update(metric, 1)
-}
 
 type ChatResponseType = ChatResponse.ChatResponse
 
