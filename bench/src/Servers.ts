@@ -3,11 +3,15 @@
  * answering the same bytes, and the older "bare" one that parses the body), the gateway, its baseline
  * (a minimal proxy), and the peers installed from npm (the Portkey gateway, `@dwmkerr/mock-llm`).
  * Each prints `READY <url>` when it listens on 127.0.0.1; `cpuSeconds()` reads its CPU time from /proc.
+ * The gateway runs with the Node flags `callm serve` gives itself (`HeapFlags.flags`), so its figures
+ * are those of the command users run; the minimal proxy gets the same flags, for a fair baseline; the
+ * peers run on Node's defaults, as their users start them.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { once } from "node:events"
 import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
+import { HeapFlags } from "@callm/runner"
 
 export interface Server {
   readonly url: string
@@ -38,10 +42,10 @@ export const rssBytesOf = (pid: number): number => {
 const start = async (
   name: string,
   args: ReadonlyArray<string>,
-  options: { readonly quiet?: boolean } = {}
+  options: { readonly quiet?: boolean; readonly nodeFlags?: ReadonlyArray<string> } = {}
 ): Promise<Server> => {
   // Peers log to stdout and stderr as they run (mock-llm a line per request): read and dropped here.
-  const child: ChildProcess = spawn(process.execPath, [script(name), ...args], {
+  const child: ChildProcess = spawn(process.execPath, [...(options.nodeFlags ?? []), script(name), ...args], {
     stdio: ["ignore", "pipe", options.quiet === true ? "ignore" : "inherit"]
   })
   const url = await new Promise<string>((resolve, reject) => {
@@ -79,7 +83,7 @@ export const gateway = (
   upstreamBaseUrl: string,
   extra: Record<string, unknown> = {},
   plugins: Record<string, unknown> = {}
-) => start("gateway", [upstreamBaseUrl, JSON.stringify(extra), JSON.stringify(plugins)])
+) => start("gateway", [upstreamBaseUrl, JSON.stringify(extra), JSON.stringify(plugins)], { nodeFlags: HeapFlags.flags })
 
 /** The bytes the mock answers for `request` (JSON or SSE), with the headers a baseline should send. */
 const capture = async (mockUrl: string, request: Record<string, unknown>, stream: boolean) => {
@@ -116,7 +120,8 @@ export const minimalLike = async (
 ): Promise<Server> => start("minimal", [JSON.stringify(await capture(mockUrl, request, stream))])
 
 /** The gateway's baseline: a minimal `node:http` + undici `Pool` proxy to `upstreamOrigin`. */
-export const minimalProxy = (upstreamOrigin: string) => start("minimalProxy", [upstreamOrigin])
+export const minimalProxy = (upstreamOrigin: string) =>
+  start("minimalProxy", [upstreamOrigin], { nodeFlags: HeapFlags.flags })
 
 /** The Portkey gateway (npm `@portkey-ai/gateway`), headless, on 127.0.0.1. */
 export const portkey = () => start("portkey", [], { quiet: true })

@@ -14,3 +14,5 @@ export { defineConfig } from "./Config.ts"
 export * as Demo from "./Demo.ts"
 /** @since 0.1.0 */
 export * as Embedded from "./Embedded.ts"
+/** @since 0.3.0 */
+export * as HeapFlags from "./HeapFlags.ts"
