@@ -36,8 +36,10 @@ export const keyOf = (id: unknown, line: number): string =>
 
 /**
  * A set of record keys that stays small for millions of them: it keeps a 64-bit fingerprint of each
- * key (two 32-bit hashes) in an open-addressing table of typed arrays, about 16 bytes a key, instead of
- * the key strings themselves. Two different keys sharing a fingerprint has a chance of about n² / 2⁶⁵
+ * key (two 32-bit hashes) in one open-addressing table of 32-bit words, 8 bytes a slot, instead of the
+ * key strings themselves. The table is kept between half and three quarters full and grows by half, so
+ * it holds 11 to 16 bytes a key (about 14 MB for a million keys), and growing copies at most two thirds
+ * of that again for a moment. Two different keys sharing a fingerprint has a chance of about n² / 2⁶⁵
  * (one in 36 million for a million keys).
  *
  * Hand-written because a `Set<string>` of a million ids costs around 100 MB, and `callm run` must keep
@@ -47,9 +49,9 @@ export const keyOf = (id: unknown, line: number): string =>
  * @category models
  */
 export class KeySet {
-  private high = new Uint32Array(1 << 12)
-  private low = new Uint32Array(1 << 12)
-  private used = new Uint8Array(1 << 12)
+  /** Slot `i` is the words `2i` (first hash) and `2i + 1` (second hash); two zero words: empty. */
+  private slots = new Uint32Array(2 * 4096)
+  private capacity = 4096
   private count = 0
 
   get size(): number {
@@ -58,41 +60,51 @@ export class KeySet {
 
   has(key: string): boolean {
     const [a, b] = fingerprint(key)
-    const mask = this.used.length - 1
-    for (let slot = a & mask; this.used[slot] === 1; slot = (slot + 1) & mask) {
-      if (this.high[slot] === a && this.low[slot] === b) return true
+    const { slots, capacity } = this
+    for (let slot = home(a, capacity); ; slot = slot + 1 === capacity ? 0 : slot + 1) {
+      const first = slots[2 * slot]!
+      const second = slots[2 * slot + 1]!
+      if (first === a && second === b) return true
+      if (first === 0 && second === 0) return false
     }
-    return false
   }
 
   add(key: string): void {
-    if ((this.count + 1) * 2 > this.used.length) this.grow()
+    if ((this.count + 1) * 4 > this.capacity * 3) this.grow()
     const [a, b] = fingerprint(key)
     if (this.insert(a, b)) this.count++
   }
 
   private insert(a: number, b: number): boolean {
-    const mask = this.used.length - 1
-    let slot = a & mask
-    for (; this.used[slot] === 1; slot = (slot + 1) & mask) {
-      if (this.high[slot] === a && this.low[slot] === b) return false
+    const { slots, capacity } = this
+    let slot = home(a, capacity)
+    for (; ; slot = slot + 1 === capacity ? 0 : slot + 1) {
+      const first = slots[2 * slot]!
+      const second = slots[2 * slot + 1]!
+      if (first === a && second === b) return false
+      if (first === 0 && second === 0) break
     }
-    this.used[slot] = 1
-    this.high[slot] = a
-    this.low[slot] = b
+    slots[2 * slot] = a
+    slots[2 * slot + 1] = b
     return true
   }
 
   private grow(): void {
-    const { high, low, used } = this
-    this.high = new Uint32Array(used.length * 2)
-    this.low = new Uint32Array(used.length * 2)
-    this.used = new Uint8Array(used.length * 2)
-    for (let slot = 0; slot < used.length; slot++) if (used[slot] === 1) this.insert(high[slot]!, low[slot]!)
+    const { slots, capacity } = this
+    this.capacity = Math.ceil(capacity * 1.5)
+    this.slots = new Uint32Array(2 * this.capacity)
+    for (let slot = 0; slot < capacity; slot++) {
+      const a = slots[2 * slot]!
+      const b = slots[2 * slot + 1]!
+      if (a !== 0 || b !== 0) this.insert(a, b)
+    }
   }
 }
 
-/** Two independent 32-bit hashes (FNV-1a and a Murmur-style mix) of a string. */
+/** The slot a fingerprint starts probing at: its first hash scaled to the table (any size, not only powers of two). */
+const home = (a: number, capacity: number): number => Math.min(capacity - 1, Math.floor((a / 4294967296) * capacity))
+
+/** Two independent 32-bit hashes (FNV-1a and a Murmur-style mix) of a string, never both zero. */
 const fingerprint = (key: string): readonly [number, number] => {
   let a = 0x811c9dc5
   let b = 0x9747b28c
@@ -104,7 +116,9 @@ const fingerprint = (key: string): readonly [number, number] => {
   }
   a ^= a >>> 16
   b = Math.imul(b ^ (b >>> 13), 0xc2b2ae35)
-  return [a >>> 0, (b ^ (b >>> 16)) >>> 0]
+  // Two zero words mark an empty slot of a `KeySet`: the one fingerprint that would be both is moved.
+  const second = (b ^ (b >>> 16)) >>> 0
+  return [a >>> 0, a >>> 0 === 0 && second === 0 ? 1 : second]
 }
 
 /**
