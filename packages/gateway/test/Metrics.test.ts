@@ -1,3 +1,4 @@
+import * as Net from "node:net"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { chat, gateway, mockServer, post, proxyTo } from "./GatewayFixture.ts"
@@ -73,6 +74,44 @@ describe("Gateway metrics", () => {
         // for a busy machine while still failing if the upstream's 400 ms were counted.
         assert.isBelow(overhead, 0.2, `stream: ${stream}: ${overhead} s counted as the gateway's own`)
       }
+    })
+  )
+
+  it.live("the overhead histogram starts at the request's first byte read, not once its headers are parsed", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 3 })
+      const { url } = yield* gateway({ config: proxyTo(mock) })
+      const sum = (text: string) =>
+        Number(/callm_gateway_overhead_seconds_sum(?:\{[^}]*\})? (\S+)/.exec(text)?.[1] ?? Number.NaN)
+      const before = sum(yield* scrape(url))
+      // The request line first, the rest of the headers and the body 300 ms later, on one socket.
+      const body = JSON.stringify(chat)
+      const port = Number(new URL(url).port)
+      const answer = yield* Effect.promise(
+        () =>
+          new Promise<string>((resolve, reject) => {
+            const socket = Net.connect(port, "127.0.0.1", () => {
+              socket.write("POST /v1/chat/completions HTTP/1.1\r\n")
+              setTimeout(() => {
+                socket.write(
+                  `host: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
+                )
+              }, 300)
+            })
+            let text = ""
+            socket.on("data", (data) => {
+              text += data.toString("utf8")
+            })
+            socket.on("end", () => resolve(text))
+            socket.on("error", reject)
+          })
+      )
+      assert.match(answer, /^HTTP\/1\.1 200 /)
+      const overhead = sum(yield* scrape(url)) - before
+      // The 300 ms between the first byte and the headers' end are the gateway's to see (its read);
+      // started at the request event, the histogram would count a few milliseconds at most.
+      assert.isAtLeast(overhead, 0.29, `${overhead} s`)
+      assert.isBelow(overhead, 2, `${overhead} s`)
     })
   )
 })

@@ -155,35 +155,46 @@ export const make = (deps: Deps) => {
       admission.admit()
       active.count++
       const preset = request.headers["x-callm-preset"]
-      let ended = false
-      let expired = false
-      let timer: ReturnType<typeof setTimeout> | undefined
-      const interrupt = run(
-        (chat.stream === true ? ChatCall.answer : CompleteCall.answer)({
-          built,
-          chat,
-          requestId,
-          keyId,
-          preset: typeof preset === "string" && preset !== "" ? preset : undefined,
-          response,
-          stamp
-        }),
-        {
-          onExit: () => {
+      const call: ChatCall.Request = {
+        built,
+        chat,
+        requestId,
+        keyId,
+        preset: typeof preset === "string" && preset !== "" ? preset : undefined,
+        response,
+        stamp
+      }
+      const done = () => {
+        active.count--
+        admission.release()
+      }
+      let interrupt: (interruptor?: number) => void
+      if (chat.stream === true) {
+        // A stream has its own deadlines (`ChatCall`).
+        interrupt = run(ChatCall.answer(call), { onExit: done })
+      } else {
+        // The call's exit is written here, in plain code (`CompleteCall.write`), before its slot is
+        // released; the total deadline is a Node timer interrupting the run.
+        const timing = CompleteCall.makeTiming()
+        let ended = false
+        let expired = false
+        let timer: ReturnType<typeof setTimeout> | undefined
+        interrupt = run(CompleteCall.call(call, timing), {
+          onExit: (exit) => {
             ended = true
             clearTimeout(timer)
-            active.count--
-            admission.release()
-            if (expired) ChatCall.timedOut(response, requestId, limits.requestTimeoutMs)
+            const died = CompleteCall.write(call, timing, exit)
+            done()
+            if (died !== undefined) run(Effect.logError("callm gateway: unexpected error", died.defect))
+            else if (expired) ChatCall.timedOut(response, requestId, limits.requestTimeoutMs)
           }
-        }
-      )
-      // The total deadline of a call, as a Node timer interrupting the run (a stream has its own).
-      if (!ended && chat.stream !== true)
-        timer = setTimeout(() => {
-          expired = true
-          interrupt()
-        }, limits.requestTimeoutMs)
+        })
+        if (!ended)
+          timer = setTimeout(() => {
+            expired = true
+            interrupt()
+          }, limits.requestTimeoutMs)
+      }
       // A client that goes away cancels the upstream call.
       response.on("close", () => {
         if (!response.writableFinished) interrupt()

@@ -5,19 +5,21 @@
  * Plain code where `Effect.gen` and one `provideService` per service would do, on purpose (issue 17):
  * this runs once per request, and the generator, the four context layers, the clock and reference reads
  * as separate steps and `Effect.result` were a measured part of the gateway's CPU per request. Here the
- * call's services go in with one `updateContext` (read and written in one function) and the outcome is
- * written by one `match`.
+ * call's services go in with one `updateContext` (read and written in one function), and the fiber's
+ * exit is written by the handler's exit observer (`write`), in plain code: no `match` and no defect
+ * handler as further steps of the fiber.
  *
  * @internal
  */
-import { CallContext, Passthrough, Preset } from "@callm/core"
+import { CallContext, type ChatResponse, type LlmError, Passthrough, Preset } from "@callm/core"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import * as GatewayError from "../GatewayError.ts"
 import type { Request } from "./ChatCall.ts"
-import { answerDefects, sendError, sendJson } from "./NodeServer.ts"
+import { internalError, sendError, sendJson } from "./NodeServer.ts"
 import * as UpstreamTiming from "./UpstreamTiming.ts"
 
 /** True when `context` sets no fact (the services' default), so the request's facts need no merge. */
@@ -49,24 +51,61 @@ const callServices =
     )
   }
 
+/** A fresh timing for one non-streamed call. */
+export const makeTiming = (): UpstreamTiming.UpstreamTiming => ({
+  nanos: 0n,
+  firstChunkNanos: undefined,
+  streaming: false
+})
+
 /**
- * Calls the upstreams for one admitted non-streamed request and writes its answer. Never fails. The
+ * The call of one admitted non-streamed request, with its services: the fiber the handler runs. The
  * total deadline is the handler's timer (`ChatCall.timedOut`): no race of fibers per request.
  */
-export const answer = (request: Request): Effect.Effect<void> => {
-  const { chat, requestId, response, stamp } = request
-  const timing: UpstreamTiming.UpstreamTiming = { nanos: 0n, firstChunkNanos: undefined, streaming: false }
-  return answerDefects(
-    Effect.match(Effect.updateContext(request.built.limited.complete(chat), callServices(request, timing)), {
-      onFailure: (error) => sendError(response, GatewayError.fromLlmError(error), requestId),
-      onSuccess: (answered) => {
-        // The overhead histogram takes this request when its last byte is written (see `stampOf`).
-        stamp.timing = timing
-        // The upstream's own bytes when no plugin changed the answer (the provider attaches them).
-        sendJson(response, 200, Passthrough.text(answered) ?? JSON.stringify(answered), { "x-request-id": requestId })
+export const call = (
+  request: Request,
+  timing: UpstreamTiming.UpstreamTiming
+): Effect.Effect<ChatResponse.ChatResponse, LlmError.LlmError> =>
+  Effect.updateContext(request.built.limited.complete(request.chat), callServices(request, timing))
+
+/**
+ * Writes the answer of a call's exit, as `Effect.match` over the call would: the answer (the
+ * upstream's own bytes when no plugin changed it), else the first failure in OpenAI's shape. A defect
+ * is answered 500 while nothing was written (else the connection is closed) and returned for the
+ * caller to log; an interruption (client gone, or the handler's deadline) writes nothing here.
+ */
+export const write = (
+  request: Request,
+  timing: UpstreamTiming.UpstreamTiming,
+  exit: Exit.Exit<ChatResponse.ChatResponse, LlmError.LlmError>
+): { readonly defect: unknown } | undefined => {
+  const { response, requestId } = request
+  try {
+    if (exit._tag === "Success") {
+      // The overhead histogram takes this request when its last byte is written (see `stampOf`).
+      request.stamp.timing = timing
+      sendJson(response, 200, Passthrough.text(exit.value) ?? JSON.stringify(exit.value), undefined, requestId)
+      return undefined
+    }
+    let died: { readonly defect: unknown } | undefined
+    for (const reason of exit.cause.reasons) {
+      if (reason._tag === "Fail") {
+        sendError(response, GatewayError.fromLlmError(reason.error), requestId)
+        return undefined
       }
-    }),
-    response,
-    requestId
-  )
+      if (reason._tag === "Die" && died === undefined) died = { defect: reason.defect }
+    }
+    if (died === undefined) return undefined
+    answerDefect(response, requestId)
+    return died
+  } catch (defect) {
+    // A bug in the writing itself (this runs in the fiber's exit observer, outside any fiber).
+    answerDefect(response, requestId)
+    return { defect }
+  }
+}
+
+const answerDefect = (response: Request["response"], requestId: string) => {
+  if (!response.headersSent) sendError(response, internalError, requestId)
+  else response.destroy()
 }
