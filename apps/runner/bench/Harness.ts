@@ -27,6 +27,12 @@ export const peakRss = (pid: number): number => {
   }
 }
 
+/**
+ * The long-file memory run (this folder's memory.ts and the bench's runner-memory scenario): batch mode,
+ * batches of 200, 800 calls in flight, nothing printed but errors.
+ */
+export const longFileFlags = ["--mode", "batch", "--batch-size", "200", "-c", "800", "--quiet"]
+
 export const runCallm = (args: ReadonlyArray<string>) => {
   const child: ChildProcess = spawn(process.execPath, [bin, "run", ...args], { stdio: ["ignore", "ignore", "pipe"] })
   let stderr = ""
@@ -55,11 +61,6 @@ export const withMock = async <A>(
     await mock.close()
   }
 }
-
-export const lines = (path: string) =>
-  readFileSync(path, "utf8")
-    .split("\n")
-    .filter((line) => line.length > 0)
 
 /** Counts non-empty lines by streaming the file: a million-line output does not fit in one string. */
 export const countLines = async (path: string): Promise<number> => {

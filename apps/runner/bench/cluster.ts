@@ -21,23 +21,13 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { startMockServer } from "@callm/mock-server"
-import { PgClient } from "@effect/sql-pg"
-import { Context, Effect, Layer, Redacted } from "effect"
+import { Effect } from "effect"
+import { sqlOn } from "../test/Postgres.ts"
 
 const lines = Number(process.argv[2] ?? 30_000)
 const killAfter = Number(process.argv[3] ?? Math.floor(lines / 10))
 const admin = process.env.PG ?? "postgres://postgres@127.0.0.1:5432/test"
 const bin = fileURLToPath(new URL("../src/bin/callm.ts", import.meta.url))
-
-const sqlOn = <A>(url: string, statement: (sql: PgClient.PgClient) => Effect.Effect<A, unknown>) =>
-  Effect.runPromise(
-    Effect.scoped(
-      Effect.gen(function* () {
-        const context = yield* Layer.build(PgClient.layer({ url: Redacted.make(url), maxConnections: 1 }))
-        return yield* statement(Context.get(context, PgClient.PgClient))
-      })
-    ).pipe(Effect.orDie)
-  )
 
 const freePort = () =>
   new Promise<number>((resolve) => {

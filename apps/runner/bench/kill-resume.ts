@@ -12,7 +12,8 @@
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { lines, runCallm, withMock, writePrompts } from "./Harness.ts"
+import { flags, lines } from "../test/RunFixture.ts"
+import { runCallm, withMock, writePrompts } from "./Harness.ts"
 
 const count = Number(process.argv[2] ?? 10_000)
 const killCount = Number(process.argv[3] ?? 5)
@@ -25,7 +26,7 @@ writePrompts(input, count)
 await withMock(
   { overheadMs: 5, tokens: 8, retryAfterSeconds: 0, ...(faults === undefined ? {} : { faults }) },
   async (mock) => {
-    const args = ["-i", input, "-o", output, "--base-url", mock.baseUrl, "-m", "mock-small", "-c", "64", "--quiet"]
+    const args = [...flags(input, output, mock.baseUrl), "-c", "64", "--quiet"]
     const kills: Array<string> = []
     const linesNow = () => {
       try {

@@ -4,36 +4,20 @@
  *
  *   node apps/runner/bench/memory.ts
  */
-import { mkdtempSync, statSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { statSync } from "node:fs"
 import { join } from "node:path"
 import { performance } from "node:perf_hooks"
-import { countLines, runCallm, withMock, writePrompts } from "./Harness.ts"
+import { flags, workdir } from "../test/RunFixture.ts"
+import { countLines, longFileFlags, runCallm, withMock, writePrompts } from "./Harness.ts"
 
-const dir = mkdtempSync(join(tmpdir(), "callm-memory-"))
+const dir = workdir("callm-memory-")
 await withMock({ tokens: 4 }, async (mock) => {
   for (const count of [100_000, 1_000_000]) {
     const input = join(dir, `prompts-${count}.jsonl`)
     const output = join(dir, `results-${count}.jsonl`)
     writePrompts(input, count)
     const start = performance.now()
-    const { code, peak } = await runCallm([
-      "-i",
-      input,
-      "-o",
-      output,
-      "--base-url",
-      mock.baseUrl,
-      "-m",
-      "mock-small",
-      "--mode",
-      "batch",
-      "--batch-size",
-      "200",
-      "-c",
-      "800",
-      "--quiet"
-    ]).exited
+    const { code, peak } = await runCallm([...flags(input, output, mock.baseUrl), ...longFileFlags]).exited
     const seconds = (performance.now() - start) / 1000
     console.log(
       `${count} lines (${(statSync(input).size / 1024 / 1024).toFixed(0)} MiB in, ${(statSync(output).size / 1024 / 1024).toFixed(0)} MiB out): peak RSS ${(peak / 1024 / 1024).toFixed(1)} MiB, ${seconds.toFixed(0)} s, exit ${code}, ${await countLines(output)} lines written`

@@ -5,21 +5,20 @@
  *
  *   node apps/runner/bench/modes.ts [count]
  */
-import { mkdtempSync } from "node:fs"
-import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { performance } from "node:perf_hooks"
-import { lines, runCallm, withMock, writePrompts } from "./Harness.ts"
+import { flags, lines, workdir } from "../test/RunFixture.ts"
+import { runCallm, withMock, writePrompts } from "./Harness.ts"
 
 const count = Number(process.argv[2] ?? 10_000)
 const latencyMs = 50
-const dir = mkdtempSync(join(tmpdir(), "callm-modes-"))
+const dir = workdir("callm-modes-")
 const input = join(dir, "prompts.jsonl")
 writePrompts(input, count)
 
 await withMock({ overheadMs: latencyMs, tokens: 16 }, async (mock) => {
   const rows: Array<string> = []
-  for (const [mode, flags, inFlight] of [
+  for (const [mode, modeFlags, inFlight] of [
     ["async", ["--mode", "async", "-c", "64"], 64],
     ["batch", ["--mode", "batch", "--batch-size", "32", "-c", "64"], 64],
     ["sync", ["--mode", "sync"], 1]
@@ -27,22 +26,11 @@ await withMock({ overheadMs: latencyMs, tokens: 16 }, async (mock) => {
     const output = join(dir, `${mode}.jsonl`)
     const before = mock.stats().requests
     const start = performance.now()
-    const { code } = await runCallm([
-      "-i",
-      input,
-      "-o",
-      output,
-      "--base-url",
-      mock.baseUrl,
-      "-m",
-      "mock-small",
-      "--quiet",
-      ...flags
-    ]).exited
+    const { code } = await runCallm([...flags(input, output, mock.baseUrl), "--quiet", ...modeFlags]).exited
     const seconds = (performance.now() - start) / 1000
     const written = lines(output).length
     const bound = inFlight / (latencyMs / 1000)
-    const row = `| ${mode} (${flags.slice(1).join(" ")}) | ${written} | ${seconds.toFixed(1)} | ${(written / seconds).toFixed(1)} | ${bound.toFixed(0)} | ${((written / seconds / bound) * 100).toFixed(1)} % | ${mock.stats().requests - before} | ${code} |`
+    const row = `| ${mode} (${modeFlags.slice(1).join(" ")}) | ${written} | ${seconds.toFixed(1)} | ${(written / seconds).toFixed(1)} | ${bound.toFixed(0)} | ${((written / seconds / bound) * 100).toFixed(1)} % | ${mock.stats().requests - before} | ${code} |`
     rows.push(row)
     process.stderr.write(`${row}\n`)
   }

@@ -22,7 +22,7 @@ export interface Exit {
   readonly stderr: string
 }
 
-/** Starts `callm <args>`; `exited` resolves with its exit code and everything it printed. */
+/** Starts `callm <args>`; `exited` resolves with its exit code and everything it printed, `stop` ends it. */
 export const start = (args: ReadonlyArray<string>, env: Record<string, string> = {}) => {
   const child = spawn(process.execPath, [bin, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
@@ -41,7 +41,12 @@ export const start = (args: ReadonlyArray<string>, env: Record<string, string> =
     children.delete(child)
     return { code, stdout, stderr }
   })
-  return { child, exited, stdout: () => stdout, stderr: () => stderr }
+  /** Sends SIGTERM (a server's graceful stop) and waits for the exit. */
+  const stop = () => {
+    child.kill("SIGTERM")
+    return exited
+  }
+  return { child, exited, stop, stdout: () => stdout, stderr: () => stderr }
 }
 
 /** Runs `callm <args>` to its end. */

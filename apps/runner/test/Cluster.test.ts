@@ -13,23 +13,13 @@ import { join } from "node:path"
 import { type MockServerHandle, startMockServer } from "@callm/mock-server"
 import { freePort } from "@callm/testing/Ports"
 import { privateRedis } from "@callm/testing/Redis"
-import { PgClient } from "@effect/sql-pg"
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer, Redacted } from "effect"
+import { Effect } from "effect"
 import * as Callm from "./Callm.ts"
+import { sqlOn } from "./Postgres.ts"
 
 const admin = "postgres://postgres@127.0.0.1:5432/test"
 const created: Array<string> = []
-
-const sqlOn = <A>(url: string, statement: (sql: PgClient.PgClient) => Effect.Effect<A, unknown>) =>
-  Effect.runPromise(
-    Effect.scoped(
-      Effect.gen(function* () {
-        const context = yield* Layer.build(PgClient.layer({ url: Redacted.make(url), maxConnections: 1 }))
-        return yield* statement(Context.get(context, PgClient.PgClient))
-      })
-    ).pipe(Effect.orDie)
-  )
 
 /** A fresh database for one test: its cluster and job tables collide with no other test's. */
 const database = async (label: string) => {

@@ -57,8 +57,7 @@ describe("callm keys create", () => {
       assert.strictEqual(await ask(`Bearer ${key}`), 200)
       assert.strictEqual(await ask(), 401)
     } finally {
-      serve.child.kill("SIGTERM")
-      await serve.exited
+      await serve.stop()
       await mock.close()
     }
   }, 60_000)

@@ -1,13 +1,13 @@
 import { randomUUID } from "node:crypto"
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { startMockServer } from "@callm/mock-server"
 import { freePort, privateRedis, redisKeys } from "@callm/testing/Redis"
 import { assert, describe, it } from "@effect/vitest"
 import * as Callm from "./Callm.ts"
+import * as RunFixture from "./RunFixture.ts"
 
-const workdir = () => mkdtempSync(join(tmpdir(), "callm-redis-down-"))
+const workdir = () => RunFixture.workdir("callm-redis-down-")
 
 describe("--redis-url with Redis down", () => {
   it("callm serve starts, prints its URL first, answers, and joins Redis once it comes up", async () => {
@@ -51,8 +51,7 @@ describe("--redis-url with Redis down", () => {
       }
       assert.isAbove(keys.length, 0, "the gateway's cache is in Redis once Redis is up")
     } finally {
-      serve.child.kill("SIGTERM")
-      await serve.exited
+      await serve.stop()
       await redis?.stop()
       await mock.close()
     }
@@ -68,33 +67,15 @@ describe("--redis-url with Redis down", () => {
         input,
         Array.from({ length: 20 }, (_, index) => JSON.stringify({ id: index, prompt: `question ${index}` })).join("\n")
       )
-      const config = join(dir, "callm.config.json")
-      writeFileSync(
-        config,
-        JSON.stringify({
-          provider: { baseUrl: mock.baseUrl },
-          model: "mock-small",
-          plugins: [
-            { use: "cache", options: { namespace: `run-${randomUUID()}` } },
-            { use: "rate-limit", options: { requests: 1_000 } }
-          ]
-        })
-      )
-      const output = join(dir, "out.jsonl")
-      const result = await Callm.run([
-        "run",
-        "-i",
-        input,
-        "-o",
-        output,
-        "--config",
-        config,
-        "--redis-url",
-        `redis://127.0.0.1:${port}`,
-        "--quiet"
+      const config = RunFixture.writeConfig(dir, mock.baseUrl, [
+        { use: "cache", options: { namespace: `run-${randomUUID()}` } },
+        { use: "rate-limit", options: { requests: 1_000 } }
       ])
+      const output = join(dir, "out.jsonl")
+      const redis = ["--redis-url", `redis://127.0.0.1:${port}`]
+      const result = await Callm.run(["run", "-i", input, "-o", output, "--config", config, ...redis, "--quiet"])
       assert.strictEqual(result.code, 0, result.stderr)
-      assert.strictEqual(readFileSync(output, "utf8").trim().split("\n").length, 20)
+      assert.strictEqual(RunFixture.lines(output).length, 20)
       assert.strictEqual(mock.stats().completions, 20)
     } finally {
       await mock.close()

@@ -1,30 +1,24 @@
 import { randomUUID } from "node:crypto"
-import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { appendFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { startMockServer } from "@callm/mock-server"
 import { eventuallyPromise } from "@callm/testing/Eventually"
 import { sharedRedisUrl } from "@callm/testing/Redis"
 import { assert, describe, it } from "@effect/vitest"
 import * as Callm from "./Callm.ts"
+import * as RunFixture from "./RunFixture.ts"
 
 const start = (args: ReadonlyArray<string>) => Callm.start(["run", ...args])
 const run = (args: ReadonlyArray<string>) => start(args).exited
 
-const workdir = () => mkdtempSync(join(tmpdir(), "callm-run-"))
+const workdir = () => RunFixture.workdir("callm-run-")
 const records = (path: string) =>
-  readFileSync(path, "utf8")
-    .split("\n")
-    .filter((line) => line.length > 0)
-    .map(
-      (line) =>
-        JSON.parse(line) as {
-          id: string | number | null
-          line: number
-          text?: string
-          error?: { reason: string; param?: string }
-        }
-    )
+  RunFixture.records<{
+    id: string | number | null
+    line: number
+    text?: string
+    error?: { reason: string; param?: string }
+  }>(path)
 const prompts = (count: number) =>
   Array.from({ length: count }, (_, index) =>
     JSON.stringify({ id: `p${index}`, prompt: `prompt number ${index}` })
@@ -82,9 +76,7 @@ describe("callm run", () => {
     const first = records(output)
     assert.strictEqual(first.length, 20)
     // Simulate a kill mid-write: drop the last record, and leave half of one.
-    const lines = readFileSync(output, "utf8")
-      .split("\n")
-      .filter((line) => line.length > 0)
+    const lines = RunFixture.lines(output)
     writeFileSync(output, `${lines.slice(0, 17).join("\n")}\n${lines[17]!.slice(0, 40)}`)
     const { code, stderr } = await run(["-i", input, "-o", output, "--mock", "--quiet"])
     assert.strictEqual(code, 0)
@@ -105,20 +97,9 @@ describe("callm run", () => {
       const output = join(dir, "out.jsonl")
       const count = 300
       writeFileSync(input, prompts(count))
+      const args = [...RunFixture.flags(input, output, mock.baseUrl), "-c", "8", "--quiet"]
       for (const after of [20, 90, 160]) {
-        const started = start([
-          "-i",
-          input,
-          "-o",
-          output,
-          "--base-url",
-          mock.baseUrl,
-          "-m",
-          "mock-small",
-          "-c",
-          "8",
-          "--quiet"
-        ])
+        const started = start(args)
         await eventuallyPromise(
           () => {
             try {
@@ -134,19 +115,7 @@ describe("callm run", () => {
         started.child.kill("SIGKILL")
         await started.exited
       }
-      const { code } = await run([
-        "-i",
-        input,
-        "-o",
-        output,
-        "--base-url",
-        mock.baseUrl,
-        "-m",
-        "mock-small",
-        "-c",
-        "8",
-        "--quiet"
-      ])
+      const { code } = await run(args)
       assert.strictEqual(code, 0)
       const ids = records(output).map((record) => record.id)
       assert.strictEqual(ids.length, count)
@@ -166,23 +135,8 @@ describe("callm run", () => {
       const texts = new Map<string, Array<string>>()
       for (const mode of ["sync", "async", "batch"]) {
         const output = join(dir, `${mode}.jsonl`)
-        const { code } = await run([
-          "-i",
-          input,
-          "-o",
-          output,
-          "--base-url",
-          mock.baseUrl,
-          "-m",
-          "mock-small",
-          "--mode",
-          mode,
-          "-c",
-          "16",
-          "--batch-size",
-          "10",
-          "--quiet"
-        ])
+        const at = RunFixture.flags(input, output, mock.baseUrl)
+        const { code } = await run([...at, "--mode", mode, "-c", "16", "--batch-size", "10", "--quiet"])
         assert.strictEqual(code, 0)
         texts.set(
           mode,
@@ -207,19 +161,8 @@ describe("callm run", () => {
       const input = join(dir, "in.jsonl")
       const output = join(dir, "out.jsonl")
       writeFileSync(input, prompts(100))
-      const started = start([
-        "-i",
-        input,
-        "-o",
-        output,
-        "--base-url",
-        mock.baseUrl,
-        "-m",
-        "mock-small",
-        "-c",
-        "10",
-        "--quiet"
-      ])
+      const args = [...RunFixture.flags(input, output, mock.baseUrl), "-c", "10", "--quiet"]
+      const started = start(args)
       await eventuallyPromise(
         () => mock.stats().completions >= 10,
         "10 calls sent before SIGINT",
@@ -234,7 +177,7 @@ describe("callm run", () => {
       assert.strictEqual(written, mock.stats().completions, "every call that was sent got written")
       assert.isBelow(written, 100)
       assert.strictEqual(mock.stats().aborted, 0)
-      await run(["-i", input, "-o", output, "--base-url", mock.baseUrl, "-m", "mock-small", "-c", "10", "--quiet"])
+      await run(args)
       const ids = records(output).map((record) => record.id)
       assert.strictEqual(new Set(ids).size, 100)
       assert.strictEqual(ids.length, 100)
@@ -275,31 +218,14 @@ describe("callm run", () => {
       const dir = workdir()
       const input = join(dir, "in.jsonl")
       writeFileSync(input, [1, 2, 3, 4].map((id) => JSON.stringify({ id, prompt: "same", temperature: 0 })).join("\n"))
-      const config = join(dir, "callm.config.json")
-      writeFileSync(
-        config,
-        JSON.stringify({
-          provider: { baseUrl: mock.baseUrl },
-          model: "mock-small",
-          plugins: [
-            { use: "cache" },
-            { use: "retry", options: { maxAttempts: 10, baseDelay: "1 millis", budget: false } }
-          ]
-        })
-      )
-      const { code } = await run([
-        "-i",
-        input,
-        "-o",
-        join(dir, "out.jsonl"),
-        "--config",
-        config,
-        "--mode",
-        "sync",
-        "--quiet"
+      const config = RunFixture.writeConfig(dir, mock.baseUrl, [
+        { use: "cache" },
+        { use: "retry", options: { maxAttempts: 10, baseDelay: "1 millis", budget: false } }
       ])
+      const output = join(dir, "out.jsonl")
+      const { code } = await run(["-i", input, "-o", output, "--config", config, "--mode", "sync", "--quiet"])
       assert.strictEqual(code, 0)
-      const out = records(join(dir, "out.jsonl"))
+      const out = records(output)
       assert.isTrue(out.every((record) => typeof record.text === "string"))
       assert.strictEqual(
         mock.stats().completions - (mock.stats().faults["503"] ?? 0),
@@ -330,26 +256,11 @@ describe("callm run", () => {
           JSON.stringify({ id: index, prompt: `shared question ${index}`, temperature: 0 })
         ).join("\n")
       )
-      const config = join(dir, "callm.config.json")
-      writeFileSync(
-        config,
-        JSON.stringify({
-          provider: { baseUrl: mock.baseUrl },
-          model: "mock-small",
-          plugins: [{ use: "cache", options: { namespace: `run-${randomUUID()}` } }]
-        })
-      )
-      const args = (output: string) => [
-        "-i",
-        input,
-        "-o",
-        join(dir, output),
-        "--config",
-        config,
-        "--redis-url",
-        sharedRedisUrl,
-        "--quiet"
-      ]
+      const config = RunFixture.writeConfig(dir, mock.baseUrl, [
+        { use: "cache", options: { namespace: `run-${randomUUID()}` } }
+      ])
+      const shared = ["--config", config, "--redis-url", sharedRedisUrl, "--quiet"]
+      const args = (output: string) => ["-i", input, "-o", join(dir, output), ...shared]
       const first = await run(args("first.jsonl"))
       assert.strictEqual(first.code, 0, first.stderr)
       assert.strictEqual(mock.stats().completions, 12)

@@ -2,59 +2,40 @@
  * `callm run` as people use it: no config, a provider that misbehaves, reruns. Every test talks to a
  * real mock server over loopback HTTP and runs the real binary.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { startMockServer } from "@callm/mock-server"
 import { eventuallyPromise } from "@callm/testing/Eventually"
 import { assert, describe, it } from "@effect/vitest"
 import * as Callm from "./Callm.ts"
+import * as RunFixture from "./RunFixture.ts"
 
-const workdir = () => mkdtempSync(join(tmpdir(), "callm-run-defaults-"))
+const workdir = () => RunFixture.workdir("callm-run-defaults-")
 interface Written {
   readonly id: string | number | null
   readonly line: number
   readonly text?: string
   readonly error?: { readonly reason: string; readonly retryable: boolean }
 }
-const records = (path: string): Array<Written> =>
-  readFileSync(path, "utf8")
-    .split("\n")
-    .filter((line) => line.length > 0)
-    .map((line) => JSON.parse(line) as Written)
+const records = (path: string) => RunFixture.records<Written>(path)
 const prompts = (count: number, extra: (index: number) => object = () => ({})) =>
   Array.from({ length: count }, (_, index) =>
     JSON.stringify({ id: `p${index}`, prompt: `prompt number ${index}`, ...extra(index) })
   ).join("\n")
+/** A fast mock that fails `faults` of its calls (429s with `Retry-After: 0`). */
+const faultyMock = (faults: string) =>
+  startMockServer({ port: 0, ttftMs: 1, itlMs: 0, tokens: 4, faults, retryAfterSeconds: 0 })
 const faultCount = (faults: Readonly<Record<string, number>>) => Object.values(faults).reduce((a, b) => a + b, 0)
 
 describe("callm run defaults", () => {
   it("with no config retries transient failures: every line answered once, and the mock saw calls plus retries", async () => {
-    const mock = await startMockServer({
-      port: 0,
-      ttftMs: 1,
-      itlMs: 0,
-      tokens: 4,
-      faults: "429:0.15,503:0.1,reset:0.05",
-      retryAfterSeconds: 0
-    })
+    const mock = await faultyMock("429:0.15,503:0.1,reset:0.05")
     try {
       const dir = workdir()
       const input = join(dir, "in.jsonl")
       const output = join(dir, "out.jsonl")
       writeFileSync(input, prompts(300))
-      const { code, stderr } = await Callm.run([
-        "run",
-        "-i",
-        input,
-        "-o",
-        output,
-        "--base-url",
-        mock.baseUrl,
-        "-m",
-        "mock-small",
-        "--json"
-      ])
+      const { code, stderr } = await Callm.run(["run", ...RunFixture.flags(input, output, mock.baseUrl), "--json"])
       assert.strictEqual(code, 0, stderr)
       const written = records(output)
       assert.strictEqual(written.length, 300)
@@ -78,20 +59,13 @@ describe("callm run defaults", () => {
   }, 120_000)
 
   it("exits 2 with failures counted by reason; a rerun sends the retryable ones again and leaves one line per id", async () => {
-    const mock = await startMockServer({
-      port: 0,
-      ttftMs: 1,
-      itlMs: 0,
-      tokens: 4,
-      faults: "503:0.3",
-      retryAfterSeconds: 0
-    })
+    const mock = await faultyMock("503:0.3")
     try {
       const dir = workdir()
       const input = join(dir, "in.jsonl")
       const output = join(dir, "out.jsonl")
       writeFileSync(input, prompts(100))
-      const args = ["run", "-i", input, "-o", output, "--base-url", mock.baseUrl, "-m", "mock-small"]
+      const args = ["run", ...RunFixture.flags(input, output, mock.baseUrl)]
       const first = await Callm.run([...args, "--retries", "0", "--json"])
       assert.strictEqual(first.code, 2, first.stderr)
       const summary = JSON.parse(first.stderr.trim().split("\n").at(-1)!) as {
@@ -120,14 +94,7 @@ describe("callm run defaults", () => {
 
   it("keeps lines that failed for a reason no retry fixes; --retry-failed sends them again, --skip-failed keeps every failure", async () => {
     const strict = await startMockServer({ port: 0, ttftMs: 1, itlMs: 0, tokens: 4, models: ["mock-small"] })
-    const open = await startMockServer({
-      port: 0,
-      ttftMs: 1,
-      itlMs: 0,
-      tokens: 4,
-      faults: "503:0.5",
-      retryAfterSeconds: 0
-    })
+    const open = await faultyMock("503:0.5")
     try {
       const dir = workdir()
       const input = join(dir, "in.jsonl")
@@ -138,7 +105,7 @@ describe("callm run defaults", () => {
         prompts(20, (index) => (index % 5 === 0 ? { model: "mock-large" } : {}))
       )
       const run = (url: string, ...extra: Array<string>) =>
-        Callm.run(["run", "-i", input, "-o", output, "--base-url", url, "-m", "mock-small", "--quiet", ...extra])
+        Callm.run(["run", ...RunFixture.flags(input, output, url), "--quiet", ...extra])
       const first = await run(strict.baseUrl, "--mode", "sync")
       assert.strictEqual(first.code, 2, first.stderr)
       assert.include(first.stderr, "NotFound 4")
@@ -170,14 +137,7 @@ describe("callm run defaults", () => {
 
   it("a wrong base URL for the first half (stopped), then the right one: every line answered, one line per id", async () => {
     const mock = await startMockServer({ port: 0, ttftMs: 1, itlMs: 0, tokens: 4 })
-    const wrong = await startMockServer({
-      port: 0,
-      ttftMs: 1,
-      itlMs: 0,
-      tokens: 4,
-      faults: "503:1",
-      retryAfterSeconds: 0
-    })
+    const wrong = await faultyMock("503:1")
     try {
       const dir = workdir()
       const input = join(dir, "in.jsonl")
@@ -186,32 +146,14 @@ describe("callm run defaults", () => {
       // A server that answers every call with 503: retried, then written as retryable failures.
       const first = await Callm.run([
         "run",
-        "-i",
-        input,
-        "-o",
-        output,
-        "--base-url",
-        wrong.baseUrl,
-        "-m",
-        "mock-small",
+        ...RunFixture.flags(input, output, wrong.baseUrl),
         "--retries",
         "1",
         "--quiet"
       ])
       assert.strictEqual(first.code, 2)
       assert.strictEqual(records(output).filter((record) => record.error?.reason === "Overloaded").length, 200)
-      const second = await Callm.run([
-        "run",
-        "-i",
-        input,
-        "-o",
-        output,
-        "--base-url",
-        mock.baseUrl,
-        "-m",
-        "mock-small",
-        "--quiet"
-      ])
+      const second = await Callm.run(["run", ...RunFixture.flags(input, output, mock.baseUrl), "--quiet"])
       assert.strictEqual(second.code, 0, second.stderr)
       const final = records(output)
       assert.strictEqual(final.length, 200)
@@ -233,7 +175,7 @@ describe("callm run fails fast", () => {
       const input = join(dir, "in.jsonl")
       const output = join(dir, "out.jsonl")
       writeFileSync(input, prompts(500))
-      const args = ["run", "-i", input, "-o", output, "--base-url", mock.baseUrl, "-m", "mock-small", "--quiet"]
+      const args = ["run", ...RunFixture.flags(input, output, mock.baseUrl), "--quiet"]
       const wrong = await Callm.run(args, { OPENAI_API_KEY: "sk-wrong" })
       assert.strictEqual(wrong.code, 1)
       const last = wrong.stderr.trim().split("\n").at(-1)!
@@ -258,14 +200,7 @@ describe("callm run fails fast", () => {
       writeFileSync(input, prompts(100))
       const model = await Callm.run([
         "run",
-        "-i",
-        input,
-        "-o",
-        join(dir, "a.jsonl"),
-        "--base-url",
-        mock.baseUrl,
-        "-m",
-        "mock-huge",
+        ...RunFixture.flags(input, join(dir, "a.jsonl"), mock.baseUrl, "mock-huge"),
         "-q"
       ])
       assert.strictEqual(model.code, 1)
@@ -275,18 +210,7 @@ describe("callm run fails fast", () => {
       )
       await mock.close()
       // The same port, now closed: connections are refused.
-      const dead = await Callm.run([
-        "run",
-        "-i",
-        input,
-        "-o",
-        join(dir, "b.jsonl"),
-        "--base-url",
-        mock.baseUrl,
-        "-m",
-        "mock-small",
-        "-q"
-      ])
+      const dead = await Callm.run(["run", ...RunFixture.flags(input, join(dir, "b.jsonl"), mock.baseUrl), "-q"])
       assert.strictEqual(dead.code, 1)
       assert.match(dead.stderr.trim().split("\n").at(-1)!, /^callm: run stopped: cannot connect to .*check --base-url/)
       assert.strictEqual(readFileSync(join(dir, "b.jsonl"), "utf8"), "")
@@ -296,96 +220,75 @@ describe("callm run fails fast", () => {
   }, 120_000)
 })
 
+/**
+ * `callm run` over `count` prompts against a mock slow enough (150 ms to the first token, two calls in
+ * flight) that it is still going when `check` first holds; fails if it exits before. Returns its exit.
+ */
+const whileRunning = async (
+  count: number,
+  extra: ReadonlyArray<string>,
+  check: (stderr: string) => boolean,
+  what: string
+) => {
+  const mock = await startMockServer({ port: 0, ttftMs: 150, itlMs: 0, tokens: 2 })
+  try {
+    const dir = workdir()
+    const input = join(dir, "in.jsonl")
+    writeFileSync(input, prompts(count))
+    const child = Callm.start([
+      "run",
+      ...RunFixture.flags(input, join(dir, "out.jsonl"), mock.baseUrl),
+      "-c",
+      "2",
+      ...extra
+    ])
+    await eventuallyPromise(
+      () => {
+        if (child.child.exitCode !== null) assert.fail(`exited before ${what}: ${child.stderr()}`)
+        return check(child.stderr())
+      },
+      what,
+      "30 seconds",
+      "50 millis"
+    )
+    assert.strictEqual(child.child.exitCode, null, "the run was still going")
+    return await child.exited
+  } finally {
+    await mock.close()
+  }
+}
+
 describe("callm run progress", () => {
   it("--json emits progress events while the run is still going, then one summary", async () => {
-    const mock = await startMockServer({ port: 0, ttftMs: 150, itlMs: 0, tokens: 2 })
-    try {
-      const dir = workdir()
-      const input = join(dir, "in.jsonl")
-      writeFileSync(input, prompts(60))
-      const child = Callm.start([
-        "run",
-        "-i",
-        input,
-        "-o",
-        join(dir, "out.jsonl"),
-        "--base-url",
-        mock.baseUrl,
-        "-m",
-        "mock-small",
-        "-c",
-        "2",
-        "--json",
-        "--progress-interval",
-        "0.5"
-      ])
-      // Wait for a progress event with some lines done and some still to do, while the run goes on.
-      let seen: { done: number } | undefined
-      await eventuallyPromise(
-        () => {
-          if (child.child.exitCode !== null) assert.fail(`exited before any progress event: ${child.stderr()}`)
-          seen = child
-            .stderr()
-            .split("\n")
-            .filter((line) => line.startsWith("{"))
-            .map((line) => JSON.parse(line) as { event: string; done: number })
-            .find((event) => event.event === "progress" && event.done > 0 && event.done < 60)
-          return seen !== undefined
-        },
-        "a progress event with some lines done and some to do",
-        "30 seconds",
-        "50 millis"
-      )
-      assert.strictEqual(child.child.exitCode, null, "the run was still going")
-      const exit = await child.exited
-      assert.strictEqual(exit.code, 0)
-      const events = exit.stderr
-        .trim()
-        .split("\n")
-        .map((line) => JSON.parse(line) as { event: string })
-      assert.strictEqual(events.at(-1)!.event, "summary")
-      assert.strictEqual(events.filter((event) => event.event === "summary").length, 1)
-    } finally {
-      await mock.close()
-    }
+    // A progress event with some lines done and some still to do, while the run goes on.
+    const exit = await whileRunning(
+      60,
+      ["--json", "--progress-interval", "0.5"],
+      (stderr) =>
+        stderr
+          .split("\n")
+          .filter((line) => line.startsWith("{"))
+          .map((line) => JSON.parse(line) as { event: string; done: number })
+          .some((event) => event.event === "progress" && event.done > 0 && event.done < 60),
+      "a progress event with some lines done and some to do"
+    )
+    assert.strictEqual(exit.code, 0)
+    const events = exit.stderr
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { event: string })
+    assert.strictEqual(events.at(-1)!.event, "summary")
+    assert.strictEqual(events.filter((event) => event.event === "summary").length, 1)
   }, 60_000)
 
   it("without a terminal prints plain progress lines while it runs", async () => {
-    const mock = await startMockServer({ port: 0, ttftMs: 150, itlMs: 0, tokens: 2 })
-    try {
-      const dir = workdir()
-      const input = join(dir, "in.jsonl")
-      writeFileSync(input, prompts(40))
-      const child = Callm.start([
-        "run",
-        "-i",
-        input,
-        "-o",
-        join(dir, "out.jsonl"),
-        "--base-url",
-        mock.baseUrl,
-        "-m",
-        "mock-small",
-        "-c",
-        "2",
-        "--progress-interval",
-        "0.5"
-      ])
-      await eventuallyPromise(
-        () => {
-          if (child.child.exitCode !== null) assert.fail(`exited before any progress line: ${child.stderr()}`)
-          return /callm run: [1-9]\d* done \(\d+ % of the input\)/.test(child.stderr())
-        },
-        "a progress line with some lines done",
-        "30 seconds",
-        "50 millis"
-      )
-      assert.strictEqual(child.child.exitCode, null, "the run was still going")
-      const exit = await child.exited
-      assert.strictEqual(exit.code, 0)
-      assert.match(exit.stderr, /callm run: done in .* 40 answered/)
-    } finally {
-      await mock.close()
-    }
+    const exit = await whileRunning(
+      40,
+      ["--progress-interval", "0.5"],
+      (stderr) => /callm run: [1-9]\d* done \(\d+ % of the input\)/.test(stderr),
+      "a progress line with some lines done"
+    )
+    assert.strictEqual(exit.code, 0)
+    assert.match(exit.stderr, /callm run: done in .* 40 answered/)
   }, 60_000)
 })

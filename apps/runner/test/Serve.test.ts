@@ -40,8 +40,7 @@ describe("callm serve", () => {
       assert.include(serve.stderr(), "auth OFF")
       assert.strictEqual(mock.stats().completions, 1)
     } finally {
-      serve.child.kill("SIGTERM")
-      await serve.exited
+      await serve.stop()
       await mock.close()
     }
   })
@@ -177,8 +176,7 @@ describe("callm serve", () => {
       assert.deepStrictEqual(statuses.slice(answered), Array(24 - answered).fill(429))
       assert.strictEqual(mock.stats().completions, 1 + answered)
     } finally {
-      for (const serve of gateways) serve.child.kill("SIGTERM")
-      await Promise.all(gateways.map((serve) => serve.exited))
+      await Promise.all(gateways.map((serve) => serve.stop()))
       await mock.close()
     }
   }, 60_000)
@@ -222,8 +220,7 @@ describe("callm serve", () => {
       for (let i = 0; i < 50; i++) await post(url, { ...chat, model: `random-${randomUUID()}` })
       assert.strictEqual(series(await (await fetch(`${url}/metrics`)).text()).length, again)
     } finally {
-      serve.child.kill("SIGTERM")
-      await serve.exited
+      await serve.stop()
       await mock.close()
     }
   }, 120_000)
@@ -291,8 +288,7 @@ describe("callm serve", () => {
       assert.strictEqual(await ask("Bearer sk-reloaded"), 200)
       assert.strictEqual(await ask(), 401)
     } finally {
-      serve.child.kill("SIGTERM")
-      await serve.exited
+      await serve.stop()
       await mock.close()
     }
   }, 60_000)

@@ -42,8 +42,7 @@ describe("callm serve /v1/embeddings", () => {
       assert.strictEqual(bad.status, 400)
       assert.strictEqual(((await bad.json()) as { error: { param: string } }).error.param, "input")
     } finally {
-      serve.child.kill("SIGTERM")
-      await serve.exited
+      await serve.stop()
       await mock.close()
     }
   })

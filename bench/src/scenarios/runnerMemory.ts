@@ -10,19 +10,20 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
+import { longFileFlags } from "../../../apps/runner/bench/Harness.ts"
+import { flags } from "../../../apps/runner/test/RunFixture.ts"
 import * as Measure from "../Measure.ts"
-import { barChart, type Report, type Scenario, type Size } from "../Scenario.ts"
+import { barChart, bySize, type Report, type Scenario } from "../Scenario.ts"
 import * as Servers from "../Servers.ts"
 import { round } from "../Stats.ts"
 
 const bin = fileURLToPath(new URL("../../../apps/runner/src/bin/callm.ts", import.meta.url))
 
-const plan = (size: Size) =>
-  size === "smoke"
-    ? { lines: [500, 2_000] }
-    : size === "quick"
-      ? { lines: [10_000, 100_000] }
-      : { lines: [100_000, 1_000_000] }
+const plan = bySize({
+  smoke: { lines: [500, 2_000] },
+  quick: { lines: [10_000, 100_000] },
+  full: { lines: [100_000, 1_000_000] }
+})
 
 const mib = (bytes: number) => round(bytes / 1048576, 1)
 
@@ -58,25 +59,7 @@ export const scenario: Scenario = {
         const start = performance.now()
         const child = spawn(
           process.execPath,
-          [
-            bin,
-            "run",
-            "-i",
-            input,
-            "-o",
-            join(directory, `results-${count}.jsonl`),
-            "--base-url",
-            `${mock.url}/v1`,
-            "-m",
-            "mock-small",
-            "--mode",
-            "batch",
-            "--batch-size",
-            "200",
-            "-c",
-            "800",
-            "--quiet"
-          ],
+          [bin, "run", ...flags(input, join(directory, `results-${count}.jsonl`), `${mock.url}/v1`), ...longFileFlags],
           { stdio: ["ignore", "ignore", "inherit"] }
         )
         const sampler = Measure.sampleRss(() => Servers.rssBytesOf(child.pid!), 250)
