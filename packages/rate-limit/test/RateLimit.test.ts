@@ -1,6 +1,7 @@
-import { CallContext, ChatRequest, type ChatResponse, LlmClient, type LlmError } from "@callm/core"
+import { CallContext, ChatRequest, LlmClient, type LlmError } from "@callm/core"
 import { startMockServer } from "@callm/mock-server"
 import { RateLimit } from "@callm/rate-limit"
+import { response } from "@callm/testing/Answer"
 import { lastJson, startTogether } from "@callm/testing/Children"
 import { withPlugin } from "@callm/testing/Client"
 import { eventuallyPromise } from "@callm/testing/Eventually"
@@ -14,14 +15,9 @@ const upstream = (options: { readonly latencyMs?: number; readonly usage?: numbe
   let calls = 0
   let inFlight = 0
   let maxInFlight = 0
-  const respond = (request: ChatRequest.ChatRequest): ChatResponse.ChatResponse => ({
-    id: "x",
-    object: "chat.completion",
-    created: 0,
-    model: request.model,
-    choices: [{ index: 0, message: { role: "assistant", content: "ok" }, finish_reason: "stop" }],
-    usage: { prompt_tokens: 0, completion_tokens: options.usage ?? 10, total_tokens: options.usage ?? 10 }
-  })
+  const tokens = options.usage ?? 10
+  const respond = (request: ChatRequest.ChatRequest) =>
+    response(request, "ok", { prompt_tokens: 0, completion_tokens: tokens, total_tokens: tokens })
   const client = LlmClient.make({
     complete: (request) =>
       Effect.suspend(() => {

@@ -1,21 +1,14 @@
-import { ChatRequest, type ChatResponse, LlmClient } from "@callm/core"
+import { ChatRequest, LlmClient } from "@callm/core"
 import { RateLimit, RedisConnection } from "@callm/rate-limit"
+import { response } from "@callm/testing/Answer"
 import { eventually } from "@callm/testing/Eventually"
 import { freePort } from "@callm/testing/Ports"
 import { eventuallyKeys, redisKeys, scopedRedis } from "@callm/testing/Redis"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Metric, Result, Scope, Stream } from "effect"
 
-const answer = (request: ChatRequest.ChatRequest): ChatResponse.ChatResponse => ({
-  id: "x",
-  object: "chat.completion",
-  created: 0,
-  model: request.model,
-  choices: [{ index: 0, message: { role: "assistant", content: "ok" }, finish_reason: "stop" }],
-  usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }
-})
 const upstream = LlmClient.make({
-  complete: (request) => Effect.succeed(answer(request)),
+  complete: (request) => Effect.succeed(response(request)),
   stream: () => Stream.die("unused")
 })
 const ask = ChatRequest.fromPrompt("m", "q", { max_tokens: 10 })

@@ -1,10 +1,11 @@
 import { LlmClient, LlmError } from "@callm/core"
 import { CircuitBreaker, Fallback, Hedge, LoadBalancer, Timeout } from "@callm/resilience"
+import { chunk, response } from "@callm/testing/Answer"
 import { withPlugin } from "@callm/testing/Client"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Fiber, Layer, Result, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { ask, badRequest, chunk, response, scripted, serverError } from "./Scripted.ts"
+import { ask, badRequest, scripted, serverError } from "./Scripted.ts"
 
 describe("Timeout", () => {
   it.effect("fails a slow call with Timeout(total) and interrupts it", () =>

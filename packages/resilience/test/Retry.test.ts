@@ -1,9 +1,10 @@
 import { CallContext, LlmClient, LlmError } from "@callm/core"
 import { Retry, RetryBudget } from "@callm/resilience"
+import { chunk, response } from "@callm/testing/Answer"
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Fiber, Random, Result, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { ask, badRequest, chunk, overloaded, response, scripted, serverError } from "./Scripted.ts"
+import { ask, badRequest, overloaded, scripted, serverError } from "./Scripted.ts"
 
 describe("Retry", () => {
   it.effect("retries retryable errors until an attempt succeeds, waiting within the full-jitter ceilings", () =>

@@ -1,4 +1,5 @@
-import { type ChatChunk, ChatRequest, type ChatResponse, LlmClient, LlmError } from "@callm/core"
+import { ChatRequest, LlmClient, LlmError } from "@callm/core"
+import { chunk, response } from "@callm/testing/Answer"
 import { Clock, Effect, Stream } from "effect"
 
 /**
@@ -7,23 +8,6 @@ import { Clock, Effect, Stream } from "effect"
  * of Effect time, and the client records when each call started.
  */
 export type Outcome = "ok" | LlmError.Reason | ((attempt: number) => "ok" | LlmError.Reason)
-
-export const response = (request: ChatRequest.ChatRequest, text = "ok"): ChatResponse.ChatResponse => ({
-  id: "chatcmpl-scripted",
-  object: "chat.completion",
-  created: 0,
-  model: request.model,
-  choices: [{ index: 0, message: { role: "assistant", content: text }, finish_reason: "stop" }],
-  usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }
-})
-
-export const chunk = (text: string): ChatChunk.ChatChunk => ({
-  id: "chatcmpl-scripted",
-  object: "chat.completion.chunk",
-  created: 0,
-  model: "m",
-  choices: [{ index: 0, delta: { content: text } }]
-})
 
 export const scripted = (script: ReadonlyArray<Outcome>, options: { readonly latencyMs?: number } = {}) => {
   const starts: Array<number> = []
