@@ -6,7 +6,7 @@
  */
 import * as os from "node:os"
 import * as hdr from "hdr-histogram-js"
-import type { Chart, Size } from "./Scenario.ts"
+import { bySize, type Chart } from "./Scenario.ts"
 import { median, round } from "./Stats.ts"
 
 /** A latency recorder in microseconds (1 µs to 10 min, 3 significant digits). */
@@ -94,12 +94,11 @@ export const describeWarmUp = (label: string, warm: WarmUp): string =>
     : `${label}: warmed ${round(warm.seconds, 1)} s, CPU per request by step ${warm.steps.join(" → ")} µs${warm.settled ? " (settled within 10 %)" : " (time limit)"}`
 
 /** Seconds per run, rounds, and warm-up of the throughput scenarios that share one plan (mock capacity, embeddings). */
-export const throughputPlan = (size: Size) =>
-  size === "smoke"
-    ? { seconds: 1, rounds: 1, warmSeconds: 0, warmStep: 1 }
-    : size === "quick"
-      ? { seconds: 3, rounds: 2, warmSeconds: 2, warmStep: 1 }
-      : { seconds: 5, rounds: 3, warmSeconds: 15, warmStep: 2 }
+export const throughputPlan = bySize({
+  smoke: { seconds: 1, rounds: 1, warmSeconds: 0, warmStep: 1 },
+  quick: { seconds: 3, rounds: 2, warmSeconds: 2, warmStep: 1 },
+  full: { seconds: 5, rounds: 3, warmSeconds: 15, warmStep: 2 }
+})
 
 /** The columns an autocannon throughput table ends with; `autocannonCells` fills them. */
 export const autocannonColumns = [
@@ -143,6 +142,15 @@ export const warmUpEach = async <T>(
   }
   return warm
 }
+
+/** The report's notes on a server warm-up: how it ran (`options` as given to `warmUpEach`), then its lines. */
+export const warmUpNotes = (
+  warm: ReadonlyArray<string>,
+  options: { readonly maxSeconds: number; readonly stepSeconds: number }
+) => [
+  `Warm-up before measuring, until the server's CPU per request changes by less than 10 % between two ${options.stepSeconds} s steps (at most ${options.maxSeconds} s):`,
+  ...warm.map((line) => `  ${line}`)
+]
 
 /** A line chart of `values`, a line per `series` field, 520 px wide. */
 const lineChart = (

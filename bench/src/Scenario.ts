@@ -3,6 +3,12 @@
  */
 export type Size = "smoke" | "quick" | "full"
 
+/** A scenario's settings at each size, looked up by the size it runs at: `const plan = bySize({ smoke, quick, full })`. */
+export const bySize =
+  <A>(settings: { readonly smoke: A; readonly quick: A; readonly full: A }) =>
+  (size: Size): A =>
+    settings[size]
+
 export interface Goal {
   readonly goal: string
   readonly value: number

@@ -12,16 +12,15 @@ import { OpenAiClient } from "@callm/openai"
 import { NodeRedis } from "@effect/platform-node"
 import { Context, Effect, Layer } from "effect"
 import * as Measure from "../Measure.ts"
-import { barChart, type Report, type Scenario, type Size } from "../Scenario.ts"
+import { barChart, bySize, type Report, type Scenario } from "../Scenario.ts"
 import * as Servers from "../Servers.ts"
 import { median, round, summarize } from "../Stats.ts"
 
-const plan = (size: Size) =>
-  size === "smoke"
-    ? { calls: 50, rounds: 1 }
-    : size === "quick"
-      ? { calls: 1_000, rounds: 2 }
-      : { calls: 3_000, rounds: 3 }
+const plan = bySize({
+  smoke: { calls: 50, rounds: 1 },
+  quick: { calls: 1_000, rounds: 2 },
+  full: { calls: 3_000, rounds: 3 }
+})
 
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
 

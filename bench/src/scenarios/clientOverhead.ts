@@ -17,19 +17,18 @@ import OpenAI from "openai"
 import { Agent, request as undiciRequest } from "undici"
 import { closedLoop } from "../Load.ts"
 import * as Measure from "../Measure.ts"
-import { barChart, type Report, type Scenario, type Size } from "../Scenario.ts"
+import { barChart, bySize, type Report, type Scenario } from "../Scenario.ts"
 import * as Servers from "../Servers.ts"
 import { median, round, summarize } from "../Stats.ts"
 
 const chat = { model: "mock-small", messages: [{ role: "user" as const, content: "Benchmark me" }] }
 const concurrency = 64
 
-const plan = (size: Size) =>
-  size === "smoke"
-    ? { seconds: 1, rounds: 1, warmSeconds: 0, warmStep: 0.5 }
-    : size === "quick"
-      ? { seconds: 2, rounds: 2, warmSeconds: 2, warmStep: 1 }
-      : { seconds: 5, rounds: 3, warmSeconds: 8, warmStep: 2 }
+const plan = bySize({
+  smoke: { seconds: 1, rounds: 1, warmSeconds: 0, warmStep: 0.5 },
+  quick: { seconds: 2, rounds: 2, warmSeconds: 2, warmStep: 1 },
+  full: { seconds: 5, rounds: 3, warmSeconds: 8, warmStep: 2 }
+})
 
 interface Run {
   readonly perSecond: number

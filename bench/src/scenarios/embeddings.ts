@@ -109,8 +109,7 @@ export const scenario: Scenario = {
           `autocannon, 50 connections, ${seconds} s per run, ${rounds} interleaved round(s): median (min–max across rounds); the mock and the gateway each in its own process.`,
           "Chat: 16 tokens, latency model at zero. Embeddings: text-embedding-3-small's 1536 floats a vector, encoding_format float (about 30 kB of JSON a vector).",
           "The gateway has no plugins and no keys (every model to the mock): its embeddings path is admission, validation, the route, and the upstream's answer decoded and encoded again.",
-          `Warm-up before measuring, until the server's CPU per request changes by less than 10 % between two ${warmStep} s steps (at most ${warmSeconds} s):`,
-          ...warm.map((line) => `  ${line}`)
+          ...Measure.warmUpNotes(warm, { maxSeconds: warmSeconds, stepSeconds: warmStep })
         ],
         tables: [
           {

@@ -16,18 +16,17 @@ import { Agent, request as undiciRequest } from "undici"
 import { autocannonRun, type HttpResult, openLoop } from "../Load.ts"
 import * as Measure from "../Measure.ts"
 import * as Prometheus from "../Prometheus.ts"
-import { barChart, type Report, type Scenario, type Size } from "../Scenario.ts"
+import { barChart, bySize, type Report, type Scenario } from "../Scenario.ts"
 import * as Servers from "../Servers.ts"
 import { median, round } from "../Stats.ts"
 
 const body = JSON.stringify({ model: "mock-small", messages: [{ role: "user", content: "Gateway overhead" }] })
 
-const plan = (size: Size) =>
-  size === "smoke"
-    ? { seconds: 1, rates: [200], rounds: 1, closedSeconds: 1, warmSeconds: 0, warmStep: 1 }
-    : size === "quick"
-      ? { seconds: 3, rates: [200, 500, 1000], rounds: 2, closedSeconds: 3, warmSeconds: 3, warmStep: 1 }
-      : { seconds: 6, rates: [200, 500, 1000], rounds: 3, closedSeconds: 6, warmSeconds: 15, warmStep: 2 }
+const plan = bySize({
+  smoke: { seconds: 1, rates: [200], rounds: 1, closedSeconds: 1, warmSeconds: 0, warmStep: 1 },
+  quick: { seconds: 3, rates: [200, 500, 1000], rounds: 2, closedSeconds: 3, warmSeconds: 3, warmStep: 1 },
+  full: { seconds: 6, rates: [200, 500, 1000], rounds: 3, closedSeconds: 6, warmSeconds: 15, warmStep: 2 }
+})
 
 const mib = (bytes: number) => round(bytes / 1048576, 1)
 

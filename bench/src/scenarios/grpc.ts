@@ -25,7 +25,7 @@ import * as GrpcJs from "@grpc/grpc-js"
 import * as ProtoLoader from "@grpc/proto-loader"
 import { autocannonRun, closedLoop } from "../Load.ts"
 import * as Measure from "../Measure.ts"
-import { barChart, type Report, type Scenario, type Size } from "../Scenario.ts"
+import { barChart, bySize, type Report, type Scenario } from "../Scenario.ts"
 import * as Servers from "../Servers.ts"
 import { median, round } from "../Stats.ts"
 
@@ -37,12 +37,11 @@ const claude = { ...chat, model: "claude-mock" }
 const messages = { model: "claude-mock", max_tokens: 1024, messages: [{ role: "user", content: "Benchmark me" }] }
 const anthropicHeaders = { "x-api-key": "unused", "anthropic-version": "2023-06-01" }
 
-const plan = (size: Size) =>
-  size === "smoke"
-    ? { seconds: 1, rounds: 1, warmSeconds: 0, warmStep: 1 }
-    : size === "quick"
-      ? { seconds: 3, rounds: 2, warmSeconds: 3, warmStep: 1 }
-      : { seconds: 5, rounds: 3, warmSeconds: 15, warmStep: 2 }
+const plan = bySize({
+  smoke: { seconds: 1, rounds: 1, warmSeconds: 0, warmStep: 1 },
+  quick: { seconds: 3, rounds: 2, warmSeconds: 3, warmStep: 1 },
+  full: { seconds: 5, rounds: 3, warmSeconds: 15, warmStep: 2 }
+})
 
 /** `callm serve --port 0 --grpc-port 0 --config <file>` in its own process, until `/readyz` answers 200. */
 const serve = async (config: string) => {
@@ -236,8 +235,7 @@ export const scenario: Scenario = {
           "The gateway is `callm serve --port 0 --grpc-port 0 --config <file>` in its own process (keys off, its default plugin stack): REST and gRPC rows hit the same process. The mock: 16 tokens an answer, latency model at zero.",
           "The Anthropic upstream row: the gateway's chat endpoint routed (`kind: \"anthropic\"`) to the mock's /v1/messages, through @callm/anthropic; clients keep OpenAI's format.",
           "/v1/embeddings next to chat (on the mock and through the gateway) is the embeddings scenario.",
-          `Warm-up before measuring, until the server's CPU per request changes by less than 10 % between two ${warmStep} s steps (at most ${warmSeconds} s):`,
-          ...warm.map((line) => `  ${line}`)
+          ...Measure.warmUpNotes(warm, { maxSeconds: warmSeconds, stepSeconds: warmStep })
         ],
         tables: [
           {

@@ -9,18 +9,17 @@ import { spawn } from "node:child_process"
 import { once } from "node:events"
 import { fileURLToPath } from "node:url"
 import * as Measure from "../Measure.ts"
-import { barChart, type Report, type Scenario, type Size } from "../Scenario.ts"
+import { barChart, bySize, type Report, type Scenario } from "../Scenario.ts"
 import * as Servers from "../Servers.ts"
 import { round } from "../Stats.ts"
 
 const client = fileURLToPath(new URL("../servers/streamClient.ts", import.meta.url))
 
-const plan = (size: Size) =>
-  size === "smoke"
-    ? { lengths: [1_000, 4_000] }
-    : size === "quick"
-      ? { lengths: [20_000, 100_000] }
-      : { lengths: [20_000, 200_000, 1_000_000] }
+const plan = bySize({
+  smoke: { lengths: [1_000, 4_000] },
+  quick: { lengths: [20_000, 100_000] },
+  full: { lengths: [20_000, 200_000, 1_000_000] }
+})
 
 const mib = (bytes: number) => round(bytes / 1024 / 1024, 1)
 

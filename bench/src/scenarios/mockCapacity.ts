@@ -82,8 +82,7 @@ export const scenario: Scenario = {
           "Baseline: a minimal node:http server answering the exact bytes the mock answers for the same request (captured first), reading the request body without parsing it. The bare server also concatenates and parses each body.",
           "SSE: 16 tokens per stream from the mock, latency model at zero.",
           "mock-llm (npm @dwmkerr/mock-llm 0.1.29, Express) with its default rules: it echoes the prompt as the answer (a shorter body than the mock's 16 tokens) and logs one line per request; for SSE its chunk interval is set to 0 (its default paces chunks 50 ms apart; Node runs a 0 ms interval every 1 ms).",
-          `Warm-up before measuring, until the server's CPU per request changes by less than 10 % between two ${warmStep} s steps (at most ${warmSeconds} s):`,
-          ...warm.map((line) => `  ${line}`)
+          ...Measure.warmUpNotes(warm, { maxSeconds: warmSeconds, stepSeconds: warmStep })
         ],
         tables: [
           {

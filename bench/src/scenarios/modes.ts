@@ -19,7 +19,7 @@ import { ChatRequest } from "@callm/core"
 import * as Clients from "../Clients.ts"
 import { autocannonRun } from "../Load.ts"
 import * as Measure from "../Measure.ts"
-import { barChart, type Goal, type Report, type Scenario, type Size, type Table } from "../Scenario.ts"
+import { barChart, bySize, type Goal, type Report, type Scenario, type Table } from "../Scenario.ts"
 import * as Servers from "../Servers.ts"
 import { round, summarize } from "../Stats.ts"
 
@@ -28,12 +28,11 @@ const completionTokens = 20
 const capacity = { slots, requestCostMs: 30, tokenCostMs: 0.5, tokens: completionTokens }
 const control = { ...capacity, requestCostMs: 0 }
 
-const plan = (size: Size) =>
-  size === "smoke"
-    ? { prompts: 16, syncPrompts: 4, levels: [16], controlLevel: 16, gatewaySeconds: 1 }
-    : size === "quick"
-      ? { prompts: 256, syncPrompts: 16, levels: [16, 64], controlLevel: 64, gatewaySeconds: 4 }
-      : { prompts: 512, syncPrompts: 32, levels: [16, 64, 256], controlLevel: 64, gatewaySeconds: 8 }
+const plan = bySize({
+  smoke: { prompts: 16, syncPrompts: 4, levels: [16], controlLevel: 16, gatewaySeconds: 1 },
+  quick: { prompts: 256, syncPrompts: 16, levels: [16, 64], controlLevel: 64, gatewaySeconds: 4 },
+  full: { prompts: 512, syncPrompts: 32, levels: [16, 64, 256], controlLevel: 64, gatewaySeconds: 8 }
+})
 
 /** Batch sizes compared at `inFlight` prompts in flight: one batch per slot, fewer larger ones, one. */
 const batchSizes = (inFlight: number) =>

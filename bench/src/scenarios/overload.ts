@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url"
 import { Agent, request as undiciRequest } from "undici"
 import { closedLoop, openLoop } from "../Load.ts"
 import * as Measure from "../Measure.ts"
-import { barChart, type Report, type Scenario, type Size } from "../Scenario.ts"
+import { barChart, bySize, type Report, type Scenario } from "../Scenario.ts"
 import * as Servers from "../Servers.ts"
 import { percentile, round } from "../Stats.ts"
 
@@ -26,12 +26,11 @@ const upstreamMs = 50
 const factor = 3
 const clientTimeoutMs = 10_000
 
-const plan = (size: Size) =>
-  size === "smoke"
-    ? { capacitySeconds: 1, warmSeconds: 1, seconds: 2 }
-    : size === "quick"
-      ? { capacitySeconds: 3, warmSeconds: 5, seconds: 10 }
-      : { capacitySeconds: 5, warmSeconds: 10, seconds: 30 }
+const plan = bySize({
+  smoke: { capacitySeconds: 1, warmSeconds: 1, seconds: 2 },
+  quick: { capacitySeconds: 3, warmSeconds: 5, seconds: 10 },
+  full: { capacitySeconds: 5, warmSeconds: 10, seconds: 30 }
+})
 
 const mib = (bytes: number) => round(bytes / 1024 / 1024, 1)
 

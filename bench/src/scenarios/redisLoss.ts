@@ -21,18 +21,17 @@ import { GatewayConfig } from "@callm/gateway"
 import { freePort } from "@callm/testing/Ports"
 import { privateRedis } from "@callm/testing/Redis"
 import { Agent, request as undiciRequest } from "undici"
-import { barChart, type Report, type Scenario, type Size } from "../Scenario.ts"
+import { barChart, bySize, type Report, type Scenario } from "../Scenario.ts"
 import * as Servers from "../Servers.ts"
 import { round } from "../Stats.ts"
 
 const bin = fileURLToPath(new URL("../../../apps/runner/src/bin/callm.ts", import.meta.url))
 
-const plan = (size: Size) =>
-  size === "smoke"
-    ? { before: 2, outage: 2, after: 2, connections: 8, runLines: 40_000 }
-    : size === "quick"
-      ? { before: 8, outage: 15, after: 8, connections: 32, runLines: 100_000 }
-      : { before: 15, outage: 15, after: 15, connections: 32, runLines: 200_000 }
+const plan = bySize({
+  smoke: { before: 2, outage: 2, after: 2, connections: 8, runLines: 40_000 },
+  quick: { before: 8, outage: 15, after: 8, connections: 32, runLines: 100_000 },
+  full: { before: 15, outage: 15, after: 15, connections: 32, runLines: 200_000 }
+})
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 

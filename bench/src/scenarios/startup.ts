@@ -9,12 +9,16 @@ import { once } from "node:events"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
 import * as Measure from "../Measure.ts"
-import { barChart, type Report, type Scenario, type Size } from "../Scenario.ts"
+import { barChart, bySize, type Report, type Scenario } from "../Scenario.ts"
 import { median, round } from "../Stats.ts"
 
 const bin = fileURLToPath(new URL("../../../apps/runner/src/bin/callm.ts", import.meta.url))
 
-const plan = (size: Size) => (size === "smoke" ? { runs: 1 } : size === "quick" ? { runs: 3 } : { runs: 7 })
+const plan = bySize({
+  smoke: { runs: 1 },
+  quick: { runs: 3 },
+  full: { runs: 7 }
+})
 
 const version = async (): Promise<number> => {
   const start = performance.now()

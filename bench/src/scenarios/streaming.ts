@@ -15,18 +15,17 @@ import { createParser } from "eventsource-parser"
 import { Agent, request as undiciRequest } from "undici"
 import * as Clients from "../Clients.ts"
 import * as Measure from "../Measure.ts"
-import { barChart, type Report, type Scenario, type Size } from "../Scenario.ts"
+import { barChart, bySize, type Report, type Scenario } from "../Scenario.ts"
 import * as Servers from "../Servers.ts"
 import { median, round } from "../Stats.ts"
 
 const latency = { ttftMs: 50, itlMs: 2 }
 
-const plan = (size: Size) =>
-  size === "smoke"
-    ? { tokens: 20, streams: 4, concurrency: 2, events: 5_000, parseRounds: 1 }
-    : size === "quick"
-      ? { tokens: 200, streams: 64, concurrency: 32, events: 100_000, parseRounds: 5 }
-      : { tokens: 500, streams: 160, concurrency: 32, events: 400_000, parseRounds: 7 }
+const plan = bySize({
+  smoke: { tokens: 20, streams: 4, concurrency: 2, events: 5_000, parseRounds: 1 },
+  quick: { tokens: 200, streams: 64, concurrency: 32, events: 100_000, parseRounds: 5 },
+  full: { tokens: 500, streams: 160, concurrency: 32, events: 400_000, parseRounds: 7 }
+})
 
 interface StreamRun {
   readonly ttft: number
