@@ -17,6 +17,7 @@ import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
 import * as FailFast from "./FailFast.ts"
+import * as OtlpTracer from "./OtlpTracer.ts"
 import * as Provider from "./Provider.ts"
 import type * as Run from "./Run.ts"
 import * as RunLine from "./RunLine.ts"
@@ -76,18 +77,8 @@ export const run = (resolved: Run.Resolved) =>
       )
       say(`metrics at ${url}`)
     }
-    // Spans go to an OpenTelemetry collector when the standard variable names one (the edge of the
-    // app is where the environment is read).
-    const otlpUrl = process.env.OTEL_EXPORTER_OTLP_ENDPOINT
-    const tracer =
-      otlpUrl === undefined || otlpUrl === ""
-        ? Layer.empty
-        : Layer.unwrap(
-            Effect.map(
-              Effect.promise(() => import("@callm/observability")),
-              ({ Tracing }) => Tracing.layerOtlp({ url: otlpUrl })
-            )
-          )
+    // Spans go to an OpenTelemetry collector when OTEL_EXPORTER_OTLP_ENDPOINT names one.
+    const tracer = OtlpTracer.fromEnvironment()
 
     const repaired = RunOutput.repair(flags.output)
     const resumed = yield* Effect.promise(() => RunOutput.resume(flags.output, RunOutput.retryPolicy(flags)))

@@ -18,6 +18,7 @@ import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import type * as Config from "./Config.ts"
 import * as Defaults from "./Defaults.ts"
+import * as OtlpTracer from "./OtlpTracer.ts"
 import type * as ServeCommand from "./ServeCommand.ts"
 import { UserError } from "./UserError.ts"
 
@@ -171,18 +172,8 @@ export const run = (flags: ServeCommand.Flags) =>
         ? Plugin.stack(Preset.layer({ presets: undefined, default: defaultPreset }))
         : Config.pluginStack(boundModelLabels(next.callm, next.gateway), defaultPreset, undefined, { redis })
     const plugins = stackOf({ gateway: config, callm })
-    // Spans go to an OpenTelemetry collector when the standard variable names one (the exporter is
-    // loaded only then).
-    const otlpUrl = process.env.OTEL_EXPORTER_OTLP_ENDPOINT
-    const tracer =
-      otlpUrl === undefined || otlpUrl === ""
-        ? Layer.empty
-        : Layer.unwrap(
-            Effect.map(
-              Effect.promise(() => import("@callm/observability")),
-              ({ Tracing }) => Tracing.layerOtlp({ url: otlpUrl })
-            )
-          )
+    // Spans go to an OpenTelemetry collector when OTEL_EXPORTER_OTLP_ENDPOINT names one.
+    const tracer = OtlpTracer.fromEnvironment()
     // One admission for the Node server (refusals and /healthz before any Effect runs) and the gateway.
     const admission = yield* Effect.acquireRelease(
       Effect.sync(() => Admission.make(config.limits)),
