@@ -28,25 +28,35 @@ const packages = [
   "redis"
 ]
 
-const run = (command: string, args: ReadonlyArray<string>, cwd: string) => {
+const run = (command: string, args: ReadonlyArray<string>, cwd: string, env?: Record<string, string>) => {
   process.stderr.write(`$ ${command} ${args.join(" ")}  (in ${cwd})\n`)
-  return execFileSync(command, args, { cwd, stdio: ["ignore", "pipe", "inherit"], encoding: "utf8" })
+  return execFileSync(command, args, {
+    cwd,
+    stdio: ["ignore", "pipe", "inherit"],
+    encoding: "utf8",
+    ...(env === undefined ? {} : { env: { ...process.env, ...env } })
+  })
 }
 
 /**
- * `pnpm install` from the registry, tried up to three times when the failure is the network's (a TLS
- * or connection error on a download, seen once in CI as SELF_SIGNED_CERT_IN_CHAIN on a fresh tarball):
- * the test is about our tarballs, not about one flaky fetch. Any other failure fails at once.
+ * `pnpm install` from the registry, tried up to five times, 2, 4, 8 and 16 s apart, when the failure is
+ * the network's (a TLS or connection error on a download, seen in CI as SELF_SIGNED_CERT_IN_CHAIN on a
+ * fresh tarball, three times in a row once under load): the test is about our tarballs, not about a
+ * flaky fetch. Any other failure fails at once. pnpm runs with `--use-system-ca`, so it trusts the
+ * certificates the machine trusts (as curl does), not only Node's bundled ones.
  */
 const installFromRegistry = (cwd: string) => {
   const network = /SELF_SIGNED_CERT|ECONNRESET|ETIMEDOUT|EAI_AGAIN|ECONNREFUSED|socket hang up|ERR_SOCKET/
   for (let attempt = 1; ; attempt++) {
     try {
-      return run("pnpm", ["install", "--config.confirmModulesPurge=false"], cwd)
+      return run("pnpm", ["install", "--config.confirmModulesPurge=false"], cwd, {
+        NODE_OPTIONS: "--use-system-ca"
+      })
     } catch (error) {
       const text = String((error as { stdout?: unknown }).stdout ?? "") + String(error)
-      if (attempt >= 3 || !network.test(text)) throw error
+      if (attempt >= 5 || !network.test(text)) throw error
       process.stderr.write(`consumer test: pnpm install failed on the network (attempt ${attempt}), trying again\n`)
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000 * 2 ** attempt)
     }
   }
 }
