@@ -1,4 +1,4 @@
-import { ChatChunk, ChatResponse } from "@callm/core"
+import { ChatChunk, ChatResponse, Embeddings } from "@callm/core"
 import { assert, describe, it } from "@effect/vitest"
 import { Result } from "effect"
 
@@ -92,10 +92,21 @@ const chunk = {
   system_fingerprint: "fp"
 }
 
+const embeddings = {
+  object: "list",
+  data: [
+    { object: "embedding", index: 0, embedding: [0.5, -0.5] },
+    { object: "embedding", index: 1, embedding: "AAAAPwAAAL8=" }
+  ],
+  model: "m",
+  usage: { prompt_tokens: 2, total_tokens: 2 }
+}
+
 describe("decode on the hot path", () => {
   const cases = [
     ["a response", response, ChatResponse.decode, ChatResponse.decodeStrict],
-    ["a chunk", chunk, ChatChunk.decode, ChatChunk.decodeStrict]
+    ["a chunk", chunk, ChatChunk.decode, ChatChunk.decodeStrict],
+    ["an embedding list", embeddings, Embeddings.decode, Embeddings.decodeStrict]
   ] as const
   for (const [what, full, decode, decodeStrict] of cases) {
     it(`gives ${what} the schema's verdict on every mutation of a full one, and the same message`, () => {

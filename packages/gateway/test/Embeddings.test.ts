@@ -2,6 +2,8 @@
  * `POST /v1/embeddings` through the gateway: the official `openai` SDK's `embeddings.create` (floats and
  * base64), the same auth, routes and key limits as chat, the embeddings cache, metrics, and bad input.
  */
+import { createServer, type Server } from "node:http"
+import type { AddressInfo } from "node:net"
 import { EmbeddingsCache } from "@callm/cache"
 import { GatewayConfig } from "@callm/gateway"
 import { assert, describe, it } from "@effect/vitest"
@@ -109,6 +111,47 @@ describe("Gateway /v1/embeddings", () => {
       assert.strictEqual(short.data[0]!.embedding.length, 16)
       assert.strictEqual(short.model, "text-embedding-3-small")
       assert.strictEqual((yield* mockStats(mock.url)).embeddings, 4)
+    })
+  )
+
+  it.live("forwards the upstream's answer as bytes when no plugin changed it; a cache hit is encoded", () =>
+    Effect.gen(function* () {
+      // An upstream whose bytes differ from any re-encoding: spaces, and floats written as a server
+      // may write them (1.50e-1, 0.25000). JSON.stringify(JSON.parse(body)) would give other bytes.
+      const sent =
+        '{ "object": "list", "data": [ { "object": "embedding", "index": 0, "embedding": [1.50e-1, -0.25000] } ], "model": "m", "usage": { "prompt_tokens": 1, "total_tokens": 1 } }'
+      const upstream = yield* Effect.acquireRelease(
+        Effect.promise(
+          () =>
+            new Promise<Server>((resolve) => {
+              const server = createServer((request, response) => {
+                request.resume()
+                request.on("end", () => response.writeHead(200, { "content-type": "application/json" }).end(sent))
+              })
+              server.listen(0, "127.0.0.1", () => resolve(server))
+            })
+        ),
+        (server) => Effect.promise(() => new Promise<void>((resolve) => server.close(() => resolve())))
+      )
+      const port = (upstream.address() as AddressInfo).port
+      const start = (cache: boolean) =>
+        gateway({
+          config: {
+            upstreams: { raw: { baseUrl: `http://127.0.0.1:${port}/v1` } },
+            routes: { "*": { targets: [{ upstream: "raw" }] } }
+          },
+          ...(cache ? { embeddingPlugins: EmbeddingsCache.layer() } : {})
+        })
+      const plain = yield* start(false)
+      const answer = yield* embed(plain.url, { model: "m", input: "x" })
+      assert.strictEqual(answer.status, 200)
+      assert.strictEqual(yield* Effect.promise(() => answer.text()), sent)
+      // Through the cache: the miss forwards the bytes; the hit is the cached value, encoded.
+      const cached = yield* start(true)
+      const miss = yield* embed(cached.url, { model: "m", input: "x" })
+      assert.strictEqual(yield* Effect.promise(() => miss.text()), sent)
+      const hit = yield* embed(cached.url, { model: "m", input: "x" })
+      assert.deepStrictEqual(yield* Effect.promise(() => hit.json()), JSON.parse(sent))
     })
   )
 

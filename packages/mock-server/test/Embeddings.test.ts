@@ -68,6 +68,23 @@ describe("/v1/embeddings with the openai SDK", () => {
     assert.strictEqual(large.data[0]!.embedding.length, 3072)
   })
 
+  it("answers a repeated input with the same vector after hundreds of others, in either format", async () => {
+    // Encoded vectors are kept in a bounded cache (512): an input seen again, after the cache has
+    // turned over, must still get the very vector it got first, and a format must not leak into the other.
+    const first = await client.embeddings.create({ model: "m", input: "kept", encoding_format: "float" })
+    const many = Array.from({ length: 600 }, (_, i) => `filler ${i}`)
+    const filled = await client.embeddings.create({ model: "m", input: many, dimensions: 4, encoding_format: "float" })
+    assert.strictEqual(filled.data.length, 600)
+    assert.deepStrictEqual(filled.data.map((item) => item.index).slice(0, 3), [0, 1, 2])
+    for (const item of filled.data) assert.strictEqual(item.embedding.length, 4)
+    const again = await client.embeddings.create({ model: "m", input: "kept", encoding_format: "float" })
+    assert.deepStrictEqual(again.data[0]!.embedding, first.data[0]!.embedding)
+    const base64 = await client.embeddings.create({ model: "m", input: "kept" })
+    for (let j = 0; j < 1536; j += 97) assert.closeTo(base64.data[0]!.embedding[j]!, first.data[0]!.embedding[j]!, 1e-6)
+    const fourAgain = await client.embeddings.create({ model: "m", input: "filler 0", encoding_format: "float" })
+    assert.strictEqual(fourAgain.data[0]!.embedding.length, 1536)
+  })
+
   it("takes token ids as input", async () => {
     const result = await client.embeddings.create({
       model: "m",

@@ -25,7 +25,7 @@
  *
  * @since 0.2.0
  */
-import { Embeddings, LlmError } from "@callm/core"
+import { Embeddings, LlmError, Passthrough } from "@callm/core"
 import * as Clock from "effect/Clock"
 import type * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
@@ -133,8 +133,10 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
               const decoded = Embeddings.decode(json.success)
               if (Result.isFailure(decoded)) return fail(decoded.failure, model)
               const count = typeof input === "string" ? 1 : input.length
+              // The body's own text rides along (`Passthrough`): a gateway answers with it instead of
+              // encoding 1536 numbers a vector again.
               return decoded.success.data.length === count
-                ? Effect.succeed(decoded.success)
+                ? Effect.succeed(Passthrough.attach(decoded.success, text))
                 : fail(
                     new LlmError.InvalidResponse({
                       description: `The server answered ${decoded.success.data.length} embeddings for ${count} inputs`
