@@ -231,9 +231,11 @@ const storeHooks = Effect.fnUntraced(function* (options: Options) {
  * The hooks on a circuit in this process's memory (`layer`).
  *
  * Hand-written rather than Effect's `CircuitBreaker.execute` on `layerStoreMemory`, which opens a scope,
- * enters an uninterruptible region, runs a generator and two store effects on every call: about 8 µs of
- * CPU per call here (bench/breaker.ts), where this costs about 0.5 µs. The state machine is the same
- * (`internal/MemoryCircuit.ts`), and `test/CircuitBreaker.test.ts` runs every behaviour on both.
+ * enters an uninterruptible region, runs a generator and two store effects on every call: measured
+ * (bench/breaker.ts, interleaved, medians) at 6.5 µs of CPU per call alone and 8 µs inside `Timeout` and
+ * `Retry`, and about 20 µs per call in the full plugin stack over the mock; this path costs 0.4-0.6 µs.
+ * The state machine is the same (`internal/MemoryCircuit.ts`), and `test/CircuitBreaker.test.ts` runs
+ * every behaviour on both.
  *
  * A call in the closed state is one synchronous admission, the call, and one synchronous record on its
  * exit (`Effect.onExitPrimitive`, which runs it uninterruptibly). Skipping that record, should the call
