@@ -138,14 +138,21 @@ const makeWith = (transport: Transport.Transport, options: Options): LlmClient.S
   const stream = (request: ChatRequest.ChatRequest): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
     Stream.unwrap(
       Effect.flatMap(validate(request, provider), (valid) =>
-        Effect.map(
+        Effect.zipWith(
           Effect.mapError(
             transport.post(completionsUrl, streamHeaders, WireBody.stream(valid, includeUsage)),
             withContext(valid.model)
           ),
-          (answer): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
+          Passthrough.CurrentSink,
+          (answer, sink): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
             Transport.isSuccess(answer.status)
-              ? sseChunks(answer.body, { provider, model: valid.model })
+              ? sseChunks(answer.body, {
+                  provider,
+                  model: valid.model,
+                  // The upstream's events are already OpenAI's: a caller's sink may take them as bytes.
+                  passthrough:
+                    sink === undefined || answer.divert === undefined ? undefined : { sink, divert: answer.divert }
+                })
               : Stream.fromEffect(
                   Effect.flatMap(Transport.orEmpty(answer), (whole) => statusFailure(whole, valid.model))
                 )
@@ -263,7 +270,7 @@ const hostOf = (url: string): string => {
  */
 const sseChunks = (
   body: Stream.Stream<Uint8Array, LlmError.Transport>,
-  context: { readonly provider: string; readonly model: string }
+  context: { readonly provider: string; readonly model: string; readonly passthrough: SseStream.Options["passthrough"] }
 ): Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError> =>
   SseStream.chunks(body, {
     ...context,

@@ -13,13 +13,15 @@
  *
  * @since 0.2.0
  */
-import { ChatChunk, LlmError } from "@callm/core"
+import { ChatChunk, LlmError, type Passthrough } from "@callm/core"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import type * as Sse from "effect/encoding/Sse"
 import type * as HttpClientError from "effect/http/HttpClientError"
 import * as Pull from "effect/Pull"
 import * as Stream from "effect/Stream"
+import { plainPrefix } from "./internal/PlainEvents.ts"
+import type * as Transport from "./Transport.ts"
 
 /**
  * What a provider's event mapping tells the stream.
@@ -50,6 +52,13 @@ export interface Options {
    * `fail`. Not called again once the stream has ended or failed.
    */
   readonly onEvent: (events: Events) => (event: Sse.Event) => void
+  /**
+   * Where the plain events may go as bytes, past the first chunks (see `Passthrough.Sink`), and the
+   * body's `Answer.divert` that hands them over. Only for events already in the client's wire format.
+   */
+  readonly passthrough?:
+    | { readonly sink: Passthrough.Sink; readonly divert: (take: Transport.Take) => void }
+    | undefined
 }
 
 /**
@@ -181,7 +190,9 @@ const makeParser = (onEvent: (event: Sse.Event) => void) => {
     }
     return true
   }
-  return { feed }
+  /** Between two events: nothing of one pending (bytes from here on start a new event). */
+  const atBoundary = () => pending === "" && !afterCr && data === undefined && name === undefined
+  return { feed, atBoundary }
 }
 
 /**
@@ -241,6 +252,42 @@ export const chunks = (
           )
         )
 
+      /**
+       * The byte pass-through (issue 17): once the first chunks reached the client the usual way, the
+       * plain events that follow (deltas only: no finish reason, usage or error, see `PlainEvents`) go
+       * to the sink as the bytes that arrived, one write per network read, without a decode, a chunk or
+       * a step of the stream; the rest of a read from its first other event comes here as usual, and
+       * the next pull diverts again. Entered only between events, with nothing parsed and undelivered
+       * and nothing queued behind it (the body hands over its queued parts first), so the bytes keep
+       * their order. What it costs: the text of the events passed through is not in a later
+       * `StreamInterrupted`'s `text`, and no layer sees their deltas.
+       */
+      const passthrough = options.passthrough
+      const take: Transport.Take | undefined =
+        passthrough === undefined
+          ? undefined
+          : (bytes, flow) => {
+              const plain = plainPrefix(bytes)
+              if (plain > 0 && !passthrough.sink.write(plain === bytes.length ? bytes : bytes.subarray(0, plain))) {
+                flow.pause()
+                passthrough.sink.onDrain(() => flow.resume())
+              }
+              return plain === bytes.length ? undefined : bytes.subarray(plain)
+            }
+      const divert = () => {
+        if (
+          take !== undefined &&
+          delivered > 0 &&
+          buffer.length === 0 &&
+          !done &&
+          !ended &&
+          failure === undefined &&
+          parser.atBoundary() &&
+          passthrough!.sink.ready()
+        )
+          passthrough!.divert(take)
+      }
+
       const dropped = (description: string) =>
         stop(new LlmError.Transport({ description: `The connection dropped mid-stream: ${description}` }))
 
@@ -259,6 +306,7 @@ export const chunks = (
         }
         if (done) return Cause.done()
         if (ended) return stop(new LlmError.Transport({ description: `The stream ended before ${options.endMarker}` }))
+        divert()
         return next
       })
       // Built once for the stream, not again for every network read.

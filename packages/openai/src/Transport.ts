@@ -66,7 +66,25 @@ export interface Answer {
   readonly text: Effect.Effect<string, LlmError.Reason>
   /** The body's bytes as they arrive; ending the stream early aborts the request. */
   readonly body: Stream.Stream<Uint8Array, LlmError.Transport>
+  /**
+   * Hands the body's parts to `take` as they arrive (those queued and unread first) instead of to
+   * `body`'s reader, until `take` hands back a rest: that rest, and the parts after it, go to the
+   * reader as usual. For a byte pass-through (`Passthrough.Sink`); absent on a transport that cannot.
+   */
+  readonly divert?: ((take: Take) => void) | undefined
 }
+
+/**
+ * What takes a diverted body's parts (`Answer.divert`): the rest it does not take, or `undefined`.
+ * `flow` pauses and resumes the socket, for a taker whose own sink is full.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Take = (
+  bytes: Uint8Array,
+  flow: { readonly pause: () => void; readonly resume: () => void }
+) => Uint8Array | undefined
 
 /**
  * A transport.

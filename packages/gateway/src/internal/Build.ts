@@ -45,6 +45,12 @@ export interface Built {
   readonly embeddings: EmbeddingsRoute.EmbeddingsRoute
   /** Requests in flight on this configuration (a reload closes it once they are done). */
   readonly active: { count: number }
+  /**
+   * Whether a stream's plain events may go to the client as the upstream's bytes (`Passthrough.Sink`):
+   * only without plugins, which may change or collect chunks (redaction, a stream cache); the
+   * gateway's own layers read only what still comes as chunks (the first ones, finish, usage, errors).
+   */
+  readonly passthrough: boolean
 }
 
 /**
@@ -249,7 +255,8 @@ export const build = Effect.fnUntraced(function* (
     keyOf,
     upstreamModels,
     embeddings,
-    active: { count: 0 }
+    active: { count: 0 },
+    passthrough: plugins === undefined
   }
 })
 

@@ -6,7 +6,7 @@
  * @internal
  */
 import type * as Http from "node:http"
-import { CallContext, type ChatRequest, type LlmError, Preset } from "@callm/core"
+import { CallContext, type ChatRequest, type LlmError, Passthrough, Preset } from "@callm/core"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
@@ -30,19 +30,22 @@ export interface Request {
   readonly stamp: Stamp
 }
 
+/** Calls `resume` once, when the response drained or closed. */
+const onDrain = (response: Http.ServerResponse, resume: () => void) => {
+  const go = () => {
+    response.off("drain", go)
+    response.off("close", go)
+    resume()
+  }
+  response.on("drain", go)
+  response.on("close", go)
+}
+
 /** Writes `text`, waiting for the socket to drain when Node's buffer is full. */
 const write = (response: Http.ServerResponse, text: string): Effect.Effect<void> =>
   text === "" || response.write(text)
     ? Effect.void
-    : Effect.callback<void>((resume) => {
-        const go = () => {
-          response.off("drain", go)
-          response.off("close", go)
-          resume(Effect.void)
-        }
-        response.on("drain", go)
-        response.on("close", go)
-      })
+    : Effect.callback<void>((resume) => onDrain(response, () => resume(Effect.void)))
 
 /**
  * A stream's deadlines: `firstMs` to its first chunk, then `idleMs` between chunks (`reset` at each
@@ -145,7 +148,28 @@ export const answer = (request: Request): Effect.Effect<void> => {
       reset()
       return write(response, encodeChunks(chunks, includeUsage))
     })
-    const ended = yield* Effect.result(Effect.raceFirst(call(run), expired))
+    // The byte pass-through (issue 17, see `Passthrough.Sink`): with no plugin that changes or collects
+    // chunks, the provider writes the upstream's plain events (deltas) here as the bytes it read, once
+    // the first chunks went out above, and only the chunks with a finish reason, usage or an error come
+    // down the stream (so the breaker, fallbacks and retries still decide on the first chunks, before
+    // a byte is sent, and metrics, costs and budgets still see finish reasons and usage). Each write
+    // counts as a chunk for the idle deadline.
+    const sink: Passthrough.Sink | undefined = built.passthrough
+      ? {
+          ready: () => started && !response.writableEnded && !response.destroyed,
+          // Bytes that come after the answer ended (a deadline's error event, a client gone) are
+          // dropped: a write after `end` would be an unhandled 'error' on the response.
+          write: (bytes) => {
+            if (response.writableEnded || response.destroyed) return true
+            reset()
+            return response.write(bytes)
+          },
+          onDrain: (resume) => onDrain(response, resume)
+        }
+      : undefined
+    const ended = yield* Effect.result(
+      Effect.raceFirst(Effect.provideService(call(run), Passthrough.CurrentSink, sink), expired)
+    )
     if (Result.isFailure(ended)) {
       const error = GatewayError.fromLlmError(ended.failure)
       if (!started) return sendError(response, error, requestId)

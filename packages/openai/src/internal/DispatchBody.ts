@@ -11,7 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import type { Answer, Headers } from "../Transport.ts"
+import type { Answer, Headers, Take } from "../Transport.ts"
 
 export const readFailed = (cause: unknown) =>
   new Errors.Transport({
@@ -48,9 +48,18 @@ export class Body {
   private whole = false
   private draining = false
   private onEnd: (() => void) | undefined
+  /** Where parts go as they arrive instead of the queue, while diverted (see `Answer.divert`). */
+  private take: Take | undefined
 
   push(chunk: Uint8Array) {
-    if (this.draining) return
+    if (this.draining || this.closed) return
+    const take = this.take
+    if (take !== undefined) {
+      const rest = take(chunk, this)
+      if (rest === undefined) return
+      this.take = undefined
+      chunk = rest
+    }
     this.parts.push(chunk)
     this.size += chunk.length
     if (this.size > highWaterMark && !this.whole) this.controller?.pause()
@@ -59,6 +68,7 @@ export class Body {
 
   end(failure: Error | undefined) {
     this.ended = true
+    this.take = undefined
     this.failure = failure
     this.onEnd?.()
     this.wakeUp()
@@ -67,6 +77,7 @@ export class Body {
   close() {
     if (this.closed || this.ended) return
     this.closed = true
+    this.take = undefined
     this.controller?.abort(interruptedError())
   }
 
@@ -78,12 +89,43 @@ export class Body {
   private finish(exit: Exit.Exit<unknown, unknown>) {
     if (this.closed || this.ended) return
     if (Exit.isFailure(exit)) return this.close()
+    this.take = undefined
     this.draining = true
     this.parts = []
     this.controller?.resume()
     const timer = setTimeout(() => this.close(), drainMs)
     timer.unref()
     this.onEnd = () => clearTimeout(timer)
+  }
+
+  /** Pauses the socket (the reader's own sink is full). */
+  pause() {
+    this.controller?.pause()
+  }
+
+  /** Resumes a paused socket. */
+  resume() {
+    if (this.controller?.paused === true) this.controller.resume()
+  }
+
+  /**
+   * Sends the parts to `take` as they arrive, the ones queued first, until it hands back a rest, which
+   * is queued for the reader (and the parts after it are queued too).
+   */
+  private divert(take: Take) {
+    if (this.closed || this.ended || this.draining) return
+    const queued = this.parts
+    this.parts = []
+    this.size = 0
+    for (let index = 0; index < queued.length; index++) {
+      const rest = take(queued[index]!, this)
+      if (rest !== undefined) {
+        this.parts = [rest, ...queued.slice(index + 1)]
+        for (const part of this.parts) this.size += part.length
+        return
+      }
+    }
+    this.take = take
   }
 
   private wakeUp() {
@@ -132,6 +174,7 @@ export class Body {
       status,
       headers,
       text: this.text,
+      divert: (take) => this.divert(take),
       body: Stream.fromChannel(
         Channel.fromTransform((_, scope) =>
           Effect.as(

@@ -1,0 +1,174 @@
+/**
+ * Streams pass through as the upstream's bytes (issue 17): without plugins, the gateway forwards the
+ * upstream's delta events as they arrive and decodes only the first chunks, the finish reason, the
+ * usage and errors. What must not change: the events the client gets, the usage budgets see, a cut
+ * stream's error event, `include_usage`, and chunk-by-chunk processing under a plugin that needs it.
+ */
+import { Cache } from "@callm/cache"
+import { type ChatChunk, LlmClient } from "@callm/core"
+import { GatewayConfig } from "@callm/gateway"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Stream } from "effect"
+import { chat, gateway, mockServer, post, proxyTo } from "./GatewayFixture.ts"
+
+const streamed = { ...chat, stream: true, stream_options: { include_usage: true } }
+
+/** The SSE events of a body, without their framing. */
+const eventsOf = (text: string) =>
+  text
+    .split("\n\n")
+    .filter((event) => event.length > 0)
+    .map((event) => event.replace(/^data: /, ""))
+
+/** The events with the fields that differ between two answers of the mock (its id and clock) blanked. */
+const comparable = (events: ReadonlyArray<string>) =>
+  events.map((event) => event.replace(/"id":"[^"]*"/, '"id":""').replace(/"created":\d+/, '"created":0'))
+
+const textOf = (response: Response) => Effect.promise(() => response.text())
+
+/** Replaces every delta's text, as a redaction plugin does: each chunk a new object. */
+const redactAll = Layer.effect(
+  LlmClient.LlmClient,
+  Effect.map(LlmClient.LlmClient, (inner) =>
+    LlmClient.make({
+      complete: inner.complete,
+      completeMany: inner.completeMany,
+      stream: (request) =>
+        Stream.map(
+          inner.stream(request),
+          (chunk): ChatChunk.ChatChunk => ({
+            ...chunk,
+            choices: chunk.choices.map((choice) =>
+              choice.delta.content ? { ...choice, delta: { ...choice.delta, content: "[redacted]" } } : choice
+            )
+          })
+        )
+    })
+  )
+)
+
+describe("Gateway stream pass-through", () => {
+  it.live("forwards the upstream's events as they are, in order, ending with [DONE]", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 60, itlMs: 2 })
+      const { url } = yield* gateway({ config: proxyTo(mock) })
+      const direct = yield* textOf(
+        yield* Effect.promise(() =>
+          fetch(`${mock.baseUrl}/chat/completions`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify(streamed)
+          })
+        )
+      )
+      const through = yield* textOf(yield* post(url, streamed))
+      const events = eventsOf(through)
+      assert.strictEqual(events.length, 60 + 4)
+      assert.deepStrictEqual(comparable(events), comparable(eventsOf(direct)))
+      assert.strictEqual(events.at(-1), "[DONE]")
+    })
+  )
+
+  it.live("keeps include_usage: the usage chunk only for a client that asked, once, before [DONE]", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 40, itlMs: 2 })
+      const { url } = yield* gateway({ config: proxyTo(mock) })
+      const asked = eventsOf(yield* textOf(yield* post(url, streamed)))
+      const usage = asked.filter((event) => event.includes('"choices":[]'))
+      assert.strictEqual(usage.length, 1)
+      assert.strictEqual(JSON.parse(usage[0]!).usage.completion_tokens, 40)
+      assert.strictEqual(asked.at(-2), usage[0])
+      assert.include(asked.at(-3)!, '"finish_reason":"stop"')
+      const plain = eventsOf(yield* textOf(yield* post(url, { ...chat, stream: true })))
+      assert.strictEqual(plain.length, 40 + 3)
+      assert.isFalse(plain.some((event) => event.includes('"choices":[]')))
+      assert.include(plain.at(-2)!, '"finish_reason":"stop"')
+    })
+  )
+
+  it.live("charges a key's budget by the usage of streamed answers, as of answers that are not streamed", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 50, itlMs: 2 })
+      const budgetUsd = 0.0002
+      const { url } = yield* gateway({
+        config: proxyTo(mock, {
+          keys: [
+            { id: "streams", sha256: GatewayConfig.hashKey("sk-streams"), budgetUsd },
+            { id: "answers", sha256: GatewayConfig.hashKey("sk-answers"), budgetUsd }
+          ]
+        })
+      })
+      const answeredWith = (key: string, body: object) =>
+        Effect.gen(function* () {
+          let answered = 0
+          for (let index = 0; index < 40; index++) {
+            const response = yield* post(url, body, { authorization: `Bearer ${key}` })
+            const text = yield* textOf(response)
+            if (response.status !== 200) break
+            if (text.includes("[DONE]") || !text.startsWith("data:")) answered++
+          }
+          return answered
+        })
+      // max_tokens bounds what a call may reserve before its usage is known.
+      const streams = yield* answeredWith("sk-streams", { ...chat, max_tokens: 50, stream: true })
+      const answers = yield* answeredWith("sk-answers", { ...chat, max_tokens: 50 })
+      // Priced from the usage chunk: a stream priced by the text seen as chunks (the first ones only)
+      // would cost a fraction of its answer and run several times as many.
+      assert.isAbove(answers, 1)
+      assert.isBelow(answers, 40)
+      assert.strictEqual(streams, answers)
+    })
+  )
+
+  it.live("ends a stream cut mid-way with an error event and no [DONE], after the events that arrived", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 60, itlMs: 2 })
+      const { url } = yield* gateway({
+        config: {
+          upstreams: { cut: { baseUrl: mock.baseUrl, headers: { "x-mock-fault": "cut", "x-mock-cut-after": "30" } } },
+          routes: { "*": { targets: [{ upstream: "cut" }] } }
+        }
+      })
+      const response = yield* post(url, { ...chat, stream: true })
+      assert.strictEqual(response.status, 200)
+      const events = eventsOf(yield* textOf(response))
+      const deltas = events.filter((event) => event.startsWith('{"id"') && /"content":"[^"]/.test(event))
+      assert.strictEqual(deltas.length, 30)
+      const last = JSON.parse(events.at(-1)!) as { error?: { message: string } }
+      assert.isDefined(last.error)
+      assert.isFalse(events.includes("[DONE]"))
+    })
+  )
+
+  it.live("processes chunk by chunk under a plugin that changes chunks (redaction): no delta escapes it", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 60, itlMs: 2 })
+      const { url } = yield* gateway({ config: proxyTo(mock), plugins: redactAll })
+      const events = eventsOf(yield* textOf(yield* post(url, { ...chat, stream: true })))
+      const deltas = events
+        .filter((event) => event.startsWith("{"))
+        .map((event) => (JSON.parse(event) as ChatChunk.ChatChunk).choices[0]?.delta.content)
+        .filter((content) => content)
+      assert.strictEqual(deltas.length, 60)
+      assert.isTrue(deltas.every((content) => content === "[redacted]"))
+    })
+  )
+
+  it.live("processes chunk by chunk under a plugin that collects chunks: a cached stream replays whole", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 60, itlMs: 2 })
+      const { url } = yield* gateway({ config: proxyTo(mock), plugins: Cache.layer() })
+      const request = { ...chat, stream: true, temperature: 0 }
+      const contents = (text: string) =>
+        eventsOf(text)
+          .filter((event) => event.startsWith("{"))
+          .map((event) => (JSON.parse(event) as ChatChunk.ChatChunk).choices[0]?.delta.content ?? "")
+          .join("")
+      const first = contents(yield* textOf(yield* post(url, request)))
+      const second = contents(yield* textOf(yield* post(url, request)))
+      assert.strictEqual(mock.stats().completions, 1)
+      assert.isAbove(first.length, 100)
+      assert.strictEqual(second, first)
+    })
+  )
+})
