@@ -86,6 +86,40 @@ describe("Gateway stream pass-through", () => {
     })
   )
 
+  it.live("counts a key's tokens per minute by the usage of passed-through streams, as of answers", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 20, itlMs: 1 })
+      const { url } = yield* gateway({
+        config: proxyTo(mock, {
+          keys: [
+            { id: "streams", sha256: GatewayConfig.hashKey("sk-streams"), tpm: 600 },
+            { id: "answers", sha256: GatewayConfig.hashKey("sk-answers"), tpm: 600 }
+          ]
+        })
+      })
+      const answeredWith = (key: string, body: object) =>
+        Effect.gen(function* () {
+          let answered = 0
+          for (let index = 0; index < 40; index++) {
+            const response = yield* post(url, body, { authorization: `Bearer ${key}` })
+            yield* textOf(response)
+            if (response.status !== 200) break
+            answered++
+          }
+          return answered
+        })
+      // Each call reserves its estimate (max_tokens and the prompt) and gives back what its usage did not
+      // spend: a stream whose usage chunk went by unseen would keep its whole estimate, and stop early.
+      const streams = yield* answeredWith("sk-streams", { ...chat, max_tokens: 150, stream: true })
+      const answers = yield* answeredWith("sk-answers", { ...chat, max_tokens: 150 })
+      assert.isAbove(answers, 8)
+      assert.isBelow(answers, 40)
+      assert.strictEqual(streams, answers)
+    })
+  )
+
+  // Key budgets turn the pass-through off (a stream stopped early is priced by the text it showed as
+  // chunks): this pins that streams are still charged by their usage chunk then.
   it.live("charges a key's budget by the usage of streamed answers, as of answers that are not streamed", () =>
     Effect.gen(function* () {
       const mock = yield* mockServer({ tokens: 50, itlMs: 2 })

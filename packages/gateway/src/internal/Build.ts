@@ -47,8 +47,10 @@ export interface Built {
   readonly active: { count: number }
   /**
    * Whether a stream's plain events may go to the client as the upstream's bytes (`Passthrough.Sink`):
-   * only without plugins, which may change or collect chunks (redaction, a stream cache); the
-   * gateway's own layers read only what still comes as chunks (the first ones, finish, usage, errors).
+   * only without plugins, which may change or collect chunks (redaction, a stream cache), and without
+   * key budgets, which price a stream stopped before its usage (a client that hangs up just before
+   * the end) by the text it saw as chunks. The gateway's other layers read only what still comes as
+   * chunks: the first ones (breaker, fallbacks, retries), finish reasons, usage (token limits), errors.
    */
   readonly passthrough: boolean
 }
@@ -256,7 +258,7 @@ export const build = Effect.fnUntraced(function* (
     upstreamModels,
     embeddings,
     active: { count: 0 },
-    passthrough: plugins === undefined
+    passthrough: plugins === undefined && budgetStore === undefined
   }
 })
 
