@@ -1,5 +1,5 @@
 import { Cache, CacheKey, CacheStore } from "@callm/cache"
-import { ChatRequest, ChatResponse } from "@callm/core"
+import { ChatRequest, ChatResponse, Passthrough } from "@callm/core"
 import { OpenAiClient } from "@callm/openai"
 import { lastJson, startTogether } from "@callm/testing/Children"
 import { build } from "@callm/testing/Client"
@@ -190,6 +190,27 @@ describe("Cache against the mock", () => {
 
 describe("Cache in Redis", () => {
   const redisLayer = (url = sharedRedisUrl) => NodeRedis.layer({ url, disableOfflineQueue: true })
+
+  it.live("stores an answer as the upstream's own JSON, and serves it back as the same response", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 12 })
+      const context = yield* Layer.build(CacheStore.layerMemory())
+      const store = Context.get(context, CacheStore.CacheStore)
+      const client = yield* build(
+        Cache.layerWithStore().pipe(
+          Layer.provide(Layer.succeedContext(context)),
+          Layer.provide(OpenAiClient.layer({ baseUrl: mock.baseUrl }))
+        )
+      )
+      const request = deterministic("stored as sent")
+      const first = yield* client.complete(request)
+      const stored = yield* store.get(`c:${CacheKey.make(request)}`)
+      assert.strictEqual(stored, Passthrough.text(first), "the upstream's text, not an encoding of it")
+      const second = yield* client.complete(deterministic("stored as sent"))
+      assert.deepStrictEqual(second, first)
+      assert.strictEqual(mock.stats().completions, 1)
+    }).pipe(Effect.scoped)
+  )
 
   it.live("stores values namespaced and versioned, compressing large ones, and serves them to another client", () =>
     Effect.gen(function* () {

@@ -72,9 +72,11 @@ const tokenGapBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 /*
  * Each metric's constructor, so that every label set gets a metric object of its own (see `series`).
  */
-const counter = (name: string, description: string) => () => Metric.counter(name, { description, incremental: true })
-const histogram = (name: string, description: string, boundaries: ReadonlyArray<number>) => () =>
-  Metric.histogram(name, { description, boundaries })
+type Attributes = Record<string, string>
+const counter = (name: string, description: string) => (attributes?: Attributes) =>
+  Metric.counter(name, { description, incremental: true, attributes })
+const histogram = (name: string, description: string, boundaries: ReadonlyArray<number>) => (attributes?: Attributes) =>
+  Metric.histogram(name, { description, boundaries, attributes })
 const makeRequestsTotal = counter(
   "callm_requests_total",
   "LLM calls by operation, model, upstream, outcome (ok, error, cancelled) and error reason."
@@ -106,7 +108,8 @@ const makeCostUnpricedTotal = counter(
   "callm_cost_unpriced_total",
   "Calls with usage whose model has no price in the price table."
 )
-const makeInFlight = () => Metric.gauge("callm_in_flight", { description: "LLM calls in flight." })
+const makeInFlight = (attributes?: Attributes) =>
+  Metric.gauge("callm_in_flight", { description: "LLM calls in flight.", attributes })
 
 /**
  * Calls by operation, model, upstream, outcome and error reason.
@@ -173,13 +176,33 @@ export const costUnpricedTotal = makeCostUnpricedTotal()
 export const inFlight = makeInFlight()
 
 /**
- * The series of `attributes`, on a metric object of its own: the same series as
- * `Metric.withAttributes(base, attributes)`, but Effect caches a series key per metric object for the
- * last attribute set it saw, so label sets sharing one object (prompt and completion tokens on every
- * call) would recompute it, a sorted JSON, on each update.
+ * The series of `attributes`: the same series as `Metric.withAttributes(make(), attributes)`, updated
+ * through a metric made with the attributes when the caller sets no metric attributes of its own (the
+ * usual case). `withAttributes` adds the attributes to the context on each update (a context copy and
+ * lookups, about 0.3 µs an update, seven updates a call); with contextual attributes present it is used
+ * as before, so they merge exactly as they did (ours win on a clash). Each series is a metric object of
+ * its own: Effect caches a series key per metric object for the last attribute set it saw, so label
+ * sets sharing one object would recompute it, a sorted JSON, on each update.
  */
-const series = <In, Out>(make: () => Metric.Metric<In, Out>, attributes: Record<string, string>) =>
-  Metric.withAttributes(make(), attributes)
+interface Series<In> {
+  readonly direct: Metric.Metric<In, unknown>
+  readonly wrapped: Metric.Metric<In, unknown>
+}
+const series = <In, Out>(make: (attributes?: Attributes) => Metric.Metric<In, Out>, attributes: Attributes) => ({
+  direct: make(attributes),
+  wrapped: Metric.withAttributes(make(), attributes)
+})
+const noAttributes = Context.get(Context.empty(), Metric.CurrentMetricAttributes)
+const update = <In>(labelled: Series<In>, input: In, context: Context.Context<never>): void =>
+  (Context.get(context, Metric.CurrentMetricAttributes) === noAttributes
+    ? labelled.direct
+    : labelled.wrapped
+  ).updateUnsafe(input, context)
+const modify = <In>(labelled: Series<In>, input: In, context: Context.Context<never>): void =>
+  (Context.get(context, Metric.CurrentMetricAttributes) === noAttributes
+    ? labelled.direct
+    : labelled.wrapped
+  ).modifyUnsafe(input, context)
 
 /** One set of labelled metrics per label combination, made once: the hot path only looks them up. */
 const memo = <A>(make: (key: string) => A) => {
@@ -222,19 +245,21 @@ export const hooks = (options: Options = {}): Plugin.Hooks => {
     seenKeys.add(keyId)
     return keyId
   }
-  const costs = memo((labels) => {
-    const [model, key] = labels.split("\u0000") as [string, string]
-    return series(makeCostUsdTotal, { model, upstream, key })
-  })
+  const costs = memo((model) => memo((key) => series(makeCostUsdTotal, { model, upstream, key })))
 
-  const requests = memo((key) => {
-    const [operation, model, outcome, reason] = key.split("\u0000") as [string, string, string, string]
-    return series(makeRequestsTotal, { operation, model, upstream, outcome, reason })
-  })
-  const durations = memo((key) => {
-    const [operation, model, outcome] = key.split("\u0000") as [string, string, string]
-    return series(makeRequestDurationSeconds, { operation, model, upstream, outcome })
-  })
+  // By operation, then model (strings that hash once), then outcome and reason: no label key is built
+  // on the hot path.
+  const perCall = memo((operation) =>
+    memo((model) => {
+      const durations = memo((outcome) => series(makeRequestDurationSeconds, { operation, model, upstream, outcome }))
+      return {
+        durations,
+        requests: memo((outcome) =>
+          memo((reason) => series(makeRequestsTotal, { operation, model, upstream, outcome, reason }))
+        )
+      }
+    })
+  )
   const perModel = memo((model) => ({
     ttft: series(makeTimeToFirstTokenSeconds, { model, upstream }),
     gap: series(makeInterTokenSeconds, { model, upstream }),
@@ -249,33 +274,31 @@ export const hooks = (options: Options = {}): Plugin.Hooks => {
       const context = fiber.context
       const model = modelLabel(finished.request.model)
       const reason = finished.error?.reason._tag ?? "none"
-      const sep = "\u0000"
-      requests(`${finished.operation}${sep}${model}${sep}${finished.outcome}${sep}${reason}`).updateUnsafe(1, context)
-      durations(`${finished.operation}${sep}${model}${sep}${finished.outcome}`).updateUnsafe(
-        finished.durationMs / 1000,
-        context
-      )
+      const call = perCall(finished.operation)(model)
+      update(call.requests(finished.outcome)(reason), 1, context)
+      update(call.durations(finished.outcome), finished.durationMs / 1000, context)
       const labelled = perModel(model)
-      if (finished.firstTokenMs !== undefined) labelled.ttft.updateUnsafe(finished.firstTokenMs / 1000, context)
+      if (finished.firstTokenMs !== undefined) update(labelled.ttft, finished.firstTokenMs / 1000, context)
       const usage = finished.usage
       if (usage !== undefined) {
-        labelled.prompt.updateUnsafe(usage.prompt_tokens, context)
-        labelled.completion.updateUnsafe(usage.completion_tokens, context)
+        update(labelled.prompt, usage.prompt_tokens, context)
+        update(labelled.completion, usage.completion_tokens, context)
         const price = Cost.priceOf(Context.get(context, Cost.Prices), finished.request.model)
-        if (price === undefined) labelled.unpriced.updateUnsafe(1, context)
+        if (price === undefined) update(labelled.unpriced, 1, context)
         else
-          costs(`${model}${sep}${keyLabel(Context.get(context, CallContext.Current).keyId)}`).updateUnsafe(
+          update(
+            costs(model)(keyLabel(Context.get(context, CallContext.Current).keyId)),
             Cost.ofUsage(usage, price),
             context
           )
       }
-      if (finished.operation !== "complete_many") gauges(finished.operation).modifyUnsafe(-1, context)
+      if (finished.operation !== "complete_many") modify(gauges(finished.operation), -1, context)
       return Effect.void
     })
 
   const enter = (operation: Observe.Operation) =>
     Effect.withFiber((fiber) => {
-      gauges(operation).modifyUnsafe(1, fiber.context)
+      modify(gauges(operation), 1, fiber.context)
       return Effect.void
     })
 
@@ -292,7 +315,7 @@ export const hooks = (options: Options = {}): Plugin.Hooks => {
           return Effect.succeed(
             Observe.stream(request, next(request), {
               onToken: (gapMs, first) => {
-                if (!first) labelled.gap.updateUnsafe(gapMs / 1000, context)
+                if (!first) update(labelled.gap, gapMs / 1000, context)
               },
               onEnd: record
             })

@@ -111,6 +111,41 @@ describe("Metrics", () => {
     )
   )
 
+  it.live("under the caller's own metric attributes, labels them too; its labels win a clash", () =>
+    isolated(
+      Effect.gen(function* () {
+        const mock = yield* mockServer({ tokens: 10 })
+        const client = yield* build(Metrics.layer({ upstream: "mock" }).pipe(Layer.provide(provider(mock))))
+        yield* client.complete(ask("plain"))
+        yield* client
+          .complete(ask("tagged"))
+          .pipe(Effect.provideService(Metric.CurrentMetricAttributes, { team: "search", upstream: "theirs" }))
+        yield* client.complete(ask("plain again"))
+        const text = yield* Prometheus.text
+        expect(linesOf(text, "callm_requests_total")).toMatchInlineSnapshot(`
+          [
+            "callm_requests_total{operation="complete",model="mock-small",upstream="mock",outcome="ok",reason="none"} 2",
+            "callm_requests_total{team="search",upstream="mock",operation="complete",model="mock-small",outcome="ok",reason="none"} 1",
+          ]
+        `)
+        expect(linesOf(text, "callm_tokens_total")).toMatchInlineSnapshot(`
+          [
+            "callm_tokens_total{model="mock-small",upstream="mock",type="completion"} 20",
+            "callm_tokens_total{model="mock-small",upstream="mock",type="prompt"} 11",
+            "callm_tokens_total{team="search",upstream="mock",model="mock-small",type="completion"} 10",
+            "callm_tokens_total{team="search",upstream="mock",model="mock-small",type="prompt"} 5",
+          ]
+        `)
+        expect(linesOf(text, "callm_in_flight")).toMatchInlineSnapshot(`
+          [
+            "callm_in_flight{operation="complete",upstream="mock"} 0",
+            "callm_in_flight{team="search",upstream="mock",operation="complete"} 0",
+          ]
+        `)
+      })
+    )
+  )
+
   it.live("keeps the model label bounded: past maxModels, a new name counts as other", () =>
     isolated(
       Effect.gen(function* () {
