@@ -121,7 +121,7 @@ describe("OpenAiClient stream pass-through", () => {
         delta("b"),
         delta("c"),
         ": keep-alive\n\n",
-        delta("d"),
+        delta('say \\"usage\\": {\\"finish_reason\\": \\"stop\\"}'),
         `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"e"},"finish_reason":null}]}\r\n\r\n`,
         delta("f"),
         chunk(`{"index":0,"delta":{},"finish_reason": "length"}`),
@@ -133,7 +133,7 @@ describe("OpenAiClient stream pass-through", () => {
       assert.isAbove(writes, 0)
       assert.deepStrictEqual(
         events.map((event) => (JSON.parse(event.slice(6)) as ChatChunk.ChatChunk).choices[0]?.delta.content ?? ""),
-        ["a", "b", "c", "d", "e", "f", "", ""]
+        ["a", "b", "c", 'say "usage": {"finish_reason": "stop"}', "e", "f", "", ""]
       )
       assert.strictEqual(chunks.at(-2)?.choices[0]?.finish_reason, "length")
       assert.strictEqual(chunks.at(-1)?.usage?.completion_tokens, 6)
