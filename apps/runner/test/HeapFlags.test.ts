@@ -1,11 +1,14 @@
 /**
- * The Node flags `callm` runs with (src/HeapFlags.ts): the binary replaces itself by Node with them,
- * once, unless the user's own Node flags size the young generation.
+ * The Node flags `callm` runs with (src/HeapFlags.ts): the binary replaces itself by Node with them
+ * (`callm run` with its own), once, unless the user's own Node flags name one of them.
  */
-import { readFileSync } from "node:fs"
+import { readFileSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { startMockServer } from "@callm/mock-server"
 import { assert, describe, it } from "@effect/vitest"
 import * as HeapFlags from "../src/HeapFlags.ts"
 import * as Callm from "./Callm.ts"
+import { flags, workdir } from "./RunFixture.ts"
 
 describe("HeapFlags", () => {
   it("is needed unless the Node flags or NODE_OPTIONS already name the flag", () => {
@@ -14,6 +17,33 @@ describe("HeapFlags", () => {
     assert.isFalse(HeapFlags.needed(["--max-semi-space-size=64"], undefined))
     assert.isFalse(HeapFlags.needed(["--max-semi-space-size", "64"], undefined))
     assert.isFalse(HeapFlags.needed([], "--enable-source-maps --max-semi-space-size=8"))
+  })
+
+  it("gives callm run its own flags, which a user's growing factor or young generation keeps off", () => {
+    assert.deepStrictEqual(HeapFlags.flagsFor("run"), HeapFlags.runFlags)
+    assert.deepStrictEqual(HeapFlags.flagsFor("serve"), HeapFlags.flags)
+    assert.deepStrictEqual(HeapFlags.flagsFor(undefined), HeapFlags.flags)
+    assert.isTrue(HeapFlags.needed([], undefined, HeapFlags.runFlags))
+    assert.isFalse(HeapFlags.needed(["--heap-growing-percent=20"], undefined, HeapFlags.runFlags))
+    assert.isFalse(HeapFlags.needed([], "--max-semi-space-size=32", HeapFlags.runFlags))
+  })
+
+  it("callm run runs as one process given the run flags", async () => {
+    // A slow answer keeps the run going while its command line is read.
+    const mock = await startMockServer({ port: 0, ttftMs: 10_000, itlMs: 0, tokens: 1 })
+    try {
+      const dir = workdir("callm-heapflags-")
+      const input = join(dir, "in.jsonl")
+      writeFileSync(input, `${JSON.stringify({ id: "a", prompt: "hi" })}\n`)
+      const run = Callm.start(["run", ...flags(input, join(dir, "out.jsonl"), mock.baseUrl), "--metrics-port", "0"])
+      while (!run.stderr().includes("metrics at")) await new Promise((resolve) => setTimeout(resolve, 20))
+      const args = readFileSync(`/proc/${run.child.pid}/cmdline`, "utf8").split("\0")
+      run.child.kill("SIGKILL")
+      await run.exited
+      assert.deepStrictEqual(args.slice(1, 2 + HeapFlags.runFlags.length), [...HeapFlags.runFlags, Callm.bin])
+    } finally {
+      await mock.close()
+    }
   })
 
   it("callm serve runs as one process given the flag, and keeps a size the user's NODE_OPTIONS set", async () => {

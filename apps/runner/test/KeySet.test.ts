@@ -39,6 +39,21 @@ describe("KeySet", () => {
       }
     }
   })
+
+  it("frees each outgrown table as it grows: a million keys hold the one table, not the ones before it", () => {
+    const count = 1_000_000
+    // The table's slots for `count` keys (8 bytes each), grown as the set grows it.
+    let capacity = 4096
+    while (count * 4 > capacity * 3) capacity = Math.ceil(capacity * 1.5)
+    const before = process.memoryUsage().arrayBuffers
+    const set = new KeySet()
+    for (let index = 0; index < count; index++) set.add(`id:p${index}`)
+    const held = process.memoryUsage().arrayBuffers - before
+    assert.strictEqual(set.size, count)
+    // Left to the garbage collector, the outgrown tables (two thirds of the next each) add up to about
+    // twice the live one until a full collection runs.
+    assert.isAtMost(held, 8 * capacity * 1.25, `${held} bytes held for a table of ${8 * capacity}`)
+  })
 })
 
 describe("resume over a long output", () => {
