@@ -107,9 +107,14 @@ const hooks = (options: Options): Plugin.Hooks => {
       ? effect
       : Effect.withFiber((fiber) => {
           const clock = fiber.getRef(Clock.Clock)
-          const context = CallContext.merge(Context.get(fiber.context, CallContext.Current), {
-            deadline: clock.currentTimeMillisUnsafe() + totalMs
-          })
+          const outer = Context.get(fiber.context, CallContext.Current)
+          const deadline = clock.currentTimeMillisUnsafe() + totalMs
+          // `CallContext.merge(outer, { deadline })` with one spread instead of three (same keys, same
+          // order): the earlier deadline wins.
+          const context: CallContext.CallContext = {
+            ...outer,
+            deadline: outer.deadline === undefined ? deadline : Math.min(outer.deadline, deadline)
+          }
           const call = Effect.provideService(effect, CallContext.Current, context)
           return clock === liveClock
             ? onNodeTimer(call, totalMs, () => timeout("total", totalMs))

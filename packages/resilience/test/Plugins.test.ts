@@ -1,4 +1,4 @@
-import { LlmClient, LlmError } from "@callm/core"
+import { CallContext, LlmClient, LlmError } from "@callm/core"
 import { CircuitBreaker, Fallback, Hedge, LoadBalancer, Timeout } from "@callm/resilience"
 import { chunk, response } from "@callm/testing/Answer"
 import { withPlugin } from "@callm/testing/Client"
@@ -16,6 +16,31 @@ describe("Timeout", () => {
       const error = yield* Effect.flip(Fiber.join(fiber))
       assert.strictEqual(error.reason._tag, "Timeout")
       assert.strictEqual((error.reason as LlmError.Timeout).phase, "total")
+    })
+  )
+
+  it.effect("gives the plugins inside the earlier of its deadline and the caller's, keeping the caller's facts", () =>
+    Effect.gen(function* () {
+      const seen: Array<CallContext.CallContext> = []
+      const inner = LlmClient.LlmClient.of({
+        complete: (request) =>
+          Effect.map(CallContext.current, (context) => {
+            seen.push(context)
+            return response(request)
+          }),
+        stream: () => Stream.empty,
+        completeMany: () => Effect.succeed([])
+      })
+      const client = Timeout.withTimeout(inner, { total: "10 seconds" })
+      yield* TestClock.setTime(1_000)
+      yield* client.complete(ask)
+      yield* client.complete(ask).pipe(CallContext.withContext({ keyId: "k", tags: { team: "a" }, deadline: 5_000 }))
+      yield* client.complete(ask).pipe(CallContext.withContext({ keyId: "k", deadline: 60_000 }))
+      assert.deepStrictEqual(seen, [
+        { deadline: 11_000 },
+        { keyId: "k", tags: { team: "a" }, deadline: 5_000 },
+        { keyId: "k", deadline: 11_000 }
+      ])
     })
   )
 

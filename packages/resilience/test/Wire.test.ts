@@ -9,7 +9,7 @@ import { build } from "@callm/testing/Client"
 import { eventually } from "@callm/testing/Eventually"
 import { mockServer } from "@callm/testing/Mock"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer, Result, Stream } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Result, Stream } from "effect"
 
 const provider = (mock: MockServerHandle, options: OpenAiClient.Options = {}) =>
   OpenAiClient.layer({ baseUrl: mock.baseUrl, ...options })
@@ -258,6 +258,27 @@ describe("resilience against the mock", () => {
       assert.strictEqual(a.stats().completions + b.stats().completions, 60)
       assert.strictEqual(health.find((deployment) => deployment.name === "down")!.requests, 2)
     }).pipe(Effect.scoped)
+  )
+
+  it.live(
+    "on the live clock, interrupting a caller under total aborts its request and never fails it with Timeout",
+    () =>
+      Effect.gen(function* () {
+        const mock = yield* mockServer({ ttftMs: 5_000 })
+        const client = yield* build(Timeout.layer({ total: "300 millis" }).pipe(Layer.provide(provider(mock))))
+        const fiber = yield* Effect.forkChild(client.complete(ask(2)))
+        yield* eventually(() => mock.stats().inFlight === 1, "the request to reach the mock")
+        yield* Fiber.interrupt(fiber)
+        const settled = yield* Fiber.await(fiber)
+        assert.isTrue(Exit.hasInterrupts(settled), "the caller's exit is its interruption")
+        assert.isTrue(Result.isFailure(Exit.findError(settled)), "no Timeout failure in the exit")
+        yield* eventually(() => mock.stats().aborted === 1, "the mock to see the request aborted")
+        // Past the limit, nothing fires for the interrupted call: a new call under it still succeeds.
+        yield* Effect.sleep("400 millis")
+        const fast = yield* mockServer({})
+        const quick = yield* build(Timeout.layer({ total: "300 millis" }).pipe(Layer.provide(provider(fast))))
+        assert.strictEqual((yield* quick.complete(ask(3))).object, "chat.completion")
+      }).pipe(Effect.scoped)
   )
 
   it.live("on the live clock, total fails a slow call with Timeout and aborts its request at the mock", () =>
