@@ -17,6 +17,7 @@ describe("HeapFlags", () => {
     assert.isFalse(HeapFlags.needed(["--max-semi-space-size=64"], undefined))
     assert.isFalse(HeapFlags.needed(["--max-semi-space-size", "64"], undefined))
     assert.isFalse(HeapFlags.needed([], "--enable-source-maps --max-semi-space-size=8"))
+    assert.isFalse(HeapFlags.needed(["--min-semi-space-size=4"], undefined))
   })
 
   it("gives callm run its own flags, which a user's growing factor or young generation keeps off", () => {
@@ -57,8 +58,10 @@ describe("HeapFlags", () => {
       return args
     }
     const plain = await cmdline({})
-    assert.deepStrictEqual(plain.slice(1, 3), ["--max-semi-space-size=16", Callm.bin])
+    assert.deepStrictEqual(plain.slice(1, 2 + HeapFlags.flags.length), [...HeapFlags.flags, Callm.bin])
+    assert.include(plain, "--min-semi-space-size=16")
     const chosen = await cmdline({ NODE_OPTIONS: "--max-semi-space-size=8" })
     assert.notInclude(chosen, "--max-semi-space-size=16")
+    assert.notInclude(chosen, "--min-semi-space-size=16")
   })
 })
