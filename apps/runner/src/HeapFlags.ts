@@ -35,9 +35,10 @@ export const flags: ReadonlyArray<string> = ["--max-semi-space-size=16", "--min-
 /**
  * The flags of `callm run`: a young generation of at most 8 MiB, and an old generation let grow to
  * twice what survived each full collection (`--heap-growing-percent=100`) instead of up to 4 times.
- * Measured on one loaded 2-core machine, 1M lines in batches of 200, 800 in flight, interleaved runs:
- * peak RSS 228-234 MiB instead of 371-372 MiB, 23.2 s of CPU instead of 21.2-22.3 s (+5 %), 35-49
- * full collections instead of 8-9. A growth of half (`=50`) peaked about as high (238-243 MiB) for
+ * Measured on one loaded 2-core machine (load 5-7), 1M lines in batches of 200, 800 in flight,
+ * interleaved runs: peak RSS 223-247 MiB instead of 325-561 MiB, CPU +7 % (+7 to +15 % in pairs),
+ * lines/s 0-30 % lower, 35-49 full collections instead of 8-9; 100k lines: 176-201 MiB instead of
+ * 182-211. A growth of half (`=50`) peaked about as high (238-243 MiB) for
  * +36 % CPU (98-122 full collections): what the run promotes to the old generation, about 400 bytes a
  * line, makes each step down costlier.
  *
