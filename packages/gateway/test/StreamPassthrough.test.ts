@@ -112,9 +112,12 @@ describe("Gateway stream pass-through", () => {
       // spend: a stream whose usage chunk went by unseen would keep its whole estimate, and stop early.
       const streams = yield* answeredWith("sk-streams", { ...chat, max_tokens: 150, stream: true })
       const answers = yield* answeredWith("sk-answers", { ...chat, max_tokens: 150 })
+      // The bucket refills as the calls run (600 a minute): the counts may differ by a call or two,
+      // where a stream keeping its estimate would run about 4.
       assert.isAbove(answers, 8)
       assert.isBelow(answers, 40)
-      assert.strictEqual(streams, answers)
+      assert.isAbove(streams, 8)
+      assert.isAtMost(Math.abs(streams - answers), 2)
     })
   )
 
