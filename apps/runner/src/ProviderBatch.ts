@@ -156,6 +156,8 @@ export interface Outcome {
   readonly failed: number
   readonly badLines: number
   readonly skipped: number
+  /** Lines skipped whose record in the output is an error the policy keeps (not answered). */
+  readonly keptFailed: number
   readonly jobsCreated: number
   readonly cost: number
   readonly unpriced: number
@@ -212,7 +214,7 @@ export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpCli
     const resumed = yield* Effect.promise(() => RunOutput.resume(options.output, options.policy))
     const done = resumed.done
     const writer = RunOutput.open(options.output, { fsync: options.fsync })
-    const counts = { answered: 0, failed: 0, badLines: 0, skipped: 0, jobsCreated: 0 }
+    const counts = { answered: 0, failed: 0, badLines: 0, skipped: 0, keptFailed: 0, jobsCreated: 0 }
     const failedByReason = new Map<string, number>()
     let cost = 0
     let unpriced = 0
@@ -279,7 +281,8 @@ export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpCli
           if (text.trim() === "") return Effect.void
           const item = RunLine.parseLine(text, line, { model: options.model }, seen)
           if (done.has(item.key)) {
-            counts.skipped++
+            if (resumed.failed.has(item.key)) counts.keptFailed++
+            else counts.skipped++
             return Effect.void
           }
           if (item.request === undefined) {
@@ -434,7 +437,7 @@ export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpCli
     writer.close()
     if (persist && existsSync(path)) rmSync(path)
 
-    const exitCode = counts.failed + counts.badLines > 0 ? 2 : 0
+    const exitCode = counts.failed + counts.badLines + counts.keptFailed > 0 ? 2 : 0
     const elapsed = (performance.now() - started) / 1000
     const reasons = [...failedByReason.entries()].sort((a, b) => b[1] - a[1])
     const costText = `$${cost.toFixed(6)} at the batch price (half the model's)${unpriced > 0 ? `, ${unpriced} unpriced` : ""}`
@@ -450,13 +453,14 @@ export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpCli
             bad_lines: counts.badLines,
             failed_by_reason: Object.fromEntries(reasons),
             skipped: counts.skipped,
+            kept_failed: counts.keptFailed,
             resent: resumed.retried,
             batch_jobs_created: counts.jobsCreated,
             cost_usd: cost,
             unpriced,
             elapsed_s: Math.round(elapsed * 100) / 100
           })}\n`
-        : `callm run: done in ${elapsed.toFixed(1)} s: ${counts.answered} answered, ${counts.failed} failed${reasons.length === 0 ? "" : ` (${reasons.map(([reason, count]) => `${reason} ${count}`).join(", ")})`}, ${counts.badLines} bad lines, ${counts.skipped} already answered (skipped); ${counts.jobsCreated} batch jobs created; cost ${costText}${counts.failed > 0 ? "; rerun the same command to send the lines that failed for a passing reason again" : ""}\n`
+        : `callm run: done in ${elapsed.toFixed(1)} s: ${counts.answered} answered, ${counts.failed} failed${reasons.length === 0 ? "" : ` (${reasons.map(([reason, count]) => `${reason} ${count}`).join(", ")})`}, ${counts.badLines} bad lines, ${counts.skipped} already answered (skipped)${counts.keptFailed > 0 ? `, ${counts.keptFailed} failed in an earlier run (kept; --retry-failed sends them again)` : ""}; ${counts.jobsCreated} batch jobs created; cost ${costText}${counts.failed > 0 ? "; rerun the same command to send the lines that failed for a passing reason again" : ""}\n`
     )
     return { exitCode, ...counts, cost, unpriced }
   })

@@ -17,7 +17,8 @@
  * - Fail fast: when the first calls all fail alike for a cause no line can fix (a refused key, an unknown
  *   model, no server at the base URL), the run stops with one sentence saying what to fix.
  * - Exit status: 0 when every line was answered; 2 when the run finished with failed or bad lines (the
- *   summary counts them by reason); 1 when it could not run or was stopped (a mistake in the flags, the
+ *   summary counts them by reason), a rerun included whose output still holds error records it keeps
+ *   (bad lines, errors that are not retryable, `--skip-failed`: "failed in an earlier run (kept)"); 1 when it could not run or was stopped (a mistake in the flags, the
  *   config or the files, or a fail-fast stop); 130 when interrupted.
  * - Modes: `sync` (one call at a time), `async` (`--concurrency` calls in flight), `batch` (groups of
  *   `--batch-size` sent with `completeMany`, `--concurrency` items in flight).

@@ -124,7 +124,8 @@ export const run = (resolved: Run.Resolved) =>
       ),
       Stream.filter((item) => {
         if (!resumed.done.has(item.key)) return true
-        counts.skipped++
+        if (resumed.failed.has(item.key)) counts.keptFailed++
+        else counts.skipped++
         counts.bytesDone += item.bytes
         return false
       })
@@ -237,7 +238,14 @@ export const run = (resolved: Run.Resolved) =>
           writer.close()
           const stopped = failFast.reason()
           const interrupted = signals > 0
-          const exitCode = stopped !== undefined ? 1 : interrupted ? 130 : counts.failed + counts.badLines > 0 ? 2 : 0
+          const exitCode =
+            stopped !== undefined
+              ? 1
+              : interrupted
+                ? 130
+                : counts.failed + counts.badLines + counts.keptFailed > 0
+                  ? 2
+                  : 0
           if (style === "bar") process.stderr.write("\r\x1b[2K")
           process.stderr.write(
             RunProgress.summary(yield* snapshot, {
@@ -252,7 +260,10 @@ export const run = (resolved: Run.Resolved) =>
         })
       )
     )
-    if (counts.answered + counts.failed + counts.badLines + counts.skipped === 0 && failFast.reason() === undefined)
+    if (
+      counts.answered + counts.failed + counts.badLines + counts.skipped + counts.keptFailed === 0 &&
+      failFast.reason() === undefined
+    )
       say(`${flags.input} has no lines`)
     const stopped = failFast.reason()
     if (stopped !== undefined) return yield* new UserError({ message: `run stopped: ${stopped}` })

@@ -205,14 +205,17 @@ export const isRetried = (record: Recorded, policy: RetryPolicy): boolean => {
 }
 
 /**
- * What a rerun found in the output: the keys that are done, and how many failed lines it will send
- * again.
+ * What a rerun found in the output: the keys that are done (answered, or failed and kept), those of
+ * them whose record is an error the policy does not send again (`failed`), and how many failed lines
+ * it will send again.
  *
  * @since 0.2.0
  * @category resuming
  */
 export interface Resume {
   readonly done: KeySet
+  /** The keys of `done` whose record is an error: not answered, so the run cannot exit 0. */
+  readonly failed: KeySet
   readonly retried: number
 }
 
@@ -228,7 +231,8 @@ export interface Resume {
  */
 export const resume = async (path: string, policy: RetryPolicy): Promise<Resume> => {
   const done = new KeySet()
-  if (!existsSync(path)) return { done, retried: 0 }
+  const failed = new KeySet()
+  if (!existsSync(path)) return { done, failed, retried: 0 }
   let retried = 0
   let number = 0
   // A first pass decides whether the file must be rewritten at all (the common rerun retries nothing).
@@ -237,7 +241,11 @@ export const resume = async (path: string, policy: RetryPolicy): Promise<Resume>
     if (line.trim() === "") continue
     const record = JSON.parse(line) as Recorded
     if (isRetried(record, policy)) retried++
-    else done.add(keyOf(record.id, record.line ?? -number))
+    else {
+      const key = keyOf(record.id, record.line ?? -number)
+      done.add(key)
+      if (record.error !== undefined) failed.add(key)
+    }
   }
   if (retried > 0) {
     const temporary = `${path}.${process.pid}.resume`
@@ -259,7 +267,7 @@ export const resume = async (path: string, policy: RetryPolicy): Promise<Resume>
     }
     renameSync(temporary, path)
   }
-  return { done, retried }
+  return { done, failed, retried }
 }
 
 const readLines = (path: string) =>

@@ -32,7 +32,13 @@ export interface Counts {
   answered: number
   failed: number
   badLines: number
+  /** Lines skipped because the output answers them already. */
   skipped: number
+  /**
+   * Lines skipped because the output records them as failed and the retry policy keeps that record
+   * (a bad line, an error that is not retryable, or `--skip-failed`): not answered, so the exit is 2.
+   */
+  keptFailed: number
   /**
    * Input bytes of the lines finished so far (written or skipped): the progress fraction. The input is
    * read once, as a stream, so its line count is not known up front; its size is.
@@ -54,6 +60,7 @@ export const counts = (): Counts => ({
   failed: 0,
   badLines: 0,
   skipped: 0,
+  keptFailed: 0,
   bytesDone: 0,
   inputEnded: false,
   failedByReason: new Map()
@@ -177,6 +184,7 @@ export const summary = (
       bad_lines: counts.badLines,
       failed_by_reason: byReason,
       skipped: counts.skipped,
+      kept_failed: counts.keptFailed,
       resent: snapshot.resent,
       rate: round(rate),
       elapsed_s: round(snapshot.elapsedSeconds),
@@ -192,14 +200,17 @@ export const summary = (
     `${counts.answered} answered`,
     `${counts.failed} failed${reasons === "" ? "" : ` (${reasons})`}`,
     `${counts.badLines} bad lines`,
-    `${counts.skipped} already answered (skipped)`
+    `${counts.skipped} already answered (skipped)`,
+    ...(counts.keptFailed > 0 ? [`${counts.keptFailed} failed in an earlier run (kept)`] : [])
   ]
   const resent = snapshot.resent > 0 ? `; ${snapshot.resent} failed lines of the last run sent again` : ""
   const repaired = options.repairedBytes > 0 ? `; repaired a torn last line (${options.repairedBytes} bytes)` : ""
   const next =
     options.interrupted || counts.failed > 0
       ? "; rerun the same command to resume (it retries the lines that failed for a passing reason)"
-      : ""
+      : counts.keptFailed > 0
+        ? "; their error records stay in the output (--retry-failed sends them again)"
+        : ""
   return `callm run: ${state} in ${snapshot.elapsedSeconds.toFixed(1)} s: ${parts.join(", ")}; ${rate.toFixed(1)}/s; retries ${snapshot.retries}, cache hits ${snapshot.cacheHits}${resent}${repaired}${next}\n`
 }
 

@@ -79,10 +79,12 @@ describe("provider-batch", () => {
       assert.isAbove(full, 0)
       assert.closeTo(outcome.cost, full / 2, 1e-12)
       assert.isFalse(existsSync(ProviderBatch.statePath(output)))
-      // A rerun has nothing to send: no new job.
+      // A rerun has nothing to send: no new job; the bad line's record stays, so the exit stays 2.
       const again = yield* runIn({ input, output, baseUrl: server.baseUrl, maxRequests: 4 })
       assert.strictEqual(again.jobsCreated, 0)
-      assert.strictEqual(again.skipped, 11)
+      assert.strictEqual(again.skipped, 10)
+      assert.strictEqual(again.keptFailed, 1)
+      assert.strictEqual(again.exitCode, 2)
       assert.strictEqual(server.stats().batchJobsCreated, 3)
       assert.strictEqual(records(output).length, 11)
     }).pipe(Effect.scoped)

@@ -65,6 +65,17 @@ describe("callm run", () => {
     for (const line of [2, 3, 4, 5, 6, 7, 8, 9]) assert.include(stderr, `line ${line}:`)
     assert.include(stderr, "2 answered")
     assert.include(stderr, "8 bad lines")
+    // The rerun sends nothing (resending cannot fix a bad line), but the output still holds 8 error
+    // records: not every line is answered, so the exit is 2 again, and the summary says why.
+    const rerun = await run(["-i", input, "-o", output, "--mock", "--quiet"])
+    assert.strictEqual(rerun.code, 2, "a rerun whose output keeps error records exits 2")
+    assert.include(rerun.stderr, "2 already answered (skipped)")
+    assert.include(rerun.stderr, "8 failed in an earlier run (kept)")
+    assert.include(rerun.stderr, "--retry-failed")
+    assert.strictEqual(records(output).length, 10)
+    const json = await run(["-i", input, "-o", output, "--mock", "--json"])
+    const summary = JSON.parse(json.stderr.trim().split("\n").at(-1)!) as Record<string, unknown>
+    assert.deepInclude(summary, { event: "summary", exit_code: 2, skipped: 2, kept_failed: 8, answered: 0 })
   })
 
   it("resumes: a rerun skips what is written, and a torn last line is repaired, so each id appears once", async () => {

@@ -109,14 +109,17 @@ describe("callm run defaults", () => {
       const first = await run(strict.baseUrl, "--mode", "sync")
       assert.strictEqual(first.code, 2, first.stderr)
       assert.include(first.stderr, "NotFound 4")
+      // Nothing is sent again, but the output still holds 4 errors: not every line is answered.
       const again = await run(strict.baseUrl)
-      assert.strictEqual(again.code, 0, "nothing was sent again: the run had nothing to do")
-      assert.include(again.stderr, "20 already answered")
+      assert.strictEqual(again.code, 2, "the output keeps 4 failures: exit 2")
+      assert.include(again.stderr, "16 already answered")
+      assert.include(again.stderr, "4 failed in an earlier run (kept)")
       assert.strictEqual(strict.stats().completions, 20)
 
-      // Failures of the last run kept: none sent, exit 0 for this run.
+      // Failures of the last run kept: none sent, and the exit says the output holds them.
       const skipped = await run(open.baseUrl, "--skip-failed", "--retries", "0")
-      assert.strictEqual(skipped.code, 0, skipped.stderr)
+      assert.strictEqual(skipped.code, 2, skipped.stderr)
+      assert.include(skipped.stderr, "4 failed in an earlier run (kept)")
       assert.strictEqual(open.stats().completions, 0)
 
       const retried = await run(open.baseUrl, "--retry-failed")
