@@ -89,6 +89,29 @@ export const boundModelLabels = (
 }
 
 /**
+ * Plugins under which a stream's plain delta events may go to the client as the upstream's bytes:
+ * those that read only a stream's first chunks, finish reasons, usage and errors (which still come
+ * down the stream as chunks) and never change or collect its text. The preset plugin leads every
+ * stack and only rewrites requests.
+ */
+const chunkNeutral = new Set(["retry", "circuit-breaker", "fallback", "rate-limit"])
+
+/**
+ * Whether `callm serve` lets streams pass through as bytes (`Gateway.Options.streamPassthrough`): when
+ * every plugin the configuration names is chunk-neutral (a bare `callm serve` has only the preset).
+ * A plugin given as a layer (a TypeScript config) may do anything with chunks: it turns it off.
+ *
+ * @since 0.1.0
+ * @category loading
+ */
+export const streamPassthrough = (callm: Config.CallmConfig): boolean =>
+  (callm.plugins ?? []).every((plugin) => {
+    if (Layer.isLayer(plugin)) return false
+    const use = (plugin as { readonly use?: unknown }).use
+    return typeof use === "string" && chunkNeutral.has(use)
+  })
+
+/**
  * The embeddings plugin stack of a configuration: its first `cache` plugin (as `{ use: "cache" }`)
  * also caches `POST /v1/embeddings`, with the same store options (in the shared Redis when there is
  * one) and its `ttl` (default 1 day).
@@ -187,6 +210,7 @@ export const run = (flags: ServeCommand.Flags) =>
       config,
       env: process.env,
       plugins,
+      streamPassthrough: streamPassthrough(callm),
       embeddingPlugins: embeddingPlugins(callm, { redis }),
       redis,
       admission
@@ -225,7 +249,7 @@ export const run = (flags: ServeCommand.Flags) =>
           : Effect.gen(function* () {
               const path = configPath
               const next = yield* loadConfig(path)
-              yield* state.reload(next.gateway, stackOf(next))
+              yield* state.reload(next.gateway, stackOf(next), streamPassthrough(next.callm))
               yield* Console.error(`callm serve: SIGHUP: reloaded ${path}`)
             }).pipe(
               Effect.catchTag("UserError", (error) =>

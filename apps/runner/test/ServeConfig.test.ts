@@ -6,6 +6,7 @@ import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
+import type * as Config from "../src/Config.ts"
 import * as Callm from "./Callm.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "callm-serve-config-"))
@@ -51,4 +52,28 @@ describe("callm serve configuration", () => {
     server.child.kill("SIGTERM")
     assert.strictEqual((await server.exited).code, 0)
   }, 120_000)
+})
+
+describe("callm serve stream pass-through", () => {
+  it("passes streams through as bytes only under plugins that neither change nor collect chunks", async () => {
+    const { streamPassthrough } = await import("../src/Serve.ts")
+    const { Retry } = await import("@callm/resilience")
+    // A bare `callm serve` (the preset alone) and a stack of chunk-neutral plugins: on.
+    assert.isTrue(streamPassthrough({}))
+    assert.isTrue(
+      streamPassthrough({
+        plugins: [{ use: "retry" }, { use: "circuit-breaker" }, { use: "rate-limit", options: { requests: 10 } }]
+      })
+    )
+    // Any plugin that reads or changes the text, or times the gaps between chunks: off.
+    for (const use of ["cache", "redact", "audit", "metrics", "tracing", "timeout", "hedge", "batch", "budget"])
+      assert.isFalse(
+        streamPassthrough({
+          plugins: [{ use: "retry" }, { use } as Config.PluginSpec] as Config.CallmConfig["plugins"]
+        }),
+        use
+      )
+    // A plugin given as a layer may do anything with chunks: off.
+    assert.isFalse(streamPassthrough({ plugins: [Retry.layer()] }))
+  })
 })

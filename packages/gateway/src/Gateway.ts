@@ -76,6 +76,13 @@ export interface Options {
    */
   readonly plugins?: Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> | undefined
   /**
+   * Streams pass through as the upstream's bytes under `plugins` too (always without plugins, never
+   * with key budgets): past the first chunks, plain deltas skip the plugins. Only for plugins that read
+   * no more than first chunks, finish reasons, usage and errors (preset, retry, breaker, fallback, rate
+   * limit; not cache, redact, audit, metrics, tracing, timeout). `callm serve` sets it. Default false.
+   */
+  readonly streamPassthrough?: boolean | undefined
+  /**
    * The plugin stack of `POST /v1/embeddings` (outermost first), e.g. `@callm/cache`'s
    * `EmbeddingsCache.layer()`; built once per configuration, over all routes.
    */
@@ -142,11 +149,13 @@ export interface State {
   readonly drain: Effect.Effect<void>
   /**
    * Swaps in a new configuration (checked by the caller) and plugin stack without dropping a request:
-   * those in flight finish on the configuration they started with.
+   * those in flight finish on the configuration they started with. `streamPassthrough` is the new
+   * stack's (`Options.streamPassthrough`); default false.
    */
   readonly reload: (
     config: GatewayConfig.GatewayConfig,
-    plugins?: Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> | undefined
+    plugins?: Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> | undefined,
+    streamPassthrough?: boolean | undefined
   ) => Effect.Effect<void>
   /** What another front end (the gRPC server, `Grpc`) calls, from the configuration serving new requests. */
   readonly frontDoor: () => FrontDoor
@@ -196,14 +205,18 @@ export class GatewayState extends Context.Service<GatewayState, State>()("@callm
 export const make = Effect.fnUntraced(function* (options: Options) {
   // Each configuration in a scope of its own under the gateway's, closed once its requests are done.
   const outer = yield* Effect.scope
-  const open = (config: GatewayConfig.GatewayConfig, plugins: Options["plugins"]) =>
+  const open = (config: GatewayConfig.GatewayConfig, plugins: Options["plugins"], streamPassthrough: boolean) =>
     Effect.flatMap(Scope.fork(outer, "sequential"), (scope) =>
-      Build.build(options, config, plugins).pipe(
+      Build.build(options, config, plugins, streamPassthrough).pipe(
         Scope.provide(scope),
         Effect.map((built) => ({ built, scope }))
       )
     )
-  let { built: current, scope: currentScope } = yield* open(options.config, options.plugins)
+  let { built: current, scope: currentScope } = yield* open(
+    options.config,
+    options.plugins,
+    options.streamPassthrough === true
+  )
 
   // Admission: shared with the Node server when `createNodeServer` got the same one (it then refuses
   // in Node's request event, before any of this runs), else the gateway's own.
@@ -218,9 +231,9 @@ export const make = Effect.fnUntraced(function* (options: Options) {
    * serves the requests that started on it and closes (its connection pools, its plugins) once they
    * are done, or after `shutdownTimeoutMs`.
    */
-  const reload = (config: GatewayConfig.GatewayConfig, plugins?: Options["plugins"]) =>
+  const reload = (config: GatewayConfig.GatewayConfig, plugins?: Options["plugins"], streamPassthrough?: boolean) =>
     Effect.gen(function* () {
-      const next = yield* open(config, plugins)
+      const next = yield* open(config, plugins, streamPassthrough === true)
       const previous = { built: current, scope: currentScope }
       current = next.built
       currentScope = next.scope

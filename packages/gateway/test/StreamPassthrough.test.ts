@@ -5,7 +5,7 @@
  * stream's error event, `include_usage`, and chunk-by-chunk processing under a plugin that needs it.
  */
 import { Cache } from "@callm/cache"
-import { type ChatChunk, LlmClient } from "@callm/core"
+import { type ChatChunk, LlmClient, Plugin, Preset } from "@callm/core"
 import { GatewayConfig } from "@callm/gateway"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Stream } from "effect"
@@ -47,7 +47,54 @@ const redactAll = Layer.effect(
   )
 )
 
+/** A hand-made layer that counts the content chunks coming down the stream to it (it does not hide the sink). */
+const countingChunks = (seen: { chunks: number }) =>
+  Layer.effect(
+    LlmClient.LlmClient,
+    Effect.map(LlmClient.LlmClient, (inner) =>
+      LlmClient.make({
+        complete: inner.complete,
+        completeMany: inner.completeMany,
+        stream: (request) =>
+          Stream.tap(inner.stream(request), (chunk) =>
+            Effect.sync(() => {
+              if (chunk.choices[0]?.delta.content) seen.chunks++
+            })
+          )
+      })
+    )
+  )
+
 describe("Gateway stream pass-through", () => {
+  it.live(
+    "under plugins only with streamPassthrough (a preset's stack): most deltas skip the stack, the client gets all",
+    () =>
+      Effect.gen(function* () {
+        const mock = yield* mockServer({ tokens: 60, itlMs: 2 })
+        const contentOf = (text: string) =>
+          eventsOf(text).filter((event) => event.startsWith("{") && /"content":"[^"]/.test(event)).length
+        const run = (streamPassthrough: boolean) =>
+          Effect.gen(function* () {
+            const seen = { chunks: 0 }
+            const { url } = yield* gateway({
+              config: proxyTo(mock),
+              plugins: Plugin.stack(countingChunks(seen), Preset.layer({ presets: undefined, default: undefined })),
+              streamPassthrough
+            })
+            const delivered = contentOf(yield* textOf(yield* post(url, { ...chat, stream: true })))
+            return { delivered, seen: seen.chunks }
+          })
+        const passed = yield* run(true)
+        const chunked = yield* run(false)
+        assert.strictEqual(passed.delivered, 60)
+        assert.strictEqual(chunked.delivered, 60)
+        // Without the option, every delta comes down through the plugins; with it, past the first
+        // chunks the upstream's events go to the client as bytes.
+        assert.strictEqual(chunked.seen, 60)
+        assert.isBelow(passed.seen, 30)
+      })
+  )
+
   it.live("forwards the upstream's events as they are, in order, ending with [DONE]", () =>
     Effect.gen(function* () {
       const mock = yield* mockServer({ tokens: 60, itlMs: 2 })

@@ -47,7 +47,9 @@ export interface Built {
   readonly active: { count: number }
   /**
    * Whether a stream's plain events may go to the client as the upstream's bytes (`Passthrough.Sink`):
-   * only without plugins, which may change or collect chunks (redaction, a stream cache), and without
+   * only without plugins, which may change or collect chunks (redaction, a stream cache), or with
+   * `streamPassthrough` (plugins built with `Plugin.wrap`, which hide the sink under a stream hook,
+   * so a preset keeps it and a redaction does not), and without
    * key budgets, which price a stream stopped before its usage (a client that hangs up just before
    * the end) by the text it saw as chunks. The gateway's other layers read only what still comes as
    * chunks: the first ones (breaker, fallbacks, retries), finish reasons, usage (token limits), errors.
@@ -63,7 +65,8 @@ export interface Built {
 export const build = Effect.fnUntraced(function* (
   options: Options,
   config: GatewayConfig.GatewayConfig,
-  plugins: Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> | undefined
+  plugins: Layer.Layer<LlmClient.LlmClient, never, LlmClient.LlmClient> | undefined,
+  streamPassthrough: boolean
 ): Effect.fn.Return<Built, never, Scope.Scope> {
   const limits = GatewayConfig.limits(config)
   const env = options.env ?? {}
@@ -258,7 +261,7 @@ export const build = Effect.fnUntraced(function* (
     upstreamModels,
     embeddings,
     active: { count: 0 },
-    passthrough: plugins === undefined && budgetStore === undefined
+    passthrough: (plugins === undefined || streamPassthrough) && budgetStore === undefined
   }
 })
 
