@@ -57,7 +57,12 @@ export interface Options {
    * body's `Answer.divert` that hands them over. Only for events already in the client's wire format.
    */
   readonly passthrough?:
-    | { readonly sink: Passthrough.Sink; readonly divert: (take: Transport.Take) => void }
+    | {
+        /** The client's side: where the plain events are written. */
+        readonly sink: Passthrough.Sink
+        /** Hands the body's later network reads to `take` (the body's `Answer.divert`). */
+        readonly divert: (take: Transport.Take) => void
+      }
     | undefined
 }
 
