@@ -5,7 +5,7 @@
  * stream's error event, `include_usage`, and chunk-by-chunk processing under a plugin that needs it.
  */
 import { Cache } from "@callm/cache"
-import { type ChatChunk, LlmClient, Plugin, Preset } from "@callm/core"
+import { type ChatChunk, LlmClient, type LlmError, Plugin, Preset } from "@callm/core"
 import { GatewayConfig } from "@callm/gateway"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Stream } from "effect"
@@ -26,41 +26,42 @@ const comparable = (events: ReadonlyArray<string>) =>
 
 const textOf = (response: Response) => Effect.promise(() => response.text())
 
-/** Replaces every delta's text, as a redaction plugin does: each chunk a new object. */
-const redactAll = Layer.effect(
-  LlmClient.LlmClient,
-  Effect.map(LlmClient.LlmClient, (inner) =>
-    LlmClient.make({
-      complete: inner.complete,
-      completeMany: inner.completeMany,
-      stream: (request) =>
-        Stream.map(
-          inner.stream(request),
-          (chunk): ChatChunk.ChatChunk => ({
-            ...chunk,
-            choices: chunk.choices.map((choice) =>
-              choice.delta.content ? { ...choice, delta: { ...choice.delta, content: "[redacted]" } } : choice
-            )
-          })
-        )
-    })
-  )
-)
-
-/** A hand-made layer that counts the content chunks coming down the stream to it (it does not hide the sink). */
-const countingChunks = (seen: { chunks: number }) =>
+/** A hand-made plugin layer (not `Plugin.wrap`) that changes or reads the stream the gateway gets. */
+const onStream = (
+  f: (
+    stream: Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError>
+  ) => Stream.Stream<ChatChunk.ChatChunk, LlmError.LlmError>
+) =>
   Layer.effect(
     LlmClient.LlmClient,
     Effect.map(LlmClient.LlmClient, (inner) =>
       LlmClient.make({
         complete: inner.complete,
         completeMany: inner.completeMany,
-        stream: (request) =>
-          Stream.tap(inner.stream(request), (chunk) =>
-            Effect.sync(() => {
-              if (chunk.choices[0]?.delta.content) seen.chunks++
-            })
-          )
+        stream: (request) => f(inner.stream(request))
+      })
+    )
+  )
+
+/** Replaces every delta's text, as a redaction plugin does: each chunk a new object. */
+const redactAll = onStream((stream) =>
+  Stream.map(
+    stream,
+    (chunk): ChatChunk.ChatChunk => ({
+      ...chunk,
+      choices: chunk.choices.map((choice) =>
+        choice.delta.content ? { ...choice, delta: { ...choice.delta, content: "[redacted]" } } : choice
+      )
+    })
+  )
+)
+
+/** Counts the content chunks coming down the stream to it (a hand-made layer does not hide the sink). */
+const countingChunks = (seen: { chunks: number }) =>
+  onStream((stream) =>
+    Stream.tap(stream, (chunk) =>
+      Effect.sync(() => {
+        if (chunk.choices[0]?.delta.content) seen.chunks++
       })
     )
   )
