@@ -104,21 +104,28 @@ describe("callm run --cluster", () => {
     const input = writeInput(dir, "in.jsonl", lines)
     await withMock(async (mock) => {
       const ports = [await freePort(), await freePort(), await freePort()]
-      const workers = ports.map((port, index) =>
-        worker({ cluster, job: "three", input, output: join(dir, `out-${index}.jsonl`), mock, port })
-      )
-      // SIGKILL the second worker once it has recorded lines of its own (its heartbeat says how many).
-      const victim = `127.0.0.1:${ports[1]}`
-      let answered = 0
-      for (let waited = 0; answered < 100; waited += 250) {
-        assert.isBelow(waited, 120_000, "the second worker never answered 100 lines")
-        await sleep(250)
-        answered = await sqlOn(cluster, (sql) =>
-          sql<{ answered: number }>`SELECT answered FROM callm_job_workers WHERE worker = ${victim}`.pipe(
-            Effect.map((rows) => Number(rows[0]?.answered ?? 0)),
-            Effect.catch(() => Effect.succeed(0))
+      const start = (index: number) =>
+        worker({ cluster, job: "three", input, output: join(dir, `out-${index}.jsonl`), mock, port: ports[index]! })
+      const answeredBy = (worker: string) =>
+        sqlOn(cluster, (sql) =>
+          sql<{ answered: number }>`SELECT answered FROM callm_job_workers WHERE worker = ${worker}`.pipe(
+            Effect.map((rows) => (rows[0] === undefined ? -1 : Number(rows[0].answered))),
+            Effect.catch(() => Effect.succeed(-1))
           )
         )
+      // The second worker (the one to kill) starts first, and the others once it has joined: on a
+      // loaded machine a late start could otherwise find the job done by the other two.
+      const victim = `127.0.0.1:${ports[1]}`
+      const second = start(1)
+      for (let waited = 0; (await answeredBy(victim)) < 0; waited += 250) {
+        assert.isBelow(waited, 120_000, "the second worker never joined the job")
+        await sleep(250)
+      }
+      const workers = [start(0), second, start(2)]
+      // SIGKILL it once it has recorded lines of its own (its heartbeat says how many).
+      for (let waited = 0; (await answeredBy(victim)) < 100; waited += 250) {
+        assert.isBelow(waited, 120_000, "the second worker never answered 100 lines")
+        await sleep(250)
       }
       workers[1]!.child.kill("SIGKILL")
       const [first, third] = await Promise.all([workers[0]!.exited, workers[2]!.exited])
