@@ -50,6 +50,13 @@ export class Body {
   private onEnd: (() => void) | undefined
   /** Where parts go as they arrive instead of the queue, while diverted (see `Answer.divert`). */
   private take: Take | undefined
+  /**
+   * The sink `take` writes to is full: the socket stays paused until it drains, even when the reader
+   * empties the queue meanwhile (an event cut between two reads goes to the reader, and its pull
+   * used to resume the socket: a client slower than the upstream then made the gateway buffer the
+   * rest of the stream, 55 MiB more at a million tokens).
+   */
+  private sinkFull = false
 
   push(chunk: Uint8Array) {
     if (this.draining || this.closed) return
@@ -98,14 +105,16 @@ export class Body {
     this.onEnd = () => clearTimeout(timer)
   }
 
-  /** Pauses the socket (the reader's own sink is full). */
+  /** Pauses the socket (the reader's own sink is full): it stays paused until `resume`. */
   pause() {
+    this.sinkFull = true
     this.controller?.pause()
   }
 
-  /** Resumes a paused socket. */
+  /** Resumes a socket paused for the sink (unless the queue is itself over its mark). */
   resume() {
-    if (this.controller?.paused === true) this.controller.resume()
+    this.sinkFull = false
+    if (this.controller?.paused === true && this.size <= highWaterMark) this.controller.resume()
   }
 
   /**
@@ -158,7 +167,7 @@ export class Body {
         const out = this.parts as unknown as readonly [Uint8Array, ...Array<Uint8Array>]
         this.parts = []
         this.size = 0
-        if (this.controller?.paused === true) this.controller.resume()
+        if (this.controller?.paused === true && !this.sinkFull) this.controller.resume()
         return Effect.succeed(out)
       }
       if (this.failure !== undefined) {
