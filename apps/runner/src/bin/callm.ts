@@ -6,8 +6,10 @@
  * the one `effect/cli` prints (test/Version.test.ts compares them); any other command line, `--help`
  * included, goes through `effect/cli`.
  *
- * Any other command first replaces this process by Node with a young generation of at most 16 MiB
- * (`--max-semi-space-size=16`, see `HeapFlags.ts`), unless the Node flags already set its size.
+ * Any other command first replaces this process by Node with the V8 flags `HeapFlags.flagsFor` gives
+ * it (`run`: a young generation of at most 8 MiB and an old generation that grows by 100 % at most;
+ * the rest, `serve` included: a young generation of 16 MiB from the start), unless the Node flags
+ * already set those sizes.
  *
  * @since 0.1.0
  */
