@@ -96,9 +96,13 @@ describe("Audit", () => {
         const client = yield* build(
           Audit.layer({ sink: NodeAuditSink.file({ path, maxBytes, maxFiles: 2 }) }).pipe(Layer.provide(provider(mock)))
         )
-        for (let index = 0; index < 12; index++) {
-          yield* client.complete(ask(`line ${index}`))
-          yield* Effect.sleep("5 millis") // let the writer take lines one batch at a time
+        // Six calls at a time: the writer takes several lines in one batch, bigger than maxBytes at
+        // times, and must still split it across files at line ends.
+        for (let index = 0; index < 12; index += 6) {
+          yield* Effect.forEach([0, 1, 2, 3, 4, 5], (offset) => client.complete(ask(`line ${index + offset}`)), {
+            concurrency: 1
+          })
+          yield* Effect.sleep("5 millis")
         }
       }).pipe(Effect.scoped)
       assert.isTrue(existsSync(`${path}.1`) && existsSync(`${path}.2`))
@@ -120,6 +124,29 @@ describe("Audit", () => {
         Array.from({ length: 12 - first }, (_, index) => `line ${first + index}`)
       )
     }).pipe(Effect.scoped)
+  )
+
+  it.live("splits a batch bigger than maxBytes across files at line ends", () =>
+    Effect.gen(function* () {
+      const path = join(mkdtempSync(join(tmpdir(), "callm-audit-")), "audit.log")
+      const line = (index: number) => `${JSON.stringify({ index, pad: "x".repeat(280) })}\n`
+      yield* Effect.gen(function* () {
+        const sink = yield* NodeAuditSink.file({ path, maxBytes: 1_000, maxFiles: 5 })
+        // Offered at once, before the writer runs: one batch of about 3,000 bytes.
+        for (let index = 0; index < 10; index++) assert.isTrue(sink.offer(line(index)))
+      }).pipe(Effect.scoped)
+      const files = [`${path}.3`, `${path}.2`, `${path}.1`, path].filter((file) => existsSync(file))
+      assert.isAtLeast(files.length, 3)
+      const indexes: Array<number> = []
+      for (const file of files) {
+        assert.isAtMost(statSync(file).size, 1_000)
+        for (const text of readFileSync(file, "utf8")
+          .split("\n")
+          .filter((l) => l !== ""))
+          indexes.push((JSON.parse(text) as { index: number }).index)
+      }
+      assert.deepStrictEqual(indexes, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    })
   )
 
   it.live("a sink that cannot keep up drops lines, counts them and warns; the calls never wait or fail", () =>

@@ -28,7 +28,7 @@ export interface FileOptions extends AuditSink.QueueOptions {
 
 /**
  * Appends to a file, rotating by size: `audit.log` becomes `audit.log.1` (and `.1` becomes `.2`...,
- * the oldest beyond `maxFiles` removed) before a batch would take it past `maxBytes`.
+ * the oldest beyond `maxFiles` removed) before a line would take it past `maxBytes`.
  *
  * @since 0.2.0
  * @category constructors
@@ -58,10 +58,31 @@ export const file = (options: FileOptions): Effect.Effect<AuditSink.Sink, never,
       `file:${path}`,
       (batch) =>
         Effect.gen(function* () {
+          // A batch is whole lines; it is split at line ends, so that no file goes past `maxBytes` when
+          // the writer takes many lines at once (a single line longer than `maxBytes` takes a file alone).
           const bytes = Buffer.from(batch)
-          if (size > 0 && size + bytes.length > maxBytes) yield* rotate
-          yield* Effect.tryPromise(() => handle.write(bytes))
-          size += bytes.length
+          let offset = 0
+          while (offset < bytes.length) {
+            const room = maxBytes - size
+            let end = offset
+            while (end < bytes.length) {
+              const newline = bytes.indexOf(10, end)
+              const next = newline === -1 ? bytes.length : newline + 1
+              if (next - offset > room) {
+                if (end === offset && size === 0) end = next
+                break
+              }
+              end = next
+            }
+            if (end === offset) {
+              yield* rotate
+              continue
+            }
+            const part = bytes.subarray(offset, end)
+            yield* Effect.tryPromise(() => handle.write(part))
+            size += part.length
+            offset = end
+          }
         }),
       options
     )
