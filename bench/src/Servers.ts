@@ -3,9 +3,9 @@
  * answering the same bytes, and the older "bare" one that parses the body), the gateway, its baseline
  * (a minimal proxy), and the peers installed from npm (the Portkey gateway, `@dwmkerr/mock-llm`).
  * Each prints `READY <url>` when it listens on 127.0.0.1; `cpuSeconds()` reads its CPU time from /proc.
- * The gateway runs with the Node flags `callm serve` gives itself (`HeapFlags.flags`), so its figures
- * are those of the command users run; the minimal proxy gets the same flags, for a fair baseline; the
- * peers run on Node's defaults, as their users start them.
+ * The gateway runs with the Node flags and environment `callm serve` gives itself (`HeapFlags.flags`,
+ * `HeapFlags.env`), so its figures are those of the command users run; the minimal proxy gets the same
+ * flags, for a fair baseline; the peers run on Node's defaults, as their users start them.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { once } from "node:events"
@@ -46,7 +46,9 @@ const start = async (
 ): Promise<Server> => {
   // Peers log to stdout and stderr as they run (mock-llm a line per request): read and dropped here.
   const child: ChildProcess = spawn(process.execPath, [...(options.nodeFlags ?? []), script(name), ...args], {
-    stdio: ["ignore", "pipe", options.quiet === true ? "ignore" : "inherit"]
+    stdio: ["ignore", "pipe", options.quiet === true ? "ignore" : "inherit"],
+    // With the flags, the environment `callm` adds when it replaces itself (`MALLOC_ARENA_MAX`).
+    env: options.nodeFlags === undefined ? process.env : HeapFlags.withEnv(process.env)
   })
   const url = await new Promise<string>((resolve, reject) => {
     let buffered = ""

@@ -4,9 +4,10 @@
  * or a busy `callm serve` fills with garbage. Capped at 16 MiB, measured on one loaded 2-core machine
  * (so indicative): `callm run` over 1M lines peaked at 336-369 MiB instead of 443-473 MiB, `callm
  * serve` under load at 334-338 MiB instead of 406-419 MiB, with the same CPU time and throughput
- * (within the noise, ±3 %). The heap size cannot be changed once Node runs, so the process replaces
- * itself (`process.execve`, one exec, about 25 ms) with Node given the flags; where Node has no
- * `execve` (Windows, Node before 22.15), it runs on with Node's defaults.
+ * (within the noise, ±3 %); `flags` tells what `callm serve` runs with now. The heap size cannot be
+ * changed once Node runs, so the process replaces itself (`process.execve`, one exec, about 25 ms)
+ * with Node given the flags (and `env`); where Node has no `execve` (Windows, Node before 22.15), it
+ * runs on with Node's defaults.
  *
  * `callm run` also bounds how far the old generation grows past what is live (`runFlags`). Its live
  * heap stays about 40 MB over any number of lines, but after each full collection V8 lets the old
@@ -19,18 +20,58 @@
 
 /**
  * The flags of every command but `run` (`callm serve`), and the names of those that, set by the user
- * (`node --max-semi-space-size=...` or `NODE_OPTIONS`), keep the user's choice. The young generation
- * is also kept at 16 MiB (`--min-semi-space-size`): V8 shrinks it to 1 MiB while a server idles and
- * grows it back only as objects survive, and a gateway's requests leave few survivors, so under an
- * open loop of 1,000 req/s it stayed at 1-4 MiB and scavenged 13-14 times per 1,000 requests (the
- * minimal proxy 2-10) instead of 2.3-2.5, pausing 12-25 ms per 1,000 requests instead of 4-5 (each
- * pause delays the requests that arrive during it: a p99 matter). RSS after a closed loop at 50
- * connections is the same (the young generation is at 16 MiB there either way).
+ * (`node --max-semi-space-size=...`, `--allocation-site-pretenuring` or `NODE_OPTIONS`), keep the
+ * user's choice. Measured on a loaded 2-core machine (gateway in front of the mock, autocannon at 50
+ * connections, 8 s of warm-up then 6 s, rounds interleaved):
+ * - `--no-allocation-site-pretenuring`: V8 saw the objects of the 50 requests in flight survive
+ *   scavenges and began allocating them straight in the old generation, which then filled with garbage
+ *   at 2.2 MB a scavenge (about 110 MB/s): a full collection every 1.5 s, 200 MB of heap between them,
+ *   scavenges of 2-3 ms. Without it the heap stays at its live 50 MB, scavenges take 0.3-0.5 ms, and
+ *   on an idle machine the gateway served 20,000 req/s at 48 µs of CPU each instead of 16,000-17,500
+ *   at 60-66 µs, at 196-236 MiB of RSS instead of 324-339.
+ * - A young generation of 8 MiB, kept there (`--min-semi-space-size`): V8 shrinks it to 1 MiB while a
+ *   server idles and grows it back only as objects survive, and a gateway's requests leave few
+ *   survivors, so under an open loop of 1,000 req/s it stayed at 1-4 MiB and scavenged 13-14 times per
+ *   1,000 requests (the minimal proxy 2-10), each pause delaying the requests that arrive during it.
+ *   At 8 MiB it scavenges about 5 times per 1,000 requests, 0.3-0.5 ms each; 16 MiB held 16 MiB more
+ *   for no gain in CPU once pretenuring is off.
+ * - `--heap-growing-percent=50`: the old generation grows to 1.5 times what survived the last full
+ *   collection, not up to 4 times. The gateway promotes little (3 full collections in 14 s at 50
+ *   connections, either way), so this costs no measurable CPU: 173-178 MiB instead of 182-196.
  *
  * @since 0.3.0
  * @category flags
  */
-export const flags: ReadonlyArray<string> = ["--max-semi-space-size=16", "--min-semi-space-size=16"]
+export const flags: ReadonlyArray<string> = [
+  "--max-semi-space-size=8",
+  "--min-semi-space-size=8",
+  "--no-allocation-site-pretenuring",
+  "--heap-growing-percent=50"
+]
+
+/**
+ * The environment `callm` adds when it replaces itself, where the user has not set the variable:
+ * `MALLOC_ARENA_MAX=2`. glibc gives each thread that allocates (V8's compiler and collector threads,
+ * libuv's pool) an arena of its own that keeps what it freed; two arenas cut the gateway's RSS by
+ * 10-15 MiB idle and 3-7 MiB under load, at the same CPU per request. Other C libraries ignore it.
+ *
+ * @since 0.3.0
+ * @category flags
+ */
+export const env: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: "2" }
+
+/**
+ * `base` with each variable of `env` the user has not set.
+ *
+ * @since 0.3.0
+ * @category flags
+ */
+export const withEnv = (base: Readonly<Record<string, string | undefined>>): Record<string, string> => {
+  const out: Record<string, string> = {}
+  for (const [key, value] of Object.entries(base)) if (value !== undefined) out[key] = value
+  for (const [key, value] of Object.entries(env)) if (out[key] === undefined) out[key] = value
+  return out
+}
 
 /**
  * The flags of `callm run`: a young generation of at most 8 MiB, and an old generation let grow to
@@ -55,7 +96,12 @@ export const runFlags: ReadonlyArray<string> = ["--max-semi-space-size=8", "--he
  */
 export const flagsFor = (command: string | undefined): ReadonlyArray<string> => (command === "run" ? runFlags : flags)
 
-const nameOf = (flag: string) => flag.slice(0, flag.indexOf("="))
+// The option a flag sets: `--no-x=...`, `--x` and `--x_y` all name `--x` (V8 takes `_` for `-`).
+const nameOf = (flag: string) => {
+  const equals = flag.indexOf("=")
+  const name = (equals === -1 ? flag : flag.slice(0, equals)).replaceAll("_", "-")
+  return name.startsWith("--no-") ? `--${name.slice(5)}` : name
+}
 
 /**
  * Whether the process must be replaced: neither its Node flags nor `NODE_OPTIONS` name a flag of
@@ -74,14 +120,14 @@ export const needed = (
     .map(nameOf)
     .some(
       (name) =>
-        execArgv.some((arg) => arg === name || arg.startsWith(`${name}=`)) ||
-        (nodeOptions ?? "").split(/\s+/).some((arg) => arg === name || arg.startsWith(`${name}=`))
+        execArgv.some((arg) => nameOf(arg) === name) ||
+        (nodeOptions ?? "").split(/\s+/).some((arg) => nameOf(arg) === name)
     )
 
 /**
  * Replaces this process by Node with the command's flags (`flagsFor` its first word that is not a
  * flag) and the same script, arguments and environment, when Node can `execve` and they are
- * `needed`; returns otherwise (then the command runs here).
+ * `needed`, adding `env` where the user has not set it; returns otherwise (then the command runs here).
  *
  * @since 0.3.0
  * @category flags
@@ -93,6 +139,6 @@ export const reexec = (): void => {
   process.execve(
     process.execPath,
     [process.execPath, ...chosen, ...process.execArgv, ...process.argv.slice(1)],
-    process.env as Record<string, string>
+    withEnv(process.env)
   )
 }

@@ -18,6 +18,18 @@ describe("HeapFlags", () => {
     assert.isFalse(HeapFlags.needed(["--max-semi-space-size", "64"], undefined))
     assert.isFalse(HeapFlags.needed([], "--enable-source-maps --max-semi-space-size=8"))
     assert.isFalse(HeapFlags.needed(["--min-semi-space-size=4"], undefined))
+    // A flag without a value, in any of the spellings V8 takes: the user's own choice is kept.
+    assert.isFalse(HeapFlags.needed(["--allocation-site-pretenuring"], undefined))
+    assert.isFalse(HeapFlags.needed([], "--no-allocation_site_pretenuring"))
+    assert.isFalse(HeapFlags.needed(["--heap-growing-percent=200"], undefined))
+    assert.isTrue(HeapFlags.needed(["--no-warnings"], "--no-deprecation"))
+  })
+
+  it("adds MALLOC_ARENA_MAX unless the user set it", () => {
+    assert.strictEqual(HeapFlags.withEnv({ PATH: "/bin" }).MALLOC_ARENA_MAX, "2")
+    assert.strictEqual(HeapFlags.withEnv({ PATH: "/bin" }).PATH, "/bin")
+    assert.strictEqual(HeapFlags.withEnv({ MALLOC_ARENA_MAX: "8" }).MALLOC_ARENA_MAX, "8")
+    assert.notProperty(HeapFlags.withEnv({ GONE: undefined }), "GONE")
   })
 
   it("gives callm run its own flags, which a user's growing factor or young generation keeps off", () => {
@@ -53,15 +65,18 @@ describe("HeapFlags", () => {
       await Callm.firstLine(serve.child)
       // The process was replaced, not forked: the pid the test started is the server's.
       const args = readFileSync(`/proc/${serve.child.pid}/cmdline`, "utf8").split("\0")
+      environ = readFileSync(`/proc/${serve.child.pid}/environ`, "utf8").split("\0")
       serve.child.kill("SIGTERM")
       assert.strictEqual((await serve.exited).code, 0)
       return args
     }
+    let environ: Array<string> = []
     const plain = await cmdline({})
     assert.deepStrictEqual(plain.slice(1, 2 + HeapFlags.flags.length), [...HeapFlags.flags, Callm.bin])
-    assert.include(plain, "--min-semi-space-size=16")
-    const chosen = await cmdline({ NODE_OPTIONS: "--max-semi-space-size=8" })
-    assert.notInclude(chosen, "--max-semi-space-size=16")
-    assert.notInclude(chosen, "--min-semi-space-size=16")
+    assert.include(environ, "MALLOC_ARENA_MAX=2")
+    assert.include(plain, "--no-allocation-site-pretenuring")
+    const chosen = await cmdline({ NODE_OPTIONS: "--max-semi-space-size=4" })
+    assert.notInclude(chosen, "--min-semi-space-size=8")
+    assert.notInclude(chosen, "--no-allocation-site-pretenuring")
   })
 })
