@@ -117,9 +117,15 @@ const SPACE = 32
  * which no provider's stream uses): text in, `Event`s out. Hand-written for the hot path: lines are
  * found with `indexOf` (a scan per character only in a piece with a CR), and an event's one data line
  * is taken as it is, without the line feed Effect's parser appends and slices off again. `feed` is
- * false once the pending event outgrows `maxEventSize`.
+ * false once the pending event outgrows 10 MiB (the event is then dropped). `chunks` runs on it; the
+ * bench measures it against `eventsource-parser` on the same bytes.
+ *
+ * @since 0.3.0
+ * @category constructors
  */
-const makeParser = (onEvent: (event: Sse.Event) => void) => {
+export const makeParser = (
+  onEvent: (event: Sse.Event) => void
+): { readonly feed: (chunk: string) => boolean; readonly atBoundary: () => boolean } => {
   let first = true
   // The unterminated line so far, and whether a CR ended the last piece (its LF may start the next).
   let pending = ""
@@ -195,7 +201,7 @@ const makeParser = (onEvent: (event: Sse.Event) => void) => {
     }
     return true
   }
-  /** Between two events: nothing of one pending (bytes from here on start a new event). */
+  // Between two events: nothing of one pending (bytes from here on start a new event).
   const atBoundary = () => pending === "" && !afterCr && data === undefined && name === undefined
   return { feed, atBoundary }
 }

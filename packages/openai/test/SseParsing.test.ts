@@ -1,9 +1,10 @@
 import { readFileSync } from "node:fs"
 import { ChatChunk, ChatRequest, ChatResponse, LlmClient } from "@callm/core"
-import { OpenAiClient } from "@callm/openai"
+import { OpenAiClient, SseStream } from "@callm/openai"
 import { mulberry32 } from "@callm/testing/Prng"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Stream } from "effect"
+import * as Sse from "effect/encoding/Sse"
 import { replayServer, transcript } from "./SseReplay.ts"
 
 const expectedText = (fixture: string) =>
@@ -127,4 +128,45 @@ describe("OpenAiClient stream endings", () => {
       assert.isTrue(error.retryable)
     })
   )
+})
+
+describe("SseStream.makeParser", () => {
+  // The same events as Effect's parser (the WHATWG algorithm) on text cut at random offsets: LF, CRLF
+  // and lone CR line ends, comments, `event:` and `id:` fields, multi-line data, a BOM, no space after
+  // the colon.
+  const text =
+    '\uFEFF: comment\r\ndata: one\n\nevent: delta\rdata:two\r\ndata: lines\r\rid: 7\ndata: {"a": 1}\n\n' +
+    "data\n\nid: 8\nevent: done\ndata: [DONE]\r\n\r\n"
+  type Make = (onEvent: (event: Sse.Event) => void) => { readonly feed: (chunk: string) => unknown }
+  const effectParser: Make = (onEvent) =>
+    Sse.makeParser((event) => {
+      if (event._tag === "Event") onEvent(event)
+    })
+  const parse = (make: Make, pieces: ReadonlyArray<string>) => {
+    const events: Array<Sse.Event> = []
+    const parser = make((event) => events.push(event))
+    for (const piece of pieces) parser.feed(piece)
+    return events
+  }
+  it("gives Effect's parser's events for text cut anywhere", () => {
+    const random = mulberry32(7).next
+    const expected = parse(effectParser, [text])
+    assert.strictEqual(expected.length, 5)
+    for (let round = 0; round < 200; round++) {
+      const cuts = [
+        ...new Set(Array.from({ length: 1 + Math.floor(random() * 6) }, () => Math.floor(random() * text.length)))
+      ].sort((a, b) => a - b)
+      const pieces = [0, ...cuts].map((start, index) => text.slice(start, [...cuts, text.length][index]))
+      assert.deepStrictEqual(parse(SseStream.makeParser, pieces), expected)
+    }
+  })
+
+  it("drops an event past 10 MiB and says so", () => {
+    const parser = SseStream.makeParser(() => assert.fail("no event"))
+    assert.isTrue(parser.feed(`data: ${"x".repeat(1024 * 1024)}\n`))
+    let fed = true
+    for (let index = 0; index < 10 && fed; index++) fed = parser.feed(`data: ${"x".repeat(1024 * 1024)}\n`)
+    assert.isFalse(fed)
+    assert.isTrue(parser.atBoundary())
+  })
 })
