@@ -2,13 +2,14 @@
  * Scenario 5: streams. Time to first token and tokens/s straight to the mock (raw undici +
  * eventsource-parser), through `LlmClient.stream`, through the gateway, through the minimal proxy (the
  * gateway's baseline) and through the Portkey gateway (the peer), 32 streams at once; the CPU each
- * proxy spends per chunk; and the SSE parse rate of Effect's parser (what callm uses) against
- * `eventsource-parser`, on the same bytes in one process. Goals (issue 17): TTFT through the gateway
+ * proxy spends per chunk; and the SSE parse rate of callm's own parser (what its streams run on) and
+ * Effect's against `eventsource-parser`, on the same bytes in one process. Goals (issue 17): TTFT through the gateway
  * within 1 ms of direct, token rate at least 0.8x direct, at most 2 µs of gateway CPU per chunk.
  */
 
 import { performance } from "node:perf_hooks"
 import { ChatChunk, ChatRequest, LlmClient } from "@callm/core"
+import { SseStream } from "@callm/openai"
 import { Effect, Stream } from "effect"
 import * as Sse from "effect/encoding/Sse"
 import { createParser } from "eventsource-parser"
@@ -197,6 +198,14 @@ export const scenario: Scenario = {
         for (const piece of pieces) parser.feed(piece)
         return count
       }
+      const callmParser = () => {
+        let count = 0
+        const parser = SseStream.makeParser(() => {
+          count++
+        })
+        for (const piece of pieces) parser.feed(piece)
+        return count
+      }
       const eventsourceParser = () => {
         let count = 0
         const parser = createParser({
@@ -207,15 +216,17 @@ export const scenario: Scenario = {
         for (const piece of pieces) parser.feed(piece)
         return count
       }
-      const parseRates = { effect: [] as Array<number>, eventsource: [] as Array<number> }
+      const parseRates = { callm: [] as Array<number>, effect: [] as Array<number>, eventsource: [] as Array<number> }
       for (let round_ = 0; round_ < settings.parseRounds; round_++) {
+        parseRates.callm.push(rate(callmParser))
         parseRates.effect.push(rate(effectParser))
         parseRates.eventsource.push(rate(eventsourceParser))
       }
+      const callmRate = Math.max(...parseRates.callm)
       const effectRate = Math.max(...parseRates.effect)
       const eventsourceRate = Math.max(...parseRates.eventsource)
       progress(
-        `SSE parse: Effect ${Math.round(effectRate)} events/s, eventsource-parser ${Math.round(eventsourceRate)} events/s`
+        `SSE parse: callm ${Math.round(callmRate)}, Effect ${Math.round(effectRate)}, eventsource-parser ${Math.round(eventsourceRate)} events/s`
       )
 
       const base = results[direct]!
@@ -265,7 +276,12 @@ export const scenario: Scenario = {
             columns: ["parser", "events/s", "vs eventsource-parser"],
             rows: [
               [
-                "effect/encoding Sse (callm)",
+                "callm (@callm/openai SseStream.makeParser, what its streams run on)",
+                Math.round(callmRate),
+                `${round((callmRate / eventsourceRate) * 100, 1)} %`
+              ],
+              [
+                "effect/encoding Sse (Effect's)",
                 Math.round(effectRate),
                 `${round((effectRate / eventsourceRate) * 100, 1)} %`
               ],
@@ -306,7 +322,8 @@ export const scenario: Scenario = {
               .map(([label, result]) => ({ label, value: round(result.ttftP50, 2) }))
           ),
           barChart("sse-parse.svg", "SSE parse rate (events/s, higher is better)", "events per second", [
-            { label: "effect/encoding Sse (callm)", value: Math.round(effectRate) },
+            { label: "callm SseStream.makeParser", value: Math.round(callmRate) },
+            { label: "effect/encoding Sse", value: Math.round(effectRate) },
             { label: "eventsource-parser", value: Math.round(eventsourceRate) }
           ])
         ],
