@@ -113,6 +113,19 @@ const CR = 13
 const SPACE = 32
 
 /**
+ * What `makeParser` gives.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface Parser {
+  /** Parses the next piece of text, calling `onEvent` for each event it ends; false once dropping. */
+  readonly feed: (chunk: string) => boolean
+  /** Whether nothing of an event is pending (bytes from here on start a new event). */
+  readonly atBoundary: () => boolean
+}
+
+/**
  * A server-sent events parser (the WHATWG algorithm, as `Sse.makeParser` implements it, minus `retry`,
  * which no provider's stream uses): text in, `Event`s out. Hand-written for the hot path: lines are
  * found with `indexOf` (a scan per character only in a piece with a CR), and an event's one data line
@@ -123,9 +136,7 @@ const SPACE = 32
  * @since 0.3.0
  * @category constructors
  */
-export const makeParser = (
-  onEvent: (event: Sse.Event) => void
-): { readonly feed: (chunk: string) => boolean; readonly atBoundary: () => boolean } => {
+export const makeParser = (onEvent: (event: Sse.Event) => void): Parser => {
   let first = true
   // The unterminated line so far, and whether a CR ended the last piece (its LF may start the next).
   let pending = ""
