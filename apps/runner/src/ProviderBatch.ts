@@ -216,6 +216,7 @@ export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpCli
     const writer = RunOutput.open(options.output, { fsync: options.fsync })
     const counts = { answered: 0, failed: 0, badLines: 0, skipped: 0, keptFailed: 0, jobsCreated: 0 }
     const failedByReason = new Map<string, number>()
+    const badByReason = new Map<string, number>()
     let cost = 0
     let unpriced = 0
     const pending = new Map<string, Pending>()
@@ -289,7 +290,7 @@ export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpCli
             done.add(item.key)
             writer.write(RunLine.errorRecord(item, undefined))
             counts.badLines++
-            failedByReason.set(item.problem!.reason, (failedByReason.get(item.problem!.reason) ?? 0) + 1)
+            badByReason.set(item.problem!.reason, (badByReason.get(item.problem!.reason) ?? 0) + 1)
             options.say(item.problem!.message)
             return Effect.void
           }
@@ -439,7 +440,16 @@ export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpCli
 
     const exitCode = counts.failed + counts.badLines + counts.keptFailed > 0 ? 2 : 0
     const elapsed = (performance.now() - started) / 1000
-    const reasons = [...failedByReason.entries()].sort((a, b) => b[1] - a[1])
+    const sorted = (reasons: Map<string, number>) => [...reasons.entries()].sort((a, b) => b[1] - a[1])
+    const listed = (reasons: Map<string, number>) =>
+      reasons.size === 0
+        ? ""
+        : ` (${sorted(reasons)
+            .map(([reason, count]) => `${reason} ${count}`)
+            .join(", ")})`
+    // `failed_by_reason` counts bad lines too, as it always has; the text keeps each next to its count.
+    const both = new Map(failedByReason)
+    for (const [reason, count] of badByReason) both.set(reason, (both.get(reason) ?? 0) + count)
     const costText = `$${cost.toFixed(6)} at the batch price (half the model's)${unpriced > 0 ? `, ${unpriced} unpriced` : ""}`
     process.stderr.write(
       options.json
@@ -451,7 +461,7 @@ export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpCli
             answered: counts.answered,
             failed: counts.failed,
             bad_lines: counts.badLines,
-            failed_by_reason: Object.fromEntries(reasons),
+            failed_by_reason: Object.fromEntries(sorted(both)),
             skipped: counts.skipped,
             kept_failed: counts.keptFailed,
             resent: resumed.retried,
@@ -460,7 +470,7 @@ export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpCli
             unpriced,
             elapsed_s: Math.round(elapsed * 100) / 100
           })}\n`
-        : `callm run: done in ${elapsed.toFixed(1)} s: ${counts.answered} answered, ${counts.failed} failed${reasons.length === 0 ? "" : ` (${reasons.map(([reason, count]) => `${reason} ${count}`).join(", ")})`}, ${counts.badLines} bad lines, ${counts.skipped} already answered (skipped)${counts.keptFailed > 0 ? `, ${counts.keptFailed} failed in an earlier run (kept; --retry-failed sends them again)` : ""}; ${counts.jobsCreated} batch jobs created; cost ${costText}${counts.failed > 0 ? "; rerun the same command to send the lines that failed for a passing reason again" : ""}\n`
+        : `callm run: done in ${elapsed.toFixed(1)} s: ${counts.answered} answered, ${counts.failed} failed${listed(failedByReason)}, ${counts.badLines} bad lines${listed(badByReason)}, ${counts.skipped} already answered (skipped)${counts.keptFailed > 0 ? `, ${counts.keptFailed} failed in an earlier run (kept; --retry-failed sends them again)` : ""}; ${counts.jobsCreated} batch jobs created; cost ${costText}${counts.failed > 0 ? "; rerun the same command to send the lines that failed for a passing reason again" : ""}\n`
     )
     return { exitCode, ...counts, cost, unpriced }
   })

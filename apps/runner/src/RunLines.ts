@@ -139,7 +139,7 @@ export const run = (resolved: Run.Resolved) =>
         counts.failedByReason.set(reason!, (counts.failedByReason.get(reason!) ?? 0) + 1)
       } else {
         counts.badLines++
-        counts.failedByReason.set(item.problem!.reason, (counts.failedByReason.get(item.problem!.reason) ?? 0) + 1)
+        counts.badByReason.set(item.problem!.reason, (counts.badByReason.get(item.problem!.reason) ?? 0) + 1)
         // Bad lines are always reported, --quiet or not: they are the input's problems, not progress.
         if (style === "json")
           process.stderr.write(`${JSON.stringify({ event: "bad_line", line: item.line, ...item.problem })}\n`)

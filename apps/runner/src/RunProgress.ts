@@ -46,7 +46,10 @@ export interface Counts {
   bytesDone: number
   /** True once the whole input has been read. */
   inputEnded: boolean
+  /** Failed calls by their error's reason. */
   readonly failedByReason: Map<string, number>
+  /** Bad lines by their problem's reason (`InvalidJson`, `MissingId`...). */
+  readonly badByReason: Map<string, number>
 }
 
 /**
@@ -63,7 +66,8 @@ export const counts = (): Counts => ({
   keptFailed: 0,
   bytesDone: 0,
   inputEnded: false,
-  failedByReason: new Map()
+  failedByReason: new Map(),
+  badByReason: new Map()
 })
 
 /**
@@ -173,7 +177,11 @@ export const summary = (
 ): string => {
   const { counts } = snapshot
   const { rate } = figures(snapshot)
-  const byReason = Object.fromEntries([...counts.failedByReason.entries()].sort((a, b) => b[1] - a[1]))
+  const sorted = (reasons: Map<string, number>) => [...reasons.entries()].sort((a, b) => b[1] - a[1])
+  // `failed_by_reason` counts bad lines too, as it always has; the text keeps each next to its count.
+  const both = new Map(counts.failedByReason)
+  for (const [reason, count] of counts.badByReason) both.set(reason, (both.get(reason) ?? 0) + count)
+  const byReason = Object.fromEntries(sorted(both))
   if (options.json)
     return `${JSON.stringify({
       event: "summary",
@@ -192,14 +200,17 @@ export const summary = (
       cache_hits: snapshot.cacheHits,
       ...(options.stopped === undefined ? {} : { stopped: options.stopped })
     })}\n`
-  const reasons = Object.entries(byReason)
-    .map(([reason, count]) => `${reason} ${count}`)
-    .join(", ")
+  const listed = (reasons: Map<string, number>) =>
+    reasons.size === 0
+      ? ""
+      : ` (${sorted(reasons)
+          .map(([reason, count]) => `${reason} ${count}`)
+          .join(", ")})`
   const state = options.stopped !== undefined ? "stopped" : options.interrupted ? "interrupted" : "done"
   const parts = [
     `${counts.answered} answered`,
-    `${counts.failed} failed${reasons === "" ? "" : ` (${reasons})`}`,
-    `${counts.badLines} bad lines`,
+    `${counts.failed} failed${listed(counts.failedByReason)}`,
+    `${counts.badLines} bad lines${listed(counts.badByReason)}`,
     `${counts.skipped} already answered (skipped)`,
     ...(counts.keptFailed > 0 ? [`${counts.keptFailed} failed in an earlier run (kept)`] : [])
   ]

@@ -64,7 +64,8 @@ describe("callm run", () => {
     assert.isString(byLine.get(10)?.text)
     for (const line of [2, 3, 4, 5, 6, 7, 8, 9]) assert.include(stderr, `line ${line}:`)
     assert.include(stderr, "2 answered")
-    assert.include(stderr, "8 bad lines")
+    // Each count with its own reasons: bad lines are not failed calls.
+    assert.include(stderr, "0 failed, 8 bad lines (MissingId 2, BadRequest 2, InvalidJson 1, ")
     // The rerun sends nothing (resending cannot fix a bad line), but the output still holds 8 error
     // records: not every line is answered, so the exit is 2 again, and the summary says why.
     const rerun = await run(["-i", input, "-o", output, "--mock", "--quiet"])
