@@ -16,6 +16,7 @@ import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as SchemaIssue from "effect/SchemaIssue"
+import { isCommonValid } from "./internal/CommonRequest.ts"
 import * as LlmError from "./LlmError.ts"
 
 /**
@@ -315,6 +316,11 @@ const deeperThan = (input: unknown, limit: number): string | undefined => {
  */
 export const validateResult = (input: unknown): Result.Result<ChatRequest, LlmError.BadRequest> => {
   if (typeof input === "object" && input !== null && validated.has(input)) return Result.succeed(input as ChatRequest)
+  // The common shape, checked by hand (`internal/CommonRequest`); anything else goes to the schema.
+  if (isCommonValid(input)) {
+    validated.add(input as object)
+    return Result.succeed(input as ChatRequest)
+  }
   const tooDeep = deeperThan(input, maxDepth)
   if (tooDeep !== undefined) {
     return Result.fail(
