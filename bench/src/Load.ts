@@ -138,7 +138,12 @@ export const closedLoop = async (
  */
 export const openLoop = async (
   call: () => Promise<unknown>,
-  options: { readonly rate: number; readonly seconds: number }
+  options: {
+    readonly rate: number
+    readonly seconds: number
+    /** A histogram (µs) that also gets every latency: several short runs summed into one. */
+    readonly into?: Measure.Histogram | undefined
+  }
 ): Promise<Summary & { readonly failures: number; readonly latency: Measure.Latency; readonly load: number }> => {
   const latencies: Array<number> = []
   const recorded = Measure.histogram()
@@ -161,6 +166,7 @@ export const openLoop = async (
             const took = performance.now() - intended
             latencies.push(took)
             recorded.recordValue(Math.max(1, Math.round(took * 1000)))
+            options.into?.recordValue(Math.max(1, Math.round(took * 1000)))
           },
           () => {
             failures++

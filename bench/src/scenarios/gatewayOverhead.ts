@@ -2,9 +2,10 @@
  * Scenario 4: what the gateway adds, next to its baseline and its peer, in one run.
  *
  * - Open loop at fixed rates (200, 500 and 1,000 requests/s; our harness on undici, timed from each
- *   request's intended send time, HDR percentiles): straight to the mock, through `callm serve`'s gateway, through
- *   the minimal proxy (issue 17's baseline: `node:http` + undici `Pool` + `JSON.parse` of the request and
- *   of the answer's usage). Added latency = through minus direct, end to end: the headline. The gateway's
+ *   request's intended send time, HDR percentiles): straight to the mock, through `callm serve`'s
+ *   gateway, through the minimal proxy (issue 17's baseline: `node:http` + undici `Pool` + `JSON.parse`
+ *   of the request and of the answer's usage), in short slices taken in turn so all three share the
+ *   same seconds. Added latency = through minus direct, end to end: the headline. The gateway's
  *   own overhead histogram (`callm_gateway_overhead_seconds`, first byte read to last byte written minus
  *   the upstream wait) is read from /metrics for the same requests and set next to it.
  * - Closed loop at 50 connections (autocannon): the mock alone, the minimal proxy, the gateway and the
@@ -23,9 +24,9 @@ import { median, round } from "../Stats.ts"
 const body = JSON.stringify({ model: "mock-small", messages: [{ role: "user", content: "Gateway overhead" }] })
 
 const plan = bySize({
-  smoke: { seconds: 1, rates: [200], rounds: 1, closedSeconds: 1, warmSeconds: 0, warmStep: 1 },
-  quick: { seconds: 3, rates: [200, 500, 1000], rounds: 2, closedSeconds: 3, warmSeconds: 3, warmStep: 1 },
-  full: { seconds: 6, rates: [200, 500, 1000], rounds: 3, closedSeconds: 6, warmSeconds: 15, warmStep: 2 }
+  smoke: { seconds: 1, slices: 1, rates: [200], rounds: 1, closedSeconds: 1, warmSeconds: 0, warmStep: 1 },
+  quick: { seconds: 3, slices: 3, rates: [200, 500, 1000], rounds: 2, closedSeconds: 3, warmSeconds: 3, warmStep: 1 },
+  full: { seconds: 6, slices: 3, rates: [200, 500, 1000], rounds: 3, closedSeconds: 6, warmSeconds: 15, warmStep: 2 }
 })
 
 const mib = (bytes: number) => round(bytes / 1048576, 1)
@@ -112,28 +113,52 @@ export const scenario: Scenario = {
         open[rate] = {}
         own[rate] = []
         for (let round_ = 0; round_ < settings.rounds; round_++) {
-          for (const [label, server] of openTargets) {
-            const before = server === gateway ? await scrape() : undefined
-            const cpu = server.cpuSeconds()
-            const result = await openLoop(call(server.url), { rate, seconds: settings.seconds })
-            const cpuMicros = ((server.cpuSeconds() - cpu) * 1e6) / Math.max(1, result.count + result.failures)
-            if (before !== undefined) {
-              const histogram = Prometheus.difference(await scrape(), before)
-              own[rate]!.push({
-                p50: Prometheus.quantile(histogram, 0.5) * 1000,
-                p99: Prometheus.quantile(histogram, 0.99) * 1000
+          // Each target's run is cut in slices, taken in turn (direct, gateway, proxy, direct...), so
+          // the machine's drift over a round falls on all three alike: the added latency is a
+          // difference of two figures measured over the same seconds, not over consecutive runs (a
+          // p99 from runs 6 s apart moved by -5.7 to +6.1 ms across rounds).
+          const slices = openTargets.map(() => ({
+            recorded: Measure.histogram(),
+            failures: 0,
+            requests: 0,
+            cpuSeconds: 0,
+            load: 0
+          }))
+          // Only the gateway's slices reach the gateway: its histogram's growth over the round is theirs.
+          const before = await scrape()
+          for (let slice = 0; slice < settings.slices; slice++) {
+            for (const [index, [, server]] of openTargets.entries()) {
+              const sum = slices[index]!
+              const cpu = server.cpuSeconds()
+              const result = await openLoop(call(server.url), {
+                rate,
+                seconds: settings.seconds / settings.slices,
+                into: sum.recorded
               })
+              sum.cpuSeconds += server.cpuSeconds() - cpu
+              sum.requests += result.count + result.failures
+              sum.failures += result.failures
+              sum.load = result.load
             }
+          }
+          const histogram = Prometheus.difference(await scrape(), before)
+          own[rate]!.push({
+            p50: Prometheus.quantile(histogram, 0.5) * 1000,
+            p99: Prometheus.quantile(histogram, 0.99) * 1000
+          })
+          for (const [index, [label]] of openTargets.entries()) {
+            const sum = slices[index]!
+            const latency = Measure.latency(sum.recorded)
             open[rate]![label] = [
               ...(open[rate]![label] ?? []),
               {
-                p50: result.latency.p50,
-                p99: result.latency.p99,
-                p999: result.latency.p999,
-                failures: result.failures,
-                cpuMicros,
-                load: result.load,
-                latency: result.latency
+                p50: latency.p50,
+                p99: latency.p99,
+                p999: latency.p999,
+                failures: sum.failures,
+                cpuMicros: (sum.cpuSeconds * 1e6) / Math.max(1, sum.requests),
+                load: sum.load,
+                latency
               }
             ]
           }
@@ -189,7 +214,7 @@ export const scenario: Scenario = {
         title: "Gateway overhead: callm serve vs a minimal proxy and the Portkey gateway",
         notes: [
           "Mock (zero latency, 16 tokens), gateway, minimal proxy and Portkey each in their own process, in front of the same mock; the load generator in another. Medians of interleaved rounds, (min–max) across rounds.",
-          `Open loop: ${settings.seconds} s per run at each rate, ${settings.rounds} round(s), our harness on undici timed from each request's intended send time, percentiles from an HDR histogram (µs). Added = through minus straight to the mock, same round.`,
+          `Open loop: ${settings.seconds} s per target at each rate in each of ${settings.rounds} round(s), in ${settings.slices} slices of ${round(settings.seconds / settings.slices, 2)} s taken in turn (direct, gateway, proxy, direct...), so the three share the round's seconds; our harness on undici timed from each request's intended send time, percentiles from an HDR histogram (µs) of a target's slices. Added = through minus straight to the mock, same round.`,
           "The gateway's own overhead is its histogram callm_gateway_overhead_seconds for the same requests (read from /metrics before and after each run), quantiles interpolated inside buckets as PromQL's histogram_quantile does.",
           `Closed loop: autocannon, 50 connections, ${settings.closedSeconds} s per run; req/s counts answers served (2xx), refusals (429/503, from the gateway's admission) are in the non-2xx column. Server CPU per request: the server process's user + system time over the run divided by the answers it served.`,
           "Minimal proxy: node:http + undici Pool + JSON.parse of the request and of the answer's usage, no auth, limits, metrics or retries (issue 17's measure of what a Node gateway needs).",
