@@ -34,13 +34,24 @@ import { createInterface } from "node:readline"
 export const keyOf = (id: unknown, line: number): string =>
   typeof id === "string" || typeof id === "number" ? `id:${id}` : `line:${line}`
 
+/** A `KeySet` has `2 ** tableBits` tables; the top `tableBits` bits of a first hash choose its table. */
+const tableBits = 6
+const tableCount = 2 ** tableBits
+const tableShift = 32 - tableBits
+
 /**
  * A set of record keys that stays small for millions of them: it keeps a 64-bit fingerprint of each
- * key (two 32-bit hashes) in one open-addressing table of 32-bit words, 8 bytes a slot, instead of the
- * key strings themselves. The table is kept between half and three quarters full and grows by half, so
- * it holds 11 to 16 bytes a key (about 14 MB for a million keys), and growing copies at most two thirds
- * of that again for a moment. Two different keys sharing a fingerprint has a chance of about n² / 2⁶⁵
- * (one in 36 million for a million keys).
+ * key (two 32-bit hashes) in open-addressing tables of 32-bit words, 8 bytes a slot, instead of the
+ * key strings themselves. Each table is kept between half and three quarters full and grows by half, so
+ * the set holds 11 to 16 bytes a key (about 14 MB for a million keys). Two different keys sharing a
+ * fingerprint has a chance of about n² / 2⁶⁵ (one in 36 million for a million keys).
+ *
+ * The keys are spread over 64 tables by the top bits of their first hash, each grown on its own: a
+ * growth copies one table of 64 (about 250 KB at a million keys) instead of the whole set. As one table
+ * of 9.6 MB, the last growth on the way to a million keys held it and its 14 MB successor at once, and
+ * freeing it taught glibc's malloc to keep blocks up to 9.6 MB in its heaps (its dynamic mmap
+ * threshold) and up to twice that unreturned: with `HeapFlags.runFlags`, `callm run` over 1M lines
+ * peaked at 191-202 MiB with one table, 179-192 with 64 (issue 17).
  *
  * Hand-written because a `Set<string>` of a million ids costs around 100 MB, and `callm run` must keep
  * its memory flat however long its input.
@@ -49,9 +60,10 @@ export const keyOf = (id: unknown, line: number): string =>
  * @category models
  */
 export class KeySet {
-  /** Slot `i` is the words `2i` (first hash) and `2i + 1` (second hash); two zero words: empty. */
-  private slots = new Uint32Array(2 * 4096)
-  private capacity = 4096
+  /** Table `t`, slot `i`: the words `2i` (first hash) and `2i + 1` (second hash); two zero words: empty. */
+  private readonly tables: Array<Uint32Array> = Array.from({ length: tableCount }, () => new Uint32Array(2 * 64))
+  private readonly capacities = new Uint32Array(tableCount).fill(64)
+  private readonly counts = new Uint32Array(tableCount)
   private count = 0
 
   get size(): number {
@@ -60,7 +72,9 @@ export class KeySet {
 
   has(key: string): boolean {
     const [a, b] = fingerprint(key)
-    const { slots, capacity } = this
+    const table = a >>> tableShift
+    const slots = this.tables[table]!
+    const capacity = this.capacities[table]!
     for (let slot = home(a, capacity); ; slot = slot + 1 === capacity ? 0 : slot + 1) {
       const first = slots[2 * slot]!
       const second = slots[2 * slot + 1]!
@@ -70,43 +84,54 @@ export class KeySet {
   }
 
   add(key: string): void {
-    if ((this.count + 1) * 4 > this.capacity * 3) this.grow()
     const [a, b] = fingerprint(key)
-    if (this.insert(a, b)) this.count++
-  }
-
-  private insert(a: number, b: number): boolean {
-    const { slots, capacity } = this
-    let slot = home(a, capacity)
-    for (; ; slot = slot + 1 === capacity ? 0 : slot + 1) {
-      const first = slots[2 * slot]!
-      const second = slots[2 * slot + 1]!
-      if (first === a && second === b) return false
-      if (first === 0 && second === 0) break
+    const table = a >>> tableShift
+    if ((this.counts[table]! + 1) * 4 > this.capacities[table]! * 3) this.grow(table)
+    if (insert(this.tables[table]!, this.capacities[table]!, a, b)) {
+      this.counts[table]!++
+      this.count++
     }
-    slots[2 * slot] = a
-    slots[2 * slot + 1] = b
-    return true
   }
 
-  private grow(): void {
-    const { slots, capacity } = this
-    this.capacity = Math.ceil(capacity * 1.5)
-    this.slots = new Uint32Array(2 * this.capacity)
+  private grow(table: number): void {
+    const slots = this.tables[table]!
+    const capacity = this.capacities[table]!
+    const grown = Math.ceil(capacity * 1.5)
+    const next = new Uint32Array(2 * grown)
     for (let slot = 0; slot < capacity; slot++) {
       const a = slots[2 * slot]!
       const b = slots[2 * slot + 1]!
-      if (a !== 0 || b !== 0) this.insert(a, b)
+      if (a !== 0 || b !== 0) insert(next, grown, a, b)
     }
+    this.tables[table] = next
+    this.capacities[table] = grown
     // Frees the old table now (detaching its buffer releases its memory): left to the garbage
-    // collector, the tables outgrown on the way to a million keys (7, 5, 3 MB...) stayed allocated
-    // until the next full collection, up to about twice the live table on top of it (issue 17).
+    // collector, the tables outgrown on the way to a million keys stayed allocated until the next full
+    // collection, up to about twice the live ones on top of them (issue 17).
     ;(slots.buffer as ArrayBuffer & { transfer(length: number): ArrayBuffer }).transfer(0)
   }
 }
 
-/** The slot a fingerprint starts probing at: its first hash scaled to the table (any size, not only powers of two). */
-const home = (a: number, capacity: number): number => Math.min(capacity - 1, Math.floor((a / 4294967296) * capacity))
+/** Puts a fingerprint in a table unless it is there; whether it was not. */
+const insert = (slots: Uint32Array, capacity: number, a: number, b: number): boolean => {
+  let slot = home(a, capacity)
+  for (; ; slot = slot + 1 === capacity ? 0 : slot + 1) {
+    const first = slots[2 * slot]!
+    const second = slots[2 * slot + 1]!
+    if (first === a && second === b) return false
+    if (first === 0 && second === 0) break
+  }
+  slots[2 * slot] = a
+  slots[2 * slot + 1] = b
+  return true
+}
+
+/**
+ * The slot a fingerprint starts probing at in its table: the bits of its first hash below those that
+ * chose the table, scaled to the table (any size, not only powers of two).
+ */
+const home = (a: number, capacity: number): number =>
+  Math.min(capacity - 1, Math.floor((((a << tableBits) >>> 0) / 4294967296) * capacity))
 
 /** Two independent 32-bit hashes (FNV-1a and a Murmur-style mix) of a string, never both zero. */
 const fingerprint = (key: string): readonly [number, number] => {

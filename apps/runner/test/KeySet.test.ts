@@ -6,8 +6,9 @@ import { assert, describe, it } from "@effect/vitest"
 import { KeySet, keyOf, resume } from "../src/RunOutput.ts"
 import * as Callm from "./Callm.ts"
 
-// The table starts at 4,096 slots, grows by half when three quarters full: 3,072 keys fill it, the
-// 3,073rd grows it to 6,144 slots (4,608 keys), then 9,216 (6,912 keys)...
+// Each of the 64 tables starts at 64 slots and grows by half when three quarters full (48 keys, then
+// 72, 108, 162...): the keys spread evenly, so about 3,072 keys grow the tables to 96 slots, 4,608 to
+// 144, 6,912 to 216, 10,368 to 324.
 const thresholds = [3_072, 4_608, 6_912, 10_368]
 
 describe("KeySet", () => {
@@ -23,36 +24,58 @@ describe("KeySet", () => {
     assert.strictEqual(set.size, 200_000, "adding a key twice counts it once")
   })
 
-  it("holds every key on each side of each growth, the empty string and keys that wrap around the table", () => {
-    for (const threshold of thresholds) {
-      for (const count of [threshold - 1, threshold, threshold + 1]) {
-        const set = new KeySet()
-        set.add("")
-        for (let index = 1; index < count; index++) set.add(`line:${index}`)
-        assert.strictEqual(set.size, count)
+  it("holds every key on each side of each growth, the empty string and keys that wrap around a table", () => {
+    // Each table grows at its own count: checking after every key crosses each growth of each table.
+    const set = new KeySet()
+    set.add("")
+    const last = thresholds[thresholds.length - 1]! + 2_000
+    for (let index = 1; index <= last; index++) {
+      set.add(`line:${index}`)
+      if (!set.has(`line:${index}`)) assert.fail(`line:${index} not found once added`)
+      if (set.has(`line:${index + 1}`)) assert.fail(`line:${index + 1} found before it was added`)
+      if (thresholds.some((threshold) => Math.abs(index - threshold) <= 1)) {
+        assert.strictEqual(set.size, index + 1)
         assert.isTrue(set.has(""))
-        // Full to three quarters, the table has runs of taken slots across its end: every lookup there
+        // Full to three quarters, a table has runs of taken slots across its end: every lookup there
         // wraps to its start.
-        for (let index = 1; index < count; index++) if (!set.has(`line:${index}`)) assert.fail(`lost line:${index}`)
-        for (let index = count; index < count + 20_000; index++)
-          if (set.has(`line:${index}`)) assert.fail(`line:${index} was never added`)
+        for (let key = 1; key <= index; key++) if (!set.has(`line:${key}`)) assert.fail(`lost line:${key}`)
+        for (let key = index + 1; key < index + 20_000; key++)
+          if (set.has(`line:${key}`)) assert.fail(`line:${key} was never added`)
       }
     }
   })
 
-  it("frees each outgrown table as it grows: a million keys hold the one table, not the ones before it", () => {
+  it("frees each outgrown table as it grows: a million keys hold the tables, not the ones before them", () => {
     const count = 1_000_000
-    // The table's slots for `count` keys (8 bytes each), grown as the set grows it.
-    let capacity = 4096
-    while (count * 4 > capacity * 3) capacity = Math.ceil(capacity * 1.5)
     const before = process.memoryUsage().arrayBuffers
     const set = new KeySet()
     for (let index = 0; index < count; index++) set.add(`id:p${index}`)
     const held = process.memoryUsage().arrayBuffers - before
     assert.strictEqual(set.size, count)
-    // Left to the garbage collector, the outgrown tables (two thirds of the next each) add up to about
-    // twice the live one until a full collection runs.
-    assert.isAtMost(held, 8 * capacity * 1.25, `${held} bytes held for a table of ${8 * capacity}`)
+    // Tables at least half full hold at most 16 bytes a key. Left to the garbage collector, the
+    // outgrown tables (two thirds of the next each) would add up to about twice the live ones.
+    assert.isAtMost(held, 16 * count * 1.05, `${held} bytes held for ${count} keys`)
+  })
+
+  it("grows one table of 64 at a time: no table it allocates is more than about a 64th of the set", () => {
+    const count = 1_000_000
+    const Original = globalThis.Uint32Array
+    let largest = 0
+    globalThis.Uint32Array = class extends Original {
+      constructor(length: number) {
+        super(length)
+        largest = Math.max(largest, this.byteLength)
+      }
+    } as Uint32ArrayConstructor
+    try {
+      const set = new KeySet()
+      for (let index = 0; index < count; index++) set.add(`id:p${index}`)
+      assert.strictEqual(set.size, count)
+    } finally {
+      globalThis.Uint32Array = Original
+    }
+    // One table for a million keys in one would be 14 MB, and its growth would hold 24 MB at once.
+    assert.isAtMost(largest, ((16 * count) / 64) * 1.2, `a table of ${largest} bytes`)
   })
 })
 
