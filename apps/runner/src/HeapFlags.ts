@@ -61,32 +61,53 @@ export const flags: ReadonlyArray<string> = [
 export const env: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: "2" }
 
 /**
- * `base` with each variable of `env` the user has not set.
+ * `base` with each variable of `added` (default `env`) the user has not set.
  *
  * @since 0.3.0
  * @category flags
  */
-export const withEnv = (base: Readonly<Record<string, string | undefined>>): Record<string, string> => {
+export const withEnv = (
+  base: Readonly<Record<string, string | undefined>>,
+  added: Readonly<Record<string, string>> = env
+): Record<string, string> => {
   const out: Record<string, string> = {}
   for (const [key, value] of Object.entries(base)) if (value !== undefined) out[key] = value
-  for (const [key, value] of Object.entries(env)) if (out[key] === undefined) out[key] = value
+  for (const [key, value] of Object.entries(added)) if (out[key] === undefined) out[key] = value
   return out
 }
 
 /**
  * The flags of `callm run`: a young generation of at most 8 MiB, and an old generation let grow to
- * twice what survived each full collection (`--heap-growing-percent=100`) instead of up to 4 times.
- * Measured on one loaded 2-core machine (load 5-7), 1M lines in batches of 200, 800 in flight,
- * interleaved runs: peak RSS 223-247 MiB instead of 325-561 MiB, CPU +7 % (+7 to +15 % in pairs),
- * lines/s 0-30 % lower, 35-49 full collections instead of 8-9; 100k lines: 176-201 MiB instead of
- * 182-211. A growth of half (`=50`) peaked about as high (238-243 MiB) for
- * +36 % CPU (98-122 full collections): what the run promotes to the old generation, about 400 bytes a
- * line, makes each step down costlier.
+ * 1.5 times what survived each full collection (`--heap-growing-percent=50`) instead of up to 4 times.
+ * V8 keeps the pages a full collection frees in a pool, resident, for the old generation to grow back
+ * into (`pooled: 40 MB` in `--trace-gc`), so the run's RSS follows the largest the heap ever was, not
+ * what it holds: 1.5 times a live heap of 28-40 MB (a third of it the loaded modules' source) plus the
+ * young generation. Measured on a 2-core machine (1M lines in batches of 200, 800 in flight, runs
+ * interleaved, `MALLOC_ARENA_MAX=2`): peak RSS 184-197 MiB (100k lines: 175-180) against 202-264 at
+ * `=100` (100k: 182-191), for 5-12 % more CPU (one pair 26 %; 43 full collections instead of 26) and
+ * lines/s 3-6 % lower (one pair 17 %). In earlier measurements `=50` cost 36 % more CPU: requests were
+ * then validated by the schema, which allocated a third of the run's 13.7 KB a line and so promoted
+ * more; `ChatRequest`'s hand-written check took that away. `--memory-saver-mode` (V8 returns the pool
+ * after each full collection) peaked at 179-205 MiB for 17-21 % more CPU, `--optimize-for-size` at
+ * 177-183 MiB for 29-58 %; a young generation of 4 or 2 MiB peaked no lower (221-238 at `=100`).
  *
  * @since 0.3.0
  * @category flags
  */
-export const runFlags: ReadonlyArray<string> = ["--max-semi-space-size=8", "--heap-growing-percent=100"]
+export const runFlags: ReadonlyArray<string> = ["--max-semi-space-size=8", "--heap-growing-percent=50"]
+
+/**
+ * The environment `callm run` adds when it replaces itself, where the user has not set the variable:
+ * `env`, and `MALLOC_MMAP_THRESHOLD_=131072`, glibc's default threshold, set so that glibc keeps it.
+ * Left to itself, glibc raises the threshold to the size of each large block the program frees, up to
+ * 32 MB, and then keeps blocks that size in its heaps and up to twice it unreturned at their top: a
+ * run frees many read buffers and tables of its id sets. Measured with `runFlags` (1M lines, runs
+ * interleaved): 174-192 MiB instead of 184-197, at the same CPU. Other C libraries ignore it.
+ *
+ * @since 0.3.0
+ * @category flags
+ */
+export const runEnv: Readonly<Record<string, string>> = { ...env, MALLOC_MMAP_THRESHOLD_: "131072" }
 
 /**
  * The flags a command runs with: `runFlags` for `run`, `flags` for any other.
@@ -127,18 +148,19 @@ export const needed = (
 /**
  * Replaces this process by Node with the command's flags (`flagsFor` its first word that is not a
  * flag) and the same script, arguments and environment, when Node can `execve` and they are
- * `needed`, adding `env` where the user has not set it; returns otherwise (then the command runs here).
+ * `needed`, adding `env` (`runEnv` for `run`) where the user has not set it; returns otherwise (then the command runs here).
  *
  * @since 0.3.0
  * @category flags
  */
 export const reexec = (): void => {
   if (typeof process.execve !== "function" || process.platform === "win32") return
-  const chosen = flagsFor(process.argv.slice(2).find((arg) => !arg.startsWith("-")))
+  const command = process.argv.slice(2).find((arg) => !arg.startsWith("-"))
+  const chosen = flagsFor(command)
   if (!needed(process.execArgv, process.env.NODE_OPTIONS, chosen)) return
   process.execve(
     process.execPath,
     [process.execPath, ...chosen, ...process.execArgv, ...process.argv.slice(1)],
-    withEnv(process.env)
+    withEnv(process.env, command === "run" ? runEnv : env)
   )
 }

@@ -32,6 +32,15 @@ describe("HeapFlags", () => {
     assert.notProperty(HeapFlags.withEnv({ GONE: undefined }), "GONE")
   })
 
+  it("adds glibc's fixed mmap threshold for callm run, unless the user set it", () => {
+    assert.deepStrictEqual(HeapFlags.withEnv({}, HeapFlags.runEnv), {
+      MALLOC_ARENA_MAX: "2",
+      MALLOC_MMAP_THRESHOLD_: "131072"
+    })
+    assert.strictEqual(HeapFlags.withEnv({ MALLOC_MMAP_THRESHOLD_: "0" }, HeapFlags.runEnv).MALLOC_MMAP_THRESHOLD_, "0")
+    assert.notProperty(HeapFlags.withEnv({}), "MALLOC_MMAP_THRESHOLD_")
+  })
+
   it("gives callm run its own flags, which a user's growing factor or young generation keeps off", () => {
     assert.deepStrictEqual(HeapFlags.flagsFor("run"), HeapFlags.runFlags)
     assert.deepStrictEqual(HeapFlags.flagsFor("serve"), HeapFlags.flags)
@@ -39,6 +48,7 @@ describe("HeapFlags", () => {
     assert.isTrue(HeapFlags.needed([], undefined, HeapFlags.runFlags))
     assert.isFalse(HeapFlags.needed(["--heap-growing-percent=20"], undefined, HeapFlags.runFlags))
     assert.isFalse(HeapFlags.needed([], "--max-semi-space-size=32", HeapFlags.runFlags))
+    assert.include(HeapFlags.runFlags, "--heap-growing-percent=50")
   })
 
   it("callm run runs as one process given the run flags", async () => {
@@ -51,9 +61,12 @@ describe("HeapFlags", () => {
       const run = Callm.start(["run", ...flags(input, join(dir, "out.jsonl"), mock.baseUrl), "--metrics-port", "0"])
       while (!run.stderr().includes("metrics at")) await new Promise((resolve) => setTimeout(resolve, 20))
       const args = readFileSync(`/proc/${run.child.pid}/cmdline`, "utf8").split("\0")
+      const environ = readFileSync(`/proc/${run.child.pid}/environ`, "utf8").split("\0")
       run.child.kill("SIGKILL")
       await run.exited
       assert.deepStrictEqual(args.slice(1, 2 + HeapFlags.runFlags.length), [...HeapFlags.runFlags, Callm.bin])
+      assert.include(environ, "MALLOC_MMAP_THRESHOLD_=131072")
+      assert.include(environ, "MALLOC_ARENA_MAX=2")
     } finally {
       await mock.close()
     }

@@ -7,7 +7,7 @@
  * included, goes through `effect/cli`.
  *
  * Any other command first replaces this process by Node with the V8 flags `HeapFlags.flagsFor` gives
- * it (`run`: a young generation of at most 8 MiB and an old generation that grows by 100 % at most;
+ * it (`run`: a young generation of at most 8 MiB and an old generation that grows by 50 % at most;
  * the rest, `serve` included: a young generation of 16 MiB from the start), unless the Node flags
  * already set those sizes.
  *
