@@ -41,6 +41,7 @@ import * as Stream from "effect/Stream"
 import type * as Config from "./Config.ts"
 import * as RunLine from "./RunLine.ts"
 import * as RunOutput from "./RunOutput.ts"
+import * as RunProgress from "./RunProgress.ts"
 import * as StopSignals from "./StopSignals.ts"
 import { UserError } from "./UserError.ts"
 
@@ -440,16 +441,6 @@ export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpCli
 
     const exitCode = counts.failed + counts.badLines + counts.keptFailed > 0 ? 2 : 0
     const elapsed = (performance.now() - started) / 1000
-    const sorted = (reasons: Map<string, number>) => [...reasons.entries()].sort((a, b) => b[1] - a[1])
-    const listed = (reasons: Map<string, number>) =>
-      reasons.size === 0
-        ? ""
-        : ` (${sorted(reasons)
-            .map(([reason, count]) => `${reason} ${count}`)
-            .join(", ")})`
-    // `failed_by_reason` counts bad lines too, as it always has; the text keeps each next to its count.
-    const both = new Map(failedByReason)
-    for (const [reason, count] of badByReason) both.set(reason, (both.get(reason) ?? 0) + count)
     const costText = `$${cost.toFixed(6)} at the batch price (half the model's)${unpriced > 0 ? `, ${unpriced} unpriced` : ""}`
     process.stderr.write(
       options.json
@@ -461,7 +452,7 @@ export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpCli
             answered: counts.answered,
             failed: counts.failed,
             bad_lines: counts.badLines,
-            failed_by_reason: Object.fromEntries(sorted(both)),
+            failed_by_reason: RunProgress.allReasons(failedByReason, badByReason),
             skipped: counts.skipped,
             kept_failed: counts.keptFailed,
             resent: resumed.retried,
@@ -470,7 +461,7 @@ export const run = (options: Options): Effect.Effect<Outcome, UserError, HttpCli
             unpriced,
             elapsed_s: Math.round(elapsed * 100) / 100
           })}\n`
-        : `callm run: done in ${elapsed.toFixed(1)} s: ${counts.answered} answered, ${counts.failed} failed${listed(failedByReason)}, ${counts.badLines} bad lines${listed(badByReason)}, ${counts.skipped} already answered (skipped)${counts.keptFailed > 0 ? `, ${counts.keptFailed} failed in an earlier run (kept; --retry-failed sends them again)` : ""}; ${counts.jobsCreated} batch jobs created; cost ${costText}${counts.failed > 0 ? "; rerun the same command to send the lines that failed for a passing reason again" : ""}\n`
+        : `callm run: done in ${elapsed.toFixed(1)} s: ${counts.answered} answered, ${counts.failed} failed${RunProgress.listedReasons(failedByReason)}, ${counts.badLines} bad lines${RunProgress.listedReasons(badByReason)}, ${counts.skipped} already answered (skipped)${counts.keptFailed > 0 ? `, ${counts.keptFailed} failed in an earlier run (kept; --retry-failed sends them again)` : ""}; ${counts.jobsCreated} batch jobs created; cost ${costText}${counts.failed > 0 ? "; rerun the same command to send the lines that failed for a passing reason again" : ""}\n`
     )
     return { exitCode, ...counts, cost, unpriced }
   })

@@ -159,6 +159,37 @@ export const render = (style: Style, snapshot: Snapshot, columns = 100): string 
   }
 }
 
+const sortedReasons = (reasons: ReadonlyMap<string, number>) => [...reasons.entries()].sort((a, b) => b[1] - a[1])
+
+/**
+ * Counts by reason for a summary's text, most first: ` (InvalidJson 2, MissingId 1)`, or `""`.
+ *
+ * @since 0.3.0
+ * @category rendering
+ */
+export const listedReasons = (reasons: ReadonlyMap<string, number>): string =>
+  reasons.size === 0
+    ? ""
+    : ` (${sortedReasons(reasons)
+        .map(([reason, count]) => `${reason} ${count}`)
+        .join(", ")})`
+
+/**
+ * `failed_by_reason` of a JSON summary: failed calls and bad lines together, as it always counted
+ * them (the text keeps each next to its own count), most first.
+ *
+ * @since 0.3.0
+ * @category rendering
+ */
+export const allReasons = (
+  failed: ReadonlyMap<string, number>,
+  bad: ReadonlyMap<string, number>
+): Record<string, number> => {
+  const both = new Map(failed)
+  for (const [reason, count] of bad) both.set(reason, (both.get(reason) ?? 0) + count)
+  return Object.fromEntries(sortedReasons(both))
+}
+
 /**
  * The summary at the end of a run, in the plain or JSON form.
  *
@@ -177,11 +208,7 @@ export const summary = (
 ): string => {
   const { counts } = snapshot
   const { rate } = figures(snapshot)
-  const sorted = (reasons: Map<string, number>) => [...reasons.entries()].sort((a, b) => b[1] - a[1])
-  // `failed_by_reason` counts bad lines too, as it always has; the text keeps each next to its count.
-  const both = new Map(counts.failedByReason)
-  for (const [reason, count] of counts.badByReason) both.set(reason, (both.get(reason) ?? 0) + count)
-  const byReason = Object.fromEntries(sorted(both))
+  const byReason = allReasons(counts.failedByReason, counts.badByReason)
   if (options.json)
     return `${JSON.stringify({
       event: "summary",
@@ -200,17 +227,11 @@ export const summary = (
       cache_hits: snapshot.cacheHits,
       ...(options.stopped === undefined ? {} : { stopped: options.stopped })
     })}\n`
-  const listed = (reasons: Map<string, number>) =>
-    reasons.size === 0
-      ? ""
-      : ` (${sorted(reasons)
-          .map(([reason, count]) => `${reason} ${count}`)
-          .join(", ")})`
   const state = options.stopped !== undefined ? "stopped" : options.interrupted ? "interrupted" : "done"
   const parts = [
     `${counts.answered} answered`,
-    `${counts.failed} failed${listed(counts.failedByReason)}`,
-    `${counts.badLines} bad lines${listed(counts.badByReason)}`,
+    `${counts.failed} failed${listedReasons(counts.failedByReason)}`,
+    `${counts.badLines} bad lines${listedReasons(counts.badByReason)}`,
     `${counts.skipped} already answered (skipped)`,
     ...(counts.keptFailed > 0 ? [`${counts.keptFailed} failed in an earlier run (kept)`] : [])
   ]

@@ -190,32 +190,18 @@ export const scenario: Scenario = {
         if (count !== settings.events) throw new Error(`parsed ${count} of ${settings.events} events`)
         return (count * 1000) / (performance.now() - start)
       }
-      const effectParser = () => {
+      // Each parser counts the events of the same pieces; `make` builds one around the counter.
+      const counting = (make: (onEvent: () => void) => { readonly feed: (piece: string) => unknown }) => () => {
         let count = 0
-        const parser = Sse.makeParser(() => {
+        const parser = make(() => {
           count++
         })
         for (const piece of pieces) parser.feed(piece)
         return count
       }
-      const callmParser = () => {
-        let count = 0
-        const parser = SseStream.makeParser(() => {
-          count++
-        })
-        for (const piece of pieces) parser.feed(piece)
-        return count
-      }
-      const eventsourceParser = () => {
-        let count = 0
-        const parser = createParser({
-          onEvent: () => {
-            count++
-          }
-        })
-        for (const piece of pieces) parser.feed(piece)
-        return count
-      }
+      const effectParser = counting((onEvent) => Sse.makeParser(onEvent))
+      const callmParser = counting((onEvent) => SseStream.makeParser(onEvent))
+      const eventsourceParser = counting((onEvent) => createParser({ onEvent }))
       const parseRates = { callm: [] as Array<number>, effect: [] as Array<number>, eventsource: [] as Array<number> }
       for (let round_ = 0; round_ < settings.parseRounds; round_++) {
         parseRates.callm.push(rate(callmParser))
