@@ -17,12 +17,11 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import type { Options } from "../Gateway.ts"
 import * as GatewayConfig from "../GatewayConfig.ts"
 import * as Auth from "./Auth.ts"
 import * as EmbeddingsRoute from "./EmbeddingsRoute.ts"
-import { countFailures, upstreamFailuresTotal } from "./Metrics.ts"
+import { failureCounter, upstreamFailuresTotal } from "./Metrics.ts"
 import * as UpstreamTiming from "./UpstreamTiming.ts"
 import { timeUpstream } from "./UpstreamTiming.ts"
 
@@ -93,7 +92,7 @@ export const build = Effect.fnUntraced(function* (
           })
     // Innermost the timing and the failure count, then this upstream's own breaker: its state, its
     // metrics (`callm_breaker_state{upstream}`) and its refusals are this upstream's alone.
-    const counted = countFailures(name, timeUpstream(provider))
+    const counted = timeUpstream(provider, failureCounter(name))
     const breaker = upstream.breaker ?? {}
     providers.set(
       name,
@@ -184,10 +183,11 @@ export const build = Effect.fnUntraced(function* (
   }
   const catchAll = routes.get("*")
 
-  // `complete` makes its route's effect right away, not in `Effect.suspend`: a built's routes never change.
+  // `complete` and `stream` make their route's effect and stream right away, not in `Effect.suspend` or
+  // `Stream.suspend` (one more channel layer on every stream): a built's routes never change.
   const dispatch = LlmClient.make({
     complete: (request) => (routes.get(request.model) ?? catchAll)!.client.complete(request),
-    stream: (request) => Stream.suspend(() => (routes.get(request.model) ?? catchAll)!.client.stream(request)),
+    stream: (request) => (routes.get(request.model) ?? catchAll)!.client.stream(request),
     completeMany: (requests) =>
       Effect.suspend(() => (routes.get(requests[0]?.model ?? "") ?? catchAll)!.client.completeMany(requests))
   })

@@ -6,18 +6,17 @@
  * @internal
  */
 import type * as Http from "node:http"
-import { CallContext, type ChatRequest, type LlmError, Passthrough, Preset } from "@callm/core"
-import * as Clock from "effect/Clock"
+import type { ChatRequest, LlmError, Passthrough } from "@callm/core"
 import * as Effect from "effect/Effect"
-import * as Result from "effect/Result"
+import type * as Exit from "effect/Exit"
 import * as Stream from "effect/Stream"
 import * as GatewayError from "../GatewayError.ts"
 import type { Built } from "./Build.ts"
+import * as CompleteCall from "./CompleteCall.ts"
 import { countStatusUnsafe } from "./Metrics.ts"
-import { answerDefects, type Stamp, sendError } from "./NodeServer.ts"
+import { answerDefect, type Stamp, sendError } from "./NodeServer.ts"
 import { doneEvent, encodeChunks, encodeError, timeoutError } from "./Streaming.ts"
-import * as UpstreamTiming from "./UpstreamTiming.ts"
-import { CurrentTiming } from "./UpstreamTiming.ts"
+import type * as UpstreamTiming from "./UpstreamTiming.ts"
 
 /** What the call needs of the request, checked and admitted by the handler. */
 export interface Request {
@@ -48,39 +47,42 @@ const write = (response: Http.ServerResponse, text: string): Effect.Effect<void>
     : Effect.callback<void>((resume) => onDrain(response, () => resume(Effect.void)))
 
 /**
- * A stream's deadlines: `firstMs` to its first chunk, then `idleMs` between chunks (`reset` at each
- * network read's chunks), and `leftMs` in all. Two Node timers for the whole stream instead of a
- * timeout (a race of two fibers) around every pull, which cost more than the chunk itself (issue 17).
+ * A stream's deadlines as Node timers: `firstMs` to its first chunk, then `idleMs` between chunks
+ * (`reset` at each network read's chunks), and `totalMs` in all; `expire` gets the error of the first
+ * to run out. Timers, not a timeout (a race of two fibers) around every pull, which cost more than the
+ * chunk itself, nor a race of the stream against them, which forked two fibers per stream (issue 17).
  */
-const deadlines = (firstMs: number, idleMs: number, leftMs: number, totalMs: number) => {
+const deadlines = (firstMs: number, idleMs: number, totalMs: number, expire: (error: LlmError.LlmError) => void) => {
   let phase: ReturnType<typeof setTimeout> | undefined
-  let fail: ((error: LlmError.LlmError) => void) | undefined
+  let total: ReturnType<typeof setTimeout> | undefined
   let started = false
+  let armed = false
   /** The phase's timer: to the first chunk, or idle once chunks came (unless the total ends first). */
   const arm = () => {
     // The error is made only when the timer fires: an `LlmError` captures a stack, and two made up
     // front for every stream showed in the profile.
     const [ms, name] = started ? [idleMs, "idle" as const] : [firstMs, "first-token" as const]
-    if (ms < leftMs) phase = setTimeout(() => fail?.(timeoutError(name, ms)), ms)
+    if (ms < totalMs) phase = setTimeout(() => expire(timeoutError(name, ms)), ms)
   }
-  const expired = Effect.callback<never, LlmError.LlmError>((resume) => {
-    fail = (error) => resume(Effect.fail(error))
-    const total = setTimeout(() => fail?.(timeoutError("total", totalMs)), leftMs)
-    arm()
-    return Effect.sync(() => {
-      fail = undefined
+  return {
+    start: () => {
+      armed = true
+      total = setTimeout(() => expire(timeoutError("total", totalMs)), totalMs)
+      arm()
+    },
+    reset: () => {
+      if (started) return phase?.refresh()
+      started = true
+      clearTimeout(phase)
+      phase = undefined
+      if (armed) arm()
+    },
+    clear: () => {
+      armed = false
       clearTimeout(phase)
       clearTimeout(total)
-    })
-  })
-  const reset = () => {
-    if (started) return phase?.refresh()
-    started = true
-    clearTimeout(phase)
-    phase = undefined
-    if (fail !== undefined) arm()
+    }
   }
-  return { expired, reset }
 }
 
 /**
@@ -93,91 +95,115 @@ export const timedOut = (response: Http.ServerResponse, requestId: string, total
   else if (!response.writableEnded) response.end(encodeError(answer))
 }
 
-/** Calls the upstreams for one admitted streamed request and writes its answer. Never fails. */
-export const answer = (request: Request): Effect.Effect<void> => {
+/** Runs an effect on the gateway's services and calls `onExit` with its exit; returns its interrupt. */
+export type Run = (
+  effect: Effect.Effect<void, LlmError.LlmError>,
+  options: { readonly onExit: (exit: Exit.Exit<void, LlmError.LlmError>) => void }
+) => (interruptor?: number) => void
+
+/**
+ * Starts the call of one admitted streamed request on `run` and writes its answer as it comes; `done`
+ * runs once it ended (answered, failed or interrupted). Returns the call's interrupt.
+ *
+ * The stream runs whole, one step per network read's chunks (no pull handle, whose every pull
+ * re-provides the context and takes a semaphore), with its services in one `updateContext` (as
+ * `CompleteCall` does), under the stream's deadlines (to the first chunk, idle between chunks, and the
+ * total) as Node timers that interrupt it, so a stalled upstream ends with an error instead of holding
+ * the client for as long as it waits. Its exit is written in plain code by the run's exit observer. The
+ * answer's status waits for the first chunks, so an upstream that fails before streaming gets an error
+ * status rather than a 200 with an error event.
+ */
+export const start = (request: Request, run: Run, done: () => void): ((interruptor?: number) => void) => {
   const { built, chat, requestId, response, stamp } = request
   const { limits, limited } = built
-  return Effect.gen(function* () {
-    const timing: UpstreamTiming.UpstreamTiming = {
-      nanos: 0n,
-      firstChunkNanos: undefined,
-      streaming: chat.stream === true
-    }
-    const deadline = (yield* Clock.currentTimeMillis) + limits.requestTimeoutMs
-    const context = {
-      requestId,
-      ...(request.keyId === undefined ? {} : { keyId: request.keyId }),
-      ...(chat.user === undefined ? {} : { user: chat.user }),
-      deadline
-    }
-    // `x-callm-preset` picks a preset for this request (applied by the preset plugin under the
-    // request's explicit fields).
-    const call = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      UpstreamTiming.timed(timing, effect).pipe(
-        Effect.provideService(CurrentTiming, timing),
-        Effect.provideService(Preset.CurrentPreset, request.preset),
-        CallContext.withContext(context)
-      )
-
-    // Streams: run whole, one step per network read's chunks (no pull handle, whose every
-    // pull re-provides the context and takes a semaphore), under the stream's deadlines (to the first
-    // chunk, idle between chunks, and the total) as two timers raced once against the whole stream, so
-    // a stalled upstream ends with an error instead of holding the client for as long as it waits.
-    // The answer's status waits for the first chunks, so an upstream that fails before streaming gets
-    // an error status rather than a 200 with an error event.
-    const includeUsage = chat.stream_options?.include_usage === true
-    const { expired, reset } = deadlines(
-      limits.firstChunkTimeoutMs,
-      limits.idleTimeoutMs,
-      Math.max(0, deadline - (yield* Clock.currentTimeMillis)),
-      limits.requestTimeoutMs
-    )
-    let started = false
-    const start = () => {
-      started = true
-      stamp.timing = timing
-      countStatusUnsafe(200)
-      response.writeHead(200, {
-        "content-type": "text/event-stream",
-        "cache-control": "no-cache",
-        "x-request-id": requestId
-      })
-    }
-    const run = Stream.runForEachArray(limited.stream(chat), (chunks) => {
-      if (!started) start()
-      reset()
-      return write(response, encodeChunks(chunks, includeUsage))
+  const timing: UpstreamTiming.UpstreamTiming = { nanos: 0n, firstChunkNanos: undefined, streaming: true }
+  const includeUsage = chat.stream_options?.include_usage === true
+  let started = false
+  const begin = () => {
+    started = true
+    stamp.timing = timing
+    countStatusUnsafe(200)
+    response.writeHead(200, {
+      "content-type": "text/event-stream",
+      "cache-control": "no-cache",
+      "x-request-id": requestId
     })
-    // The byte pass-through (issue 17, see `Passthrough.Sink`): with no plugin that changes or collects
-    // chunks, the provider writes the upstream's plain events (deltas) here as the bytes it read, once
-    // the first chunks went out above, and only the chunks with a finish reason, usage or an error come
-    // down the stream (so the breaker, fallbacks and retries still decide on the first chunks, before
-    // a byte is sent, and metrics, costs and budgets still see finish reasons and usage). Each write
-    // counts as a chunk for the idle deadline.
-    const sink: Passthrough.Sink | undefined = built.passthrough
-      ? {
-          ready: () => started && !response.writableEnded && !response.destroyed,
-          // Bytes that come after the answer ended (a deadline's error event, a client gone) are
-          // dropped: a write after `end` would be an unhandled 'error' on the response.
-          write: (bytes) => {
-            if (response.writableEnded || response.destroyed) return true
-            reset()
-            return response.write(bytes)
-          },
-          onDrain: (resume) => onDrain(response, resume)
-        }
-      : undefined
-    const ended = yield* Effect.result(
-      Effect.raceFirst(Effect.provideService(call(run), Passthrough.CurrentSink, sink), expired)
-    )
-    if (Result.isFailure(ended)) {
-      const error = GatewayError.fromLlmError(ended.failure)
-      if (!started) return sendError(response, error, requestId)
-      // No `[DONE]` after an error: a client that stops at `[DONE]` must not mistake an error for a
-      // finished answer.
-      return response.end(encodeError(error))
+  }
+  let ended = false
+  let expired: LlmError.LlmError | undefined
+  const timers = deadlines(limits.firstChunkTimeoutMs, limits.idleTimeoutMs, limits.requestTimeoutMs, (error) => {
+    if (ended) return
+    expired = error
+    interrupt()
+  })
+  const body = Stream.runForEachArray(limited.stream(chat), (chunks) => {
+    if (!started) begin()
+    timers.reset()
+    return write(response, encodeChunks(chunks, includeUsage))
+  })
+  // The byte pass-through (issue 17, see `Passthrough.Sink`): with no plugin that changes or collects
+  // chunks, the provider writes the upstream's plain events (deltas) here as the bytes it read, once
+  // the first chunks went out above, and only the chunks with a finish reason, usage or an error come
+  // down the stream (so the breaker, fallbacks and retries still decide on the first chunks, before
+  // a byte is sent, and metrics, costs and budgets still see finish reasons and usage). Each write
+  // counts as a chunk for the idle deadline.
+  const sink: Passthrough.Sink | undefined = built.passthrough
+    ? {
+        ready: () => started && !response.writableEnded && !response.destroyed,
+        // Bytes that come after the answer ended (a deadline's error event, a client gone) are
+        // dropped: a write after `end` would be an unhandled 'error' on the response.
+        write: (bytes) => {
+          if (response.writableEnded || response.destroyed) return true
+          timers.reset()
+          return response.write(bytes)
+        },
+        onDrain: (resume) => onDrain(response, resume)
+      }
+    : undefined
+  /** Writes the end of the answer: `[DONE]`, or the failure (no `[DONE]` after an error, so a client that stops at `[DONE]` does not mistake it for a finished answer). */
+  const finish = (exit: Exit.Exit<void, LlmError.LlmError>): { readonly defect: unknown } | undefined => {
+    if (exit._tag === "Success") {
+      if (!started) begin()
+      response.end(doneEvent)
+      return undefined
     }
-    if (!started) start()
-    response.end(doneEvent)
-  }).pipe((effect) => answerDefects(effect, response, requestId))
+    let failure: LlmError.LlmError | undefined
+    let died: { readonly defect: unknown } | undefined
+    for (const reason of exit.cause.reasons) {
+      if (reason._tag === "Fail") {
+        failure = reason.error
+        break
+      }
+      if (reason._tag === "Die" && died === undefined) died = { defect: reason.defect }
+    }
+    failure ??= died === undefined ? expired : undefined
+    if (failure !== undefined) {
+      const error = GatewayError.fromLlmError(failure)
+      if (!started) sendError(response, error, requestId)
+      else if (!response.writableEnded) response.end(encodeError(error))
+      return undefined
+    }
+    // A defect: 500 while nothing was written, else the connection is closed. An interruption that is
+    // not a deadline's (the client gone) writes nothing.
+    if (died !== undefined) answerDefect(response, requestId)
+    return died
+  }
+  const interrupt = run(Effect.updateContext(body, CompleteCall.callServices(request, timing, sink)), {
+    onExit: (exit) => {
+      ended = true
+      timers.clear()
+      let died: { readonly defect: unknown } | undefined
+      try {
+        died = finish(exit)
+      } catch (defect) {
+        // A bug in the writing itself (this runs in the fiber's exit observer, outside any fiber).
+        died = { defect }
+        answerDefect(response, requestId)
+      }
+      done()
+      if (died !== undefined) run(Effect.logError("callm gateway: unexpected error", died.defect), { onExit: () => {} })
+    }
+  })
+  if (!ended) timers.start()
+  return interrupt
 }

@@ -171,7 +171,7 @@ export const make = (deps: Deps) => {
       let interrupt: (interruptor?: number) => void
       if (chat.stream === true) {
         // A stream has its own deadlines (`ChatCall`).
-        interrupt = run(ChatCall.answer(call), { onExit: done })
+        interrupt = ChatCall.start(call, run, done)
       } else {
         // The call's exit is written here, in plain code (`CompleteCall.write`), before its slot is
         // released; the total deadline is a Node timer interrupting the run.

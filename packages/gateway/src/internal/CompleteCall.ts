@@ -19,7 +19,7 @@ import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import * as GatewayError from "../GatewayError.ts"
 import type { Request } from "./ChatCall.ts"
-import { internalError, sendError, sendJson } from "./NodeServer.ts"
+import { answerDefect, sendError, sendJson } from "./NodeServer.ts"
 import * as UpstreamTiming from "./UpstreamTiming.ts"
 
 /** True when `context` sets no fact (the services' default), so the request's facts need no merge. */
@@ -29,11 +29,13 @@ const isEmpty = (context: CallContext.CallContext) => {
 }
 
 /**
- * The services of one call: its timing (in `CurrentTiming`, and in `UndiciOptions` for the timed
- * dispatcher), its preset, and its `CallContext` with the deadline of `requestTimeoutMs` from now.
+ * The services of one call: its timing (in `CurrentTiming`, and for a non-streamed call in
+ * `UndiciOptions` for the timed dispatcher: a stream is timed around the stream), its preset, its
+ * `CallContext` with the deadline of `requestTimeoutMs` from now, and a stream's byte sink.
  */
-const callServices =
-  (request: Request, timing: UpstreamTiming.UpstreamTiming) => (services: Context.Context<never>) => {
+export const callServices =
+  (request: Request, timing: UpstreamTiming.UpstreamTiming, sink?: Passthrough.Sink) =>
+  (services: Context.Context<never>) => {
     const facts: { requestId: string; keyId?: string; user?: string; deadline: number } = {
       requestId: request.requestId,
       deadline: Context.get(services, Clock.Clock).currentTimeMillisUnsafe() + request.built.limits.requestTimeoutMs
@@ -44,6 +46,7 @@ const callServices =
     let next = Context.add(services, UpstreamTiming.CurrentTiming, timing)
     next = Context.add(next, Preset.CurrentPreset, request.preset)
     next = Context.add(next, CallContext.Current, isEmpty(outer) ? facts : CallContext.merge(outer, facts))
+    if (timing.streaming) return Context.add(next, Passthrough.CurrentSink, sink)
     return Context.add(
       next,
       NodeHttpClient.UndiciOptions,
@@ -103,9 +106,4 @@ export const write = (
     answerDefect(response, requestId)
     return { defect }
   }
-}
-
-const answerDefect = (response: Request["response"], requestId: string) => {
-  if (!response.headersSent) sendError(response, internalError, requestId)
-  else response.destroy()
 }

@@ -4,11 +4,9 @@
  *
  * @internal
  */
-import { type LlmClient, type LlmError, Plugin } from "@callm/core"
+import type { LlmError } from "@callm/core"
 import * as Context from "effect/Context"
-import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
-import * as Stream from "effect/Stream"
 
 /**
  * The gateway's own overhead per request, in seconds.
@@ -74,19 +72,18 @@ export const requestsByStatus = (status: number) => {
 /** Counts one answer of `status`, outside any fiber (Node's callbacks). */
 export const countStatusUnsafe = (status: number): void => requestsByStatus(status).updateUnsafe(1, Context.empty())
 
-/** Counts each upstream's failures by reason (a bounded set: `LlmError`'s reason tags). */
-export const countFailures = (upstream: string, client: LlmClient.Service): LlmClient.Service => {
+/**
+ * Counts one upstream's failures by reason (a bounded set: `LlmError`'s reason tags), outside any fiber
+ * (the upstream wrapper's exit hook, see `UpstreamTiming.timeUpstream`).
+ */
+export const failureCounter = (upstream: string): ((error: LlmError.LlmError) => void) => {
   const byReason = new Map<string, Metric.Metric<number, unknown>>()
-  const count = (error: LlmError.LlmError) => {
+  return (error) => {
     let metric = byReason.get(error.reason._tag)
     if (metric === undefined) {
       metric = Metric.withAttributes(upstreamFailuresTotal, { upstream, reason: error.reason._tag })
       byReason.set(error.reason._tag, metric)
     }
-    return Metric.update(metric, 1)
+    metric.updateUnsafe(1, Context.empty())
   }
-  return Plugin.wrap(client, {
-    complete: (request, next) => Effect.tapError(next(request), count),
-    stream: (request, next) => Stream.tapError(next(request), count)
-  })
 }

@@ -7,7 +7,6 @@
  */
 import * as Http from "node:http"
 import * as Context from "effect/Context"
-import * as Effect from "effect/Effect"
 import type * as Admission from "../Admission.ts"
 import * as GatewayConfig from "../GatewayConfig.ts"
 import * as GatewayError from "../GatewayError.ts"
@@ -113,23 +112,13 @@ export const sendError = (response: Http.ServerResponse, answer: GatewayError.Er
   sendJson(response, answer.status, JSON.stringify(answer.body), answer.headers, requestId)
 
 /**
- * A call's run with its bugs answered: in OpenAI's shape (and logged) while nothing was written,
- * else the connection closed; never dropped silently.
+ * The answer to a bug in a call: in OpenAI's shape while nothing was written, else the connection
+ * closed; never dropped silently (the caller logs it).
  */
-export const answerDefects = (
-  effect: Effect.Effect<void>,
-  response: Http.ServerResponse,
-  requestId: string
-): Effect.Effect<void> =>
-  Effect.catchDefect(effect, (defect) =>
-    Effect.andThen(
-      Effect.logError("callm gateway: unexpected error", defect),
-      Effect.sync(() => {
-        if (!response.headersSent) sendError(response, internalError, requestId)
-        else response.destroy()
-      })
-    )
-  )
+export const answerDefect = (response: Http.ServerResponse, requestId: string): void => {
+  if (!response.headersSent) sendError(response, internalError, requestId)
+  else response.destroy()
+}
 
 /** How long `close` waits for clients to close their kept-alive sockets (see `createNodeServer`). */
 const shutdownLingerMs = 1000
