@@ -47,6 +47,41 @@ describe("Gateway resilience per upstream", () => {
       })
   )
 
+  it.live("a failed stream counts in its upstream's failures, before its first chunk and mid-stream", () =>
+    Effect.gen(function* () {
+      const mock = yield* mockServer({ tokens: 10 })
+      const port = yield* deadPort
+      const { url } = yield* gateway({
+        config: {
+          upstreams: {
+            dead: { baseUrl: `http://127.0.0.1:${port}/v1`, breaker: false },
+            cut: { baseUrl: mock.baseUrl, headers: { "x-mock-fault": "cut", "x-mock-cut-after": "3" } },
+            healthy: { baseUrl: mock.baseUrl }
+          },
+          routes: {
+            dead: { targets: [{ upstream: "dead", model: "mock-small" }] },
+            cut: { targets: [{ upstream: "cut", model: "mock-small" }] },
+            good: { targets: [{ upstream: "healthy", model: "mock-small" }] }
+          }
+        }
+      })
+      const streamed = (model: string) =>
+        Effect.flatMap(post(url, { ...chat, model, stream: true }), (response) =>
+          Effect.promise(async () => ({ status: response.status, text: await response.text() }))
+        )
+      assert.strictEqual((yield* streamed("dead")).status, 502)
+      const cut = yield* streamed("cut")
+      assert.strictEqual(cut.status, 200)
+      assert.include(cut.text, '"error"')
+      const good = yield* streamed("good")
+      assert.include(good.text, "[DONE]")
+      const metrics = yield* scrape(url)
+      assert.include(metrics, 'callm_gateway_upstream_failures_total{upstream="dead",reason="Transport"} 1')
+      assert.include(metrics, 'callm_gateway_upstream_failures_total{upstream="cut",reason="StreamInterrupted"} 1')
+      assert.include(metrics, 'callm_gateway_upstream_failures_total{upstream="healthy"} 0')
+    })
+  )
+
   it.live("falls back to another route, and spreads a route over its targets by the load balancer", () =>
     Effect.gen(function* () {
       const one = yield* mockServer()
