@@ -49,19 +49,20 @@ describe("Gateway resilience per upstream", () => {
 
   it.live("a failed stream counts in its upstream's failures, before its first chunk and mid-stream", () =>
     Effect.gen(function* () {
+      // Upstream names of its own: the counters are the process's, shared with the other tests here.
       const mock = yield* mockServer({ tokens: 10 })
       const port = yield* deadPort
       const { url } = yield* gateway({
         config: {
           upstreams: {
-            dead: { baseUrl: `http://127.0.0.1:${port}/v1`, breaker: false },
-            cut: { baseUrl: mock.baseUrl, headers: { "x-mock-fault": "cut", "x-mock-cut-after": "3" } },
-            healthy: { baseUrl: mock.baseUrl }
+            streamDead: { baseUrl: `http://127.0.0.1:${port}/v1`, breaker: false },
+            streamCut: { baseUrl: mock.baseUrl, headers: { "x-mock-fault": "cut", "x-mock-cut-after": "3" } },
+            streamHealthy: { baseUrl: mock.baseUrl }
           },
           routes: {
-            dead: { targets: [{ upstream: "dead", model: "mock-small" }] },
-            cut: { targets: [{ upstream: "cut", model: "mock-small" }] },
-            good: { targets: [{ upstream: "healthy", model: "mock-small" }] }
+            dead: { targets: [{ upstream: "streamDead", model: "mock-small" }] },
+            cut: { targets: [{ upstream: "streamCut", model: "mock-small" }] },
+            good: { targets: [{ upstream: "streamHealthy", model: "mock-small" }] }
           }
         }
       })
@@ -76,9 +77,12 @@ describe("Gateway resilience per upstream", () => {
       const good = yield* streamed("good")
       assert.include(good.text, "[DONE]")
       const metrics = yield* scrape(url)
-      assert.include(metrics, 'callm_gateway_upstream_failures_total{upstream="dead",reason="Transport"} 1')
-      assert.include(metrics, 'callm_gateway_upstream_failures_total{upstream="cut",reason="StreamInterrupted"} 1')
-      assert.include(metrics, 'callm_gateway_upstream_failures_total{upstream="healthy"} 0')
+      assert.include(metrics, 'callm_gateway_upstream_failures_total{upstream="streamDead",reason="Transport"} 1')
+      assert.include(
+        metrics,
+        'callm_gateway_upstream_failures_total{upstream="streamCut",reason="StreamInterrupted"} 1'
+      )
+      assert.include(metrics, 'callm_gateway_upstream_failures_total{upstream="streamHealthy"} 0')
     })
   )
 
