@@ -23,9 +23,42 @@ import { median, round } from "../Stats.ts"
 const latency = { ttftMs: 50, itlMs: 2 }
 
 const plan = bySize({
-  smoke: { tokens: 20, streams: 4, concurrency: 2, warmRounds: 1, events: 5_000, parseRounds: 1 },
-  quick: { tokens: 200, streams: 64, concurrency: 32, warmRounds: 2, events: 100_000, parseRounds: 5 },
-  full: { tokens: 500, streams: 160, concurrency: 32, warmRounds: 4, events: 400_000, parseRounds: 7 }
+  smoke: {
+    tokens: 20,
+    streams: 4,
+    concurrency: 2,
+    warmRounds: 1,
+    events: 5_000,
+    parseRounds: 1,
+    startSeconds: 0.5,
+    startRounds: 1,
+    startWarmSeconds: 0,
+    startWarmStep: 0.5
+  },
+  quick: {
+    tokens: 200,
+    streams: 64,
+    concurrency: 32,
+    warmRounds: 2,
+    events: 100_000,
+    parseRounds: 5,
+    startSeconds: 1,
+    startRounds: 3,
+    startWarmSeconds: 4,
+    startWarmStep: 1
+  },
+  full: {
+    tokens: 500,
+    streams: 160,
+    concurrency: 32,
+    warmRounds: 4,
+    events: 400_000,
+    parseRounds: 7,
+    startSeconds: 2,
+    startRounds: 5,
+    startWarmSeconds: 15,
+    startWarmStep: 2
+  }
 })
 
 interface StreamRun {
@@ -178,6 +211,62 @@ export const scenario: Scenario = {
         )
       }
 
+      // What a stream costs to start and end: closed loops of two-token streams from a mock without
+      // latency, through the gateway and the minimal proxy in interleaved rounds, CPU per stream. With
+      // 32 streams starting at once, this CPU, paid one stream after another, is most of the TTFT added.
+      const short = await Servers.mock({ ttftMs: 0, itlMs: 0, tokens: 2 })
+      const shortServers = await Promise.all([Servers.gateway(`${short.url}/v1`), Servers.minimalProxy(short.url)])
+      const startCpu: Record<"gateway" | "proxy", Array<number>> = { gateway: [], proxy: [] }
+      const startFailures: Record<"gateway" | "proxy", number> = { gateway: 0, proxy: 0 }
+      const startWarm: Array<string> = []
+      try {
+        const closedLoop = async (key: "gateway" | "proxy", seconds: number) => {
+          const server = shortServers[key === "gateway" ? 0 : 1]!
+          const cpu = server.cpuSeconds()
+          const end = performance.now() + seconds * 1000
+          let streams = 0
+          await Promise.all(
+            Array.from({ length: settings.concurrency }, async () => {
+              while (performance.now() < end) {
+                const response = await undiciRequest(`${server.url}/v1/chat/completions`, {
+                  method: "POST",
+                  headers: { "content-type": "application/json" },
+                  body,
+                  dispatcher: agent
+                })
+                const text = await response.body.text()
+                if (response.statusCode === 200 && text.endsWith("data: [DONE]\n\n")) streams++
+                else startFailures[key]++
+              }
+            })
+          )
+          return { streams, cpuMicros: ((server.cpuSeconds() - cpu) * 1e6) / Math.max(1, streams) }
+        }
+        startWarm.push(
+          ...(await Measure.warmUpEach(
+            ["gateway", "proxy"] as const,
+            (key) => ({
+              label: key === "gateway" ? "callm gateway" : "minimal proxy",
+              cpuSeconds: shortServers[key === "gateway" ? 0 : 1]!.cpuSeconds,
+              step: async () => (await closedLoop(key, settings.startWarmStep)).streams
+            }),
+            { maxSeconds: settings.startWarmSeconds, stepSeconds: settings.startWarmStep },
+            progress
+          ))
+        )
+        for (let round_ = 0; round_ < settings.startRounds; round_++) {
+          startCpu.gateway.push((await closedLoop("gateway", settings.startSeconds)).cpuMicros)
+          startCpu.proxy.push((await closedLoop("proxy", settings.startSeconds)).cpuMicros)
+        }
+      } finally {
+        await Promise.all(shortServers.map((server) => server.close()))
+        await short.close()
+      }
+      const startRatios = startCpu.gateway.map((cpu, index) => cpu / startCpu.proxy[index]!)
+      progress(
+        `stream start: gateway ${round(median(startCpu.gateway), 1)} µs, minimal proxy ${round(median(startCpu.proxy), 1)} µs of CPU per two-token stream`
+      )
+
       // SSE parse rate on the same bytes: OpenAI-shaped chunks, fed in 16 KiB pieces.
       const event = (index: number) =>
         `data: ${JSON.stringify({ id: "chatcmpl-1", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta: { content: ` token${index}` }, finish_reason: null }] })}\n\n`
@@ -225,7 +314,12 @@ export const scenario: Scenario = {
           "TTFT is from sending the request to the first chunk with content; tokens/s is (tokens - 1) over the time from the first to the last content chunk.",
           `SSE parse rate: ${settings.events} OpenAI-shaped events fed in 16 KiB pieces, best of ${settings.parseRounds} interleaved runs, in this process.`,
           "CPU per chunk: the proxy process's CPU time over the run divided by the SSE events it passed (tokens + 3 a stream).",
-          "Portkey gateway: npm @portkey-ai/gateway 1.15.2 on this Node; a failed stream is counted by its HTTP status, as measured."
+          "Portkey gateway: npm @portkey-ai/gateway 1.15.2 on this Node; a failed stream is counted by its HTTP status, as measured.",
+          `Stream start: two-token streams from a second mock without latency, ${settings.concurrency} in flight in a closed loop, ${settings.startRounds} interleaved round(s) of ${settings.startSeconds} s per proxy; the proxy process's CPU time over the streams it answered whole (median of the rounds; the ratio is the median of each round's).`,
+          ...Measure.warmUpNotes(startWarm, {
+            maxSeconds: settings.startWarmSeconds,
+            stepSeconds: settings.startWarmStep
+          })
         ],
         tables: [
           {
@@ -256,6 +350,26 @@ export const scenario: Scenario = {
               Number.isNaN(result.cpuMicrosPerChunk) ? "" : round(result.cpuMicrosPerChunk, 2),
               result.load
             ])
+          },
+          {
+            title: "Stream start: CPU per two-token stream",
+            columns: ["proxy", "CPU per stream (µs)", "by round", "vs the minimal proxy", "failed"],
+            rows: [
+              [
+                "callm gateway",
+                round(median(startCpu.gateway), 1),
+                startCpu.gateway.map((cpu) => round(cpu, 1)).join(", "),
+                `${round(median(startRatios), 2)}x`,
+                startFailures.gateway
+              ],
+              [
+                "minimal proxy (baseline)",
+                round(median(startCpu.proxy), 1),
+                startCpu.proxy.map((cpu) => round(cpu, 1)).join(", "),
+                "1x",
+                startFailures.proxy
+              ]
+            ]
           },
           {
             title: "SSE parse rate",
@@ -313,7 +427,7 @@ export const scenario: Scenario = {
             { label: "eventsource-parser", value: Math.round(eventsourceRate) }
           ])
         ],
-        data: { results, parseRates }
+        data: { results, parseRates, startCpu, startFailures }
       }
     } finally {
       await client.dispose()
