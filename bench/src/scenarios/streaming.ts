@@ -19,6 +19,7 @@ import * as Measure from "../Measure.ts"
 import { barChart, bySize, type Report, type Scenario } from "../Scenario.ts"
 import * as Servers from "../Servers.ts"
 import { median, round } from "../Stats.ts"
+import * as StreamStart from "./streamStart.ts"
 
 const latency = { ttftMs: 50, itlMs: 2 }
 
@@ -211,57 +212,8 @@ export const scenario: Scenario = {
         )
       }
 
-      // What a stream costs to start and end: closed loops of two-token streams from a mock without
-      // latency, through the gateway and the minimal proxy in interleaved rounds, CPU per stream. With
-      // 32 streams starting at once, this CPU, paid one stream after another, is most of the TTFT added.
-      const short = await Servers.mock({ ttftMs: 0, itlMs: 0, tokens: 2 })
-      const shortServers = await Promise.all([Servers.gateway(`${short.url}/v1`), Servers.minimalProxy(short.url)])
-      const startCpu: Record<"gateway" | "proxy", Array<number>> = { gateway: [], proxy: [] }
-      const startFailures: Record<"gateway" | "proxy", number> = { gateway: 0, proxy: 0 }
-      const startWarm: Array<string> = []
-      try {
-        const closedLoop = async (key: "gateway" | "proxy", seconds: number) => {
-          const server = shortServers[key === "gateway" ? 0 : 1]!
-          const cpu = server.cpuSeconds()
-          const end = performance.now() + seconds * 1000
-          let streams = 0
-          await Promise.all(
-            Array.from({ length: settings.concurrency }, async () => {
-              while (performance.now() < end) {
-                const response = await undiciRequest(`${server.url}/v1/chat/completions`, {
-                  method: "POST",
-                  headers: { "content-type": "application/json" },
-                  body,
-                  dispatcher: agent
-                })
-                const text = await response.body.text()
-                if (response.statusCode === 200 && text.endsWith("data: [DONE]\n\n")) streams++
-                else startFailures[key]++
-              }
-            })
-          )
-          return { streams, cpuMicros: ((server.cpuSeconds() - cpu) * 1e6) / Math.max(1, streams) }
-        }
-        startWarm.push(
-          ...(await Measure.warmUpEach(
-            ["gateway", "proxy"] as const,
-            (key) => ({
-              label: key === "gateway" ? "callm gateway" : "minimal proxy",
-              cpuSeconds: shortServers[key === "gateway" ? 0 : 1]!.cpuSeconds,
-              step: async () => (await closedLoop(key, settings.startWarmStep)).streams
-            }),
-            { maxSeconds: settings.startWarmSeconds, stepSeconds: settings.startWarmStep },
-            progress
-          ))
-        )
-        for (let round_ = 0; round_ < settings.startRounds; round_++) {
-          startCpu.gateway.push((await closedLoop("gateway", settings.startSeconds)).cpuMicros)
-          startCpu.proxy.push((await closedLoop("proxy", settings.startSeconds)).cpuMicros)
-        }
-      } finally {
-        await Promise.all(shortServers.map((server) => server.close()))
-        await short.close()
-      }
+      // What a stream costs to start and end (see `streamStart.ts`).
+      const { startCpu, startFailures, startWarm } = await StreamStart.measure(settings, agent, body, progress)
       const startRatios = startCpu.gateway.map((cpu, index) => cpu / startCpu.proxy[index]!)
       progress(
         `stream start: gateway ${round(median(startCpu.gateway), 1)} µs, minimal proxy ${round(median(startCpu.proxy), 1)} µs of CPU per two-token stream`
