@@ -160,7 +160,10 @@ export const start = (request: Request, run: Run, done: () => void): ((interrupt
         onDrain: (resume) => onDrain(response, resume)
       }
     : undefined
-  /** Writes the end of the answer: `[DONE]`, or the failure (no `[DONE]` after an error, so a client that stops at `[DONE]` does not mistake it for a finished answer). */
+  /**
+   * Writes the end of the answer: `[DONE]`, or the failure (no `[DONE]` after an error, so a client
+   * that stops at `[DONE]` does not mistake it for a finished answer).
+   */
   const finish = (exit: Exit.Exit<void, LlmError.LlmError>): { readonly defect: unknown } | undefined => {
     if (exit._tag === "Success") {
       if (!started) begin()
