@@ -14,9 +14,8 @@ import * as GatewayError from "../GatewayError.ts"
 import type { Built } from "./Build.ts"
 import * as CompleteCall from "./CompleteCall.ts"
 import { countStatusUnsafe } from "./Metrics.ts"
-import { answerDefect, type Stamp, sendError } from "./NodeServer.ts"
+import { answerDefect, failureOf, type Stamp, sendError } from "./NodeServer.ts"
 import { doneEvent, encodeChunks, encodeError, timeoutError } from "./Streaming.ts"
-import type * as UpstreamTiming from "./UpstreamTiming.ts"
 
 /** What the call needs of the request, checked and admitted by the handler. */
 export interface Request {
@@ -116,7 +115,7 @@ export type Run = (
 export const start = (request: Request, run: Run, done: () => void): ((interruptor?: number) => void) => {
   const { built, chat, requestId, response, stamp } = request
   const { limits, limited } = built
-  const timing: UpstreamTiming.UpstreamTiming = { nanos: 0n, firstChunkNanos: undefined, streaming: true }
+  const timing = CompleteCall.makeTiming(true)
   const includeUsage = chat.stream_options?.include_usage === true
   let started = false
   const begin = () => {
@@ -170,26 +169,19 @@ export const start = (request: Request, run: Run, done: () => void): ((interrupt
       response.end(doneEvent)
       return undefined
     }
-    let failure: LlmError.LlmError | undefined
-    let died: { readonly defect: unknown } | undefined
-    for (const reason of exit.cause.reasons) {
-      if (reason._tag === "Fail") {
-        failure = reason.error
-        break
-      }
-      if (reason._tag === "Die" && died === undefined) died = { defect: reason.defect }
-    }
-    failure ??= died === undefined ? expired : undefined
+    // Interrupted only: by a deadline (its error is answered) or by the client gone (nothing is).
+    const failed = failureOf(exit.cause)
+    const failure = failed === undefined ? expired : "error" in failed ? failed.error : undefined
     if (failure !== undefined) {
       const error = GatewayError.fromLlmError(failure)
       if (!started) sendError(response, error, requestId)
       else if (!response.writableEnded) response.end(encodeError(error))
       return undefined
     }
-    // A defect: 500 while nothing was written, else the connection is closed. An interruption that is
-    // not a deadline's (the client gone) writes nothing.
-    if (died !== undefined) answerDefect(response, requestId)
-    return died
+    // A defect: 500 while nothing was written, else the connection is closed.
+    if (failed === undefined || "error" in failed) return undefined
+    answerDefect(response, requestId)
+    return failed
   }
   const interrupt = run(Effect.updateContext(body, CompleteCall.callServices(request, timing, sink)), {
     onExit: (exit) => {

@@ -19,7 +19,7 @@ import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import * as GatewayError from "../GatewayError.ts"
 import type { Request } from "./ChatCall.ts"
-import { answerDefect, sendError, sendJson } from "./NodeServer.ts"
+import { answerDefect, failureOf, sendError, sendJson } from "./NodeServer.ts"
 import * as UpstreamTiming from "./UpstreamTiming.ts"
 
 /** True when `context` sets no fact (the services' default), so the request's facts need no merge. */
@@ -54,11 +54,11 @@ export const callServices =
     )
   }
 
-/** A fresh timing for one non-streamed call. */
-export const makeTiming = (): UpstreamTiming.UpstreamTiming => ({
+/** A fresh timing for one call (a stream's when `streaming`). */
+export const makeTiming = (streaming = false): UpstreamTiming.UpstreamTiming => ({
   nanos: 0n,
   firstChunkNanos: undefined,
-  streaming: false
+  streaming
 })
 
 /**
@@ -90,17 +90,14 @@ export const write = (
       sendJson(response, 200, Passthrough.text(exit.value) ?? JSON.stringify(exit.value), undefined, requestId)
       return undefined
     }
-    let died: { readonly defect: unknown } | undefined
-    for (const reason of exit.cause.reasons) {
-      if (reason._tag === "Fail") {
-        sendError(response, GatewayError.fromLlmError(reason.error), requestId)
-        return undefined
-      }
-      if (reason._tag === "Die" && died === undefined) died = { defect: reason.defect }
+    const failed = failureOf(exit.cause)
+    if (failed === undefined) return undefined
+    if ("error" in failed) {
+      sendError(response, GatewayError.fromLlmError(failed.error), requestId)
+      return undefined
     }
-    if (died === undefined) return undefined
     answerDefect(response, requestId)
-    return died
+    return failed
   } catch (defect) {
     // A bug in the writing itself (this runs in the fiber's exit observer, outside any fiber).
     answerDefect(response, requestId)

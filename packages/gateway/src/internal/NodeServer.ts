@@ -6,6 +6,7 @@
  * @internal
  */
 import * as Http from "node:http"
+import type * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import type * as Admission from "../Admission.ts"
 import * as GatewayConfig from "../GatewayConfig.ts"
@@ -118,6 +119,21 @@ export const sendError = (response: Http.ServerResponse, answer: GatewayError.Er
 export const answerDefect = (response: Http.ServerResponse, requestId: string): void => {
   if (!response.headersSent) sendError(response, internalError, requestId)
   else response.destroy()
+}
+
+/**
+ * What a failed call's cause answers: its first typed failure (`error`), else its first defect
+ * (`defect`); `undefined` when it was only interrupted (the client gone, or a deadline).
+ */
+export const failureOf = <E>(
+  cause: Cause.Cause<E>
+): { readonly error: E } | { readonly defect: unknown } | undefined => {
+  let died: { readonly defect: unknown } | undefined
+  for (const reason of cause.reasons) {
+    if (reason._tag === "Fail") return { error: reason.error }
+    if (reason._tag === "Die" && died === undefined) died = { defect: reason.defect }
+  }
+  return died
 }
 
 /** How long `close` waits for clients to close their kept-alive sockets (see `createNodeServer`). */

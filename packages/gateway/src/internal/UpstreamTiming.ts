@@ -161,7 +161,7 @@ export const timeUpstream = (
   Plugin.wrap(client, {
     complete: (request, next) =>
       Effect.onExitPrimitive(next(request), (exit) => {
-        if (exit._tag === "Failure") failureOf(exit.cause, onFailure)
+        if (exit._tag === "Failure") countFailure(exit.cause, onFailure)
         return undefined
       }),
     stream: (request, next) =>
@@ -175,7 +175,7 @@ export const timeUpstream = (
             return Effect.map(Channel.toPullScoped(next(request).channel, scope), (pull) =>
               Effect.onExitPrimitive(pull, (exit) => {
                 if (timing === undefined || ended) {
-                  if (exit._tag === "Failure") failureOf(exit.cause, onFailure)
+                  if (exit._tag === "Failure") countFailure(exit.cause, onFailure)
                   return undefined
                 }
                 if (exit._tag === "Success") {
@@ -185,7 +185,7 @@ export const timeUpstream = (
                 // Its end (`Done`), its failure or its interruption: the stream's time in the upstream.
                 ended = true
                 timing.nanos += clock.currentTimeNanosUnsafe() - start
-                failureOf(exit.cause, onFailure)
+                countFailure(exit.cause, onFailure)
                 return undefined
               })
             )
@@ -195,7 +195,7 @@ export const timeUpstream = (
   })
 
 /** Hands a cause's first typed failure (not a stream's end) to `onFailure`. */
-const failureOf = (cause: Cause.Cause<unknown>, onFailure: (error: LlmError.LlmError) => void) => {
+const countFailure = (cause: Cause.Cause<unknown>, onFailure: (error: LlmError.LlmError) => void) => {
   for (const reason of cause.reasons)
     if (reason._tag === "Fail" && !Cause.isDone(reason.error)) return onFailure(reason.error as LlmError.LlmError)
 }
