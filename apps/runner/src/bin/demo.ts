@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Demo from "../Demo.ts"
 
 NodeRuntime.runMain(Demo.main)

@@ -6,7 +6,9 @@
  * @since 0.2.0
  */
 import { createServer } from "node:http"
-import { NodeHttpServer } from "@effect/platform-node"
+// The subpath, not the index: the index loads every Node module of platform-node (the Redis client and
+// `ws` among them, about 700 modules) for the one server this needs.
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as Effect from "effect/Effect"
 import { HttpRouter, HttpServer, type HttpServerError } from "effect/http"
 import * as Layer from "effect/Layer"
