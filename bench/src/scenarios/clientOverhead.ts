@@ -1,8 +1,9 @@
 /**
  * Scenario 3: what the client costs. `LlmClient` (bare, and with the plugin stack on cache misses) vs
  * raw undici vs global fetch vs the official `openai` SDK (the peer), against the mock at zero latency,
- * 64 calls in flight. Goals (issue 17): bare client at 0.9x raw undici's throughput or more, the full
- * stack at 0.8x, and the bare client at 5x the `openai` SDK.
+ * 64 calls in flight. Goals (issue 17): bare client at 0.9x raw undici's throughput or more, with
+ * retry + cache miss + rate limit (the issue's stack) at 0.8x, and the bare client at 5x the `openai`
+ * SDK. Two larger stacks (timeout, retry, breaker; and all six with metrics) keep the same 0.8x goal.
  */
 
 import { performance } from "node:perf_hooks"
@@ -277,6 +278,15 @@ const fullStack = (mockUrl: string): Array<[string, ManagedRuntime.ManagedRuntim
       Plugin.stack(
         Timeout.layer({ total: "30 seconds" }),
         CircuitBreaker.layer({ upstream: "mock" }),
+        Retry.layer()
+      ).pipe(Layer.provide(provider))
+    ],
+    [
+      // Issue 17's own stack for this goal.
+      "LlmClient + retry, cache miss, rate limit",
+      Plugin.stack(
+        Cache.layer({ policy: "always", ttl: "0 millis", singleFlight: false }),
+        RateLimit.layer({ requests: 1e9, tokens: 1e12 }),
         Retry.layer()
       ).pipe(Layer.provide(provider))
     ],
