@@ -5,7 +5,9 @@
  * Each prints `READY <url>` when it listens on 127.0.0.1; `cpuSeconds()` reads its CPU time from /proc.
  * The gateway runs with the Node flags and environment `callm serve` gives itself (`HeapFlags.flags`,
  * `HeapFlags.env`), so its figures are those of the command users run; the minimal proxy gets the same
- * flags, for a fair baseline; the peers run on Node's defaults, as their users start them.
+ * flags, for a fair baseline; the peers run on Node's defaults, as their users start them. The
+ * gateway also runs on the packages' built JavaScript (`servers/built.mjs`), as the published packages
+ * do, not on their TypeScript sources: `pnpm bench` builds them first.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { once } from "node:events"
@@ -25,6 +27,8 @@ export interface Server {
 
 const script = (name: string) => fileURLToPath(new URL(`./servers/${name}.ts`, import.meta.url))
 
+const builtHook = fileURLToPath(new URL("./servers/built.mjs", import.meta.url))
+
 const ticks = 100
 
 export const cpuSecondsOf = (pid: number): number => {
@@ -42,10 +46,22 @@ export const rssBytesOf = (pid: number): number => {
 const start = async (
   name: string,
   args: ReadonlyArray<string>,
-  options: { readonly quiet?: boolean; readonly nodeFlags?: ReadonlyArray<string> } = {}
+  options: {
+    readonly quiet?: boolean
+    readonly nodeFlags?: ReadonlyArray<string>
+    /**
+     * Run `servers/<name>.mjs` on the packages' built JavaScript (`servers/built.mjs`), not their
+     * TypeScript sources.
+     */
+    readonly built?: boolean
+  } = {}
 ): Promise<Server> => {
+  const entry =
+    options.built === true
+      ? ["--import", builtHook, fileURLToPath(new URL(`./servers/${name}.mjs`, import.meta.url))]
+      : [script(name)]
   // Peers log to stdout and stderr as they run (mock-llm a line per request): read and dropped here.
-  const child: ChildProcess = spawn(process.execPath, [...(options.nodeFlags ?? []), script(name), ...args], {
+  const child: ChildProcess = spawn(process.execPath, [...(options.nodeFlags ?? []), ...entry, ...args], {
     stdio: ["ignore", "pipe", options.quiet === true ? "ignore" : "inherit"],
     // With the flags, the environment `callm` adds when it replaces itself (`MALLOC_ARENA_MAX`).
     env: options.nodeFlags === undefined ? process.env : HeapFlags.withEnv(process.env)
@@ -85,7 +101,11 @@ export const gateway = (
   upstreamBaseUrl: string,
   extra: Record<string, unknown> = {},
   plugins: Record<string, unknown> = {}
-) => start("gateway", [upstreamBaseUrl, JSON.stringify(extra), JSON.stringify(plugins)], { nodeFlags: HeapFlags.flags })
+) =>
+  start("gateway", [upstreamBaseUrl, JSON.stringify(extra), JSON.stringify(plugins)], {
+    nodeFlags: HeapFlags.flags,
+    built: true
+  })
 
 /** The bytes the mock answers for `request` (JSON or SSE), with the headers a baseline should send. */
 const capture = async (mockUrl: string, request: Record<string, unknown>, stream: boolean) => {

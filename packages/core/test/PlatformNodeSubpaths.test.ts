@@ -15,7 +15,7 @@ const offences = (files: ReadonlyArray<string>, read: (file: string) => string) 
 
 describe("PlatformNodeSubpaths", () => {
   it("no source and not the bench's gateway server imports @effect/platform-node's index", () => {
-    const files = [...sources(["packages", "apps"]), "bench/src/servers/gateway.ts"]
+    const files = [...sources(["packages", "apps"]), "bench/src/servers/gateway.mjs"]
     assert.include(files, "packages/observability/src/node/NodePrometheus.ts", "the scan found the sources")
     assert.deepStrictEqual(offences(files, readSource), [])
   })

@@ -7,19 +7,26 @@
  * requests into the upstream's batch endpoint. It imports platform-node's modules by subpath, as
  * `callm serve` does: its index would load the Redis client and `ws` too (700 more modules, about
  * 7 MiB more heap), which the gateway's RSS figure would then count.
+ *
+ * JavaScript, not TypeScript, and started with `--import ./built.mjs`: it runs on the packages' build,
+ * as the published packages do, without Node's type stripper loaded (a `.ts` entry would load it).
  */
 
 import { Batch } from "@callm/batch"
 import { Admission, Gateway, GatewayConfig } from "@callm/gateway"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Effect, Layer } from "effect"
+import * as Effect from "effect/Effect"
 import { HttpServer } from "effect/http"
+import * as Layer from "effect/Layer"
 
-const upstream = process.argv[2]!
-const extra = JSON.parse(process.argv[3] ?? "{}") as Partial<GatewayConfig.GatewayConfig>
-const plugins = JSON.parse(process.argv[4] ?? "{}") as { readonly batch?: Batch.Options }
-const config: GatewayConfig.GatewayConfig = { ...GatewayConfig.proxyAll(upstream, undefined), ...extra }
+const upstream = process.argv[2]
+/** @type {Partial<import("@callm/gateway").GatewayConfig.GatewayConfig>} */
+const extra = JSON.parse(process.argv[3] ?? "{}")
+/** @type {{ readonly batch?: import("@callm/batch").Batch.Options }} */
+const plugins = JSON.parse(process.argv[4] ?? "{}")
+/** @type {import("@callm/gateway").GatewayConfig.GatewayConfig} */
+const config = { ...GatewayConfig.proxyAll(upstream, undefined), ...extra }
 const admission = Admission.make(config.limits)
 
 const program = Effect.gen(function* () {
