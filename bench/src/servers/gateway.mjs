@@ -2,8 +2,8 @@
  * A gateway in its own process, proxying every model to one upstream, on the server `callm serve`
  * runs (`Gateway.createNodeServer` sharing one admission with the gateway, so refusals are answered in
  * Node's request event and the overhead histogram runs from the headers read to the last byte written).
- * Usage: node gateway.ts <upstream base URL> '<extra GatewayConfig fields as JSON>' ['<plugins as JSON>'];
- * prints `READY <url>`. Plugins: `{ "batch": { "window": "5 millis", "maxBatchSize": 64 } }` coalesces
+ * Usage: node --import ./built.mjs gateway.mjs <upstream base URL> '<extra GatewayConfig fields as
+ * JSON>' ['<plugins as JSON>']; prints `READY <url>`. Plugins: `{ "batch": { "window": "5 millis", "maxBatchSize": 64 } }` coalesces
  * requests into the upstream's batch endpoint. It imports platform-node's modules by subpath, as
  * `callm serve` does: its index would load the Redis client and `ws` too (700 more modules, about
  * 7 MiB more heap), which the gateway's RSS figure would then count.
